@@ -1,0 +1,76 @@
+"""Agents: profile and presence, pause reasons, canned templates and dispositions."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from contactcenter.models import TenantOwned
+
+
+class Presence(models.TextChoices):
+    ONLINE = "online", "Online"
+    AWAY = "away", "Away"
+    PAUSED = "paused", "Paused"
+    OFFLINE = "offline", "Offline"
+
+
+class PauseReason(TenantOwned):
+    name = models.CharField(max_length=80)
+    paid = models.BooleanField(default=True, help_text="Whether time in this pause counts as paid time.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="pause_reason_name_unique")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentProfile(TenantOwned):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_profile")
+    max_chats = models.PositiveSmallIntegerField(default=3)
+    presence = models.CharField(max_length=16, choices=Presence.choices, default=Presence.OFFLINE)
+    pause_reason = models.ForeignKey(PauseReason, null=True, blank=True, on_delete=models.SET_NULL)
+    presence_changed_at = models.DateTimeField(null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Open console sockets; presence falls to offline once this is 0 past the grace period.
+    open_sockets = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "presence"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} [{self.presence}]"
+
+
+class CannedTemplate(TenantOwned):
+    """A reply an agent inserts; `{visitor_name}`, `{agent_name}`, `{widget_name}` are filled in."""
+
+    name = models.CharField(max_length=80)
+    body = models.TextField(max_length=4000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="template_name_unique")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Disposition(TenantOwned):
+    """The outcome an agent picks before closing a conversation."""
+
+    name = models.CharField(max_length=80)
+    is_active = models.BooleanField(default=True)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="disposition_name_unique")]
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,5 @@
+"""Websocket routes of this app."""
+
+from typing import Any
+
+websocket_urlpatterns: list[Any] = []

@@ -1,0 +1,190 @@
+"""Chat: widgets, conversations, messages with a per-conversation seq, and attachments."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from agents.models import Disposition
+from contactcenter.models import Contact, TenantOwned
+
+
+def new_public_key() -> str:
+    return "wk_" + secrets.token_urlsafe(18)
+
+
+class SurveyFieldKind(models.TextChoices):
+    NAME = "name", "Name"
+    EMAIL = "email", "Email"
+    PHONE = "phone", "Phone"
+    TEXT = "text", "Text"
+
+
+DEFAULT_FILE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"]
+
+
+def default_file_types() -> list[str]:
+    return list(DEFAULT_FILE_TYPES)
+
+
+def default_survey_fields() -> list[dict[str, object]]:
+    return [
+        {"key": "name", "label": "Your name", "kind": "name", "required": True},
+        {"key": "email", "label": "Email", "kind": "email", "required": False},
+    ]
+
+
+class Widget(TenantOwned):
+    name = models.CharField(max_length=80)
+    public_key = models.CharField(max_length=40, unique=True, default=new_public_key, editable=False)
+    # Origins (scheme://host[:port]) allowed to embed the widget: the iframe's CSP frame-ancestors.
+    allowed_origins = models.JSONField(default=list, blank=True)
+    title = models.CharField(max_length=80, default="Chat with us")
+    greeting = models.CharField(max_length=300, blank=True, default="Hi! How can we help?")
+    accent_color = models.CharField(max_length=7, default="#2563eb")
+    offline_message = models.CharField(
+        max_length=300, default="No one is available right now. Leave a message and we will get back to you."
+    )
+    survey_enabled = models.BooleanField(default=True)
+    survey_fields = models.JSONField(default=default_survey_fields, blank=True)
+    max_upload_bytes = models.PositiveIntegerField(default=10 * 1024 * 1024)
+    allowed_file_types = models.JSONField(default=default_file_types, blank=True)
+    # Opened by the extra button in the agent's incoming-chat notification, when set.
+    agent_external_url = models.URLField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="widget_name_unique")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Channel(models.TextChoices):
+    WEB = "web", "Web chat"
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    WHATSAPP = "whatsapp", "WhatsApp"
+
+
+class ConversationStatus(models.TextChoices):
+    WAITING = "waiting", "Waiting"  # needs an agent
+    OPEN = "open", "Open"  # an agent has it
+    CLOSED = "closed", "Closed"
+
+
+class Conversation(TenantOwned):
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="conversations")
+    widget = models.ForeignKey(Widget, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The web visitor this conversation belongs to (from the signed visitor token).
+    visitor_id = models.CharField(max_length=64, blank=True, db_index=True)
+    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.WEB)
+    status = models.CharField(max_length=16, choices=ConversationStatus.choices, default=ConversationStatus.WAITING)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_conversations",
+    )
+    # Agents besides the assignee who take part (invited colleagues).
+    participants = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="participating_conversations"
+    )
+    important = models.BooleanField(default=False)
+    disposition = models.ForeignKey(Disposition, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # The last seq handed out; the next message takes last_seq + 1 under a row lock.
+    last_seq = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "status", "created_at"]),
+            models.Index(fields=["tenant", "contact", "created_at"]),
+            models.Index(fields=["tenant", "assignee", "status"]),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Conversation #{self.pk} ({self.channel}, {self.status})"
+
+
+class SenderKind(models.TextChoices):
+    VISITOR = "visitor", "Visitor"
+    AGENT = "agent", "Agent"
+    SYSTEM = "system", "System"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    READ = "read", "Read"
+    FAILED = "failed", "Failed"
+
+
+class Message(TenantOwned):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveIntegerField()
+    sender_kind = models.CharField(max_length=16, choices=SenderKind.choices)
+    sender_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Private notes travel only to agents: a visitor sees a gap in seq where one stands.
+    is_private = models.BooleanField(default=False)
+    body = models.TextField(blank=True)
+    # System events carry a code ("agent.joined", "conversation.closed") and small data for rendering.
+    event = models.CharField(max_length=40, blank=True)
+    event_data = models.JSONField(default=dict, blank=True)
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.WEB)
+    delivery_status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.SENT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "seq"], name="message_seq_unique"),
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="message_client_id_unique",
+            ),
+        ]
+        ordering = ["conversation", "seq"]
+
+    def __str__(self) -> str:
+        return f"#{self.conversation_id}.{self.seq} {self.sender_kind}"
+
+
+def attachment_path(instance: Attachment, filename: str) -> str:
+    # Never the visitor's file name on disk: a random name under the tenant's folder.
+    return f"attachments/t{instance.tenant_id}/{secrets.token_hex(16)}"
+
+
+class Attachment(TenantOwned):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="attachments")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="attachments")
+    file = models.FileField(upload_to=attachment_path)
+    filename = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveIntegerField()
+    uploaded_by_visitor = models.BooleanField(default=False)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.filename
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type in {"image/png", "image/jpeg", "image/gif", "image/webp"}

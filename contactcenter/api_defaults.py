@@ -1,0 +1,127 @@
+"""The classes REST_FRAMEWORK settings name: API-key auth, the acting principal, roles, rate limits, paging.
+
+Kept apart from the viewsets: DRF imports these while it loads its own views, so this module must not
+import rest_framework.views or viewsets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import exceptions, pagination, permissions, throttling
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.request import Request
+
+from contactcenter.models import ApiKey, Membership, Role, Tenant
+from contactcenter.services import apikey_authenticate
+
+
+class ApiKeyUser(AnonymousUser):
+    """The principal behind an API key: authenticated, admin inside the key's tenant, no user row."""
+
+    def __init__(self, key: ApiKey):
+        super().__init__()
+        self.api_key = key
+
+    @property
+    def is_authenticated(self) -> bool:  # type: ignore[override]
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:  # type: ignore[override]
+        return False
+
+    def __str__(self) -> str:
+        return f"api-key:{self.api_key.prefix}"
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    keyword = b"bearer"
+
+    def authenticate(self, request: Request) -> tuple[ApiKeyUser, ApiKey] | None:
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != self.keyword:
+            return None
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed("Send the key as `Authorization: Bearer <key>`.")
+        key = apikey_authenticate(plaintext=parts[1].decode("latin-1"))
+        if key is None:
+            raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
+        return ApiKeyUser(key), key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "contactcenter.api_defaults.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "sb_<prefix>_<secret>"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is acting through the API: their tenant and role, from an API key or a console session."""
+
+    tenant: Tenant
+    role: str
+    membership: Membership | None
+    api_key: ApiKey | None
+
+    def has_role(self, role: str) -> bool:
+        rank = {Role.AGENT: 1, Role.SUPERVISOR: 2, Role.ADMIN: 3}
+        return rank[Role(self.role)] >= rank[Role(role)]
+
+
+def principal_of(request: Request) -> Principal | None:
+    user = request.user
+    if isinstance(user, ApiKeyUser):
+        return Principal(tenant=user.api_key.tenant, role=Role.ADMIN, membership=None, api_key=user.api_key)
+    if user is None or not user.is_authenticated or not user.is_active:
+        return None
+    membership = Membership.objects.select_related("tenant").filter(user=user).first()
+    if membership is None:
+        return None
+    return Principal(tenant=membership.tenant, role=membership.role, membership=membership, api_key=None)
+
+
+class IsTenantMember(permissions.BasePermission):
+    """Authenticated as a member of a tenant (or its key), with the role the view asks for."""
+
+    message = "Your role does not allow this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        principal = getattr(request, "principal", None)
+        if principal is None:
+            principal = principal_of(request)
+            request.principal = principal  # type: ignore[attr-defined]
+        if principal is None:
+            if not request.user or not request.user.is_authenticated:
+                raise exceptions.NotAuthenticated()
+            return False
+        required = view.required_role(request) if hasattr(view, "required_role") else Role.AGENT
+        return principal.has_role(required)
+
+
+class PrincipalRateThrottle(throttling.SimpleRateThrottle):
+    """Per API key (or per console user) request budget; 429 with Retry-After past it."""
+
+    scope = "principal"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        user = request.user
+        if isinstance(user, ApiKeyUser):
+            return f"throttle:key:{user.api_key.pk}"
+        if user is not None and user.is_authenticated:
+            return f"throttle:user:{user.pk}"
+        return f"throttle:ip:{self.get_ident(request)}"
+
+
+class DefaultPagination(pagination.LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 200

@@ -1,0 +1,335 @@
+"""State changes of the tenancy core: tenants, members, invites, API keys, contacts and identities."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import phonenumbers
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+from django.utils.text import slugify
+
+from contactcenter.errors import ApplicationError, Conflict
+from contactcenter.models import ApiKey, Contact, ContactIdentity, IdentityKind, Membership, Role, Tenant
+
+API_KEY_PREFIX = "sb_"
+
+
+# --- tenants and members ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def tenant_create(*, name: str, admin_email: str, admin_password: str | None = None, slug: str = "") -> Membership:
+    """A new tenant with its first admin (who may then invite the rest)."""
+    name = name.strip()
+    if not name:
+        raise ApplicationError("invalid", "A tenant needs a name.", {"name": ["This field is required."]})
+    slug = slugify(slug or name)[:60] or "tenant"
+    if Tenant.objects.filter(slug=slug).exists():
+        raise Conflict("slug_taken", f"A tenant with the slug {slug!r} already exists.")
+    tenant = Tenant.objects.create(name=name, slug=slug)
+    return membership_create(tenant=tenant, email=admin_email, role=Role.ADMIN, password=admin_password, is_staff=False)
+
+
+def _normalise_email(email: str, field: str = "email") -> str:
+    email = (email or "").strip().lower()
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise ApplicationError(
+            "invalid", "Enter a valid email address.", {field: ["Enter a valid email address."]}
+        ) from exc
+    return email
+
+
+@transaction.atomic
+def membership_create(
+    *,
+    tenant: Tenant,
+    email: str,
+    role: str,
+    password: str | None = None,
+    first_name: str = "",
+    last_name: str = "",
+    max_chats: int | None = None,
+    is_staff: bool = False,
+) -> Membership:
+    """A user in `tenant` with `role` and an agent profile. Without a password the user is invited."""
+    from agents.services import agent_profile_ensure  # agents stands on contactcenter, not the reverse
+
+    email = _normalise_email(email)
+    if role not in Role.values:
+        raise ApplicationError("invalid", "Unknown role.", {"role": [f"Choose one of {', '.join(Role.values)}."]})
+    user_model = get_user_model()
+    if user_model.objects.filter(username__iexact=email).exists():
+        raise Conflict("email_taken", "Someone with this email already has an account.")
+    user = user_model.objects.create_user(
+        username=email, email=email, password=password, first_name=first_name, last_name=last_name
+    )
+    if password is None:
+        user.set_unusable_password()
+    user.is_staff = is_staff
+    user.save()
+    membership = Membership.objects.create(tenant=tenant, user=user, role=role)
+    agent_profile_ensure(tenant=tenant, user=user, max_chats=max_chats)
+    return membership
+
+
+def invite_link(*, user: User) -> str:
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    return settings.SITE_URL + reverse("invite-accept", kwargs={"uidb64": uid, "token": token})
+
+
+@transaction.atomic
+def membership_invite(
+    *,
+    tenant: Tenant,
+    invited_by: User,
+    email: str,
+    role: str,
+    first_name: str = "",
+    last_name: str = "",
+    max_chats: int | None = None,
+) -> Membership:
+    """Creates the teammate without a password and emails a link that lets them set one."""
+    membership = membership_create(
+        tenant=tenant, email=email, role=role, first_name=first_name, last_name=last_name, max_chats=max_chats
+    )
+    user = membership.user
+    link = invite_link(user=user)
+    inviter = invited_by.get_full_name() or invited_by.get_username()
+
+    def send() -> None:
+        send_mail(
+            subject=f"You are invited to {tenant.name} on Switchboard",
+            message=(
+                f"{inviter} invited you to join {tenant.name} on Switchboard as {membership.get_role_display()}.\n\n"
+                f"Choose your password here (the link works once and expires in "
+                f"{settings.PASSWORD_RESET_TIMEOUT // 86400} days):\n{link}\n"
+            ),
+            from_email=None,
+            recipient_list=[user.email],
+        )
+
+    transaction.on_commit(send)
+    return membership
+
+
+def membership_is_pending(membership: Membership) -> bool:
+    """Invited and never set a password."""
+    return not membership.user.has_usable_password()
+
+
+@transaction.atomic
+def membership_update(*, membership: Membership, acting: Membership | None = None, **fields: Any) -> Membership:
+    role = fields.get("role")
+    if role is not None:
+        if role not in Role.values:
+            raise ApplicationError("invalid", "Unknown role.", {"role": [f"Choose one of {', '.join(Role.values)}."]})
+        if membership.role == Role.ADMIN and role != Role.ADMIN and _last_admin(membership):
+            raise ApplicationError(
+                "last_admin",
+                "A tenant keeps at least one admin.",
+                {"role": ["The tenant's last admin stays an admin."]},
+            )
+        membership.role = role
+    user = membership.user
+    for name in ("first_name", "last_name"):
+        if name in fields:
+            setattr(user, name, (fields[name] or "").strip())
+    user.save()
+    membership.save()
+    return membership
+
+
+def _last_admin(membership: Membership) -> bool:
+    return (
+        not Membership.objects.for_tenant(membership.tenant).filter(role=Role.ADMIN).exclude(pk=membership.pk).exists()
+    )
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    if membership.role == Role.ADMIN and _last_admin(membership):
+        raise ApplicationError("last_admin", "A tenant keeps at least one admin.")
+    user = membership.user
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    membership.delete()
+
+
+# --- API keys -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    plaintext: str  # shown once, never stored
+
+
+def _hash_secret(secret: str) -> str:
+    # The secret is 256 random bits, so a fast hash is as strong as a slow one here.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@transaction.atomic
+def apikey_create(*, tenant: Tenant, name: str, created_by: User | None = None) -> IssuedKey:
+    name = name.strip()
+    if not name:
+        raise ApplicationError("invalid", "Name the key.", {"name": ["This field is required."]})
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(
+        tenant=tenant, name=name, prefix=prefix, secret_hash=_hash_secret(secret), created_by=created_by
+    )
+    return IssuedKey(key=key, plaintext=f"{API_KEY_PREFIX}{prefix}_{secret}")
+
+
+def apikey_revoke(*, key: ApiKey) -> ApiKey:
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+    return key
+
+
+def apikey_authenticate(*, plaintext: str) -> ApiKey | None:
+    """The active key this plaintext belongs to, or None; records the time of use (at most once a minute)."""
+    if not plaintext.startswith(API_KEY_PREFIX):
+        return None
+    prefix, _, secret = plaintext[len(API_KEY_PREFIX) :].partition("_")
+    if not prefix or not secret:
+        return None
+    key = ApiKey.objects.select_related("tenant").filter(prefix=prefix, revoked_at__isnull=True).first()
+    if key is None or not hmac.compare_digest(key.secret_hash, _hash_secret(secret)):
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key
+
+
+@transaction.atomic
+def apikey_rotate_demo(*, tenant: Tenant, name: str = "demo") -> IssuedKey:
+    """Revokes the tenant's previous keys of that name and issues a fresh one."""
+    ApiKey.objects.for_tenant(tenant).filter(name=name, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    return apikey_create(tenant=tenant, name=name)
+
+
+# --- contacts and identities ---------------------------------------------------------------------------
+
+
+def identity_normalise(*, kind: str, value: str, default_region: str | None = None) -> str:
+    """The canonical form of an address: lower-case email, E.164 phone number, trimmed visitor id."""
+    value = (value or "").strip()
+    if kind == IdentityKind.EMAIL:
+        return _normalise_email(value, field="value")
+    if kind in (IdentityKind.PHONE, IdentityKind.WHATSAPP):
+        message = "Enter the number in international format, with + and the country code (e.g. +44 20 7946 0958)."
+        try:
+            number = phonenumbers.parse(value, default_region)
+        except phonenumbers.NumberParseException as exc:
+            raise ApplicationError("invalid_phone", message, {"value": [message]}) from exc
+        if not phonenumbers.is_valid_number(number):
+            raise ApplicationError("invalid_phone", message, {"value": [message]})
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if kind == IdentityKind.WEB:
+        if not value or len(value) > 64:
+            raise ApplicationError("invalid", "A visitor id is 1 to 64 characters.", {"value": ["Invalid visitor id."]})
+        return value
+    raise ApplicationError(
+        "invalid", "Unknown identity kind.", {"kind": [f"Choose one of {', '.join(IdentityKind.values)}."]}
+    )
+
+
+@transaction.atomic
+def contact_create(*, tenant: Tenant, name: str = "") -> Contact:
+    return Contact.objects.create(tenant=tenant, name=(name or "").strip()[:200])
+
+
+@transaction.atomic
+def contact_update(*, contact: Contact, name: str) -> Contact:
+    contact.name = (name or "").strip()[:200]
+    contact.save(update_fields=["name", "updated_at"])
+    return contact
+
+
+@transaction.atomic
+def contact_identity_add(
+    *, contact: Contact, kind: str, value: str, verified: bool = False, default_region: str | None = None
+) -> ContactIdentity:
+    """Adds an address to a contact; a verified address may belong to one contact of the tenant only."""
+    value = identity_normalise(kind=kind, value=value, default_region=default_region)
+    existing = (
+        ContactIdentity.objects.for_tenant(contact.tenant).filter(contact=contact, kind=kind, value=value).first()
+    )
+    if existing is not None:
+        if verified and not existing.verified:
+            return contact_identity_verify(identity=existing)
+        return existing
+    if (
+        verified
+        and ContactIdentity.objects.for_tenant(contact.tenant).filter(kind=kind, value=value, verified=True).exists()
+    ):
+        raise Conflict("identity_taken", "This verified address belongs to another contact.")
+    try:
+        with transaction.atomic():
+            return ContactIdentity.objects.create(
+                tenant=contact.tenant, contact=contact, kind=kind, value=value, verified=verified
+            )
+    except IntegrityError as exc:
+        raise Conflict("identity_taken", "This verified address belongs to another contact.") from exc
+
+
+@transaction.atomic
+def contact_identity_verify(*, identity: ContactIdentity) -> ContactIdentity:
+    if (
+        ContactIdentity.objects.for_tenant(identity.tenant)
+        .filter(kind=identity.kind, value=identity.value, verified=True)
+        .exclude(pk=identity.pk)
+        .exists()
+    ):
+        raise Conflict("identity_taken", "This verified address belongs to another contact.")
+    identity.verified = True
+    identity.save(update_fields=["verified"])
+    return identity
+
+
+def contact_identity_remove(*, identity: ContactIdentity) -> None:
+    identity.delete()
+
+
+# --- plain records ----------------------------------------------------------------------------------
+
+
+def validated_save(instance: Any, **fields: Any) -> Any:
+    """Sets `fields`, validates the row (field rules and unique constraints) and saves it.
+
+    A ValidationError becomes one ApplicationError that names every field at fault, so the API and the
+    settings pages show the same messages next to the same fields.
+    """
+    for name, value in fields.items():
+        setattr(instance, name, value)
+    try:
+        instance.full_clean()
+    except ValidationError as exc:
+        errors = {field: [str(m) for m in messages] for field, messages in exc.message_dict.items()}
+        first = next(iter(errors.values()))[0] if errors else "Invalid input."
+        raise ApplicationError("invalid", first, errors) from exc
+    instance.save()
+    return instance

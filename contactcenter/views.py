@@ -1,0 +1,46 @@
+"""Home redirect and the health endpoint."""
+
+from __future__ import annotations
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from contactcenter.models import Role
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    membership = getattr(request.user, "membership", None)
+    if membership is None:
+        return redirect("admin:index") if request.user.is_superuser else redirect("logout")
+    if membership.role == Role.ADMIN:
+        return redirect("settings-home")
+    return redirect("console")
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database and the channel layer answer; 503 naming what failed."""
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    try:
+        layer = get_channel_layer()
+        assert layer is not None
+        channel = async_to_sync(layer.new_channel)()
+        checks["channel_layer"] = "ok" if channel else "error"
+    except Exception as exc:
+        checks["channel_layer"] = f"error: {exc.__class__.__name__}"
+    healthy = all(v == "ok" for v in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503)

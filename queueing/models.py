@@ -1,0 +1,39 @@
+"""Queueing: queues, their member agents and the widgets routed to them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from chat.models import Widget
+from contactcenter.models import TenantOwned
+
+
+class Queue(TenantOwned):
+    name = models.CharField(max_length=80)
+    description = models.CharField(max_length=300, blank=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="QueueMember", related_name="queues", blank=True)
+    widgets = models.ManyToManyField(Widget, through="QueueRoute", related_name="queues", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="queue_name_unique")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class QueueMember(TenantOwned):
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="queue_memberships")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["queue", "user"], name="queue_member_unique")]
+
+
+class QueueRoute(TenantOwned):
+    """A widget's chats go to exactly one queue."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="routes")
+    widget = models.OneToOneField(Widget, on_delete=models.CASCADE, related_name="route")
