@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
-from agents.models import AgentProfile, CannedTemplate, Disposition, PauseReason
+from agents.models import AgentProfile, CannedTemplate, Disposition, PauseReason, Presence
 from contactcenter.errors import ApplicationError
 from contactcenter.models import Tenant
 from contactcenter.services import validated_save
@@ -58,3 +62,12 @@ def template_render(*, template: CannedTemplate, context: dict[str, str]) -> str
 
 
 TEMPLATE_PLACEHOLDERS = ("visitor_name", "visitor_email", "agent_name", "widget_name")
+
+
+def presence_sweep() -> int:
+    """Agents whose console sockets are all gone past the grace period become offline; returns how many."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.PRESENCE_GRACE_SECONDS)
+    stale = AgentProfile.objects.exclude(presence=Presence.OFFLINE).filter(open_sockets=0)
+    stale = stale.filter(Q(last_heartbeat_at__lt=cutoff) | Q(last_heartbeat_at__isnull=True))
+    return stale.update(presence=Presence.OFFLINE, presence_changed_at=now, pause_reason=None)

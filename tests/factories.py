@@ -1,0 +1,201 @@
+"""factory_boy factories for every model; tests build data only through these (or services)."""
+
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+
+from agents.models import AgentProfile, CannedTemplate, Disposition, PauseReason
+from channels_switch.models import ChannelConnector
+from chat.models import Attachment, Conversation, Message, SenderKind, Widget
+from contactcenter.models import ApiKey, Contact, ContactIdentity, Membership, Role, Tenant
+from queueing.models import Queue, QueueMember, QueueRoute
+
+PASSWORD = "correct-horse-battery"
+
+
+class TenantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tenant
+
+    name = factory.Sequence(lambda n: f"Tenant {n}")
+    slug = factory.Sequence(lambda n: f"tenant-{n}")
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}@example.com")
+    email = factory.SelfAttribute("username")
+    first_name = factory.Sequence(lambda n: f"First{n}")
+    last_name = "Person"
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def _save(obj, create, extracted, **kwargs):
+        if create:
+            obj.save()
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    tenant = factory.SubFactory(TenantFactory)
+    user = factory.SubFactory(UserFactory)
+    role = Role.AGENT
+
+    @factory.post_generation
+    def profile(obj, create, extracted, **kwargs):
+        if create:
+            AgentProfile.objects.get_or_create(tenant=obj.tenant, user=obj.user)
+
+
+class AgentProfileFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AgentProfile
+        django_get_or_create = ("user",)
+
+    tenant = factory.SubFactory(TenantFactory)
+    user = factory.LazyAttribute(lambda o: MembershipFactory(tenant=o.tenant).user)
+
+
+class ApiKeyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ApiKey
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"key {n}")
+    prefix = factory.Sequence(lambda n: f"{n:012x}")
+    secret_hash = "0" * 64
+
+
+class ContactFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Contact
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"Contact {n}")
+
+
+class ContactIdentityFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ContactIdentity
+
+    tenant = factory.SubFactory(TenantFactory)
+    contact = factory.SubFactory(ContactFactory, tenant=factory.SelfAttribute("..tenant"))
+    kind = "email"
+    value = factory.Sequence(lambda n: f"visitor{n}@example.org")
+
+
+class PauseReasonFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PauseReason
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"Pause {n}")
+
+
+class CannedTemplateFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CannedTemplate
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"Template {n}")
+    body = "Hello {visitor_name}, this is {agent_name}."
+
+
+class DispositionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Disposition
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"Outcome {n}")
+
+
+class WidgetFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Widget
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"Widget {n}")
+    allowed_origins = ["http://127.0.0.1:8000"]
+
+
+class QueueFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Queue
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"Queue {n}")
+
+
+class QueueMemberFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = QueueMember
+
+    tenant = factory.SubFactory(TenantFactory)
+    queue = factory.SubFactory(QueueFactory, tenant=factory.SelfAttribute("..tenant"))
+    user = factory.LazyAttribute(lambda o: MembershipFactory(tenant=o.tenant).user)
+
+
+class QueueRouteFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = QueueRoute
+
+    tenant = factory.SubFactory(TenantFactory)
+    queue = factory.SubFactory(QueueFactory, tenant=factory.SelfAttribute("..tenant"))
+    widget = factory.SubFactory(WidgetFactory, tenant=factory.SelfAttribute("..tenant"))
+
+
+class ConversationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Conversation
+
+    tenant = factory.SubFactory(TenantFactory)
+    contact = factory.SubFactory(ContactFactory, tenant=factory.SelfAttribute("..tenant"))
+    widget = factory.SubFactory(WidgetFactory, tenant=factory.SelfAttribute("..tenant"))
+    visitor_id = factory.Sequence(lambda n: f"v{n:08d}")
+
+
+class MessageFactory(factory.django.DjangoModelFactory):
+    """Builds a message with the conversation's next seq (tests only; services allocate under a lock)."""
+
+    class Meta:
+        model = Message
+
+    tenant = factory.SubFactory(TenantFactory)
+    conversation = factory.SubFactory(ConversationFactory, tenant=factory.SelfAttribute("..tenant"))
+    sender_kind = SenderKind.VISITOR
+    body = factory.Sequence(lambda n: f"message {n}")
+
+    @factory.lazy_attribute
+    def seq(self):
+        conversation = self.conversation
+        conversation.last_seq += 1
+        Conversation.objects.filter(pk=conversation.pk).update(last_seq=conversation.last_seq)
+        return conversation.last_seq
+
+
+class AttachmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Attachment
+
+    tenant = factory.SubFactory(TenantFactory)
+    conversation = factory.SubFactory(ConversationFactory, tenant=factory.SelfAttribute("..tenant"))
+    file = factory.django.FileField(filename="note.txt", data=b"hello")
+    filename = "note.txt"
+    content_type = "text/plain"
+    size = 5
+
+
+class ChannelConnectorFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ChannelConnector
+
+    tenant = factory.SubFactory(TenantFactory)
+    kind = "email"
+    provider = "sandbox"
+    from_address = "support@example.com"

@@ -1,0 +1,1 @@
+"""pytest plugin for service-backed tests (placeholder until the service plumbing lands)."""
