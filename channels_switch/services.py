@@ -29,3 +29,8 @@ def connector_save(*, tenant: Tenant, instance: ChannelConnector | None = None, 
                 exc.code, exc.message, {"from_address": exc.fields.get("value", [exc.message])}
             ) from exc
     return validated_save(connector, **fields)
+
+
+@transaction.atomic
+def connector_delete(*, connector: ChannelConnector) -> None:
+    connector.delete()

@@ -1,4 +1,4 @@
-"""API foundations: the tenant-scoped base viewset, pagination and the one error shape."""
+"""API foundations (tenant-scoped base viewset, the one error shape, its schema) and the core's viewsets."""
 
 from __future__ import annotations
 
@@ -7,14 +7,35 @@ from typing import Any, ClassVar
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import exceptions, permissions, status, viewsets
+from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from contactcenter.api_defaults import Principal
 from contactcenter.errors import ApplicationError
-from contactcenter.models import Role, Tenant
+from contactcenter.models import ApiKey, Contact, ContactIdentity, Role, Tenant
+from contactcenter.serializers import (
+    ApiKeyCreatedSerializer,
+    ApiKeySerializer,
+    ContactIdentitySerializer,
+    ContactSerializer,
+    ErrorSerializer,
+)
+from contactcenter.services import (
+    apikey_create,
+    apikey_revoke,
+    contact_create,
+    contact_delete,
+    contact_identity_add,
+    contact_identity_remove,
+    contact_update,
+)
 
 ERROR_CODES = {
     status.HTTP_400_BAD_REQUEST: "invalid",
@@ -29,14 +50,20 @@ ERROR_CODES = {
 
 
 def _flatten(detail: Any) -> dict[str, list[str]]:
+    """DRF's nested error detail as `{"field.sub.0.key": [messages]}`."""
     if isinstance(detail, dict):
         out: dict[str, list[str]] = {}
         for key, value in detail.items():
             if isinstance(value, dict):
                 for sub, messages in _flatten(value).items():
                     out[f"{key}.{sub}"] = messages
+            elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
+                # A list of objects (many=True): errors per item, empty for the valid ones.
+                for index, item in enumerate(value):
+                    for sub, messages in _flatten(item).items():
+                        out[f"{key}.{index}.{sub}"] = messages
             elif isinstance(value, list):
-                out[key] = [str(v) if not isinstance(v, dict) else str(_flatten(v)) for v in value]
+                out[key] = [str(v) for v in value]
             else:
                 out[key] = [str(value)]
         return out
@@ -48,6 +75,7 @@ def _flatten(detail: Any) -> dict[str, list[str]]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Every failure as `{"error": {"code", "message", "fields"}}`."""
     if isinstance(exc, ApplicationError):
+        set_rollback()
         return Response({"error": exc.as_dict()}, status=exc.status)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
@@ -63,7 +91,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(detail, str):
         message = str(detail)
     else:
-        message = response.reason_phrase if hasattr(response, "reason_phrase") else "Error"
+        message = response.reason_phrase
     code = ERROR_CODES.get(response.status_code, "error")
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         code = "not_authenticated"
@@ -71,14 +99,48 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+ERROR_RESPONSES = {
+    "400": "Invalid input (body or query parameters): `fields` names each one at fault, `field.sub` for "
+    "nested ones. A duplicate (a name already used in your tenant) is reported here too, on its field.",
+    "401": "No credentials, or an unknown or revoked API key.",
+    "403": "Your role does not allow this: agents read, admins write (API keys act as admins); "
+    "a console session also needs its CSRF token for writes.",
+    "404": "No such object in your tenant. Another tenant's object answers exactly like a missing one.",
+    "409": "Refused because of other rows: `in_use`/`*_in_use` (still referenced), `email_taken` "
+    "(the email already has an account), `identity_taken` (a verified address of another contact).",
+    "429": "Request budget of this key (or console user) used up: retry after `Retry-After` seconds.",
+}
+
+
+class SwitchboardAutoSchema(AutoSchema):
+    """Adds the error responses each operation can give, all in the one error shape."""
+
+    def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
+        responses: dict[str, Any] = super()._get_response_bodies(direction)
+        codes = ["401", "403", "429"]
+        if "{" in self.path:
+            codes.append("404")
+        if self.method in ("POST", "PUT", "PATCH") or self.get_override_parameters():
+            codes.append("400")
+        if self.method in ("POST", "PUT", "PATCH", "DELETE"):
+            codes.append("409")
+        for code in sorted(codes):
+            if code not in responses:
+                response = self._get_response_for_code(ErrorSerializer, code, direction=direction)
+                responses[code] = {**response, "description": ERROR_RESPONSES[code]}
+        return responses
+
+
 class TenantScopedViewSet(viewsets.ModelViewSet):
     """Applies the tenant scope once for every API view: another tenant's object is a plain 404.
 
-    Subclasses set `queryset`; `admin_only` (or `write_role`) sets the role writes need.
+    Subclasses set `queryset`; `read_role` and `write_role` set the roles reads and writes need. Writes go
+    through services: a subclass that allows them overrides `perform_create`/`perform_update`/`perform_destroy`.
     """
 
     read_role: ClassVar[str] = Role.AGENT
     write_role: ClassVar[str] = Role.ADMIN
+    schema = SwitchboardAutoSchema()
     tenant: Tenant
     principal: Principal
 
@@ -95,10 +157,164 @@ class TenantScopedViewSet(viewsets.ModelViewSet):
         return queryset.filter(tenant=self.tenant)
 
     def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
+        context = dict(super().get_serializer_context())
         if hasattr(self, "tenant"):
             context["tenant"] = self.tenant
         return context
 
+    # ModelViewSet's defaults write with the ORM (serializer.save(), instance.delete()): refuse them, so a
+    # viewset that forgets its service fails loudly instead of skipping the domain's rules.
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} creates through a service")
+
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} updates through a service")
+
     def perform_destroy(self, instance: Model) -> None:
-        instance.delete()
+        raise NotImplementedError(f"{type(self).__name__} deletes through a service")
+
+
+# --- contacts ---------------------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List contacts", description="The tenant's contacts with their identities."),
+    retrieve=extend_schema(summary="Get a contact"),
+    create=extend_schema(
+        summary="Create a contact",
+        description="Agents and admins. Add addresses through `/contacts/{id}/identities/`.",
+        examples=[OpenApiExample("New contact", value={"name": "Ada Lovelace"}, request_only=True)],
+    ),
+    update=extend_schema(summary="Replace a contact"),
+    partial_update=extend_schema(summary="Rename a contact"),
+    destroy=extend_schema(
+        summary="Delete a contact",
+        description="Admins only. A contact with conversations is kept for their history (409 `in_use`).",
+    ),
+)
+class ContactViewSet(TenantScopedViewSet):
+    queryset = Contact.objects.prefetch_related("identities").order_by("-created_at", "-pk")
+    serializer_class = ContactSerializer
+    write_role = Role.AGENT
+
+    def required_role(self, request: Request) -> str:
+        return Role.ADMIN if request.method == "DELETE" else super().required_role(request)
+
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        serializer.instance = contact_create(tenant=self.tenant, **serializer.validated_data)
+
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+        contact = serializer.instance
+        assert contact is not None
+        serializer.instance = contact_update(contact=contact, name=serializer.validated_data.get("name", contact.name))
+
+    def perform_destroy(self, instance: Model) -> None:
+        contact_delete(contact=instance)  # type: ignore[arg-type]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List a contact's identities"),
+    retrieve=extend_schema(summary="Get an identity"),
+    create=extend_schema(
+        summary="Add an identity",
+        description=(
+            "Normalises the address: emails are lower-cased, phone and WhatsApp numbers become E.164 (give "
+            "them in international format, with + and the country code). Adding an address the contact "
+            "already has returns it. Identities added here are unverified: they never link a visitor to "
+            "this contact's history."
+        ),
+        examples=[
+            OpenApiExample("Phone", value={"kind": "phone", "value": "+44 20 7946 0958"}, request_only=True),
+            OpenApiExample(
+                "Normalised",
+                value={
+                    "id": 7,
+                    "kind": "phone",
+                    "value": "+442079460958",
+                    "verified": False,
+                    "created_at": "2025-01-31T09:30:00Z",
+                },
+                response_only=True,
+                status_codes=["201"],
+            ),
+        ],
+    ),
+    destroy=extend_schema(summary="Remove an identity"),
+)
+class ContactIdentityViewSet(TenantScopedViewSet):
+    """`/contacts/{contact_pk}/identities/`: the addresses of one contact of the tenant."""
+
+    queryset = ContactIdentity.objects.order_by("kind", "value")
+    serializer_class = ContactIdentitySerializer
+    write_role = Role.AGENT
+    http_method_names = ["get", "post", "delete", "head", "options"]
+    contact: Contact
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self.contact = get_object_or_404(Contact.objects.for_tenant(self.tenant), pk=kwargs["contact_pk"])
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return super().get_queryset().filter(contact=self.contact)
+
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        serializer.instance = contact_identity_add(contact=self.contact, **serializer.validated_data)
+
+    def perform_destroy(self, instance: Model) -> None:
+        contact_identity_remove(identity=instance)  # type: ignore[arg-type]
+
+
+# --- API keys ----------------------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List API keys", description="Admins only. Never shows a key's secret."),
+    retrieve=extend_schema(summary="Get an API key"),
+    destroy=extend_schema(
+        summary="Revoke an API key",
+        description="The key stops working at once; it stays listed with `revoked_at` set.",
+    ),
+)
+class ApiKeyViewSet(TenantScopedViewSet):
+    queryset = ApiKey.objects.order_by("-created_at", "-pk")
+    serializer_class = ApiKeySerializer
+    read_role = Role.ADMIN
+    http_method_names = ["get", "post", "delete", "head", "options"]
+
+    @extend_schema(
+        summary="Create an API key",
+        description="Admins only. The response carries the key in `key`, this once: store it now.",
+        responses={201: ApiKeyCreatedSerializer},
+        examples=[
+            OpenApiExample("New key", value={"name": "CRM sync"}, request_only=True),
+            OpenApiExample(
+                "Issued",
+                value={
+                    "id": 3,
+                    "name": "CRM sync",
+                    "prefix": "1f2e3d4c5b6a",
+                    "created_by": None,
+                    "created_at": "2025-01-31T09:30:00Z",
+                    "last_used_at": None,
+                    "revoked_at": None,
+                    "key": "sb_1f2e3d4c5b6a_9Jm4b1S0Xk2YqvV7pW3r8tZ5nH6cL0dA1eF2gI3jK4o",
+                },
+                response_only=True,
+                status_codes=["201"],
+            ),
+        ],
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        membership = self.principal.membership
+        issued = apikey_create(
+            tenant=self.tenant,
+            name=serializer.validated_data["name"],
+            created_by=membership.user if membership else None,
+        )
+        context = {**self.get_serializer_context(), "plaintext": issued.plaintext}
+        return Response(ApiKeyCreatedSerializer(issued.key, context=context).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: Model) -> None:
+        apikey_revoke(key=instance)  # type: ignore[arg-type]

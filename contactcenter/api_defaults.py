@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, pagination, permissions, throttling
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
-from contactcenter.models import ApiKey, Membership, Role, Tenant
+from contactcenter.models import ROLE_RANK, ApiKey, Membership, Role, Tenant
 from contactcenter.services import apikey_authenticate
 
 
@@ -74,8 +75,7 @@ class Principal:
     api_key: ApiKey | None
 
     def has_role(self, role: str) -> bool:
-        rank = {Role.AGENT: 1, Role.SUPERVISOR: 2, Role.ADMIN: 3}
-        return rank[Role(self.role)] >= rank[Role(role)]
+        return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(role)]
 
 
 def principal_of(request: Request) -> Principal | None:
@@ -112,6 +112,11 @@ class PrincipalRateThrottle(throttling.SimpleRateThrottle):
     """Per API key (or per console user) request budget; 429 with Retry-After past it."""
 
     scope = "principal"
+
+    def get_rate(self) -> str:
+        # SimpleRateThrottle copies THROTTLE_RATES once, at import: read the setting per request instead,
+        # so a changed API_RATE_LIMIT (and override_settings in tests) takes effect.
+        return str(settings.API_RATE_LIMIT)
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         user = request.user

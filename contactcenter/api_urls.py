@@ -2,5 +2,24 @@
 
 from rest_framework.routers import DefaultRouter
 
+from agents.api import AgentViewSet, DispositionViewSet, PauseReasonViewSet, TemplateViewSet
+from channels_switch.api import ChannelConnectorViewSet
+from chat.api import ConversationViewSet, WidgetViewSet
+from contactcenter.api import ApiKeyViewSet, ContactIdentityViewSet, ContactViewSet
+from queueing.api import QueueMemberViewSet, QueueViewSet
+
 router = DefaultRouter()
+router.register("contacts", ContactViewSet, basename="contact")
+router.register(r"contacts/(?P<contact_pk>[^/.]+)/identities", ContactIdentityViewSet, basename="contact-identity")
+router.register("widgets", WidgetViewSet, basename="widget")
+router.register("queues", QueueViewSet, basename="queue")
+router.register(r"queues/(?P<queue_pk>[^/.]+)/members", QueueMemberViewSet, basename="queue-member")
+router.register("agents", AgentViewSet, basename="agent")
+router.register("templates", TemplateViewSet, basename="template")
+router.register("dispositions", DispositionViewSet, basename="disposition")
+router.register("pause-reasons", PauseReasonViewSet, basename="pause-reason")
+router.register("api-keys", ApiKeyViewSet, basename="api-key")
+router.register("channels", ChannelConnectorViewSet, basename="channel")
+router.register("conversations", ConversationViewSet, basename="conversation")
+
 urlpatterns = router.urls

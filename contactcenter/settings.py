@@ -231,7 +231,6 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["contactcenter.api_defaults.IsTenantMember"],
     "DEFAULT_THROTTLE_CLASSES": ["contactcenter.api_defaults.PrincipalRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"principal": API_RATE_LIMIT},
     "DEFAULT_PAGINATION_CLASS": "contactcenter.api_defaults.DefaultPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -254,10 +253,6 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {"ApiKey": {"type": "http", "scheme": "bearer", "bearerFormat": "sb_..."}}
-    },
-    "SECURITY": [{"ApiKey": []}],
 }
 
 # --- Product limits -------------------------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 
 from agents.models import AgentProfile, CannedTemplate, Disposition, PauseReason
 from channels_switch.models import ChannelConnector
@@ -12,6 +15,11 @@ from contactcenter.models import ApiKey, Contact, ContactIdentity, Membership, R
 from queueing.models import Queue, QueueMember, QueueRoute
 
 PASSWORD = "correct-horse-battery"
+
+
+@functools.cache
+def hashed_password() -> str:
+    return make_password(PASSWORD)
 
 
 class TenantFactory(factory.django.DjangoModelFactory):
@@ -25,18 +33,14 @@ class TenantFactory(factory.django.DjangoModelFactory):
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
-        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}@example.com")
     email = factory.SelfAttribute("username")
     first_name = factory.Sequence(lambda n: f"First{n}")
     last_name = "Person"
-    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
-
-    @factory.post_generation
-    def _save(obj, create, extracted, **kwargs):
-        if create:
-            obj.save()
+    # One real hash, computed once: the production hasher costs most of a second per user, and a real
+    # hash (not a fast test hasher) keeps logins working in the daphne subprocesses of browser tests.
+    password = factory.LazyFunction(lambda: hashed_password())
 
 
 class MembershipFactory(factory.django.DjangoModelFactory):

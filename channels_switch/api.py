@@ -1,0 +1,54 @@
+"""API viewset of channel connectors (admins only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Model
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from rest_framework.serializers import BaseSerializer
+
+from channels_switch.models import ChannelConnector
+from channels_switch.serializers import ChannelConnectorSerializer
+from channels_switch.services import connector_delete, connector_save
+from contactcenter.api import TenantScopedViewSet
+from contactcenter.models import Role
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List channel connectors", description="Admins only."),
+    retrieve=extend_schema(summary="Get a channel connector"),
+    create=extend_schema(
+        summary="Create a channel connector",
+        description=(
+            "One per kind: a second connector of a kind answers 400 on `kind`. `from_address` is an email "
+            "address (email) or an international phone number, stored as E.164 (SMS, WhatsApp). Provider "
+            "credentials come from the server's environment, never from the API."
+        ),
+        examples=[
+            OpenApiExample(
+                "SMS through Twilio",
+                value={"kind": "sms", "provider": "twilio", "from_address": "+44 20 7946 0958"},
+                request_only=True,
+            )
+        ],
+    ),
+    update=extend_schema(summary="Replace a channel connector"),
+    partial_update=extend_schema(summary="Change a channel connector"),
+    destroy=extend_schema(summary="Delete a channel connector"),
+)
+class ChannelConnectorViewSet(TenantScopedViewSet):
+    queryset = ChannelConnector.objects.order_by("kind")
+    serializer_class = ChannelConnectorSerializer
+    read_role = Role.ADMIN
+
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        serializer.instance = connector_save(tenant=self.tenant, **serializer.validated_data)
+
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+        serializer.instance = connector_save(
+            tenant=self.tenant, instance=serializer.instance, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance: Model) -> None:
+        connector_delete(connector=instance)  # type: ignore[arg-type]
