@@ -13,15 +13,16 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.contrib.auth.tokens import default_token_generator
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
-from django.utils.text import slugify
+from django.utils.text import capfirst, slugify
 
 from contactcenter.errors import ApplicationError, Conflict
 from contactcenter.models import ApiKey, Contact, ContactIdentity, IdentityKind, Membership, Role, Tenant
@@ -76,7 +77,8 @@ def membership_create(
         raise ApplicationError("invalid", "Unknown role.", {"role": [f"Choose one of {', '.join(Role.values)}."]})
     user_model = get_user_model()
     if user_model.objects.filter(username__iexact=email).exists():
-        raise Conflict("email_taken", "Someone with this email already has an account.")
+        message = "Someone with this email already has an account."
+        raise ApplicationError("email_taken", message, {"email": [message]}, status=409)
     user = user_model.objects.create_user(
         username=email, email=email, password=password, first_name=first_name, last_name=last_name
     )
@@ -99,7 +101,7 @@ def invite_link(*, user: User) -> str:
 def membership_invite(
     *,
     tenant: Tenant,
-    invited_by: User,
+    invited_by: User | None,
     email: str,
     role: str,
     first_name: str = "",
@@ -110,9 +112,16 @@ def membership_invite(
     membership = membership_create(
         tenant=tenant, email=email, role=role, first_name=first_name, last_name=last_name, max_chats=max_chats
     )
+    _invite_send_on_commit(membership=membership, invited_by=invited_by)
+    return membership
+
+
+def _invite_send_on_commit(*, membership: Membership, invited_by: User | None) -> None:
+    tenant = membership.tenant
     user = membership.user
     link = invite_link(user=user)
-    inviter = invited_by.get_full_name() or invited_by.get_username()
+    # An API key invites on behalf of nobody in particular.
+    inviter = (invited_by.get_full_name() or invited_by.get_username()) if invited_by else "An administrator"
 
     def send() -> None:
         send_mail(
@@ -127,6 +136,14 @@ def membership_invite(
         )
 
     transaction.on_commit(send)
+
+
+@transaction.atomic
+def membership_invite_resend(*, membership: Membership, invited_by: User) -> Membership:
+    """Emails a fresh invite link to a teammate who has not chosen a password yet."""
+    if not membership_is_pending(membership):
+        raise ApplicationError("not_pending", "This teammate has already accepted the invitation.")
+    _invite_send_on_commit(membership=membership, invited_by=invited_by)
     return membership
 
 
@@ -269,6 +286,17 @@ def contact_update(*, contact: Contact, name: str) -> Contact:
     return contact
 
 
+def contact_delete(*, contact: Contact) -> None:
+    """Refused while conversations belong to the contact: their history keeps its contact."""
+    try:
+        with transaction.atomic():
+            contact.delete()
+    except ProtectedError as exc:
+        raise ApplicationError(
+            "in_use", "This contact has conversations: it stays for their history.", status=409
+        ) from exc
+
+
 @transaction.atomic
 def contact_identity_add(
     *, contact: Contact, kind: str, value: str, verified: bool = False, default_region: str | None = None
@@ -328,8 +356,30 @@ def validated_save(instance: Any, **fields: Any) -> Any:
     try:
         instance.full_clean()
     except ValidationError as exc:
-        errors = {field: [str(m) for m in messages] for field, messages in exc.message_dict.items()}
+        errors = _validation_errors(instance, exc)
         first = next(iter(errors.values()))[0] if errors else "Invalid input."
         raise ApplicationError("invalid", first, errors) from exc
     instance.save()
     return instance
+
+
+def _validation_errors(instance: Any, exc: ValidationError) -> dict[str, list[str]]:
+    """Field → messages; a clash on a `(tenant, field)` unique constraint is reported on that field.
+
+    Django reports those as a non-field error naming the tenant ("… with this Tenant and Name already
+    exists"), which neither a form nor an API client can place next to the field the user typed.
+    """
+    if not hasattr(exc, "error_dict"):
+        return {NON_FIELD_ERRORS: [str(m) for m in exc.messages]}
+    errors: dict[str, list[str]] = {}
+    for field, error_list in exc.error_dict.items():
+        for error in error_list:
+            target, message = field, " ".join(str(m) for m in error.messages)
+            unique_check = (error.params or {}).get("unique_check") if error.code == "unique_together" else None
+            named = [name for name in unique_check or () if name != "tenant"]
+            if field == NON_FIELD_ERRORS and unique_check and "tenant" in unique_check and len(named) == 1:
+                target = named[0]
+                label = instance._meta.get_field(target).verbose_name
+                message = f"{capfirst(instance._meta.verbose_name)} with this {label} already exists."
+            errors.setdefault(target, []).append(message)
+    return errors

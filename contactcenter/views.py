@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.contrib import messages
+from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -18,7 +20,12 @@ from contactcenter.models import Role
 def home(request: HttpRequest) -> HttpResponse:
     membership = getattr(request.user, "membership", None)
     if membership is None:
-        return redirect("admin:index") if request.user.is_superuser else redirect("logout")
+        if request.user.is_superuser:
+            return redirect("admin:index")
+        # Signed in but in no team (removed, or made in Django's admin): nothing here is theirs.
+        logout(request)
+        messages.error(request, "Your account is not part of a team. Ask your administrator for an invite.")
+        return redirect("login")
     if membership.role == Role.ADMIN:
         return redirect("settings-home")
     return redirect("console")

@@ -15,3 +15,21 @@ def test_sweep_task_runs_in_process():
     from contactcenter.tasks import sweep
 
     assert sweep.delay().get() == {"agents_offline": 0}
+
+
+def test_home_signs_out_a_user_without_a_team(client):
+    from tests.factories import UserFactory
+
+    user = UserFactory()
+    client.force_login(user)
+    response = client.get("/", follow=True)
+    assert response.redirect_chain[-1][0].startswith("/accounts/login/")
+    assert "not part of a team" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_home_sends_admins_to_settings_and_agents_to_the_console(client, admin, agent):
+    client.force_login(admin)
+    assert client.get("/")["Location"] == "/settings/"
+    client.force_login(agent)
+    assert client.get("/")["Location"] == "/console/"

@@ -1,0 +1,169 @@
+"""Settings forms of a widget: the General tab and the pre-chat survey with its formset of fields."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django import forms
+from django.core.validators import RegexValidator
+
+from chat.models import SurveyFieldKind
+
+MB = 1024 * 1024
+MAX_UPLOAD_MB = 100
+
+# The service field a form field edits, where the names differ (for ApplicationError messages).
+WIDGET_FIELD_ALIASES = {"max_upload_bytes": "max_upload_mb"}
+
+
+def _lines(value: str) -> list[str]:
+    return [line.strip() for line in value.replace(",", "\n").splitlines() if line.strip()]
+
+
+class WidgetForm(forms.Form):
+    name = forms.CharField(max_length=80, help_text="Only your team sees this name.")
+    title = forms.CharField(max_length=80, initial="Chat with us", help_text="The heading visitors see.")
+    greeting = forms.CharField(
+        max_length=300,
+        required=False,
+        initial="Hi! How can we help?",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    accent_color = forms.CharField(
+        label="Accent colour",
+        max_length=7,
+        initial="#2563eb",
+        validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", "Enter a colour as #rrggbb, e.g. #2563eb.")],
+        widget=forms.TextInput(attrs={"type": "color"}),
+    )
+    offline_message = forms.CharField(
+        max_length=300,
+        initial="No one is available right now. Leave a message and we will get back to you.",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Shown when no agent can take the chat.",
+    )
+    allowed_origins = forms.CharField(
+        label="Allowed origins",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "https://www.example.com", "spellcheck": "false"}),
+        help_text="One per line, as scheme://host[:port]. The widget only loads on these sites.",
+    )
+    max_upload_mb = forms.IntegerField(label="Max upload size (MB)", min_value=1, max_value=MAX_UPLOAD_MB, initial=10)
+    allowed_file_types = forms.CharField(
+        label="Allowed file types",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        help_text="MIME types, one per line (e.g. image/png). Leave empty to refuse uploads.",
+    )
+    agent_external_url = forms.URLField(
+        label="Agent external URL",
+        required=False,
+        assume_scheme="https",
+        help_text="Optional: a page (e.g. your CRM) agents can open from an incoming chat.",
+    )
+
+    @staticmethod
+    def initial_from(widget: Any) -> dict[str, Any]:
+        return {
+            "name": widget.name,
+            "title": widget.title,
+            "greeting": widget.greeting,
+            "accent_color": widget.accent_color,
+            "offline_message": widget.offline_message,
+            "allowed_origins": "\n".join(widget.allowed_origins or []),
+            "max_upload_mb": max(1, round(widget.max_upload_bytes / MB)),
+            "allowed_file_types": "\n".join(widget.allowed_file_types or []),
+            "agent_external_url": widget.agent_external_url,
+        }
+
+    def service_fields(self) -> dict[str, Any]:
+        """The cleaned data in the shape `widget_save` takes."""
+        data = dict(self.cleaned_data)
+        data["max_upload_bytes"] = data.pop("max_upload_mb") * MB
+        data["allowed_origins"] = _lines(data["allowed_origins"])
+        data["allowed_file_types"] = _lines(data["allowed_file_types"])
+        data["accent_color"] = data["accent_color"].lower()
+        return data
+
+
+class WidgetSurveyForm(forms.Form):
+    survey_enabled = forms.BooleanField(label="Ask visitors these questions before the chat starts", required=False)
+
+
+class SurveyFieldForm(forms.Form):
+    key = forms.CharField(
+        max_length=40,
+        validators=[
+            RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Letters, digits and _ only, not starting with a digit.")
+        ],
+        widget=forms.TextInput(attrs={"placeholder": "e.g. account_id", "spellcheck": "false"}),
+    )
+    label = forms.CharField(max_length=80, widget=forms.TextInput(attrs={"placeholder": "e.g. Account ID"}))
+    kind = forms.ChoiceField(choices=SurveyFieldKind.choices, initial=SurveyFieldKind.TEXT)
+    required = forms.BooleanField(required=False)
+
+
+class BaseSurveyFieldFormSet(forms.BaseFormSet):
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        seen: set[str] = set()
+        for form in self.forms:
+            if not form.cleaned_data or form.cleaned_data.get("DELETE"):
+                continue
+            key = form.cleaned_data["key"]
+            if key in seen:
+                form.add_error("key", f"The key “{key}” is used by another field.")
+            seen.add(key)
+
+    def survey_fields(self) -> list[dict[str, Any]]:
+        """The kept rows, in order, in the shape `widget_save` takes."""
+        return [
+            {name: form.cleaned_data[name] for name in ("key", "label", "kind", "required")}
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+
+
+MAX_SURVEY_FIELDS = 20
+SURVEY_PREFIX = "fields"
+
+
+def survey_formset(
+    *, data: Any = None, initial: list[dict[str, Any]] | None = None, extra: int = 1
+) -> BaseSurveyFieldFormSet:
+    """The survey's rows; `extra` blank rows follow the existing ones (a blank row is ignored on save)."""
+    formset_class = forms.formset_factory(
+        SurveyFieldForm,
+        formset=BaseSurveyFieldFormSet,
+        extra=extra,
+        can_delete=True,
+        max_num=MAX_SURVEY_FIELDS,
+        validate_max=True,
+    )
+    return cast(BaseSurveyFieldFormSet, formset_class(data=data, initial=initial, prefix=SURVEY_PREFIX))
+
+
+def survey_rows_as_typed(data: Any) -> tuple[list[dict[str, Any]], int]:
+    """The rows of a posted survey formset as typed (unvalidated), and how many were left blank.
+
+    Lets "Add a field" re-render what the admin typed with one more blank row, without JavaScript and
+    without flagging half-filled rows as errors before they press Save.
+    """
+    try:
+        total = int(data.get(f"{SURVEY_PREFIX}-TOTAL_FORMS") or 0)
+    except ValueError:
+        total = 0
+    rows: list[dict[str, Any]] = []
+    blanks = 0
+    for index in range(max(0, min(total, MAX_SURVEY_FIELDS))):
+        field = f"{SURVEY_PREFIX}-{index}-"
+        row: dict[str, Any] = {name: str(data.get(field + name, "")) for name in ("key", "label", "kind")}
+        if not row["key"].strip() and not row["label"].strip():
+            blanks += 1
+            continue
+        row["required"] = bool(data.get(field + "required"))
+        row["DELETE"] = bool(data.get(field + "DELETE"))
+        rows.append(row)
+    return rows, blanks

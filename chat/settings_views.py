@@ -1,0 +1,128 @@
+"""Settings pages of widgets: list, the General tab (with the embed snippet), the pre-chat survey tab, delete."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.db.models import Model
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+
+from chat.forms import WIDGET_FIELD_ALIASES, WidgetForm, WidgetSurveyForm, survey_formset, survey_rows_as_typed
+from chat.models import Widget
+from chat.services import widget_save
+from contactcenter.errors import ApplicationError
+from contactcenter.forms import apply_application_error
+from contactcenter.settings_views import (
+    AdminRequiredView,
+    SettingsDeleteView,
+    SettingsFormView,
+    SettingsListView,
+    TenantObjectMixin,
+)
+from queueing.models import QueueRoute
+from queueing.services import widget_delete
+
+
+def embed_snippet(widget: Widget) -> str:
+    return (
+        f'<script src="{settings.SITE_URL}/static/widget/loader.js" data-widget="{widget.public_key}" async></script>'
+    )
+
+
+class WidgetsMixin:
+    section: ClassVar[str] = "widgets"
+    list_title: ClassVar[str] = "Widgets"
+    model: ClassVar[type[Model]] = Widget
+    noun: ClassVar[str] = "widget"
+    list_url_name: ClassVar[str] = "settings-widgets-list"
+
+
+class WidgetListView(WidgetsMixin, SettingsListView):
+    template_name = "settings/widgets_list.html"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        routes = {r.widget_id: r.queue for r in QueueRoute.objects.for_tenant(self.tenant).select_related("queue")}
+        rows = [{"widget": w, "queue": routes.get(w.pk)} for w in self.get_queryset()]
+        return self.page(request, self.template_name, {"rows": rows})
+
+
+class WidgetFormView(WidgetsMixin, SettingsFormView):
+    """The General tab; a new widget lands on its edit page, where the embed snippet is."""
+
+    form_class = WidgetForm
+    template_name = "settings/widget_general.html"
+    error_aliases = WIDGET_FIELD_ALIASES
+
+    def initial_from(self, obj: Any) -> dict[str, Any]:
+        return WidgetForm.initial_from(obj)
+
+    def extra_context(self) -> dict[str, Any]:
+        if self.object is None:
+            return {}
+        return {"tab": "general", "snippet": embed_snippet(self.object)}
+
+    def save(self, form: forms.Form) -> Widget:
+        assert isinstance(form, WidgetForm)
+        return widget_save(tenant=self.tenant, instance=self.object, **form.service_fields())
+
+    def success_url(self, obj: Any) -> str:
+        return reverse("settings-widgets-edit", kwargs={"pk": obj.pk})
+
+
+class WidgetSurveyView(WidgetsMixin, TenantObjectMixin, AdminRequiredView):
+    """The pre-chat survey: on/off and a formset of fields. "Add a field" works without JavaScript: it
+    re-renders the bound formset with one more blank row, saving nothing."""
+
+    template_name = "settings/widget_survey.html"
+
+    def render_page(
+        self, request: HttpRequest, widget: Widget, form: WidgetSurveyForm, formset: forms.BaseFormSet
+    ) -> HttpResponse:
+        context = {
+            "object": widget,
+            "form": form,
+            "formset": formset,
+            "tab": "survey",
+            "snippet": embed_snippet(widget),
+        }
+        return self.page(request, self.template_name, context)
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        widget = self.get_object()
+        form = WidgetSurveyForm(initial={"survey_enabled": widget.survey_enabled})
+        return self.render_page(request, widget, form, survey_formset(initial=widget.survey_fields or []))
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        widget = self.get_object()
+        if "add_field" in request.POST:
+            rows, blanks = survey_rows_as_typed(request.POST)
+            form = WidgetSurveyForm(initial={"survey_enabled": bool(request.POST.get("survey_enabled"))})
+            return self.render_page(request, widget, form, survey_formset(initial=rows, extra=blanks + 1))
+        form = WidgetSurveyForm(request.POST)
+        formset = survey_formset(data=request.POST)
+        if form.is_valid() and formset.is_valid():
+            try:
+                widget_save(
+                    tenant=self.tenant,
+                    instance=widget,
+                    survey_enabled=form.cleaned_data["survey_enabled"],
+                    survey_fields=formset.survey_fields(),
+                )
+            except ApplicationError as exc:
+                apply_application_error(form, exc)
+            else:
+                messages.success(request, f"Pre-chat survey of “{widget}” saved.")
+                return redirect("settings-widgets-survey", pk=widget.pk)
+        return self.render_page(request, widget, form, formset)
+
+
+class WidgetDeleteView(WidgetsMixin, SettingsDeleteView):
+    consequence = "Its snippet stops working on your site. Past conversations stay. This cannot be undone."
+
+    def delete(self, obj: Any) -> None:
+        widget_delete(widget=obj)

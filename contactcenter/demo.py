@@ -1,0 +1,176 @@
+"""The demo tenant: created once with its team, widget, queue and lists; a fresh demo API key on every run.
+
+Like a management command, this composes the services of every app (so it sits outside the
+`services.py` import order): seeding goes through the same services as the settings pages and the API.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from agents.services import disposition_save, pause_reason_save, template_save
+from chat.models import Widget
+from chat.services import widget_save
+from contactcenter.models import Membership, Role, Tenant
+from contactcenter.services import apikey_rotate_demo, membership_create, membership_update, tenant_create
+from queueing.services import queue_configure
+
+DEMO_SLUG = "demo"
+DEMO_TENANT_NAME = "Demo Company"
+DEMO_WIDGET_NAME = "Website"
+DEMO_QUEUE_NAME = "Support"
+DEMO_KEY_NAME = "demo"
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    role: str
+    email: str
+    password: str
+    first_name: str
+    last_name: str
+
+
+# Fixed on purpose: the demo is for trying the product on a laptop, never for a server others reach.
+DEMO_LOGINS = (
+    DemoLogin(Role.ADMIN, "admin@demo.test", "demo-admin-pass", "Ada", "Admin"),
+    DemoLogin(Role.SUPERVISOR, "supervisor@demo.test", "demo-supervisor-pass", "Sam", "Supervisor"),
+    DemoLogin(Role.AGENT, "alice@demo.test", "demo-agent-pass", "Alice", "Agent"),
+    DemoLogin(Role.AGENT, "bob@demo.test", "demo-agent-pass", "Bob", "Agent"),
+)
+
+DEMO_SURVEY_FIELDS = [
+    {"key": "name", "label": "Your name", "kind": "name", "required": True},
+    {"key": "email", "label": "Email", "kind": "email", "required": False},
+    {"key": "phone", "label": "Phone", "kind": "phone", "required": False},
+    {"key": "order_number", "label": "Order number", "kind": "text", "required": False},
+]
+
+DEMO_TEMPLATES = {
+    "Greeting": "Hi {visitor_name}, this is {agent_name} from {widget_name}. How can I help you today?",
+    "Follow-up by email": "Thanks {visitor_name}! We will follow up at {visitor_email} within one business day.",
+    "Closing": "Is there anything else I can help you with, {visitor_name}? Have a great day!",
+}
+DEMO_DISPOSITIONS = ("Resolved", "Follow-up needed", "Spam")
+DEMO_PAUSE_REASONS = (("Lunch", False), ("Training", True), ("Meeting", True))
+
+
+@dataclass(frozen=True)
+class DemoSeed:
+    base_url: str
+    created: bool  # False when the demo tenant already existed
+    api_key: str
+    logins: tuple[DemoLogin, ...] = DEMO_LOGINS
+    urls: dict[str, str] = field(default_factory=dict)
+
+
+def server_address(host: str | None = None, port: int | str | None = None) -> tuple[str, int]:
+    """HOST and PORT from the arguments, else the environment, else 127.0.0.1:8000."""
+    host = (host or os.environ.get("HOST") or "127.0.0.1").strip()
+    if host in {"0.0.0.0", "::", "[::]"}:  # noqa: S104 - a bind-all address is not one a browser can open
+        host = "127.0.0.1"
+    return host, int(port or os.environ.get("PORT") or 8000)
+
+
+def demo_origins(host: str, port: int) -> list[str]:
+    origins = [f"http://{host}:{port}", f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
+    return list(dict.fromkeys(origins))
+
+
+@transaction.atomic
+def demo_seed(*, host: str | None = None, port: int | str | None = None) -> DemoSeed:
+    """Creates the demo tenant when it is absent, keeps its widget open to this server, rotates the demo key."""
+    host, port_number = server_address(host, port)
+    base_url = f"http://{host}:{port_number}"
+    tenant = Tenant.objects.filter(slug=DEMO_SLUG).first()
+    created = tenant is None
+    if tenant is None:
+        tenant = _create_demo_tenant(origins=demo_origins(host, port_number))
+    else:
+        _ensure_origins(tenant=tenant, origins=demo_origins(host, port_number))
+    issued = apikey_rotate_demo(tenant=tenant, name=DEMO_KEY_NAME)
+    urls = {
+        "Settings": f"{base_url}/settings/",
+        "Agent console": f"{base_url}/console/",
+        "Demo web site (widget)": f"{base_url}/demo/",
+        "API docs": f"{base_url}/api/docs/",
+        "Health": f"{base_url}/healthz",
+    }
+    return DemoSeed(base_url=base_url, created=created, api_key=issued.plaintext, urls=urls)
+
+
+def _create_demo_tenant(*, origins: list[str]) -> Tenant:
+    admin, *others = DEMO_LOGINS
+    admin_membership = tenant_create(
+        name=DEMO_TENANT_NAME, slug=DEMO_SLUG, admin_email=admin.email, admin_password=admin.password
+    )
+    tenant = admin_membership.tenant
+    membership_update(membership=admin_membership, first_name=admin.first_name, last_name=admin.last_name)
+    members: list[Membership] = [
+        membership_create(
+            tenant=tenant,
+            email=login.email,
+            role=login.role,
+            password=login.password,
+            first_name=login.first_name,
+            last_name=login.last_name,
+        )
+        for login in others
+    ]
+    widget = widget_save(
+        tenant=tenant,
+        name=DEMO_WIDGET_NAME,
+        title="Chat with Demo Company",
+        greeting="Hi! Ask us anything about your order.",
+        allowed_origins=origins,
+        survey_enabled=True,
+        survey_fields=DEMO_SURVEY_FIELDS,
+    )
+    queue_configure(
+        tenant=tenant,
+        name=DEMO_QUEUE_NAME,
+        description="Questions from the web site.",
+        members=[m.user for m in members],
+        widgets=[widget],
+    )
+    for name, body in DEMO_TEMPLATES.items():
+        template_save(tenant=tenant, name=name, body=body)
+    for position, name in enumerate(DEMO_DISPOSITIONS):
+        disposition_save(tenant=tenant, name=name, position=position)
+    for name, paid in DEMO_PAUSE_REASONS:
+        pause_reason_save(tenant=tenant, name=name, paid=paid)
+    return tenant
+
+
+def _ensure_origins(*, tenant: Tenant, origins: list[str]) -> None:
+    """A later run on another HOST/PORT still lets the demo page embed the widget (adds, never removes)."""
+    widget = Widget.objects.for_tenant(tenant).filter(name=DEMO_WIDGET_NAME).first()
+    if widget is None:
+        return
+    missing = [origin for origin in origins if origin not in widget.allowed_origins]
+    if missing:
+        widget_save(tenant=tenant, instance=widget, allowed_origins=[*widget.allowed_origins, *missing])
+
+
+def demo_summary(seed: DemoSeed) -> str:
+    """The block `seed_demo` prints: where to go, who to sign in as, and a key to try the API with."""
+    width = max(len(label) for label in seed.urls)
+    lines = [
+        "Switchboard demo " + ("created" if seed.created else "already present: kept as it is"),
+        "",
+        "Open:",
+        *(f"  {label.ljust(width)}  {url}" for label, url in seed.urls.items()),
+        "",
+        "Sign in as:",
+        *(f"  {login.role:<10}  {login.email:<22}  password: {login.password}" for login in seed.logins),
+        "",
+        f"API key (new on every run; the previous '{DEMO_KEY_NAME}' key is now revoked):",
+        f"  {seed.api_key}",
+        "",
+        "Try it:",
+        f'  curl -H "Authorization: Bearer {seed.api_key}" {seed.base_url}/api/v1/conversations/',
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""`create_tenant` and `seed_demo`."""

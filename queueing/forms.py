@@ -1,0 +1,72 @@
+"""Settings form of a queue: its name, member agents and the widgets routed to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+
+from chat.models import Widget
+from contactcenter.models import Tenant, user_display_name
+from queueing.models import Queue, QueueRoute
+
+
+class MemberChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{user_display_name(obj)} · {obj.membership.get_role_display()}"
+
+
+class WidgetChoiceField(forms.ModelMultipleChoiceField):
+    def __init__(self, *args: Any, queue: Queue | None = None, routes: dict[int, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.queue = queue
+        self.routes = routes or {}
+
+    def label_from_instance(self, obj: Any) -> str:
+        current = self.routes.get(obj.pk)
+        if current and (self.queue is None or current != self.queue.name):
+            return f"{obj.name} (now routed to {current}: moves here)"
+        return str(obj.name)
+
+
+class QueueForm(forms.Form):
+    name = forms.CharField(max_length=80)
+    description = forms.CharField(max_length=300, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args: Any, tenant: Tenant, queue: Queue | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        users = (
+            get_user_model()
+            .objects.filter(membership__tenant=tenant, is_active=True)
+            .select_related("membership")
+            .order_by("first_name", "last_name", "username")
+        )
+        routes = {
+            route.widget_id: route.queue.name for route in QueueRoute.objects.for_tenant(tenant).select_related("queue")
+        }
+        self.fields["members"] = MemberChoiceField(
+            queryset=users,
+            required=False,
+            widget=forms.CheckboxSelectMultiple,
+            label="Member agents",
+            help_text="Chats in this queue are offered to these teammates.",
+        )
+        self.fields["widgets"] = WidgetChoiceField(
+            queryset=Widget.objects.for_tenant(tenant).order_by("name"),
+            required=False,
+            widget=forms.CheckboxSelectMultiple,
+            label="Widgets routed here",
+            help_text="A widget sends its chats to one queue.",
+            queue=queue,
+            routes=routes,
+        )
+
+    @staticmethod
+    def initial_from(queue: Queue) -> dict[str, Any]:
+        return {
+            "name": queue.name,
+            "description": queue.description,
+            "members": list(queue.members.values_list("pk", flat=True)),
+            "widgets": list(queue.widgets.values_list("pk", flat=True)),
+        }
