@@ -99,6 +99,13 @@ class Conversation(TenantOwned):
     disposition = models.ForeignKey(Disposition, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     # The last seq handed out; the next message takes last_seq + 1 under a row lock.
     last_seq = models.PositiveIntegerField(default=0)
+    # "Seen up to seq", one marker per side; only ever moves forward.
+    visitor_read_seq = models.PositiveIntegerField(default=0)
+    agent_read_seq = models.PositiveIntegerField(default=0)
+    # The pre-chat survey as answered: [{"key", "label", "value"}], in the widget's field order.
+    survey = models.JSONField(default=list, blank=True)
+    # Started as an offline message (no agent of the widget's queue was online).
+    started_offline = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     answered_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)

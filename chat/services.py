@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import codecs
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.db import transaction
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from chat.models import SurveyFieldKind, Widget
+from agents.models import Disposition
+from chat import events
+from chat.models import (
+    DEFAULT_FILE_TYPES,
+    Attachment,
+    Channel,
+    Conversation,
+    ConversationStatus,
+    Message,
+    SenderKind,
+    SurveyFieldKind,
+    Widget,
+)
+from chat.selectors import Actor, AgentActor, VisitorActor, conversation_get_for
 from contactcenter.errors import ApplicationError
-from contactcenter.models import Tenant
-from contactcenter.services import validated_save
+from contactcenter.models import IdentityKind, Tenant
+from contactcenter.realtime import conversation_agents_group, conversation_group, publish_on_commit
+from contactcenter.services import contact_create, contact_identity_add, identity_normalise, validated_save
 
 # --- widgets -------------------------------------------------------------------------------------------
 
@@ -94,3 +116,543 @@ def widget_save(*, tenant: Tenant, instance: Widget | None = None, **fields: Any
             raise ApplicationError("invalid", message, {"allowed_file_types": [message]})
         fields["allowed_file_types"] = list(dict.fromkeys(types))
     return validated_save(instance or Widget(tenant=tenant), **fields)
+
+
+@transaction.atomic
+def widget_delete(*, widget: Widget) -> None:
+    """Deletes a widget; refused while it has conversations waiting or open.
+
+    Its queue route goes with it (the route's foreign key cascades), and past conversations stay
+    without a widget.
+    """
+    live = Conversation.objects.for_tenant(widget.tenant).filter(
+        widget=widget, status__in=[ConversationStatus.WAITING, ConversationStatus.OPEN]
+    )
+    if live.exists():
+        raise ApplicationError(
+            "widget_in_use", "This widget has conversations waiting or open: close them first.", status=409
+        )
+    widget.delete()
+
+
+# --- live chat: conversations, messages, attachments (docs/protocol.md) ---------------------------------
+# Every function authorises through chat.selectors.conversation_get_for, writes in one transaction and
+# announces the change only through publish_on_commit.
+
+CLIENT_ID_MAX = 64
+SURVEY_ANSWER_MAX = 500
+UPLOAD_ABSOLUTE_MAX = 50 * 1024 * 1024
+SNIFF_BYTES = 2048
+# Types that can carry scripts when a browser renders them: refused whatever a widget's settings say.
+NEVER_ALLOWED_TYPES = frozenset(
+    {
+        "text/html",
+        "image/svg+xml",
+        "application/xhtml+xml",
+        "text/xml",
+        "application/xml",
+        "text/javascript",
+        "application/javascript",
+    }
+)
+MAGIC_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf")
+# What a download may be served as; anything else goes out as application/octet-stream.
+SAFE_SERVED_TYPES = frozenset(MAGIC_TYPES)
+MARKUP_HINTS = (b"<html", b"<svg", b"<script", b"<!doctype", b"<?xml", b"<body", b"<iframe", b"<head")
+
+
+class RateLimited(ApplicationError):
+    def __init__(self, message: str, retry_after: int):
+        super().__init__("rate_limited", message, status=429)
+        self.retry_after = retry_after
+
+
+def message_rate_limit() -> tuple[int, int]:
+    """(messages, seconds) one sender may post in one conversation; generous for people, not for scripts."""
+    return int(getattr(settings, "MESSAGE_RATE_COUNT", 30)), int(getattr(settings, "MESSAGE_RATE_WINDOW_SECONDS", 10))
+
+
+@dataclass(frozen=True)
+class PostResult:
+    message: Message
+    # False when the client_id was already stored: the caller acks the stored message, nothing is announced.
+    created: bool
+
+
+@dataclass(frozen=True)
+class SurveyResult:
+    name: str
+    answers: list[dict[str, str]]
+    identities: list[tuple[str, str]]
+
+
+def survey_validate(*, widget: Widget, answers: Any) -> SurveyResult:
+    """Checks the answers against the widget's own survey fields; typed emails/phones come back normalised."""
+    if answers is None:
+        answers = {}
+    if not isinstance(answers, Mapping):
+        raise ApplicationError("invalid", "Answers are an object.", {"answers": ["Expected an object."]})
+    if not widget.survey_enabled:
+        return SurveyResult(name="", answers=[], identities=[])
+    errors: dict[str, list[str]] = {}
+    cleaned: list[dict[str, str]] = []
+    identities: list[tuple[str, str]] = []
+    name = ""
+    for field in widget.survey_fields or []:
+        key, label, kind = str(field.get("key", "")), str(field.get("label", "")), str(field.get("kind", "text"))
+        raw = answers.get(key, "")
+        if raw is None:
+            raw = ""
+        if not isinstance(raw, str):
+            errors[key] = ["Expected text."]
+            continue
+        value = raw.strip()
+        if not value:
+            if field.get("required"):
+                errors[key] = ["This field is required."]
+            continue
+        if len(value) > SURVEY_ANSWER_MAX:
+            errors[key] = [f"At most {SURVEY_ANSWER_MAX} characters."]
+            continue
+        if kind in (SurveyFieldKind.EMAIL, SurveyFieldKind.PHONE):
+            identity_kind = IdentityKind.EMAIL if kind == SurveyFieldKind.EMAIL else IdentityKind.PHONE
+            try:
+                value = identity_normalise(kind=identity_kind, value=value)
+            except ApplicationError as exc:
+                errors[key] = [next(iter(exc.fields.values()), [exc.message])[0]]
+                continue
+            identities.append((identity_kind, value))
+        elif kind == SurveyFieldKind.NAME and not name:
+            name = value[:200]
+        cleaned.append({"key": key, "label": label, "value": value})
+    if errors:
+        first = next(iter(errors.values()))[0]
+        raise ApplicationError("invalid", first, errors)
+    return SurveyResult(name=name, answers=cleaned, identities=identities)
+
+
+def _clean_client_id(client_id: Any) -> str:
+    if not isinstance(client_id, str) or not client_id.strip() or len(client_id) > CLIENT_ID_MAX:
+        raise ApplicationError(
+            "client_id_required",
+            f"Each message needs a client_id of 1 to {CLIENT_ID_MAX} characters (a UUID).",
+            {"client_id": ["Required, 1 to 64 characters."]},
+        )
+    return client_id
+
+
+def _clean_body(body: Any, *, allow_empty: bool) -> str:
+    if body is None:
+        body = ""
+    if not isinstance(body, str):
+        raise ApplicationError("invalid", "The body is text.", {"body": ["Expected a string."]})
+    limit = settings.MESSAGE_MAX_CHARS
+    if len(body) > limit:
+        raise ApplicationError(
+            "message_too_long", f"A message is at most {limit} characters.", {"body": [f"At most {limit} characters."]}
+        )
+    if not body.strip() and not allow_empty:
+        raise ApplicationError("message_empty", "Write something or attach a file.", {"body": ["Empty message."]})
+    return body
+
+
+def _append_message(conversation: Conversation, **fields: Any) -> Message:
+    """Next seq for a conversation whose row the caller holds locked (or has just created)."""
+    now = timezone.now()
+    conversation.last_seq += 1
+    conversation.last_message_at = now
+    Conversation.objects.filter(pk=conversation.pk).update(last_seq=conversation.last_seq, last_message_at=now)
+    return Message.objects.create(
+        tenant_id=conversation.tenant_id,
+        conversation=conversation,
+        seq=conversation.last_seq,
+        channel=conversation.channel,
+        **fields,
+    )
+
+
+def _publish_message(conversation: Conversation, message: Message, attachments: list[Attachment] | None = None) -> None:
+    if message.is_private:
+        group = conversation_agents_group(conversation.tenant_id, conversation.pk)
+    else:
+        group = conversation_group(conversation.tenant_id, conversation.pk)
+    publish_on_commit(group=group, event=events.message_new(message, attachments or []))
+
+
+def system_notice_post(
+    *, conversation: Conversation, event: str, body: str, event_data: dict[str, Any] | None = None
+) -> Message:
+    """A stored system notice ("agent.joined", "conversation.closed"); the caller holds the row lock."""
+    message = _append_message(
+        conversation, sender_kind=SenderKind.SYSTEM, body=body, event=event, event_data=event_data or {}
+    )
+    _publish_message(conversation, message)
+    return message
+
+
+@transaction.atomic
+def conversation_start(
+    *,
+    widget: Widget,
+    visitor_id: str,
+    answers: Any = None,
+    message: str = "",
+    client_id: str | None = None,
+    offline: bool = False,
+) -> Conversation:
+    """A new waiting web conversation on a NEW contact whose typed email/phone are unverified identities."""
+    survey = survey_validate(widget=widget, answers=answers)
+    body = _clean_body(message, allow_empty=True)
+    if offline and not body.strip():
+        raise ApplicationError(
+            "offline_message_required",
+            "No one is available right now: leave a message.",
+            {"message": ["This field is required."]},
+        )
+    if body.strip() and client_id is not None:
+        client_id = _clean_client_id(client_id)
+    contact = contact_create(tenant=widget.tenant, name=survey.name)
+    for kind, value in survey.identities:
+        # Never verified: anyone can type anyone's address. Only a verified identity links to history.
+        contact_identity_add(contact=contact, kind=kind, value=value, verified=False)
+    contact_identity_add(contact=contact, kind=IdentityKind.WEB, value=visitor_id, verified=False)
+    conversation = Conversation.objects.create(
+        tenant_id=widget.tenant_id,
+        contact=contact,
+        widget=widget,
+        visitor_id=visitor_id,
+        channel=Channel.WEB,
+        status=ConversationStatus.WAITING,
+        survey=survey.answers,
+        started_offline=offline,
+    )
+    if offline:
+        system_notice_post(
+            conversation=conversation,
+            event="conversation.offline",
+            body="Message left while no one was available.",
+        )
+    if body.strip():
+        message_row = _append_message(
+            conversation, sender_kind=SenderKind.VISITOR, body=body, client_id=client_id or None
+        )
+        _publish_message(conversation, message_row)
+    return conversation
+
+
+def _existing_message(conversation_id: int, client_id: str, actor: Actor) -> Message | None:
+    message = Message.objects.filter(conversation_id=conversation_id, client_id=client_id).first()
+    if message is None:
+        return None
+    if isinstance(actor, VisitorActor):
+        same_sender = message.sender_kind == SenderKind.VISITOR
+    else:
+        same_sender = message.sender_kind == SenderKind.AGENT and message.sender_user_id == actor.user.pk
+    if not same_sender:
+        raise ApplicationError("duplicate_client_id", "This client_id belongs to another message.")
+    return message
+
+
+def _check_rate(conversation: Conversation, actor: Actor) -> None:
+    count, window = message_rate_limit()
+    since = timezone.now() - timedelta(seconds=window)
+    recent = Message.objects.filter(conversation=conversation, created_at__gte=since)
+    if isinstance(actor, VisitorActor):
+        recent = recent.filter(sender_kind=SenderKind.VISITOR)
+    else:
+        recent = recent.filter(sender_kind=SenderKind.AGENT, sender_user=actor.user)
+    times = list(recent.order_by("-created_at").values_list("created_at", flat=True)[:count])
+    if len(times) >= count:
+        retry_after = max(1, math.ceil((times[-1] + timedelta(seconds=window) - timezone.now()).total_seconds()))
+        raise RateLimited(f"Too many messages: at most {count} every {window} seconds.", retry_after)
+
+
+@transaction.atomic
+def message_post(
+    *,
+    actor: Actor,
+    conversation_id: int,
+    body: Any,
+    client_id: Any,
+    private: bool = False,
+    attachment_ids: Sequence[int] = (),
+) -> PostResult:
+    """Stores a message with the conversation's next seq, once per client_id, and announces it after commit."""
+    client_id = _clean_client_id(client_id)
+    if not isinstance(attachment_ids, list | tuple) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in attachment_ids
+    ):
+        raise ApplicationError("invalid", "attachment_ids is a list of ids.", {"attachment_ids": ["Expected ids."]})
+    if private and isinstance(actor, VisitorActor):
+        raise ApplicationError("invalid", "Only agents write private notes.", {"private": ["Not allowed."]})
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
+    # Checked under the row lock: a resend racing its original (two sockets) waits here and finds it.
+    existing = _existing_message(conversation.pk, client_id, actor)
+    if existing is not None:
+        return PostResult(message=existing, created=False)
+    if conversation.status == ConversationStatus.CLOSED:
+        raise ApplicationError("conversation_closed", "This conversation is closed.", status=409)
+    text = _clean_body(body, allow_empty=bool(attachment_ids))
+    _check_rate(conversation, actor)
+    attachments: list[Attachment] = []
+    if attachment_ids:
+        wanted = set(attachment_ids)
+        candidates = Attachment.objects.for_tenant(conversation.tenant_id).filter(
+            pk__in=wanted, conversation=conversation, message__isnull=True
+        )
+        if isinstance(actor, VisitorActor):
+            candidates = candidates.filter(uploaded_by_visitor=True)
+        else:
+            candidates = candidates.filter(uploaded_by_visitor=False, uploaded_by=actor.user)
+        attachments = list(candidates.select_for_update())
+        if len(attachments) != len(wanted):
+            raise ApplicationError(
+                "invalid_attachment",
+                "An attachment is unknown, already sent, or not yours.",
+                {"attachment_ids": ["Invalid attachment."]},
+            )
+    fields: dict[str, Any] = {"body": text, "client_id": client_id, "is_private": bool(private)}
+    if isinstance(actor, VisitorActor):
+        fields["sender_kind"] = SenderKind.VISITOR
+    else:
+        fields.update(sender_kind=SenderKind.AGENT, sender_user=actor.user)
+    try:
+        with transaction.atomic():
+            message = _append_message(conversation, **fields)
+    except IntegrityError:
+        # Only reachable where row locks are not enforced: the unique constraint is the last word.
+        existing = _existing_message(conversation.pk, client_id, actor)
+        if existing is None:
+            raise
+        return PostResult(message=existing, created=False)
+    if attachments:
+        Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(message=message)
+    _publish_message(conversation, message, attachments)
+    return PostResult(message=message, created=True)
+
+
+@transaction.atomic
+def conversation_mark_read(*, actor: Actor, conversation_id: int, seq: Any) -> int:
+    """Moves this side's "seen up to" marker forward (never back); returns the marker."""
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise ApplicationError("invalid", "seq is a whole number.", {"seq": ["Expected a whole number ≥ 0."]})
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True)
+    side = "visitor" if isinstance(actor, VisitorActor) else "agent"
+    field = f"{side}_read_seq"
+    seq = min(seq, conversation.last_seq)
+    moved = Conversation.objects.filter(pk=conversation.pk, **{f"{field}__lt": seq}).update(**{field: seq})
+    if moved:
+        publish_on_commit(
+            group=conversation_group(conversation.tenant_id, conversation.pk),
+            event=events.read_event(
+                conversation_id=conversation.pk,
+                side=side,
+                seq=seq,
+                user_id=None if isinstance(actor, VisitorActor) else actor.user.pk,
+            ),
+        )
+        return seq
+    return max(seq, getattr(conversation, field))
+
+
+def conversation_updated_publish(conversation: Conversation, *, agents_only: bool) -> None:
+    conversation.refresh_from_db()
+    group = (
+        conversation_agents_group(conversation.tenant_id, conversation.pk)
+        if agents_only
+        else conversation_group(conversation.tenant_id, conversation.pk)
+    )
+    publish_on_commit(group=group, event=events.conversation_updated(conversation))
+
+
+@transaction.atomic
+def conversation_mark_important(*, actor: AgentActor, conversation_id: int, important: Any) -> Conversation:
+    if not isinstance(important, bool):
+        raise ApplicationError("invalid", "important is true or false.", {"important": ["Expected a boolean."]})
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
+    if conversation.important != important:
+        conversation.important = important
+        conversation.save(update_fields=["important"])
+        conversation_updated_publish(conversation, agents_only=True)
+    return conversation
+
+
+def _disposition_for(tenant_id: int, disposition_id: Any) -> Disposition:
+    if not isinstance(disposition_id, int) or isinstance(disposition_id, bool):
+        raise ApplicationError("invalid_disposition", "Choose a status.", {"disposition_id": ["Expected an id."]})
+    disposition = Disposition.objects.for_tenant(tenant_id).filter(pk=disposition_id, is_active=True).first()
+    if disposition is None:
+        raise ApplicationError(
+            "invalid_disposition", "No such status.", {"disposition_id": ["Not an active status of yours."]}
+        )
+    return disposition
+
+
+@transaction.atomic
+def conversation_set_disposition(*, actor: AgentActor, conversation_id: int, disposition_id: Any) -> Conversation:
+    """The outcome the agent picks; allowed after a close too (the visitor may have ended the chat first)."""
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
+    disposition = None if disposition_id is None else _disposition_for(conversation.tenant_id, disposition_id)
+    new_id = disposition.pk if disposition is not None else None
+    if conversation.disposition_id != new_id:
+        if new_id is None and conversation.status == ConversationStatus.CLOSED:
+            raise ApplicationError("disposition_required", "A closed conversation keeps its status.")
+        conversation.disposition = disposition
+        conversation.save(update_fields=["disposition"])
+        conversation_updated_publish(conversation, agents_only=True)
+    return conversation
+
+
+@dataclass(frozen=True)
+class CloseResult:
+    conversation: Conversation
+    closed_now: bool
+    previous_status: str
+
+
+@transaction.atomic
+def conversation_close(*, actor: Actor, conversation_id: int, disposition_id: Any = None) -> CloseResult:
+    """Closes once (a second close is a no-op); agents must have picked a disposition first."""
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
+    previous = conversation.status
+    if conversation.status == ConversationStatus.CLOSED:
+        return CloseResult(conversation=conversation, closed_now=False, previous_status=previous)
+    data: dict[str, Any]
+    if isinstance(actor, AgentActor):
+        if disposition_id is not None:
+            conversation.disposition = _disposition_for(conversation.tenant_id, disposition_id)
+        if conversation.disposition_id is None:
+            raise ApplicationError(
+                "disposition_required",
+                "Pick a status before closing.",
+                {"disposition_id": ["Choose a status first."]},
+            )
+        data = {"by": "agent", "agent_name": events.agent_public_name(actor.user)}
+        body = f"{data['agent_name']} closed the chat."
+    else:
+        data = {"by": "visitor"}
+        body = "The visitor ended the chat."
+    conversation.status = ConversationStatus.CLOSED
+    conversation.closed_at = timezone.now()
+    conversation.save(update_fields=["status", "closed_at", "disposition"])
+    system_notice_post(conversation=conversation, event="conversation.closed", body=body, event_data=data)
+    conversation_updated_publish(conversation, agents_only=False)
+    return CloseResult(conversation=conversation, closed_now=True, previous_status=previous)
+
+
+# --- attachments ---------------------------------------------------------------------------------------
+
+
+def sniff_content_type(head: bytes) -> str | None:
+    """The real type of images and PDFs by their magic bytes; None for anything else."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head.startswith(b"%PDF-"):
+        return "application/pdf"
+    return None
+
+
+def _looks_like_markup(head: bytes) -> bool:
+    sample = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return sample.startswith(b"<") and any(hint in sample for hint in MARKUP_HINTS)
+
+
+def _is_utf8_text(upload: UploadedFile) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    upload.seek(0)
+    try:
+        for chunk in upload.chunks():
+            if b"\x00" in chunk:
+                return False
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    finally:
+        upload.seek(0)
+    return True
+
+
+def _clean_filename(name: str) -> str:
+    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable() and ch not in '<>:"|?*').strip(" .")
+    if len(name) > 200:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: 190 - len(ext)] + dot + ext) if dot and len(ext) <= 10 else name[:200]
+    return name or "file"
+
+
+def upload_content_type(*, upload: UploadedFile, allowed: Sequence[str]) -> str:
+    """The type an upload really has, if the widget allows it; refuses markup and content/claim mismatches."""
+    upload.seek(0)
+    head = upload.read(SNIFF_BYTES)
+    upload.seek(0)
+    allowed_types = {str(t).lower() for t in allowed} - NEVER_ALLOWED_TYPES
+    declared = (upload.content_type or "").split(";")[0].strip().lower()
+    sniffed = sniff_content_type(head)
+    if sniffed is not None:
+        if sniffed not in allowed_types:
+            raise ApplicationError("file_type_not_allowed", "This type of file is not accepted here.", status=415)
+        return sniffed
+    if declared in MAGIC_TYPES:
+        raise ApplicationError(
+            "file_type_mismatch", f"The file's content is not {declared}.", {"file": ["Content mismatch."]}, status=415
+        )
+    if declared in NEVER_ALLOWED_TYPES or _looks_like_markup(head):
+        raise ApplicationError("file_type_not_allowed", "Web pages and SVG files are never accepted.", status=415)
+    if declared in ("text/plain", "", "application/octet-stream") and "text/plain" in allowed_types:
+        if _is_utf8_text(upload):
+            return "text/plain"
+        if declared == "text/plain":
+            raise ApplicationError(
+                "file_type_mismatch", "A text file must be UTF-8 text.", {"file": ["Not UTF-8 text."]}, status=415
+            )
+    if declared and declared in allowed_types and not declared.startswith("text/"):
+        return declared  # unknown to the sniffer: stored as claimed, always served as octet-stream
+    raise ApplicationError("file_type_not_allowed", "This type of file is not accepted here.", status=415)
+
+
+@transaction.atomic
+def attachment_upload(*, actor: Actor, conversation_id: int, upload: UploadedFile) -> Attachment:
+    """Stores an upload under MEDIA_ROOT with a random name, within the widget's size and type limits."""
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True)
+    if conversation.status == ConversationStatus.CLOSED:
+        raise ApplicationError("conversation_closed", "This conversation is closed.", status=409)
+    widget = conversation.widget if conversation.widget_id else None
+    max_bytes = min(widget.max_upload_bytes if widget else 10 * 1024 * 1024, UPLOAD_ABSOLUTE_MAX)
+    allowed = list(widget.allowed_file_types) if widget else list(DEFAULT_FILE_TYPES)
+    size = upload.size or 0
+    if size <= 0:
+        raise ApplicationError("invalid", "The file is empty.", {"file": ["Empty file."]})
+    if size > max_bytes:
+        raise ApplicationError(
+            "file_too_large", f"Files are at most {max_bytes // 1024} KiB here.", {"file": ["Too large."]}, status=413
+        )
+    content_type = upload_content_type(upload=upload, allowed=allowed)
+    attachment = Attachment(
+        tenant_id=conversation.tenant_id,
+        conversation=conversation,
+        filename=_clean_filename(upload.name or ""),
+        content_type=content_type,
+        size=size,
+        uploaded_by_visitor=isinstance(actor, VisitorActor),
+        uploaded_by=actor.user if isinstance(actor, AgentActor) else None,
+    )
+    # upload_to picks a random name: the visitor's file name never reaches the disk.
+    attachment.file.save("upload", upload, save=False)
+    attachment.save()
+    return attachment
+
+
+def attachment_served_type(attachment: Attachment) -> str:
+    if attachment.content_type in SAFE_SERVED_TYPES:
+        return attachment.content_type
+    if attachment.content_type == "text/plain":
+        return "text/plain; charset=utf-8"
+    return "application/octet-stream"

@@ -37,3 +37,31 @@ class QueueRoute(TenantOwned):
 
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="routes")
     widget = models.OneToOneField(Widget, on_delete=models.CASCADE, related_name="route")
+
+
+class OfferStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+class Offer(TenantOwned):
+    """A waiting conversation shown to one agent; the first accept wins and withdraws the others."""
+
+    conversation = models.ForeignKey("chat.Conversation", on_delete=models.CASCADE, related_name="offers")
+    queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.SET_NULL, related_name="offers")
+    agent = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_offers")
+    status = models.CharField(max_length=16, choices=OfferStatus.choices, default=OfferStatus.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # Offered once per agent: a rejected conversation is not pushed at the same agent again.
+            models.UniqueConstraint(fields=["conversation", "agent"], name="offer_once_per_agent"),
+        ]
+        indexes = [models.Index(fields=["tenant", "agent", "status"])]
+
+    def __str__(self) -> str:
+        return f"Offer #{self.pk} conv {self.conversation_id} → {self.agent_id} [{self.status}]"

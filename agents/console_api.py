@@ -1,0 +1,75 @@
+"""The console's JSON endpoints beside its socket (docs/protocol.md §7): uploads, files, older history."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
+from django.views.decorators.http import require_http_methods
+
+from chat import events
+from chat.selectors import (
+    AgentActor,
+    agent_actor_for,
+    attachment_get_for,
+    conversation_history,
+)
+from chat.services import attachment_upload
+from chat.tokens import agent_attachment_url
+from chat.widget_api import attachment_response, json_endpoint
+from contactcenter.errors import ApplicationError
+
+
+def console_endpoint(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Session-authenticated JSON: 401/403 as JSON instead of a login redirect; the actor is passed in."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not request.user.is_authenticated:
+            raise ApplicationError("not_authenticated", "Sign in to the console first.", status=401)
+        actor = agent_actor_for(request.user)
+        if actor is None:
+            raise ApplicationError("forbidden", "This account is not a member of a contact center.", status=403)
+        return view(request, actor, *args, **kwargs)
+
+    return json_endpoint(wrapper)
+
+
+def _int_param(request: HttpRequest, name: str, default: int | None) -> int | None:
+    raw = request.GET.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ApplicationError("invalid", f"{name} is a whole number.", {name: ["Expected a number."]}) from exc
+
+
+@require_http_methods(["POST"])
+@console_endpoint
+def console_upload(request: HttpRequest, actor: AgentActor, conversation_id: int) -> HttpResponseBase:
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise ApplicationError("invalid", "Send the file in the `file` field.", {"file": ["This field is required."]})
+    attachment = attachment_upload(actor=actor, conversation_id=conversation_id, upload=upload)
+    data: dict[str, Any] = dict(events.attachment_data(attachment))
+    data["url"] = agent_attachment_url(attachment_id=attachment.pk)
+    return JsonResponse({"attachment": data}, status=201)
+
+
+@require_http_methods(["GET"])
+@console_endpoint
+def console_attachment(request: HttpRequest, actor: AgentActor, attachment_id: int) -> HttpResponseBase:
+    return attachment_response(attachment_get_for(actor=actor, attachment_id=attachment_id))
+
+
+@require_http_methods(["GET"])
+@console_endpoint
+def console_history(request: HttpRequest, actor: AgentActor, conversation_id: int) -> HttpResponseBase:
+    before = _int_param(request, "before", None)
+    limit = _int_param(request, "limit", 1) or 1
+    return JsonResponse(conversation_history(actor=actor, conversation_id=conversation_id, before=before, limit=limit))
+

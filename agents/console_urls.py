@@ -1,0 +1,11 @@
+"""Routes of the console's JSON API, mounted at /console/api/ (docs/protocol.md §7)."""
+
+from django.urls import path
+
+from agents import console_api
+
+urlpatterns = [
+    path("conversations/<int:conversation_id>/history", console_api.console_history, name="console-api-history"),
+    path("conversations/<int:conversation_id>/uploads", console_api.console_upload, name="console-api-upload"),
+    path("attachments/<int:attachment_id>/", console_api.console_attachment, name="console-api-attachment"),
+]

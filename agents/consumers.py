@@ -1,0 +1,270 @@
+"""The agent console's websocket: presence, offers, the waiting list and every conversation the agent works on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from chat import events
+from chat.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED, ChatSocket, FrameError, bool_field, int_field
+from chat.selectors import WRITE, AgentActor, agent_actor_for, agent_conversation_get, conversation_get_for
+from chat.services import (
+    conversation_mark_important,
+    conversation_mark_read,
+    conversation_set_disposition,
+    message_post,
+)
+from contactcenter.errors import ApplicationError
+from contactcenter.realtime import (
+    agent_group,
+    conversation_agents_group,
+    conversation_group,
+    publish_ephemeral,
+    tenant_agents_group,
+)
+from queueing.services import (
+    agent_console_close,
+    agent_console_open,
+    agent_console_ping,
+    agent_presence_change,
+    conversation_accept,
+    conversation_end,
+    offer_reject,
+)
+
+
+def _conversation_id(frame: dict[str, Any]) -> int:
+    value = int_field(frame, "conversation_id", minimum=1)
+    assert value is not None
+    return value
+
+
+class AgentConsumer(ChatSocket):
+    """`/ws/agent/`, authenticated by the console's session (AuthMiddlewareStack) behind an origin check."""
+
+    include_private = True
+    handlers = {
+        "resume": "on_resume",
+        "unsubscribe": "on_unsubscribe",
+        "message.send": "on_message_send",
+        "typing": "on_typing",
+        "read": "on_read",
+        "presence.set": "on_presence_set",
+        "conversation.accept": "on_accept",
+        "offer.reject": "on_reject",
+        "conversation.important": "on_important",
+        "conversation.disposition": "on_disposition",
+        "conversation.close": "on_close",
+        "ping": "on_ping",
+    }
+
+    agent: AgentActor
+
+    async def open(self) -> None:
+        self.counted = False
+        self.access: dict[int, str] = {}
+        self.queue_ids: set[int] = set()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.refuse("not_authenticated", "Sign in to the console first.", CLOSE_NOT_AUTHENTICATED)
+            return
+        actor = await database_sync_to_async(agent_actor_for)(user)
+        if actor is None:
+            await self.refuse("forbidden", "This account is not a member of a contact center.", CLOSE_FORBIDDEN)
+            return
+        self.agent = actor
+        self.actor = actor
+        self.tenant_id = actor.tenant_id
+        # Groups first, state second: an event racing the read arrives twice at worst (clients dedupe by
+        # id), never not at all.
+        await self.join(agent_group(self.tenant_id, actor.user.pk))
+        await self.join(tenant_agents_group(self.tenant_id))
+        await self.accept()
+        session = await database_sync_to_async(agent_console_open)(actor=actor)
+        self.counted = True
+        self.queue_ids = set(session.queue_ids)
+        await self.send_frame(session.hello)
+
+    async def closed(self) -> None:
+        if getattr(self, "counted", False):
+            self.counted = False
+            await database_sync_to_async(agent_console_close)(actor=self.agent)
+
+    def render_message(self, data: events.MessageData) -> dict[str, Any] | None:
+        return events.agent_message_view(data)
+
+    async def _subscribe_groups(self, conversation_id: int, access: str) -> None:
+        self.access[conversation_id] = access
+        await self.join(conversation_group(self.tenant_id, conversation_id))
+        await self.join(conversation_agents_group(self.tenant_id, conversation_id))
+
+    # --- client frames -----------------------------------------------------------------------------------
+
+    async def on_resume(self, frame: dict[str, Any], request_id: str | None) -> None:
+        conversation_id = _conversation_id(frame)
+        last_seq = int_field(frame, "last_seq")
+        assert last_seq is not None
+        _, access = await database_sync_to_async(conversation_get_for)(
+            actor=self.agent, conversation_id=conversation_id
+        )
+        await self._subscribe_groups(conversation_id, access)
+        await self.subscribe(conversation_id, last_seq, request_id)
+
+    async def on_unsubscribe(self, frame: dict[str, Any], request_id: str | None) -> None:
+        conversation_id = _conversation_id(frame)
+        self.access.pop(conversation_id, None)
+        self.cursors.pop(conversation_id, None)
+        await self.leave(conversation_group(self.tenant_id, conversation_id))
+        await self.leave(conversation_agents_group(self.tenant_id, conversation_id))
+        await self.send_ok(request_id)
+
+    async def on_message_send(self, frame: dict[str, Any], request_id: str | None) -> None:
+        conversation_id = _conversation_id(frame)
+        result = await database_sync_to_async(message_post)(
+            actor=self.agent,
+            conversation_id=conversation_id,
+            body=frame.get("body", ""),
+            client_id=frame.get("client_id"),
+            private=bool_field(frame, "private"),
+            attachment_ids=frame.get("attachment_ids") or [],
+        )
+        await self.ack(conversation_id, result, result.message.client_id, request_id)
+
+    async def on_typing(self, frame: dict[str, Any], request_id: str | None) -> None:
+        conversation_id = _conversation_id(frame)
+        is_typing = bool_field(frame, "is_typing", default=True)
+        private = bool_field(frame, "private")
+        if self.access.get(conversation_id) != WRITE:
+            # Typing is never stored, so it is authorised by the socket's own subscription, not a query.
+            raise FrameError("forbidden", "Resume a conversation you work on before typing in it.")
+        if self.typing_due(conversation_id, is_typing):
+            group = (
+                conversation_agents_group(self.tenant_id, conversation_id)
+                if private
+                else conversation_group(self.tenant_id, conversation_id)
+            )
+            await publish_ephemeral(
+                group=group,
+                event=events.typing_event(
+                    conversation_id=conversation_id,
+                    side="agent",
+                    user=self.agent.user,
+                    is_typing=is_typing,
+                    private=private,
+                    origin=self.channel_name,
+                ),
+            )
+        await self.send_ok(request_id)
+
+    async def on_read(self, frame: dict[str, Any], request_id: str | None) -> None:
+        await database_sync_to_async(conversation_mark_read)(
+            actor=self.agent, conversation_id=_conversation_id(frame), seq=int_field(frame, "seq")
+        )
+        await self.send_ok(request_id)
+
+    async def on_presence_set(self, frame: dict[str, Any], request_id: str | None) -> None:
+        presence = frame.get("presence")
+        if not isinstance(presence, str):
+            raise FrameError("bad_frame", "`presence` is online, away or offline.", {"presence": ["Expected text."]})
+        await database_sync_to_async(agent_presence_change)(actor=self.agent, presence=presence)
+        await self.send_ok(request_id)
+
+    async def on_accept(self, frame: dict[str, Any], request_id: str | None) -> None:
+        conversation_id = _conversation_id(frame)
+        await database_sync_to_async(conversation_accept)(actor=self.agent, conversation_id=conversation_id)
+        await self._announce_assigned(conversation_id)
+        await self.send_ok(request_id)
+
+    async def on_reject(self, frame: dict[str, Any], request_id: str | None) -> None:
+        await database_sync_to_async(offer_reject)(actor=self.agent, conversation_id=_conversation_id(frame))
+        await self.send_ok(request_id)
+
+    async def on_important(self, frame: dict[str, Any], request_id: str | None) -> None:
+        await database_sync_to_async(conversation_mark_important)(
+            actor=self.agent, conversation_id=_conversation_id(frame), important=frame.get("important")
+        )
+        await self.send_ok(request_id)
+
+    async def on_disposition(self, frame: dict[str, Any], request_id: str | None) -> None:
+        if "disposition_id" not in frame:
+            raise FrameError("bad_frame", "`disposition_id` is required (null clears it).")
+        await database_sync_to_async(conversation_set_disposition)(
+            actor=self.agent, conversation_id=_conversation_id(frame), disposition_id=frame.get("disposition_id")
+        )
+        await self.send_ok(request_id)
+
+    async def on_close(self, frame: dict[str, Any], request_id: str | None) -> None:
+        await database_sync_to_async(conversation_end)(
+            actor=self.agent, conversation_id=_conversation_id(frame), disposition_id=frame.get("disposition_id")
+        )
+        await self.send_ok(request_id)
+
+    async def on_ping(self, frame: dict[str, Any], request_id: str | None) -> None:
+        self.queue_ids = set(await database_sync_to_async(agent_console_ping)(actor=self.agent))
+        await self.catch_up()
+        await self.pong(request_id)
+
+    # --- layer events -----------------------------------------------------------------------------------
+
+    async def _announce_assigned(self, conversation_id: int) -> None:
+        """Subscribes this socket and shows the conversation; once per socket, whichever path comes first."""
+        if conversation_id in self.access:
+            return
+        try:
+            snapshot = await database_sync_to_async(agent_conversation_get)(
+                actor=self.agent, conversation_id=conversation_id
+            )
+        except ApplicationError:
+            return
+        await self._subscribe_groups(conversation_id, snapshot["access"])
+        await self.send_frame({"type": "conversation.assigned", "conversation": snapshot})
+
+    async def conversation_assigned(self, event: dict[str, Any]) -> None:
+        await self._announce_assigned(event["conversation_id"])
+
+    async def typing(self, event: dict[str, Any]) -> None:
+        if event.get("origin") == self.channel_name:
+            return
+        await self.send_frame(
+            {
+                "type": "typing",
+                "conversation_id": event["conversation_id"],
+                "side": event["side"],
+                "user_id": event["user_id"],
+                "name": event["name"],
+                "is_typing": event["is_typing"],
+                "private": event["private"],
+            }
+        )
+
+    async def read(self, event: dict[str, Any]) -> None:
+        await self.send_frame(
+            {
+                "type": "read",
+                "conversation_id": event["conversation_id"],
+                "side": event["side"],
+                "seq": event["seq"],
+                "user_id": event["user_id"],
+            }
+        )
+
+    async def conversation_updated(self, event: dict[str, Any]) -> None:
+        await self.send_frame({"type": "conversation.updated", "conversation": event["conversation"]})
+
+    async def offer_new(self, event: dict[str, Any]) -> None:
+        await self.send_frame({"type": "offer.new", "offer": event["offer"]})
+
+    async def offer_withdrawn(self, event: dict[str, Any]) -> None:
+        await self.send_frame({key: event[key] for key in ("type", "conversation_id", "offer_id", "reason")})
+
+    async def waiting_added(self, event: dict[str, Any]) -> None:
+        queue_id = event.get("queue_id")
+        if queue_id is None or queue_id in self.queue_ids or self.agent.supervises:
+            await self.send_frame({"type": "waiting.added", "item": event["item"]})
+
+    async def waiting_removed(self, event: dict[str, Any]) -> None:
+        await self.send_frame({"type": "waiting.removed", "conversation_id": event["conversation_id"]})
+
+    async def agent_presence(self, event: dict[str, Any]) -> None:
+        await self.send_frame({key: event[key] for key in ("type", "user_id", "name", "presence")})

@@ -1,0 +1,406 @@
+"""Reads of chat: conversations and their messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+
+from chat.events import (
+    PROTOCOL_VERSION,
+    MessageData,
+    agent_message_view,
+    conversation_state,
+    iso,
+    message_data,
+    user_ref,
+    visitor_conversation,
+)
+from chat.models import Attachment, Conversation, ConversationStatus, Message
+from contactcenter.errors import NotFound, PermissionDenied
+from contactcenter.models import ROLE_RANK, Contact, ContactIdentity, Membership, Role, Tenant
+
+
+def message_list_after(*, tenant: Tenant, conversation: Conversation, after: int, limit: int) -> list[Message]:
+    """Up to `limit` messages with a seq above `after`, in seq order, private notes included: members only."""
+    messages = Message.objects.for_tenant(tenant).filter(conversation=conversation, seq__gt=after)
+    return list(messages.prefetch_related("attachments").order_by("seq")[:limit])
+
+
+# --- live chat: who may touch a conversation, replay from the database, console snapshots ------------------
+# (docs/protocol.md; used by the websocket consumers and the widget/console JSON endpoints)
+
+READ = "read"
+WRITE = "write"
+REPLAY_BATCH = 200
+HISTORY_LIMIT_MAX = 5
+
+
+@dataclass(frozen=True)
+class VisitorActor:
+    """A web visitor, as proven by a signed visitor token: one widget's conversations of one visitor id."""
+
+    tenant_id: int
+    widget_id: int
+    visitor_id: str
+
+
+@dataclass(frozen=True)
+class AgentActor:
+    """A console user of one tenant (any role); the tenant comes from the membership, never from input."""
+
+    tenant_id: int
+    user: User
+    role: str
+
+    @property
+    def supervises(self) -> bool:
+        return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role.SUPERVISOR]
+
+
+Actor = VisitorActor | AgentActor
+
+
+def agent_actor_for(user: Any) -> AgentActor | None:
+    """The acting agent behind a session user, or None (anonymous, inactive, or no membership)."""
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return None
+    membership = Membership.objects.filter(user=user).only("tenant_id", "role").first()
+    if membership is None:
+        return None
+    return AgentActor(tenant_id=membership.tenant_id, user=user, role=membership.role)
+
+
+def conversation_access(*, actor: Actor, conversation: Conversation) -> str | None:
+    """WRITE, READ or None (None is answered as "not found": not yours and absent look alike)."""
+    if conversation.tenant_id != actor.tenant_id:
+        return None
+    if isinstance(actor, VisitorActor):
+        mine = (
+            bool(conversation.visitor_id)
+            and conversation.visitor_id == actor.visitor_id
+            and conversation.widget_id == actor.widget_id
+        )
+        return WRITE if mine else None
+    if conversation.assignee_id == actor.user.pk or conversation.participants.filter(pk=actor.user.pk).exists():
+        return WRITE
+    return READ if actor.supervises else None
+
+
+def conversation_get_for(
+    *, actor: Actor, conversation_id: int, write: bool = False, lock: bool = False
+) -> tuple[Conversation, str]:
+    """The conversation with the actor's access to it; NotFound / PermissionDenied otherwise.
+
+    `lock` takes the row lock (inside the caller's transaction): every seq allocation and status change
+    of one conversation is serialised on this row.
+    """
+    queryset = Conversation.objects.for_tenant(actor.tenant_id).filter(pk=conversation_id)
+    if lock:
+        queryset = queryset.select_for_update()
+    conversation = queryset.first()
+    access = conversation_access(actor=actor, conversation=conversation) if conversation is not None else None
+    if conversation is None or access is None:
+        raise NotFound("conversation")
+    if write and access != WRITE:
+        raise PermissionDenied("You may read this conversation but not write in it.")
+    return conversation, access
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Messages after a position, and the position a socket holds once it has sent them."""
+
+    messages: list[MessageData]
+    upto: int
+    complete: bool
+
+
+def message_replay(
+    *, tenant_id: int, conversation_id: int, after_seq: int, include_private: bool, limit: int = REPLAY_BATCH
+) -> Replay:
+    """Stored messages with seq > `after_seq`, in order, at most `limit`; private notes only for agents.
+
+    The conversation's last_seq is read first: every message up to it is committed (seq and last_seq are
+    written in one transaction), so `upto` never skips a message still being written.
+    """
+    last_seq = (
+        Conversation.objects.filter(tenant_id=tenant_id, pk=conversation_id).values_list("last_seq", flat=True).first()
+    )
+    if last_seq is None or last_seq <= after_seq:
+        return Replay(messages=[], upto=max(after_seq, 0), complete=True)
+    queryset = Message.objects.filter(
+        tenant_id=tenant_id, conversation_id=conversation_id, seq__gt=after_seq, seq__lte=last_seq
+    )
+    if not include_private:
+        queryset = queryset.filter(is_private=False)
+    rows = list(queryset.select_related("sender_user").prefetch_related("attachments").order_by("seq")[:limit])
+    complete = len(rows) < limit
+    upto = last_seq if complete else rows[-1].seq
+    return Replay(messages=[message_data(m) for m in rows], upto=upto, complete=complete)
+
+
+def conversation_positions(*, tenant_id: int, conversation_ids: list[int]) -> dict[int, int]:
+    """conversation id → last_seq, for the ping catch-up (one query for all of a socket's conversations)."""
+    if not conversation_ids:
+        return {}
+    rows = Conversation.objects.filter(tenant_id=tenant_id, pk__in=conversation_ids).values_list("pk", "last_seq")
+    return dict(rows)
+
+
+def contact_data(contact: Contact) -> dict[str, Any]:
+    identities = sorted(contact.identities.all(), key=lambda i: (not i.verified, i.kind, i.value))
+    return {
+        "id": contact.pk,
+        "name": contact.name,
+        "identities": [{"kind": i.kind, "value": i.value, "verified": i.verified} for i in identities],
+    }
+
+
+def conversation_queue(conversation: Conversation) -> dict[str, Any] | None:
+    """The queue the conversation's widget routes to, read through the relation (no import of queueing)."""
+    widget = conversation.widget if conversation.widget_id else None
+    route = getattr(widget, "route", None) if widget is not None else None
+    if route is None:
+        return None
+    return {"id": route.queue_id, "name": route.queue.name}
+
+
+def conversation_preview(conversation: Conversation, length: int = 200) -> str:
+    first = (
+        Message.objects.filter(tenant_id=conversation.tenant_id, conversation=conversation, sender_kind="visitor")
+        .exclude(body="")
+        .order_by("seq")
+        .values_list("body", flat=True)
+        .first()
+    )
+    return (first or "")[:length]
+
+
+def contact_has_verified_identity(contact_id: int, tenant_id: int) -> bool:
+    return ContactIdentity.objects.filter(tenant_id=tenant_id, contact_id=contact_id, verified=True).exists()
+
+
+def _history_queryset(conversation: Conversation, before: int) -> QuerySet[Conversation]:
+    return Conversation.objects.for_tenant(conversation.tenant_id).filter(
+        contact_id=conversation.contact_id, pk__lt=before
+    )
+
+
+def conversation_has_history(conversation: Conversation) -> bool:
+    """Older conversations exist AND the contact is tied to them by a verified identity (never a typed one)."""
+    if not contact_has_verified_identity(conversation.contact_id, conversation.tenant_id):
+        return False
+    return _history_queryset(conversation, conversation.pk).exists()
+
+
+def agent_conversation_data(conversation: Conversation, *, access: str) -> dict[str, Any]:
+    """The console's full view of one conversation (hello, conversation.assigned)."""
+    widget = conversation.widget if conversation.widget_id else None
+    data: dict[str, Any] = dict(conversation_state(conversation))
+    data.update(
+        {
+            "created_at": iso(conversation.created_at),
+            "visitor_read_seq": conversation.visitor_read_seq,
+            "agent_read_seq": conversation.agent_read_seq,
+            "started_offline": conversation.started_offline,
+            "contact": contact_data(conversation.contact),
+            "survey": list(conversation.survey or []),
+            "widget": (
+                {"id": widget.pk, "name": widget.name, "agent_external_url": widget.agent_external_url}
+                if widget is not None
+                else None
+            ),
+            "queue": conversation_queue(conversation),
+            "has_history": conversation_has_history(conversation),
+            "access": access,
+        }
+    )
+    return data
+
+
+def _agent_conversations(tenant_id: int) -> QuerySet[Conversation]:
+    return (
+        Conversation.objects.for_tenant(tenant_id)
+        .select_related("contact", "assignee", "widget", "widget__route__queue")
+        .prefetch_related("contact__identities", "participants")
+    )
+
+
+def agent_conversation_get(*, actor: AgentActor, conversation_id: int) -> dict[str, Any]:
+    conversation, access = conversation_get_for(actor=actor, conversation_id=conversation_id)
+    conversation = _agent_conversations(actor.tenant_id).get(pk=conversation.pk)
+    return agent_conversation_data(conversation, access=access)
+
+
+def agent_open_conversation_list(*, actor: AgentActor) -> list[dict[str, Any]]:
+    """What the agent is working on: not-closed conversations they are assignee or participant of."""
+    conversations = (
+        _agent_conversations(actor.tenant_id)
+        .filter(Q(assignee=actor.user) | Q(participants=actor.user))
+        .exclude(status=ConversationStatus.CLOSED)
+        .distinct()
+        .order_by("created_at", "pk")
+    )
+    return [agent_conversation_data(c, access=WRITE) for c in conversations]
+
+
+def conversation_history(
+    *, actor: AgentActor, conversation_id: int, before: int | None = None, limit: int = 1
+) -> dict[str, Any]:
+    """ "Older messages": earlier conversations of the same contact, only through a verified identity."""
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id)
+    limit = max(1, min(int(limit), HISTORY_LIMIT_MAX))
+    if not contact_has_verified_identity(conversation.contact_id, conversation.tenant_id):
+        return {"conversations": [], "has_more": False}
+    start = conversation.pk if before is None else min(int(before), conversation.pk)
+    earlier = list(_history_queryset(conversation, start).select_related("assignee").order_by("-pk")[: limit + 1])
+    page = earlier[:limit]
+    messages = (
+        Message.objects.filter(tenant_id=actor.tenant_id, conversation__in=page)
+        .select_related("sender_user")
+        .prefetch_related("attachments")
+        .order_by("conversation_id", "seq")
+    )
+    by_conversation: dict[int, list[dict[str, Any]]] = {c.pk: [] for c in page}
+    for message in messages:
+        by_conversation[message.conversation_id].append(agent_message_view(message_data(message)))
+    return {
+        "conversations": [
+            {
+                "id": c.pk,
+                "created_at": iso(c.created_at),
+                "closed_at": iso(c.closed_at),
+                "channel": c.channel,
+                "assignee": user_ref(c.assignee if c.assignee_id else None),
+                "messages": by_conversation[c.pk],
+            }
+            for c in page
+        ],
+        "has_more": len(earlier) > limit,
+    }
+
+
+def visitor_current_conversation(*, actor: VisitorActor) -> Conversation | None:
+    """The visitor's latest conversation of this widget that is not closed."""
+    return (
+        Conversation.objects.for_tenant(actor.tenant_id)
+        .filter(widget_id=actor.widget_id, visitor_id=actor.visitor_id)
+        .exclude(status=ConversationStatus.CLOSED)
+        .select_related("assignee")
+        .order_by("-pk")
+        .first()
+    )
+
+
+def attachment_get_for(*, actor: Actor, attachment_id: int) -> Attachment:
+    """Visitors: attachments of their own conversations; agents: any attachment of their tenant."""
+    attachment = (
+        Attachment.objects.for_tenant(actor.tenant_id).select_related("conversation").filter(pk=attachment_id).first()
+    )
+    if attachment is None:
+        raise NotFound("attachment")
+    if isinstance(actor, VisitorActor) and not conversation_access(actor=actor, conversation=attachment.conversation):
+        raise NotFound("attachment")
+    return attachment
+
+
+def visitor_hello(*, actor: VisitorActor, conversation_id: int) -> dict[str, Any]:
+    """The visitor socket's first frame; NotFound unless the conversation is this visitor's on this widget."""
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id)
+    conversation = Conversation.objects.select_related("assignee", "widget").get(pk=conversation.pk)
+    widget = conversation.widget
+    return {
+        "type": "hello",
+        "v": PROTOCOL_VERSION,
+        "conversation": visitor_conversation(conversation),
+        "limits": {
+            "max_chars": settings.MESSAGE_MAX_CHARS,
+            "max_upload_bytes": widget.max_upload_bytes if widget is not None else 0,
+            "allowed_file_types": list(widget.allowed_file_types) if widget is not None else [],
+        },
+    }
+
+
+def attachment_get_for_visitor_id(*, attachment_id: int, visitor_id: str) -> Attachment:
+    """The attachment a signed visitor URL names, if it still belongs to that visitor's conversation."""
+    attachment = Attachment.objects.select_related("conversation").filter(pk=attachment_id).first()
+    if attachment is None or not visitor_id or attachment.conversation.visitor_id != visitor_id:
+        raise NotFound("attachment")
+    return attachment
+
+
+# --- the console's server-rendered pages: a contact with its history, past conversations ------------------
+
+CONTACT_HISTORY_LIMIT = 20
+
+
+def contact_get(*, tenant: Tenant, contact_id: int) -> Contact | None:
+    """The tenant's contact with its identities (verified first), or None: another tenant's id is no contact."""
+    identities = ContactIdentity.objects.for_tenant(tenant).order_by("-verified", "kind", "value")
+    return (
+        Contact.objects.for_tenant(tenant)
+        .prefetch_related(Prefetch("identities", queryset=identities))
+        .filter(pk=contact_id)
+        .first()
+    )
+
+
+def _conversation_base(*, tenant: Tenant) -> QuerySet[Conversation]:
+    return Conversation.objects.for_tenant(tenant).select_related(
+        "contact", "assignee", "disposition", "widget", "widget__route__queue"
+    )
+
+
+def contact_conversation_list(
+    *, tenant: Tenant, contact: Contact, limit: int = CONTACT_HISTORY_LIMIT
+) -> list[Conversation]:
+    """The contact's latest conversations, each with its transcript (private notes included: agents read this)."""
+    messages = (
+        Message.objects.for_tenant(tenant)
+        .select_related("sender_user")
+        .prefetch_related(Prefetch("attachments", queryset=Attachment.objects.for_tenant(tenant).order_by("pk")))
+        .order_by("seq")
+    )
+    return list(
+        _conversation_base(tenant=tenant)
+        .filter(contact=contact)
+        .prefetch_related(Prefetch("messages", queryset=messages))
+        .order_by("-created_at", "-pk")[:limit]
+    )
+
+
+def conversation_search(
+    *, tenant: Tenant, taken_by: User | None = None, contact_query: str = "", text_query: str = ""
+) -> QuerySet[Conversation]:
+    """Conversations, newest first, narrowed by the contact (name or any address) and by text.
+
+    `taken_by` keeps those the user is or was assignee or participant of (an agent's own; supervisors
+    and admins pass None and see the tenant's). Text matches
+    message bodies, private notes included (this is the agents' own search); each result then carries
+    `match` (the first matching body) to show in the list.
+    """
+    conversations = _conversation_base(tenant=tenant)
+    if taken_by is not None:
+        taken = Conversation.objects.for_tenant(tenant).filter(Q(assignee=taken_by) | Q(participants=taken_by))
+        conversations = conversations.filter(pk__in=taken.values("pk"))
+    contact_query = contact_query.strip()
+    text_query = text_query.strip()
+    if contact_query:
+        identity_contacts = (
+            ContactIdentity.objects.for_tenant(tenant).filter(value__icontains=contact_query).values("contact_id")
+        )
+        conversations = conversations.filter(
+            Q(contact__name__icontains=contact_query) | Q(contact_id__in=identity_contacts)
+        )
+    if text_query:
+        matching = Message.objects.for_tenant(tenant).filter(body__icontains=text_query)
+        conversations = conversations.filter(pk__in=matching.values("conversation_id")).annotate(
+            match=Subquery(matching.filter(conversation=OuterRef("pk")).order_by("seq").values("body")[:1])
+        )
+    return conversations.annotate(message_count=Count("messages", filter=Q(messages__event=""))).order_by(
+        "-created_at", "-pk"
+    )

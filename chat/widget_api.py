@@ -1,0 +1,232 @@
+"""The widget's JSON endpoints (docs/protocol.md §6): config, session start, uploads and attachment downloads."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.http import FileResponse, HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from chat import events
+from chat.models import Attachment, Widget
+from chat.selectors import (
+    VisitorActor,
+    attachment_get_for,
+    attachment_get_for_visitor_id,
+    visitor_current_conversation,
+)
+from chat.services import attachment_served_type, attachment_upload
+from chat.tokens import (
+    attachment_signature_read,
+    new_visitor_id,
+    visitor_attachment_url,
+    visitor_token_issue,
+    visitor_token_read,
+)
+from contactcenter.errors import ApplicationError, NotFound
+from queueing.services import conversation_request, widget_available
+
+TOKEN_HEADER = "HTTP_X_VISITOR_TOKEN"
+MAX_JSON_BODY = 64 * 1024
+
+
+def error_response(exc: ApplicationError) -> JsonResponse:
+    response = JsonResponse({"error": exc.as_dict()}, status=exc.status)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+def json_endpoint(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Maps ApplicationError to `{"error": {...}}` with its status; responses are never cached."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        try:
+            return view(request, *args, **kwargs)
+        except ApplicationError as exc:
+            return error_response(exc)
+
+    return never_cache(wrapper)
+
+
+def read_json(request: HttpRequest) -> dict[str, Any]:
+    if len(request.body) > MAX_JSON_BODY:
+        raise ApplicationError("invalid", "The request body is too large.", status=413)
+    try:
+        data = json.loads(request.body or b"{}")
+    except ValueError as exc:
+        raise ApplicationError("invalid", "The body is not valid JSON.") from exc
+    if not isinstance(data, dict):
+        raise ApplicationError("invalid", "The body is a JSON object.")
+    return data
+
+
+def attachment_response(attachment: Attachment) -> FileResponse:
+    """The file as a download only, in a type no browser will run (see docs/protocol.md §6)."""
+    try:
+        handle = attachment.file.open("rb")
+    except (FileNotFoundError, OSError) as exc:
+        raise NotFound("attachment") from exc
+    response = FileResponse(
+        handle, as_attachment=True, filename=attachment.filename, content_type=attachment_served_type(attachment)
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cross-Origin-Resource-Policy"] = "same-origin"
+    response["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+def _widget(public_key: str) -> Widget:
+    # The public key is what identifies the tenant here: there is no signed-in user to scope by.
+    widget = Widget.objects.filter(public_key=public_key).select_related("tenant").first()
+    if widget is None:
+        raise NotFound("widget")
+    return widget
+
+
+def _visitor(request: HttpRequest, widget: Widget, *, required: bool = True) -> VisitorActor | None:
+    raw = request.META.get(TOKEN_HEADER, "")
+    if not raw and not required:
+        return None
+    token = visitor_token_read(raw)
+    if token is None or token.widget_id != widget.pk or token.tenant_id != widget.tenant_id:
+        raise ApplicationError("invalid_token", "The visitor token is missing, invalid or expired.", status=401)
+    return VisitorActor(tenant_id=token.tenant_id, widget_id=token.widget_id, visitor_id=token.visitor_id)
+
+
+def _attachment_json(attachment: Attachment, visitor_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = dict(events.attachment_data(attachment))
+    data["url"] = visitor_attachment_url(attachment_id=attachment.pk, visitor_id=visitor_id)
+    return data
+
+
+@csrf_exempt
+@require_http_methods(["GET"])
+@json_endpoint
+def widget_config(request: HttpRequest, public_key: str) -> HttpResponseBase:
+    widget = _widget(public_key)
+    return JsonResponse(
+        {
+            "protocol_version": events.PROTOCOL_VERSION,
+            "widget": {
+                "public_key": widget.public_key,
+                "title": widget.title,
+                "greeting": widget.greeting,
+                "accent_color": widget.accent_color,
+                "offline_message": widget.offline_message,
+                "survey_enabled": widget.survey_enabled,
+                "survey_fields": list(widget.survey_fields or []) if widget.survey_enabled else [],
+                "max_upload_bytes": widget.max_upload_bytes,
+                "allowed_file_types": list(widget.allowed_file_types or []),
+                "max_message_chars": settings.MESSAGE_MAX_CHARS,
+            },
+            "available": widget_available(widget=widget),
+        }
+    )
+
+
+@csrf_exempt
+@require_http_methods(["GET"])
+@json_endpoint
+def widget_session(request: HttpRequest, public_key: str) -> HttpResponseBase:
+    widget = _widget(public_key)
+    visitor = _visitor(request, widget)
+    assert visitor is not None
+    conversation = visitor_current_conversation(actor=visitor)
+    return JsonResponse(
+        {
+            "visitor_id": visitor.visitor_id,
+            "conversation": events.visitor_conversation(conversation) if conversation is not None else None,
+        }
+    )
+
+
+@csrf_exempt  # no cookie is involved: the visitor proves itself with the token header, not ambient credentials
+@require_http_methods(["POST"])
+@json_endpoint
+def widget_session_start(request: HttpRequest, public_key: str) -> HttpResponseBase:
+    widget = _widget(public_key)
+    visitor = _visitor(request, widget, required=False)
+    body = read_json(request)
+    if visitor is not None:
+        current = visitor_current_conversation(actor=visitor)
+        if current is not None:
+            return _session_response(widget, visitor.visitor_id, current, resumed=True, offline=False, status=200)
+    visitor_id = visitor.visitor_id if visitor is not None else new_visitor_id()
+    message = body.get("message", "")
+    client_id = body.get("client_id")
+    started = conversation_request(
+        widget=widget,
+        visitor_id=visitor_id,
+        answers=body.get("answers") or {},
+        message=message if isinstance(message, str) else "",
+        client_id=client_id if isinstance(client_id, str) else None,
+    )
+    return _session_response(
+        widget, visitor_id, started.conversation, resumed=False, offline=started.offline, status=201
+    )
+
+
+def _session_response(
+    widget: Widget, visitor_id: str, conversation: Any, *, resumed: bool, offline: bool, status: int
+) -> JsonResponse:
+    conversation.refresh_from_db()
+    return JsonResponse(
+        {
+            # Re-issued on every start: a returning visitor's token lives 30 days from the last chat.
+            "token": visitor_token_issue(tenant_id=widget.tenant_id, widget_id=widget.pk, visitor_id=visitor_id),
+            "visitor_id": visitor_id,
+            "resumed": resumed,
+            "offline": offline,
+            "conversation": events.visitor_conversation(conversation),
+            "socket_url": f"/ws/visitor/conversations/{conversation.pk}/",
+        },
+        status=status,
+    )
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@json_endpoint
+def widget_upload(request: HttpRequest, public_key: str) -> HttpResponseBase:
+    widget = _widget(public_key)
+    visitor = _visitor(request, widget)
+    assert visitor is not None
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise ApplicationError("invalid", "Send the file in the `file` field.", {"file": ["This field is required."]})
+    try:
+        conversation_id = int(request.POST.get("conversation_id", ""))
+    except ValueError as exc:
+        raise ApplicationError(
+            "invalid", "conversation_id is required.", {"conversation_id": ["Expected an id."]}
+        ) from exc
+    attachment = attachment_upload(actor=visitor, conversation_id=conversation_id, upload=upload)
+    return JsonResponse({"attachment": _attachment_json(attachment, visitor.visitor_id)}, status=201)
+
+
+@require_http_methods(["GET"])
+@json_endpoint
+def widget_attachment(request: HttpRequest, attachment_id: int) -> HttpResponseBase:
+    """For the conversation's visitor only: a signed URL (works in <img>) or the token header."""
+    signature = request.GET.get("sig")
+    if signature:
+        claims = attachment_signature_read(signature)
+        if claims is None or claims[0] != attachment_id:
+            raise ApplicationError("forbidden", "This link is invalid or has expired.", status=403)
+        return attachment_response(attachment_get_for_visitor_id(attachment_id=attachment_id, visitor_id=claims[1]))
+    token = visitor_token_read(request.META.get(TOKEN_HEADER, ""))
+    if token is None:
+        raise ApplicationError("forbidden", "This link is invalid or has expired.", status=403)
+    visitor = VisitorActor(tenant_id=token.tenant_id, widget_id=token.widget_id, visitor_id=token.visitor_id)
+    return attachment_response(attachment_get_for(actor=visitor, attachment_id=attachment_id))

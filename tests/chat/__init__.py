@@ -1,0 +1,1 @@
+"""Tests of chat: live conversations, messages, attachments and the widget/console JSON endpoints."""

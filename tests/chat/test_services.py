@@ -1,0 +1,501 @@
+"""Live chat services on the test database: seq, dedupe, notes, surveys, history isolation, close, uploads, access."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from agents.models import AgentProfile, Presence
+from agents.services import agent_socket_closed, agent_socket_opened, presence_sweep
+from chat.models import Attachment, ConversationStatus, Message, SenderKind
+from chat.selectors import (
+    VisitorActor,
+    agent_actor_for,
+    attachment_get_for,
+    conversation_has_history,
+    conversation_history,
+    message_replay,
+)
+from chat.services import (
+    attachment_upload,
+    conversation_close,
+    conversation_mark_read,
+    conversation_set_disposition,
+    conversation_start,
+    message_post,
+    survey_validate,
+)
+from contactcenter.errors import ApplicationError
+from contactcenter.models import ContactIdentity, Role
+from contactcenter.services import contact_create, contact_identity_add
+from queueing.models import Offer, OfferStatus
+from queueing.services import (
+    agent_presence_change,
+    conversation_accept,
+    conversation_end,
+    conversation_request,
+    offer_reject,
+    waiting_list,
+)
+from tests.factories import ConversationFactory, DispositionFactory, MembershipFactory, QueueMemberFactory
+
+pytestmark = pytest.mark.django_db
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n"
+
+
+def post(actor, conversation, body="hi", client_id=None, **kwargs):
+    return message_post(
+        actor=actor,
+        conversation_id=conversation.pk,
+        body=body,
+        client_id=client_id or f"c-{body[:20]}-{len(body)}",
+        **kwargs,
+    )
+
+
+# --- seq and dedupe ------------------------------------------------------------------------------------
+
+
+def test_messages_take_consecutive_seqs_and_move_last_seq(visitor, conversation):
+    seqs = [post(visitor, conversation, body=f"m{i}").message.seq for i in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    conversation.refresh_from_db()
+    assert conversation.last_seq == 5
+    assert conversation.last_message_at is not None
+
+
+def test_a_resend_with_the_same_client_id_returns_the_stored_message_and_announces_nothing(
+    visitor, conversation, published, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        first = post(visitor, conversation, body="hello", client_id="uuid-1")
+    with django_capture_on_commit_callbacks(execute=True):
+        again = post(visitor, conversation, body="hello (edited on resend)", client_id="uuid-1")
+    assert first.created is True
+    assert again.created is False
+    assert again.message.pk == first.message.pk
+    assert again.message.body == "hello"
+    assert Message.objects.filter(conversation=conversation).count() == 1
+    assert [event["type"] for _, event in published] == ["message.new"]
+
+
+def test_a_client_id_of_another_sender_is_refused(visitor, assigned, agent_actor):
+    post(visitor, assigned, body="mine", client_id="same")
+    with pytest.raises(ApplicationError) as error:
+        post(agent_actor, assigned, body="theirs", client_id="same")
+    assert error.value.code == "duplicate_client_id"
+
+
+def test_message_validation_errors(visitor, conversation, settings):
+    cases = [
+        ({"body": "   "}, "message_empty"),
+        ({"body": "x" * (settings.MESSAGE_MAX_CHARS + 1)}, "message_too_long"),
+        ({"body": "ok", "client_id": ""}, "client_id_required"),
+        ({"body": "ok", "client_id": "x" * 65}, "client_id_required"),
+        ({"body": 12}, "invalid"),
+        ({"body": "ok", "attachment_ids": [999999]}, "invalid_attachment"),
+        ({"body": "note", "private": True}, "invalid"),
+    ]
+    for kwargs, code in cases:
+        kwargs.setdefault("client_id", "cid")
+        with pytest.raises(ApplicationError) as error:
+            message_post(actor=visitor, conversation_id=conversation.pk, **kwargs)
+        assert error.value.code == code, kwargs
+    assert not Message.objects.filter(conversation=conversation).exists()
+    # The maximum itself is fine.
+    assert post(visitor, conversation, body="x" * settings.MESSAGE_MAX_CHARS).created
+
+
+def test_the_rate_limit_refuses_with_retry_after_and_a_resend_still_acks(visitor, conversation, settings):
+    settings.MESSAGE_RATE_COUNT = 3
+    settings.MESSAGE_RATE_WINDOW_SECONDS = 60
+    for i in range(3):
+        post(visitor, conversation, body=f"m{i}")
+    with pytest.raises(ApplicationError) as error:
+        post(visitor, conversation, body="one too many")
+    assert error.value.code == "rate_limited"
+    assert 1 <= error.value.retry_after <= 60
+    # Dedupe comes first: resending a stored message is never rate limited.
+    assert post(visitor, conversation, body="m0").created is False
+
+
+def test_private_notes_go_to_the_agents_group_and_are_never_replayed_to_the_visitor(
+    visitor, assigned, agent_actor, published, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        post(visitor, assigned, body="question")
+        note = post(agent_actor, assigned, body="internal", private=True).message
+        post(agent_actor, assigned, body="answer")
+    tenant_id, conversation_id = assigned.tenant_id, assigned.pk
+    groups = {event["message"]["seq"]: group for group, event in published if event["type"] == "message.new"}
+    assert groups[note.seq] == f"t{tenant_id}.conv.{conversation_id}.agents"
+    assert all(group == f"t{tenant_id}.conv.{conversation_id}" for seq, group in groups.items() if seq != note.seq)
+
+    for_visitor = message_replay(
+        tenant_id=tenant_id, conversation_id=conversation_id, after_seq=0, include_private=False
+    )
+    for_agent = message_replay(tenant_id=tenant_id, conversation_id=conversation_id, after_seq=0, include_private=True)
+    assert note.seq not in [m["seq"] for m in for_visitor.messages]
+    assert note.seq in [m["seq"] for m in for_agent.messages]
+    # The visitor's position still passes the note: the next resume does not ask for it again.
+    assigned.refresh_from_db()
+    assert for_visitor.upto == for_agent.upto == assigned.last_seq == 4  # agent.joined + 3 messages
+
+
+def test_replay_comes_in_batches_that_cover_every_seq_once(visitor, conversation):
+    for i in range(7):
+        post(visitor, conversation, body=f"m{i}")
+    seen: list[int] = []
+    cursor = 0
+    while True:
+        batch = message_replay(
+            tenant_id=conversation.tenant_id,
+            conversation_id=conversation.pk,
+            after_seq=cursor,
+            include_private=False,
+            limit=3,
+        )
+        seen += [m["seq"] for m in batch.messages]
+        cursor = batch.upto
+        if batch.complete:
+            break
+    assert seen == list(range(1, 8))
+
+
+# --- access --------------------------------------------------------------------------------------------
+
+
+def test_a_visitor_cannot_touch_another_visitors_or_widgets_conversation(visitor, conversation, widget, tenant):
+    strangers = [
+        VisitorActor(tenant_id=visitor.tenant_id, widget_id=visitor.widget_id, visitor_id="someone-else"),
+        VisitorActor(tenant_id=visitor.tenant_id, widget_id=visitor.widget_id + 1000, visitor_id=visitor.visitor_id),
+        VisitorActor(tenant_id=visitor.tenant_id + 1000, widget_id=visitor.widget_id, visitor_id=visitor.visitor_id),
+    ]
+    for stranger in strangers:
+        with pytest.raises(ApplicationError) as error:
+            post(stranger, conversation, body="let me in")
+        assert error.value.code == "not_found"
+
+
+def test_agents_write_only_where_assigned_and_supervisors_only_read(assigned, tenant, other_tenant):
+    colleague = agent_actor_for(MembershipFactory(tenant=tenant, role=Role.AGENT).user)
+    supervisor = agent_actor_for(MembershipFactory(tenant=tenant, role=Role.SUPERVISOR).user)
+    foreigner = agent_actor_for(MembershipFactory(tenant=other_tenant, role=Role.ADMIN).user)
+    with pytest.raises(ApplicationError) as error:
+        post(colleague, assigned)
+    assert error.value.code == "not_found"
+    with pytest.raises(ApplicationError) as error:
+        post(supervisor, assigned)
+    assert error.value.code == "forbidden"
+    with pytest.raises(ApplicationError) as error:
+        post(foreigner, assigned)
+    assert error.value.code == "not_found"
+
+
+def test_closed_conversations_refuse_messages(visitor, conversation):
+    conversation_close(actor=visitor, conversation_id=conversation.pk)
+    with pytest.raises(ApplicationError) as error:
+        post(visitor, conversation, body="late")
+    assert error.value.code == "conversation_closed"
+
+
+def test_read_markers_are_per_side_and_only_move_forward(visitor, assigned, agent_actor):
+    for i in range(3):
+        post(visitor, assigned, body=f"m{i}")
+    assert conversation_mark_read(actor=visitor, conversation_id=assigned.pk, seq=3) == 3
+    assert conversation_mark_read(actor=visitor, conversation_id=assigned.pk, seq=1) == 3
+    assert conversation_mark_read(actor=agent_actor, conversation_id=assigned.pk, seq=999) == 4  # capped at last_seq
+    assigned.refresh_from_db()
+    assert (assigned.visitor_read_seq, assigned.agent_read_seq) == (3, 4)
+
+
+# --- survey, contacts and history ------------------------------------------------------------------------
+
+
+def test_survey_answers_are_validated_against_the_widgets_fields(widget):
+    with pytest.raises(ApplicationError) as error:
+        survey_validate(widget=widget, answers={"email": "not-an-email", "phone": "12"})
+    assert error.value.code == "invalid"
+    assert set(error.value.fields) == {"name", "email", "phone"}
+
+    result = survey_validate(
+        widget=widget,
+        answers={"name": " Jane ", "email": "Jane@Example.org", "phone": "+44 20 7946 0958", "unknown": "ignored"},
+    )
+    assert result.name == "Jane"
+    assert ("email", "jane@example.org") in result.identities
+    assert ("phone", "+442079460958") in result.identities
+    assert [a["key"] for a in result.answers] == ["name", "email", "phone"]
+
+
+def test_a_survey_makes_a_new_contact_with_unverified_identities_every_time(widget):
+    answers = {"name": "Jane", "email": "jane@example.org", "phone": "+14155552671"}
+    first = conversation_start(widget=widget, visitor_id="v1", answers=answers)
+    second = conversation_start(widget=widget, visitor_id="v1", answers=answers)
+    assert first.contact_id != second.contact_id
+    identities = ContactIdentity.objects.filter(contact=first.contact)
+    assert {(i.kind, i.value) for i in identities} == {
+        ("email", "jane@example.org"),
+        ("phone", "+14155552671"),
+        ("web", "v1"),
+    }
+    assert not identities.filter(verified=True).exists()
+    assert first.survey[0] == {"key": "name", "label": "Your name", "value": "Jane"}
+
+
+def test_typing_someone_elses_email_never_shows_their_history(tenant, widget, agent_actor, agent):
+    # Jane's real history, tied to her verified address.
+    jane = contact_create(tenant=tenant, name="Jane")
+    contact_identity_add(contact=jane, kind="email", value="jane@example.org", verified=True)
+    old = ConversationFactory(tenant=tenant, contact=jane, widget=widget, status=ConversationStatus.CLOSED)
+    Message.objects.create(tenant=tenant, conversation=old, seq=1, sender_kind=SenderKind.VISITOR, body="my secret")
+    jane_now = ConversationFactory(tenant=tenant, contact=jane, widget=widget, assignee=agent)
+
+    # Someone else types Jane's address into the survey.
+    impostor = conversation_start(
+        widget=widget, visitor_id="imp", answers={"name": "Jane", "email": "jane@example.org"}
+    )
+    impostor.assignee = agent
+    impostor.save()
+
+    assert conversation_has_history(impostor) is False
+    assert conversation_history(actor=agent_actor, conversation_id=impostor.pk) == {
+        "conversations": [],
+        "has_more": False,
+    }
+    # The real Jane's new conversation does see it.
+    assert conversation_has_history(jane_now) is True
+    history = conversation_history(actor=agent_actor, conversation_id=jane_now.pk)
+    assert [c["id"] for c in history["conversations"]] == [old.pk]
+    assert history["conversations"][0]["messages"][0]["body"] == "my secret"
+
+
+# --- routing: request, offers, accept, reject ---------------------------------------------------------------
+
+
+def test_a_request_is_offered_to_online_members_and_goes_offline_when_none_is(widget, queue, agent):
+    offline = conversation_request(widget=widget, visitor_id="v1", answers={"name": "A"}, message="anyone?")
+    assert offline.offline is True
+    assert offline.conversation.started_offline is True
+    assert not Offer.objects.exists()
+    with pytest.raises(ApplicationError) as error:
+        conversation_request(widget=widget, visitor_id="v2", answers={"name": "B"})
+    assert error.value.code == "offline_message_required"
+
+    AgentProfile.objects.filter(user=agent).update(presence=Presence.ONLINE)
+    online = conversation_request(widget=widget, visitor_id="v3", answers={"name": "C"})
+    assert online.offline is False
+    assert list(Offer.objects.filter(conversation=online.conversation).values_list("agent_id", flat=True)) == [agent.pk]
+
+
+def test_going_online_offers_the_waiting_conversations_of_ones_queues(widget, queue, agent, agent_actor):
+    waiting = conversation_request(widget=widget, visitor_id="v1", answers={"name": "A"}, message="hello").conversation
+    agent_presence_change(actor=agent_actor, presence="online")
+    assert Offer.objects.get(agent=agent).conversation == waiting
+    agent_presence_change(actor=agent_actor, presence="away")
+    assert Offer.objects.get(agent=agent).status == OfferStatus.WITHDRAWN
+
+
+def test_the_first_accept_wins_and_withdraws_every_other_offer(
+    tenant, widget, queue, online, agent_actor, published, django_capture_on_commit_callbacks
+):
+    colleague = QueueMemberFactory(tenant=tenant, queue=queue).user
+    AgentProfile.objects.filter(user=colleague).update(presence=Presence.ONLINE)
+    with django_capture_on_commit_callbacks(execute=True):
+        conversation = conversation_request(widget=widget, visitor_id="v1", answers={"name": "A"}).conversation
+    assert Offer.objects.filter(conversation=conversation).count() == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        conversation_accept(actor=agent_actor, conversation_id=conversation.pk)
+    with pytest.raises(ApplicationError) as error:
+        conversation_accept(actor=agent_for(colleague), conversation_id=conversation.pk)
+    assert error.value.code == "already_taken"
+
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.assignee_id) == (ConversationStatus.OPEN, online.pk)
+    statuses = dict(Offer.objects.filter(conversation=conversation).values_list("agent_id", "status"))
+    assert statuses == {online.pk: OfferStatus.ACCEPTED, colleague.pk: OfferStatus.WITHDRAWN}
+    withdrawn = {group: event["reason"] for group, event in published if event["type"] == "offer.withdrawn"}
+    assert withdrawn == {
+        f"t{tenant.pk}.agent.{online.pk}": "accepted",
+        f"t{tenant.pk}.agent.{colleague.pk}": "taken",
+    }
+    joined = Message.objects.get(conversation=conversation, event="agent.joined")
+    assert joined.event_data == {"agent_name": online.first_name}
+
+
+def agent_for(user):
+    return agent_actor_for(user)
+
+
+def test_accept_respects_max_chats(tenant, widget, queue, online, agent_actor):
+    AgentProfile.objects.filter(user=online).update(max_chats=1)
+    first = conversation_request(widget=widget, visitor_id="v1", answers={"name": "A"}).conversation
+    second = conversation_request(widget=widget, visitor_id="v2", answers={"name": "B"}).conversation
+    conversation_accept(actor=agent_actor, conversation_id=first.pk)
+    with pytest.raises(ApplicationError) as error:
+        conversation_accept(actor=agent_actor, conversation_id=second.pk)
+    assert error.value.code == "at_capacity"
+
+
+def test_only_queue_members_pick_up_without_an_offer(tenant, widget, queue, conversation):
+    outsider = agent_actor_for(MembershipFactory(tenant=tenant).user)
+    with pytest.raises(ApplicationError) as error:
+        conversation_accept(actor=outsider, conversation_id=conversation.pk)
+    assert error.value.code == "not_in_queue"
+    assert waiting_list(actor=outsider) == []
+
+
+def test_waiting_list_and_reject(widget, queue, online, agent_actor):
+    conversation = conversation_request(
+        widget=widget, visitor_id="v1", answers={"name": "Ann"}, message="hi"
+    ).conversation
+    items = waiting_list(actor=agent_actor)
+    assert [(i["conversation_id"], i["contact_name"], i["preview"]) for i in items] == [(conversation.pk, "Ann", "hi")]
+    offer_reject(actor=agent_actor, conversation_id=conversation.pk)
+    assert Offer.objects.get(conversation=conversation).status == OfferStatus.REJECTED
+    # Rejecting keeps it waiting, and pickable from the list.
+    assert conversation_accept(actor=agent_actor, conversation_id=conversation.pk).status == ConversationStatus.OPEN
+
+
+# --- close and disposition ---------------------------------------------------------------------------------
+
+
+def test_an_agent_must_pick_a_disposition_before_closing(assigned, agent_actor, disposition, other_tenant):
+    with pytest.raises(ApplicationError) as error:
+        conversation_end(actor=agent_actor, conversation_id=assigned.pk)
+    assert error.value.code == "disposition_required"
+    foreign = DispositionFactory(tenant=other_tenant)
+    inactive = DispositionFactory(tenant=assigned.tenant, is_active=False)
+    for bad in (foreign.pk, inactive.pk, "2"):
+        with pytest.raises(ApplicationError) as error:
+            conversation_set_disposition(actor=agent_actor, conversation_id=assigned.pk, disposition_id=bad)
+        assert error.value.code == "invalid_disposition"
+
+    conversation_set_disposition(actor=agent_actor, conversation_id=assigned.pk, disposition_id=disposition.pk)
+    result = conversation_end(actor=agent_actor, conversation_id=assigned.pk)
+    assert result.closed_now
+    assigned.refresh_from_db()
+    assert assigned.status == ConversationStatus.CLOSED and assigned.disposition == disposition
+    notice = Message.objects.filter(conversation=assigned).order_by("-seq").first()
+    assert (notice.sender_kind, notice.event, notice.event_data["by"]) == ("system", "conversation.closed", "agent")
+    # Closing twice changes nothing and stores no second notice.
+    assert conversation_end(actor=agent_actor, conversation_id=assigned.pk).closed_now is False
+    assert Message.objects.filter(conversation=assigned, event="conversation.closed").count() == 1
+
+
+def test_the_visitor_ends_the_chat_without_a_disposition_and_offers_are_withdrawn(widget, queue, online, visitor):
+    conversation = conversation_request(
+        widget=widget, visitor_id=visitor.visitor_id, answers={"name": "A"}
+    ).conversation
+    conversation_end(actor=visitor, conversation_id=conversation.pk)
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.CLOSED
+    assert Message.objects.get(conversation=conversation, event="conversation.closed").event_data == {"by": "visitor"}
+    assert Offer.objects.get(conversation=conversation).status == OfferStatus.WITHDRAWN
+
+
+# --- presence ---------------------------------------------------------------------------------------------
+
+
+def test_an_agent_whose_sockets_are_gone_past_the_grace_period_goes_offline(agent, settings):
+    settings.PRESENCE_GRACE_SECONDS = 0
+    AgentProfile.objects.filter(user=agent).update(presence=Presence.ONLINE)
+    agent_socket_opened(user=agent)
+    assert presence_sweep() == []  # a socket is open
+    agent_socket_closed(user=agent)
+    agent_socket_closed(user=agent)  # a second close never goes below zero
+    assert AgentProfile.objects.get(user=agent).open_sockets == 0
+    assert presence_sweep() == [agent.pk]
+    assert AgentProfile.objects.get(user=agent).presence == Presence.OFFLINE
+
+
+# --- uploads ----------------------------------------------------------------------------------------------
+
+
+def upload(name, data, content_type):
+    return SimpleUploadedFile(name, data, content_type=content_type)
+
+
+def test_uploads_are_sniffed_and_limited_by_the_widget(visitor, conversation, widget, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    png = attachment_upload(
+        actor=visitor, conversation_id=conversation.pk, upload=upload("../../x.png", PNG, "image/png")
+    )
+    assert (png.content_type, png.filename, png.uploaded_by_visitor) == ("image/png", "x.png", True)
+    assert "x.png" not in png.file.name and png.file.name.startswith(f"attachments/t{conversation.tenant_id}/")
+    # The sniffed type wins over a wrong claim.
+    pdf = attachment_upload(
+        actor=visitor, conversation_id=conversation.pk, upload=upload("doc.bin", PDF, "application/octet-stream")
+    )
+    assert pdf.content_type == "application/pdf"
+    text = attachment_upload(
+        actor=visitor, conversation_id=conversation.pk, upload=upload("note.txt", "héllo".encode(), "text/plain")
+    )
+    assert text.content_type == "text/plain"
+
+    refused = [
+        (upload("big.png", PNG + b"\x00" * widget.max_upload_bytes, "image/png"), "file_too_large"),
+        (upload("page.png", b"<html><script>alert(1)</script>", "image/png"), "file_type_mismatch"),
+        (
+            upload("x.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script/></svg>', "image/svg+xml"),
+            "file_type_not_allowed",
+        ),
+        (upload("x.txt", b"<!DOCTYPE html><html><body>hi", "text/plain"), "file_type_not_allowed"),
+        (upload("x.html", b"<html></html>", "text/html"), "file_type_not_allowed"),
+        (upload("bin.txt", b"\x00\x01\xff\xfe", "text/plain"), "file_type_mismatch"),
+        (upload("a.zip", b"PK\x03\x04" + b"\x00" * 20, "application/zip"), "file_type_not_allowed"),
+        (upload("empty.txt", b"", "text/plain"), "invalid"),
+    ]
+    for file, code in refused:
+        with pytest.raises(ApplicationError) as error:
+            attachment_upload(actor=visitor, conversation_id=conversation.pk, upload=file)
+        assert error.value.code == code, file.name
+    assert Attachment.objects.count() == 3
+
+
+def test_a_widget_that_allows_no_images_refuses_a_real_png(visitor, conversation, widget, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    widget.allowed_file_types = ["application/pdf"]
+    widget.save()
+    with pytest.raises(ApplicationError) as error:
+        attachment_upload(actor=visitor, conversation_id=conversation.pk, upload=upload("x.png", PNG, "image/png"))
+    assert error.value.code == "file_type_not_allowed"
+
+
+def test_an_attachment_is_sent_once_by_its_uploader(visitor, assigned, agent_actor, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    file = attachment_upload(actor=visitor, conversation_id=assigned.pk, upload=upload("x.png", PNG, "image/png"))
+    with pytest.raises(ApplicationError) as error:
+        post(agent_actor, assigned, body="", client_id="a1", attachment_ids=[file.pk])
+    assert error.value.code == "invalid_attachment"
+    sent = post(visitor, assigned, body="", client_id="v1", attachment_ids=[file.pk]).message
+    file.refresh_from_db()
+    assert file.message == sent
+    with pytest.raises(ApplicationError) as error:
+        post(visitor, assigned, body="again", client_id="v2", attachment_ids=[file.pk])
+    assert error.value.code == "invalid_attachment"
+
+
+def test_attachments_are_readable_by_the_conversations_visitor_and_the_tenants_agents_only(
+    visitor, conversation, tenant, other_tenant, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    file = attachment_upload(
+        actor=visitor, conversation_id=conversation.pk, upload=upload("n.txt", io.BytesIO(b"hi").read(), "text/plain")
+    )
+    assert attachment_get_for(actor=visitor, attachment_id=file.pk) == file
+    colleague = agent_actor_for(MembershipFactory(tenant=tenant).user)
+    assert attachment_get_for(actor=colleague, attachment_id=file.pk) == file
+    outsiders = [
+        VisitorActor(tenant_id=visitor.tenant_id, widget_id=visitor.widget_id, visitor_id="other"),
+        agent_actor_for(MembershipFactory(tenant=other_tenant).user),
+    ]
+    for outsider in outsiders:
+        with pytest.raises(ApplicationError) as error:
+            attachment_get_for(actor=outsider, attachment_id=file.pk)
+        assert error.value.code == "not_found"

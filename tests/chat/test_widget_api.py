@@ -1,0 +1,163 @@
+"""The widget's and the console's JSON endpoints (docs/protocol.md §6, §7) through Django's test client."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from agents.models import AgentProfile, Presence
+from chat.models import Conversation, ConversationStatus
+from chat.tokens import visitor_token_issue
+from contactcenter.models import ContactIdentity, Role
+from tests.factories import MembershipFactory, WidgetFactory
+
+pytestmark = pytest.mark.django_db
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+
+
+def start(client, widget, body, token=None):
+    headers = {"HTTP_X_VISITOR_TOKEN": token} if token else {}
+    return client.post(
+        f"/widget/api/{widget.public_key}/sessions", data=body, content_type="application/json", **headers
+    )
+
+
+def test_config_says_whether_anyone_is_online(client, widget, queue, agent):
+    response = client.get(f"/widget/api/{widget.public_key}/config")
+    assert response.status_code == 200
+    data = response.json()
+    assert data["available"] is False
+    assert data["protocol_version"] == 1
+    assert [f["key"] for f in data["widget"]["survey_fields"]] == ["name", "email", "phone", "topic"]
+    AgentProfile.objects.filter(user=agent).update(presence=Presence.ONLINE)
+    assert client.get(f"/widget/api/{widget.public_key}/config").json()["available"] is True
+    assert client.get("/widget/api/wk_nope/config").status_code == 404
+
+
+def test_a_session_starts_resumes_with_its_token_and_refuses_bad_tokens(client, widget, queue, online):
+    response = start(client, widget, {"answers": {"name": "Jane", "email": "jane@example.org"}, "message": "Hi"})
+    assert response.status_code == 201, response.json()
+    data = response.json()
+    assert data["offline"] is False and data["resumed"] is False
+    conversation = Conversation.objects.get(pk=data["conversation"]["id"])
+    assert conversation.status == ConversationStatus.WAITING
+    assert data["conversation"]["last_seq"] == 1
+    assert data["socket_url"] == f"/ws/visitor/conversations/{conversation.pk}/"
+    assert not ContactIdentity.objects.filter(contact=conversation.contact, verified=True).exists()
+
+    # A reload: the same conversation comes back, nothing new is created.
+    again = start(client, widget, {"answers": {"name": "Jane"}}, token=data["token"])
+    assert again.status_code == 200
+    assert again.json()["resumed"] is True and again.json()["conversation"]["id"] == conversation.pk
+    current = client.get(f"/widget/api/{widget.public_key}/session", HTTP_X_VISITOR_TOKEN=data["token"])
+    assert current.json() == {"visitor_id": data["visitor_id"], "conversation": again.json()["conversation"]}
+    assert Conversation.objects.count() == 1
+
+    other_widget = WidgetFactory(tenant=widget.tenant)
+    foreign = visitor_token_issue(tenant_id=widget.tenant_id, widget_id=other_widget.pk, visitor_id="x")
+    for token in ("garbage", data["token"] + "x", foreign):
+        response = client.get(f"/widget/api/{widget.public_key}/session", HTTP_X_VISITOR_TOKEN=token)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_token"
+
+
+def test_a_session_start_reports_survey_errors_by_field(client, widget, queue, online):
+    response = start(client, widget, {"answers": {"email": "nope", "phone": "0"}})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert set(error["fields"]) == {"name", "email", "phone"}
+    assert not Conversation.objects.exists()
+
+
+def test_nobody_online_needs_an_offline_message(client, widget, queue):
+    response = start(client, widget, {"answers": {"name": "Jane"}})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "offline_message_required"
+    response = start(client, widget, {"answers": {"name": "Jane"}, "message": "Call me back"})
+    assert response.status_code == 201
+    assert response.json()["offline"] is True
+    conversation = Conversation.objects.get()
+    assert conversation.started_offline and conversation.status == ConversationStatus.WAITING
+    assert [m.event or m.body for m in conversation.messages.order_by("seq")] == [
+        "conversation.offline",
+        "Call me back",
+    ]
+
+
+def test_visitor_upload_and_download_through_a_signed_url(client, widget, queue, online, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    session = start(client, widget, {"answers": {"name": "Jane"}}).json()
+    token, conversation_id = session["token"], session["conversation"]["id"]
+    response = client.post(
+        f"/widget/api/{widget.public_key}/uploads",
+        data={"conversation_id": conversation_id, "file": SimpleUploadedFile("cat.png", PNG, "image/png")},
+        HTTP_X_VISITOR_TOKEN=token,
+    )
+    assert response.status_code == 201, response.content
+    attachment = response.json()["attachment"]
+    assert attachment["content_type"] == "image/png" and attachment["is_image"] is True
+
+    download = client.get(attachment["url"])
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content) == PNG
+    assert download["Content-Type"] == "image/png"
+    assert download["X-Content-Type-Options"] == "nosniff"
+    assert download["Content-Disposition"].startswith("attachment;")
+
+    tampered = attachment["url"][:-2] + ("AA" if not attachment["url"].endswith("AA") else "BB")
+    assert client.get(tampered).status_code == 403
+    assert client.get(f"/widget/api/attachments/{attachment['id']}/").status_code == 403
+    # Another visitor's token does not open it either.
+    stranger = visitor_token_issue(tenant_id=widget.tenant_id, widget_id=widget.pk, visitor_id="stranger")
+    response = client.get(f"/widget/api/attachments/{attachment['id']}/", HTTP_X_VISITOR_TOKEN=stranger)
+    assert response.status_code == 404
+
+    too_big = client.post(
+        f"/widget/api/{widget.public_key}/uploads",
+        data={
+            "conversation_id": conversation_id,
+            "file": SimpleUploadedFile("big.png", PNG + b"\x00" * widget.max_upload_bytes, "image/png"),
+        },
+        HTTP_X_VISITOR_TOKEN=token,
+    )
+    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "file_too_large"
+
+
+def test_console_endpoints_need_a_session_and_serve_the_tenants_agents(
+    client, assigned, agent, tenant, other_tenant, settings, tmp_path, password
+):
+    settings.MEDIA_ROOT = tmp_path
+    base = f"/console/api/conversations/{assigned.pk}/"
+    assert client.get(base + "history").status_code == 401
+
+    client.force_login(agent)
+    assert client.get(base + "history").json() == {"conversations": [], "has_more": False}
+
+    csrf = Client(enforce_csrf_checks=True)
+    csrf.force_login(agent)
+    refused = csrf.post(base + "uploads", data={"file": SimpleUploadedFile("a.txt", b"hi", "text/plain")})
+    assert refused.status_code == 403  # no CSRF token
+    uploaded = client.post(base + "uploads", data={"file": SimpleUploadedFile("a.txt", b"hi", "text/plain")})
+    assert uploaded.status_code == 201
+    url = uploaded.json()["attachment"]["url"]
+    download = client.get(url)
+    assert download.status_code == 200 and download["Content-Type"] == "text/plain; charset=utf-8"
+
+    foreigner = Client()
+    foreigner.force_login(MembershipFactory(tenant=other_tenant, role=Role.ADMIN).user)
+    assert foreigner.get(base + "history").status_code == 404
+    assert foreigner.get(url).status_code == 404
+    colleague = Client()
+    colleague.force_login(MembershipFactory(tenant=tenant, role=Role.AGENT).user)
+    assert colleague.get(base + "history").status_code == 404  # not theirs
+    assert colleague.get(url).status_code == 200  # files: any agent of the tenant
+
+
+def test_the_console_api_has_no_transcript_or_search_endpoint(client, assigned, agent):
+    """Removed in protocol 1.1: the console never called them; /api/v1/conversations/ serves integrators."""
+    client.force_login(agent)
+    assert client.get(f"/console/api/conversations/{assigned.pk}/").status_code == 404
+    assert client.get("/console/api/conversations/?q=Jane").status_code == 404

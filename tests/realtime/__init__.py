@@ -1,0 +1,1 @@
+"""Protocol tests: real daphne processes, Redis and PostgreSQL."""

@@ -1,0 +1,125 @@
+"""The embedded mode (one process, in-memory channel layer, SQLite): both sockets in-process, and the sweeper loop."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.db import connections
+from django.test import Client
+
+from agents.models import AgentProfile, Presence
+from chat.models import Conversation, ConversationStatus
+from chat.selectors import agent_actor_for
+from chat.services import conversation_start
+from chat.tokens import visitor_token_issue
+from contactcenter import sweeper
+from contactcenter.asgi import application
+from queueing.services import conversation_accept
+from tests.factories import (
+    DispositionFactory,
+    MembershipFactory,
+    QueueFactory,
+    QueueMemberFactory,
+    QueueRouteFactory,
+    WidgetFactory,
+)
+
+pytestmark = [pytest.mark.smoke]
+
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+
+
+def build() -> dict:
+    widget = WidgetFactory()
+    queue = QueueFactory(tenant=widget.tenant)
+    QueueRouteFactory(tenant=widget.tenant, queue=queue, widget=widget)
+    agent = MembershipFactory(tenant=widget.tenant).user
+    QueueMemberFactory(tenant=widget.tenant, queue=queue, user=agent)
+    AgentProfile.objects.filter(user=agent).update(presence=Presence.ONLINE)
+    conversation = conversation_start(widget=widget, visitor_id="v-embedded", answers={"name": "Jane"})
+    conversation_accept(actor=agent_actor_for(agent), conversation_id=conversation.pk)
+    client = Client()
+    client.force_login(agent)
+    return {
+        "conversation": conversation.pk,
+        "disposition": DispositionFactory(tenant=widget.tenant).pk,
+        "token": visitor_token_issue(tenant_id=widget.tenant_id, widget_id=widget.pk, visitor_id="v-embedded"),
+        "cookie": f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode(),
+    }
+
+
+async def next_of(socket: WebsocketCommunicator, kind: str) -> dict:
+    while True:
+        frame = json.loads(await socket.receive_from(timeout=10))
+        if frame["type"] == kind:
+            return frame
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_visitor_and_agent_chat_in_one_process(settings):
+    settings.SWEEP_IN_PROCESS = False  # the loop is tested below; here it would only share the test database
+    data = await database_sync_to_async(build)()
+    conversation_id = data["conversation"]
+    visitor = WebsocketCommunicator(
+        application, f"/ws/visitor/conversations/{conversation_id}/?token={data['token']}", headers=[ORIGIN]
+    )
+    agent = WebsocketCommunicator(application, "/ws/agent/", headers=[ORIGIN, (b"cookie", data["cookie"])])
+    assert (await visitor.connect())[0] and (await agent.connect())[0]
+    assert (await next_of(visitor, "hello"))["conversation"]["status"] == "open"
+    hello = await next_of(agent, "hello")
+    assert [c["id"] for c in hello["conversations"]] == [conversation_id]
+
+    resume = {"type": "resume", "conversation_id": conversation_id, "last_seq": 0}
+    for socket in (visitor, agent):
+        await socket.send_to(text_data=json.dumps(resume))
+        notice = await next_of(socket, "message.new")
+        assert notice["message"]["event"] == "agent.joined" and notice["replay"] is True
+        assert (await next_of(socket, "resume.done"))["last_seq"] == 1
+
+    await visitor.send_to(text_data=json.dumps({"type": "message.send", "client_id": "c1", "body": "Hello"}))
+    assert (await next_of(visitor, "message.ack"))["seq"] == 2
+    own = await next_of(visitor, "message.new")  # the sender gets its own message too, once
+    assert (own["message"]["seq"], own["message"]["client_id"]) == (2, "c1")
+    received = await next_of(agent, "message.new")
+    assert (received["message"]["seq"], received["message"]["body"]) == (2, "Hello")
+
+    close = {"type": "conversation.close", "conversation_id": conversation_id, "request_id": "bye"}
+    await agent.send_to(text_data=json.dumps(close))
+    assert (await next_of(agent, "error"))["code"] == "disposition_required"
+    await agent.send_to(text_data=json.dumps({**close, "disposition_id": data["disposition"]}))
+    assert (await next_of(agent, "ok"))["request_id"] == "bye"
+    closed = await next_of(visitor, "message.new")
+    assert closed["message"]["event"] == "conversation.closed"
+    assert (await next_of(visitor, "conversation.updated"))["conversation"]["status"] == "closed"
+
+    await visitor.disconnect()
+    await agent.disconnect()
+    conversation = await database_sync_to_async(Conversation.objects.get)(pk=conversation_id)
+    assert conversation.status == ConversationStatus.CLOSED
+    profile = await database_sync_to_async(AgentProfile.objects.get)(user_id=conversation.assignee_id)
+    # The consumers' database thread keeps its connection; close it, or the test database cannot be dropped.
+    await sync_to_async(connections.close_all)()
+    assert profile.open_sockets == 0
+
+
+@pytest.mark.django_db
+def test_the_in_process_sweeper_runs_the_beat_sweep_and_starts_once(settings):
+    assert sweeper.run_once()["agents_offline"] == 0  # the same dict contactcenter.tasks.sweep returns
+    settings.SWEEP_IN_PROCESS = False
+    assert sweeper.ensure_started() is False
+    settings.SWEEP_IN_PROCESS = True
+    settings.CELERY_BEAT_SCHEDULE = {"sweep": {"schedule": 3600.0}}  # no pass runs while the test looks
+    try:
+        assert sweeper.ensure_started() is True
+        thread = sweeper._started
+        assert thread is not None and thread.is_alive()
+        assert sweeper.ensure_started() is True
+        assert sweeper._started is thread  # started once per process
+    finally:
+        sweeper.stop()
+    assert not thread.is_alive()
