@@ -46,6 +46,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 class MembershipFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Membership
+        skip_postgeneration_save = True  # the hook adds a profile row; the membership itself is unchanged
 
     tenant = factory.SubFactory(TenantFactory)
     user = factory.SubFactory(UserFactory)

@@ -1,0 +1,110 @@
+"""The agent console's pages: the live console, a contact's page and the past-conversations search.
+
+These views only read and render; everything the console changes goes through the agent websocket and
+the JSON endpoints described in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from agents.models import AgentProfile, Presence
+from chat.selectors import contact_conversation_list, contact_get, conversation_search
+from contactcenter.models import Membership, Role, user_display_name
+
+CONVERSATIONS_PER_PAGE = 25
+SELECTABLE_PRESENCE = [Presence.ONLINE, Presence.AWAY, Presence.OFFLINE]
+
+View = Callable[..., HttpResponse]
+
+
+def _console_csp(request: HttpRequest) -> str:
+    ws_scheme = "wss" if request.is_secure() else "ws"
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data: blob:",
+            f"connect-src 'self' {ws_scheme}://{request.get_host()}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+def console_page(view: View) -> View:
+    """Signed-in members of any role only; the page gets a strict CSP (no inline script or style)."""
+
+    @login_required
+    @require_GET
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        membership: Membership | None = getattr(request.user, "membership", None)
+        if membership is None:
+            raise PermissionDenied("The console is for members of a tenant.")
+        response = view(request, membership, *args, **kwargs)
+        response["Content-Security-Policy"] = _console_csp(request)
+        return response
+
+    return wrapper
+
+
+@console_page
+def console(request: HttpRequest, membership: Membership) -> HttpResponse:
+    profile = AgentProfile.objects.for_tenant(membership.tenant).filter(user=request.user).first()
+    boot = {
+        "userId": request.user.pk,
+        "agentName": user_display_name(request.user),  # type: ignore[arg-type]
+        "tenantName": membership.tenant.name,
+        "presence": profile.presence if profile else Presence.OFFLINE,
+        "contactUrl": reverse("console-contact", args=[0]),
+        "loginUrl": f"{reverse('login')}?next={reverse('console')}",
+    }
+    return render(
+        request,
+        "agents/console.html",
+        {"boot": boot, "presence_choices": [(p.value, p.label) for p in SELECTABLE_PRESENCE], "section": "console"},
+    )
+
+
+@console_page
+def contact(request: HttpRequest, membership: Membership, contact_id: int) -> HttpResponse:
+    found = contact_get(tenant=membership.tenant, contact_id=contact_id)
+    if found is None:
+        raise Http404("No such contact.")
+    conversations = contact_conversation_list(tenant=membership.tenant, contact=found)
+    return render(
+        request,
+        "agents/contact.html",
+        {"contact": found, "conversations": conversations, "section": "contact"},
+    )
+
+
+@console_page
+def conversations(request: HttpRequest, membership: Membership) -> HttpResponse:
+    contact_query = request.GET.get("contact", "")[:200]
+    text_query = request.GET.get("q", "")[:200]
+    results = conversation_search(
+        tenant=membership.tenant,
+        taken_by=None if membership.has_role(Role.SUPERVISOR) else membership.user,
+        contact_query=contact_query,
+        text_query=text_query,
+    )
+    page = Paginator(results, CONVERSATIONS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "agents/conversations.html",
+        {"page": page, "contact_query": contact_query, "text_query": text_query, "section": "conversations"},
+    )

@@ -1,0 +1,80 @@
+"""Widget pages: the iframe page a visitor chats in, and the demo host page that embeds it."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.templatetags.static import static
+from django.views.decorators.clickjacking import xframe_options_exempt
+from django.views.decorators.http import require_GET
+
+from chat.models import Widget
+from contactcenter.models import Tenant
+
+DEMO_TENANT_SLUG = "demo"
+
+
+def _widget_csp(request: HttpRequest, widget: Widget) -> str:
+    """The iframe's policy: only its own origin's scripts, styles and sockets; embeddable where the admin says."""
+    ws_scheme = "wss" if request.is_secure() else "ws"
+    ancestors = " ".join(["'self'", *widget.allowed_origins])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data: blob:",
+            f"connect-src 'self' {ws_scheme}://{request.get_host()}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            f"frame-ancestors {ancestors}",
+        ]
+    )
+
+
+def _parent_origin(request: HttpRequest, widget: Widget) -> str:
+    """The embedding page's origin as loader.js reports it, if it is one the widget may be embedded in.
+
+    The widget only ever posts to this origin and only listens to it; an origin that is not allowed
+    gets "" (the browser refuses to frame the page there anyway, through frame-ancestors).
+    """
+    claimed = request.GET.get("origin", "")
+    own = f"{request.scheme}://{request.get_host()}"
+    return claimed if claimed in {own, *widget.allowed_origins} else ""
+
+
+@xframe_options_exempt  # frame-ancestors below is what restricts embedding, per widget
+@require_GET
+def widget_frame(request: HttpRequest, public_key: str) -> HttpResponse:
+    # The public key is what identifies the tenant here: there is no signed-in user to scope by.
+    widget = Widget.objects.filter(public_key=public_key).only("public_key", "title", "accent_color").first()
+    if widget is None:
+        raise Http404("No such widget.")
+    boot = {
+        "publicKey": widget.public_key,
+        "parentOrigin": _parent_origin(request, widget),
+        "title": widget.title,
+        "accent": widget.accent_color,
+    }
+    response = render(request, "chat/widget.html", {"widget": widget, "boot": boot})
+    response["Content-Security-Policy"] = _widget_csp(request, widget)
+    response["Referrer-Policy"] = "same-origin"
+    return response
+
+
+@require_GET
+def demo_host(request: HttpRequest) -> HttpResponse:
+    """A pretend customer site ("Demo Co") embedding the demo tenant's first widget, and nothing else of it."""
+    tenant = Tenant.objects.filter(slug=DEMO_TENANT_SLUG).first()
+    widget = None
+    if tenant is not None:
+        widget = Widget.objects.for_tenant(tenant).order_by("pk").only("public_key").first()
+    return render(
+        request,
+        "chat/demo_host.html",
+        {
+            "public_key": widget.public_key if widget else "",
+            "loader_url": request.build_absolute_uri(static("widget/loader.js")),
+        },
+    )

@@ -1,0 +1,284 @@
+/*
+ * Switchboard chat widget loader, embedded on a customer's page with:
+ *   <script src="https://HOST/static/widget/loader.js" data-widget="PUBLIC_KEY" async></script>
+ *
+ * It adds a launcher button and a chat window that is an iframe of HOST/widget/PUBLIC_KEY/. The iframe
+ * does all the chatting (same-origin socket and uploads); this script only places it on the page and
+ * talks to it through postMessage, checking the origin and the source window of every message.
+ *
+ * Everything is styled through element.style (CSSOM), which a host page's CSP does not block, inside a
+ * shadow root, so the host page's CSS cannot reach the launcher.
+ */
+(() => {
+  "use strict";
+
+  const script =
+    document.currentScript || document.querySelector('script[data-widget][src*="/static/widget/loader.js"]');
+  if (!script || !script.dataset.widget) return;
+  const publicKey = script.dataset.widget;
+  // Two copies of the snippet on one page must not add two launchers.
+  const loadedFlag = `switchboardWidget:${publicKey}`;
+  if (window[loadedFlag]) return;
+  window[loadedFlag] = true;
+
+  const HOST = new URL(script.src, location.href).origin;
+  const MSG_SOURCE = "switchboard-widget";
+  const OPEN_KEY = `sb-widget-open:${publicKey}`;
+  const DEFAULT_HEIGHT = 640;
+  const WIDTH = 380;
+  const MOBILE_MAX_WIDTH = 480;
+  const READY_TIMEOUT_MS = 15000;
+
+  const state = { open: false, ready: false, unread: 0, height: DEFAULT_HEIGHT, accent: "#2563eb" };
+
+  function el(tag, styles, attrs) {
+    const node = document.createElement(tag);
+    Object.assign(node.style, styles || {});
+    for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
+    return node;
+  }
+
+  function chatIcon() {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "28");
+    svg.setAttribute("height", "28");
+    svg.setAttribute("aria-hidden", "true");
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("fill", "currentColor");
+    path.setAttribute(
+      "d",
+      "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8.4L4 21.5V18a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2zm3 6.5a1.5 1.5 0 1 0 0 " +
+        "3 1.5 1.5 0 0 0 0-3zm5 0a1.5 1.5 0 1 0 0 3 1.5 1.5 0 0 0 0-3zm5 0a1.5 1.5 0 1 0 0 3 1.5 1.5 0 0 0 0-3z",
+    );
+    svg.appendChild(path);
+    return svg;
+  }
+
+  function closeIcon() {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "26");
+    svg.setAttribute("height", "26");
+    svg.setAttribute("aria-hidden", "true");
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", "currentColor");
+    path.setAttribute("stroke-width", "2.4");
+    path.setAttribute("stroke-linecap", "round");
+    path.setAttribute("d", "M6 9l6 6 6-6");
+    svg.appendChild(path);
+    return svg;
+  }
+
+  // White or near-black text, whichever reads better on the accent colour.
+  function textOn(hex) {
+    const m = /^#([0-9a-f]{6})$/i.exec(hex);
+    if (!m) return "#ffffff";
+    const n = parseInt(m[1], 16);
+    const [r, g, b] = [(n >> 16) & 255, (n >> 8) & 255, n & 255].map((c) => {
+      const s = c / 255;
+      return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 ? "#111827" : "#ffffff";
+  }
+
+  const host = el("div", { all: "initial", position: "fixed", zIndex: "2147483000", right: "0", bottom: "0" });
+  host.setAttribute("data-switchboard-widget", publicKey);
+  const root = host.attachShadow({ mode: "open" });
+
+  const frameBox = el("div", {
+    position: "fixed",
+    right: "20px",
+    bottom: "96px",
+    width: `${WIDTH}px`,
+    height: `${DEFAULT_HEIGHT}px`,
+    borderRadius: "16px",
+    overflow: "hidden",
+    boxShadow: "0 12px 40px rgba(15, 23, 42, 0.28)",
+    background: "#ffffff",
+    opacity: "0",
+    transform: "translateY(12px)",
+    transition: "opacity 160ms ease, transform 160ms ease, height 160ms ease",
+    visibility: "hidden",
+  });
+  const frameSrc = new URL(`/widget/${encodeURIComponent(publicKey)}/`, HOST);
+  frameSrc.searchParams.set("origin", location.origin);
+  const frame = el(
+    "iframe",
+    { border: "0", width: "100%", height: "100%", display: "block", colorScheme: "normal" },
+    { src: frameSrc.href, title: "Chat", allow: "clipboard-write" },
+  );
+  frameBox.appendChild(frame);
+
+  const launcher = el(
+    "button",
+    {
+      position: "fixed",
+      right: "20px",
+      bottom: "20px",
+      width: "60px",
+      height: "60px",
+      borderRadius: "50%",
+      border: "0",
+      padding: "0",
+      cursor: "pointer",
+      display: "none", // shown once the iframe says it is ready (and so allowed on this page)
+      alignItems: "center",
+      justifyContent: "center",
+      boxShadow: "0 6px 20px rgba(15, 23, 42, 0.3)",
+      transition: "transform 120ms ease",
+    },
+    { type: "button", "aria-label": "Open chat", "aria-expanded": "false" },
+  );
+  const iconOpen = chatIcon();
+  const iconClose = closeIcon();
+  iconClose.style.display = "none";
+  launcher.append(iconOpen, iconClose);
+  launcher.addEventListener("mouseenter", () => (launcher.style.transform = "scale(1.06)"));
+  launcher.addEventListener("mouseleave", () => (launcher.style.transform = ""));
+
+  const badge = el(
+    "span",
+    {
+      position: "absolute",
+      top: "-4px",
+      right: "-4px",
+      minWidth: "22px",
+      height: "22px",
+      padding: "0 6px",
+      boxSizing: "border-box",
+      borderRadius: "11px",
+      background: "#dc2626",
+      color: "#ffffff",
+      font: "700 12px/22px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+      textAlign: "center",
+      display: "none",
+      border: "2px solid #ffffff",
+    },
+    { "aria-live": "polite" },
+  );
+  launcher.appendChild(badge);
+  root.append(frameBox, launcher);
+
+  function post(message) {
+    // Only ever to our own iframe's origin: a navigated-away frame cannot receive it.
+    if (frame.contentWindow) frame.contentWindow.postMessage({ source: MSG_SOURCE, ...message }, HOST);
+  }
+
+  function isMobile() {
+    return window.innerWidth <= MOBILE_MAX_WIDTH;
+  }
+
+  function layout() {
+    if (isMobile()) {
+      Object.assign(frameBox.style, {
+        right: "0",
+        bottom: "0",
+        width: "100vw",
+        height: "100%",
+        borderRadius: "0",
+      });
+      launcher.style.visibility = state.open ? "hidden" : "visible";
+    } else {
+      const available = window.innerHeight - 116;
+      Object.assign(frameBox.style, {
+        right: "20px",
+        bottom: "96px",
+        width: `${Math.min(WIDTH, window.innerWidth - 40)}px`,
+        height: `${Math.max(280, Math.min(state.height, available))}px`,
+        borderRadius: "16px",
+      });
+      launcher.style.visibility = "visible";
+    }
+  }
+
+  function render() {
+    Object.assign(frameBox.style, state.open
+      ? { opacity: "1", transform: "translateY(0)", visibility: "visible" }
+      : { opacity: "0", transform: "translateY(12px)", visibility: "hidden" });
+    launcher.setAttribute("aria-expanded", String(state.open));
+    launcher.setAttribute("aria-label", state.open ? "Close chat" : "Open chat");
+    iconOpen.style.display = state.open ? "none" : "block";
+    iconClose.style.display = state.open ? "block" : "none";
+    launcher.style.background = state.accent;
+    launcher.style.color = textOn(state.accent);
+    const showBadge = !state.open && state.unread > 0;
+    badge.style.display = showBadge ? "block" : "none";
+    badge.textContent = state.unread > 99 ? "99+" : String(state.unread);
+    launcher.title = showBadge ? `${state.unread} unread` : "";
+    layout();
+  }
+
+  function setOpen(open) {
+    state.open = open;
+    try {
+      // Per tab, so the window stays open while the visitor navigates the same site.
+      sessionStorage.setItem(OPEN_KEY, open ? "1" : "0");
+    } catch (_) {
+      /* storage can be disabled; the window then simply starts closed */
+    }
+    render();
+    post({ type: open ? "opened" : "closed" });
+  }
+
+  launcher.addEventListener("click", () => setOpen(!state.open));
+  window.addEventListener("resize", layout);
+
+  window.addEventListener("message", (event) => {
+    if (event.origin !== HOST || event.source !== frame.contentWindow) return;
+    const data = event.data;
+    if (!data || data.source !== MSG_SOURCE) return;
+    switch (data.type) {
+      case "ready": {
+        state.ready = true;
+        if (/^#[0-9a-f]{6}$/i.test(data.accent || "")) state.accent = data.accent;
+        if (typeof data.title === "string") frame.title = data.title;
+        launcher.style.display = "flex";
+        let wasOpen = false;
+        try {
+          wasOpen = sessionStorage.getItem(OPEN_KEY) === "1";
+        } catch (_) {
+          /* see setOpen */
+        }
+        setOpen(wasOpen);
+        break;
+      }
+      case "unread":
+        state.unread = Math.max(0, Number(data.count) || 0);
+        render();
+        break;
+      case "open":
+        if (!state.open) setOpen(true);
+        break;
+      case "close":
+        if (state.open) setOpen(false);
+        launcher.focus();
+        break;
+      case "resize":
+        state.height = Math.max(280, Math.min(Number(data.height) || DEFAULT_HEIGHT, DEFAULT_HEIGHT));
+        layout();
+        break;
+      default:
+        break;
+    }
+  });
+
+  function mount() {
+    document.body.appendChild(host);
+    render();
+    setTimeout(() => {
+      if (!state.ready) {
+        console.warn(
+          `Switchboard widget ${publicKey}: the chat window did not load. Is ${location.origin} ` +
+            "among the widget's allowed origins?",
+        );
+      }
+    }, READY_TIMEOUT_MS);
+  }
+
+  if (document.body) mount();
+  else document.addEventListener("DOMContentLoaded", mount, { once: true });
+})();
