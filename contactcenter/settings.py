@@ -123,10 +123,13 @@ if env_str("DATABASE_URL"):
         "default": dj_database_url.parse(env_str("DATABASE_URL"), conn_max_age=DB_CONN_MAX_AGE, conn_health_checks=True)
     }
 else:
+    SQLITE_PATH = Path(env_str("SQLITE_PATH") or BASE_DIR / "var" / "db.sqlite3")
+    # A fresh clone has no var/: SQLite creates the file, not its folder.
+    SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": env_str("SQLITE_PATH") or str(BASE_DIR / "var" / "db.sqlite3"),
+            "NAME": SQLITE_PATH,
             "OPTIONS": {"timeout": 20},
         }
     }
@@ -259,6 +262,15 @@ SPECTACULAR_SETTINGS = {
 MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 4000)
 # Seconds after the last console socket closes before an agent counts as offline.
 PRESENCE_GRACE_SECONDS = env_int("PRESENCE_GRACE_SECONDS", 30)
+# A console socket not heard from (no ping) for this long is counted as gone, e.g. after a server crash.
+AGENT_SOCKET_STALE_SECONDS = env_int("AGENT_SOCKET_STALE_SECONDS", 90)
+# Per sender and conversation: at most MESSAGE_RATE_COUNT messages in MESSAGE_RATE_WINDOW_SECONDS.
+MESSAGE_RATE_COUNT = env_int("MESSAGE_RATE_COUNT", 30)
+MESSAGE_RATE_WINDOW_SECONDS = env_int("MESSAGE_RATE_WINDOW_SECONDS", 10)
+# How long a visitor's signed token (kept in the widget's storage) resumes their conversation.
+VISITOR_TOKEN_MAX_AGE = env_int("VISITOR_TOKEN_MAX_AGE", 30 * 24 * 3600)
+# How long a visitor's signed attachment link works.
+ATTACHMENT_URL_MAX_AGE = env_int("ATTACHMENT_URL_MAX_AGE", 24 * 3600)
 # Run the periodic sweep inside the server process (embedded mode has no Celery beat).
 SWEEP_IN_PROCESS = env_bool("SWEEP_IN_PROCESS", CELERY_TASK_ALWAYS_EAGER)
 
