@@ -21,6 +21,7 @@ from agents.serializers import (
     TemplateSerializer,
 )
 from agents.services import (
+    agent_invite,
     agent_update,
     disposition_delete,
     disposition_save,
@@ -31,7 +32,7 @@ from agents.services import (
 )
 from contactcenter.api import TenantScopedViewSet
 from contactcenter.models import Membership
-from contactcenter.services import membership_invite, membership_remove
+from contactcenter.services import membership_remove
 
 AGENT_EXAMPLE = {
     "id": 12,
@@ -94,7 +95,7 @@ class AgentViewSet(TenantScopedViewSet):
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = self._validated(AgentInviteSerializer, request)
         inviter = self.principal.membership.user if self.principal.membership else None
-        membership = membership_invite(tenant=self.tenant, invited_by=inviter, **data)
+        membership = agent_invite(tenant=self.tenant, invited_by=inviter, **data)
         return Response(self._fresh(membership), status=status.HTTP_201_CREATED)
 
     @extend_schema(

@@ -72,4 +72,3 @@ def console_history(request: HttpRequest, actor: AgentActor, conversation_id: in
     before = _int_param(request, "before", None)
     limit = _int_param(request, "limit", 1) or 1
     return JsonResponse(conversation_history(actor=actor, conversation_id=conversation_id, before=before, limit=limit))
-

@@ -204,7 +204,7 @@ SETTABLE_PRESENCE = (Presence.ONLINE, Presence.AWAY, Presence.OFFLINE)
 
 def stale_socket_seconds() -> int:
     """A socket without a heartbeat this long is presumed gone (its server process died without a close)."""
-    return int(getattr(settings, "AGENT_SOCKET_STALE_SECONDS", 90))
+    return settings.AGENT_SOCKET_STALE_SECONDS
 
 
 @transaction.atomic

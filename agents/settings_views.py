@@ -14,6 +14,7 @@ from django.urls import reverse
 from agents.forms import AgentEditForm, AgentInviteForm, DispositionForm, PauseReasonForm, TemplateForm
 from agents.models import CannedTemplate, Disposition, PauseReason
 from agents.services import (
+    agent_invite,
     agent_update,
     disposition_delete,
     disposition_save,
@@ -24,7 +25,7 @@ from agents.services import (
 )
 from contactcenter.errors import ApplicationError
 from contactcenter.models import Membership, user_display_name
-from contactcenter.services import membership_invite, membership_invite_resend, membership_is_pending, membership_remove
+from contactcenter.services import membership_invite_resend, membership_is_pending, membership_remove
 from contactcenter.settings_views import (
     AdminRequiredView,
     SettingsDeleteView,
@@ -79,7 +80,7 @@ class AgentInviteView(AgentsMixin, SettingsFormView):
         return self.page(request, self.template_name, context)
 
     def save(self, form: forms.Form) -> Membership:
-        return membership_invite(tenant=self.tenant, invited_by=self.request.user, **form.cleaned_data)  # type: ignore[arg-type]
+        return agent_invite(tenant=self.tenant, invited_by=self.request.user, **form.cleaned_data)  # type: ignore[arg-type]
 
     def success_message(self, obj: Membership) -> str:
         return f"Invitation sent to {obj.user.email}."

@@ -23,9 +23,8 @@ from chat.serializers import (
     MessageSerializer,
     WidgetSerializer,
 )
-from chat.services import widget_save
+from chat.services import widget_delete, widget_save
 from contactcenter.api import TenantScopedViewSet
-from queueing.services import widget_delete
 
 
 @extend_schema_view(

@@ -108,7 +108,9 @@ def agent_message_view(data: MessageData) -> dict[str, Any]:
         "body": data["body"],
         "event": data["event"],
         "event_data": data["event_data"],
-        "client_id": data["client_id"],
+        # Only agents' own ids: a visitor's client_id may be the one that started their conversation, and
+        # a retried start with it hands out that visitor's token, so it never leaves the visitor's side.
+        "client_id": data["client_id"] if data["sender"] == SenderKind.AGENT else None,
         "attachments": [{**a, "url": agent_attachment_url(attachment_id=a["id"])} for a in data["attachments"]],
         "created_at": data["created_at"],
     }

@@ -106,6 +106,9 @@ class Conversation(TenantOwned):
     survey = models.JSONField(default=list, blank=True)
     # Started as an offline message (no agent of the widget's queue was online).
     started_offline = models.BooleanField(default=False)
+    # The client_id of the widget's start request: a retried start finds this conversation instead of
+    # making a second one (docs/protocol.md §6).
+    start_client_id = models.CharField(max_length=64, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     answered_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -116,6 +119,13 @@ class Conversation(TenantOwned):
             models.Index(fields=["tenant", "status", "created_at"]),
             models.Index(fields=["tenant", "contact", "created_at"]),
             models.Index(fields=["tenant", "assignee", "status"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["widget", "start_client_id"],
+                condition=Q(start_client_id__isnull=False),
+                name="conversation_start_client_id_unique",
+            ),
         ]
         ordering = ["-created_at"]
 

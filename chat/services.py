@@ -29,6 +29,7 @@ from chat.models import (
     Widget,
 )
 from chat.selectors import Actor, AgentActor, VisitorActor, conversation_get_for
+from chat.tokens import new_visitor_id
 from contactcenter.errors import ApplicationError
 from contactcenter.models import IdentityKind, Tenant
 from contactcenter.realtime import conversation_agents_group, conversation_group, publish_on_commit
@@ -169,7 +170,7 @@ class RateLimited(ApplicationError):
 
 def message_rate_limit() -> tuple[int, int]:
     """(messages, seconds) one sender may post in one conversation; generous for people, not for scripts."""
-    return int(getattr(settings, "MESSAGE_RATE_COUNT", 30)), int(getattr(settings, "MESSAGE_RATE_WINDOW_SECONDS", 10))
+    return settings.MESSAGE_RATE_COUNT, settings.MESSAGE_RATE_WINDOW_SECONDS
 
 
 @dataclass(frozen=True)
@@ -290,17 +291,54 @@ def system_notice_post(
     return message
 
 
+@dataclass(frozen=True)
+class StartResult:
+    conversation: Conversation
+    # False when a retried start (same client_id) found the conversation it made before: nothing new.
+    created: bool
+
+
+def _started_with(widget: Widget, client_id: str) -> Conversation | None:
+    return Conversation.objects.for_tenant(widget.tenant_id).filter(widget=widget, start_client_id=client_id).first()
+
+
+def _start_replay(conversation: Conversation, visitor_id: str | None) -> StartResult:
+    # Without a token the caller is taken for the visitor whose first try never got its answer (the random
+    # client_id is the proof); with a token it must be that visitor's, never a second visitor's way in.
+    if visitor_id is not None and conversation.visitor_id != visitor_id:
+        raise ApplicationError(
+            "duplicate_client_id",
+            "This client_id started another visitor's conversation.",
+            {"client_id": ["Already used: generate a new one."]},
+            status=409,
+        )
+    return StartResult(conversation=conversation, created=False)
+
+
 @transaction.atomic
 def conversation_start(
     *,
     widget: Widget,
-    visitor_id: str,
+    visitor_id: str | None,
     answers: Any = None,
     message: str = "",
     client_id: str | None = None,
     offline: bool = False,
-) -> Conversation:
-    """A new waiting web conversation on a NEW contact whose typed email/phone are unverified identities."""
+) -> StartResult:
+    """A new waiting web conversation on a NEW contact whose typed email/phone are unverified identities.
+
+    `visitor_id` None is a visitor without a token: a new visitor id is made. `client_id` makes the start
+    idempotent: a retry with it (within a visitor token's lifetime) returns the conversation the first try
+    made, with its visitor, and creates nothing. It also becomes the first message's client_id.
+    """
+    if client_id is not None:
+        client_id = _clean_client_id(client_id)
+        earlier = _started_with(widget, client_id)
+        if earlier is not None:
+            if earlier.created_at >= timezone.now() - timedelta(seconds=settings.VISITOR_TOKEN_MAX_AGE):
+                return _start_replay(earlier, visitor_id)
+            # Too old to be a retry: the key is released, so the unique constraint lets this start take it.
+            Conversation.objects.filter(pk=earlier.pk).update(start_client_id=None)
     survey = survey_validate(widget=widget, answers=answers)
     body = _clean_body(message, allow_empty=True)
     if offline and not body.strip():
@@ -309,23 +347,32 @@ def conversation_start(
             "No one is available right now: leave a message.",
             {"message": ["This field is required."]},
         )
-    if body.strip() and client_id is not None:
-        client_id = _clean_client_id(client_id)
-    contact = contact_create(tenant=widget.tenant, name=survey.name)
-    for kind, value in survey.identities:
-        # Never verified: anyone can type anyone's address. Only a verified identity links to history.
-        contact_identity_add(contact=contact, kind=kind, value=value, verified=False)
-    contact_identity_add(contact=contact, kind=IdentityKind.WEB, value=visitor_id, verified=False)
-    conversation = Conversation.objects.create(
-        tenant_id=widget.tenant_id,
-        contact=contact,
-        widget=widget,
-        visitor_id=visitor_id,
-        channel=Channel.WEB,
-        status=ConversationStatus.WAITING,
-        survey=survey.answers,
-        started_offline=offline,
-    )
+    visitor = visitor_id or new_visitor_id()
+    try:
+        with transaction.atomic():
+            contact = contact_create(tenant=widget.tenant, name=survey.name)
+            for kind, value in survey.identities:
+                # Never verified: anyone can type anyone's address. Only a verified identity links to history.
+                contact_identity_add(contact=contact, kind=kind, value=value, verified=False)
+            contact_identity_add(contact=contact, kind=IdentityKind.WEB, value=visitor, verified=False)
+            conversation = Conversation.objects.create(
+                tenant_id=widget.tenant_id,
+                contact=contact,
+                widget=widget,
+                visitor_id=visitor,
+                channel=Channel.WEB,
+                status=ConversationStatus.WAITING,
+                survey=survey.answers,
+                started_offline=offline,
+                start_client_id=client_id,
+            )
+    except IntegrityError:
+        # A retry that raced its first try (the client gave up waiting): the constraint decided, and the
+        # savepoint took this try's contact away with it.
+        earlier = _started_with(widget, client_id) if client_id is not None else None
+        if earlier is None:
+            raise
+        return _start_replay(earlier, visitor_id)
     if offline:
         system_notice_post(
             conversation=conversation,
@@ -337,7 +384,7 @@ def conversation_start(
             conversation, sender_kind=SenderKind.VISITOR, body=body, client_id=client_id or None
         )
         _publish_message(conversation, message_row)
-    return conversation
+    return StartResult(conversation=conversation, created=True)
 
 
 def _existing_message(conversation_id: int, client_id: str, actor: Actor) -> Message | None:

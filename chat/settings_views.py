@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from chat.forms import WIDGET_FIELD_ALIASES, WidgetForm, WidgetSurveyForm, survey_formset, survey_rows_as_typed
 from chat.models import Widget
-from chat.services import widget_save
+from chat.services import widget_delete, widget_save
 from contactcenter.errors import ApplicationError
 from contactcenter.forms import apply_application_error
 from contactcenter.settings_views import (
@@ -25,7 +25,6 @@ from contactcenter.settings_views import (
     TenantObjectMixin,
 )
 from queueing.models import QueueRoute
-from queueing.services import widget_delete
 
 
 def embed_snippet(widget: Widget) -> str:

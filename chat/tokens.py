@@ -10,10 +10,6 @@ from django.core import signing
 
 VISITOR_TOKEN_SALT = "switchboard.chat.visitor-token"
 ATTACHMENT_URL_SALT = "switchboard.chat.attachment-url"
-# The iframe keeps the token in localStorage: long enough for a returning visitor, not forever.
-VISITOR_TOKEN_MAX_AGE = int(getattr(settings, "VISITOR_TOKEN_MAX_AGE", 30 * 24 * 3600))
-# Replays hand out fresh URLs, so a day covers any page a visitor keeps open.
-ATTACHMENT_URL_MAX_AGE = int(getattr(settings, "ATTACHMENT_URL_MAX_AGE", 24 * 3600))
 
 
 @dataclass(frozen=True)
@@ -36,7 +32,7 @@ def visitor_token_read(token: str | None) -> VisitorToken | None:
     if not token or len(token) > 1000:
         return None
     try:
-        data = signing.loads(token, salt=VISITOR_TOKEN_SALT, max_age=VISITOR_TOKEN_MAX_AGE)
+        data = signing.loads(token, salt=VISITOR_TOKEN_SALT, max_age=settings.VISITOR_TOKEN_MAX_AGE)
     except signing.BadSignature:  # SignatureExpired is a BadSignature
         return None
     if not isinstance(data, dict):
@@ -58,7 +54,7 @@ def attachment_signature_read(signature: str | None) -> tuple[int, str] | None:
     if not signature or len(signature) > 500:
         return None
     try:
-        data = signing.loads(signature, salt=ATTACHMENT_URL_SALT, max_age=ATTACHMENT_URL_MAX_AGE)
+        data = signing.loads(signature, salt=ATTACHMENT_URL_SALT, max_age=settings.ATTACHMENT_URL_MAX_AGE)
     except signing.BadSignature:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("a"), int) or not isinstance(data.get("v"), str):

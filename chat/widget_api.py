@@ -25,7 +25,6 @@ from chat.selectors import (
 from chat.services import attachment_served_type, attachment_upload
 from chat.tokens import (
     attachment_signature_read,
-    new_visitor_id,
     visitor_attachment_url,
     visitor_token_issue,
     visitor_token_read,
@@ -162,18 +161,19 @@ def widget_session_start(request: HttpRequest, public_key: str) -> HttpResponseB
         current = visitor_current_conversation(actor=visitor)
         if current is not None:
             return _session_response(widget, visitor.visitor_id, current, resumed=True, offline=False, status=200)
-    visitor_id = visitor.visitor_id if visitor is not None else new_visitor_id()
     message = body.get("message", "")
     client_id = body.get("client_id")
     started = conversation_request(
         widget=widget,
-        visitor_id=visitor_id,
+        visitor_id=visitor.visitor_id if visitor is not None else None,
         answers=body.get("answers") or {},
         message=message if isinstance(message, str) else "",
         client_id=client_id if isinstance(client_id, str) else None,
     )
+    # A retried start answers as its first try did: same conversation, a token for the same visitor.
+    conversation = started.conversation
     return _session_response(
-        widget, visitor_id, started.conversation, resumed=False, offline=started.offline, status=201
+        widget, conversation.visitor_id, conversation, resumed=False, offline=started.offline, status=201
     )
 
 

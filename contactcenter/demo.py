@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from agents.services import disposition_save, pause_reason_save, template_save
+from agents.services import agent_create, disposition_save, pause_reason_save, template_save, tenant_setup
 from chat.models import Widget
 from chat.services import widget_save
 from contactcenter.models import Membership, Role, Tenant
-from contactcenter.services import apikey_rotate_demo, membership_create, membership_update, tenant_create
+from contactcenter.services import apikey_rotate_demo, membership_update
 from queueing.services import queue_configure
 
 DEMO_SLUG = "demo"
@@ -104,13 +104,13 @@ def demo_seed(*, host: str | None = None, port: int | str | None = None) -> Demo
 
 def _create_demo_tenant(*, origins: list[str]) -> Tenant:
     admin, *others = DEMO_LOGINS
-    admin_membership = tenant_create(
+    admin_membership = tenant_setup(
         name=DEMO_TENANT_NAME, slug=DEMO_SLUG, admin_email=admin.email, admin_password=admin.password
     )
     tenant = admin_membership.tenant
     membership_update(membership=admin_membership, first_name=admin.first_name, last_name=admin.last_name)
     members: list[Membership] = [
-        membership_create(
+        agent_create(
             tenant=tenant,
             email=login.email,
             role=login.role,

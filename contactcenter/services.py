@@ -66,12 +66,13 @@ def membership_create(
     password: str | None = None,
     first_name: str = "",
     last_name: str = "",
-    max_chats: int | None = None,
     is_staff: bool = False,
 ) -> Membership:
-    """A user in `tenant` with `role` and an agent profile. Without a password the user is invited."""
-    from agents.services import agent_profile_ensure  # agents stands on contactcenter, not the reverse
+    """A user in `tenant` with `role`. Without a password the user is invited.
 
+    Only the core rows: the agent profile every member also needs is an agents model, so callers go
+    through agents.services (agent_create, agent_invite, tenant_setup), which wrap this.
+    """
     email = _normalise_email(email)
     if role not in Role.values:
         raise ApplicationError("invalid", "Unknown role.", {"role": [f"Choose one of {', '.join(Role.values)}."]})
@@ -86,9 +87,7 @@ def membership_create(
         user.set_unusable_password()
     user.is_staff = is_staff
     user.save()
-    membership = Membership.objects.create(tenant=tenant, user=user, role=role)
-    agent_profile_ensure(tenant=tenant, user=user, max_chats=max_chats)
-    return membership
+    return Membership.objects.create(tenant=tenant, user=user, role=role)
 
 
 def invite_link(*, user: User) -> str:
@@ -106,12 +105,9 @@ def membership_invite(
     role: str,
     first_name: str = "",
     last_name: str = "",
-    max_chats: int | None = None,
 ) -> Membership:
     """Creates the teammate without a password and emails a link that lets them set one."""
-    membership = membership_create(
-        tenant=tenant, email=email, role=role, first_name=first_name, last_name=last_name, max_chats=max_chats
-    )
+    membership = membership_create(tenant=tenant, email=email, role=role, first_name=first_name, last_name=last_name)
     _invite_send_on_commit(membership=membership, invited_by=invited_by)
     return membership
 

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from agents.services import presence_sweep
+from queueing.services import agents_offline_sweep
+
+
+def sweep_once() -> dict[str, int]:
+    """One pass over every deadline; the beat task and the embedded mode's loop (contactcenter.sweeper) run this."""
+    offline = agents_offline_sweep()
+    return {
+        "sockets_cleared": offline.sockets_cleared,
+        "agents_offline": len(offline.user_ids),
+        "offers_withdrawn": offline.offers_withdrawn,
+    }
 
 
 @shared_task(name="contactcenter.tasks.sweep", ignore_result=True)
 def sweep() -> dict[str, int]:
-    return {"agents_offline": presence_sweep()}
+    return sweep_once()

@@ -222,17 +222,25 @@ def conversation_offer(*, conversation: Conversation, only_user_ids: Iterable[in
 class ConversationRequest:
     conversation: Conversation
     offline: bool
+    # False for a retried start (same client_id): the conversation of the first try, routed back then.
+    created: bool = True
 
 
 @transaction.atomic
 def conversation_request(
-    *, widget: Widget, visitor_id: str, answers: Any = None, message: str = "", client_id: str | None = None
+    *, widget: Widget, visitor_id: str | None, answers: Any = None, message: str = "", client_id: str | None = None
 ) -> ConversationRequest:
-    """A visitor's new conversation: offered to the queue's online agents, or an offline message when none is."""
+    """A visitor's new conversation: offered to the queue's online agents, or an offline message when none is.
+
+    `visitor_id` None: a visitor without a token (chat.services.conversation_start makes them an id).
+    """
     offline = not widget_available(widget=widget)
-    conversation = conversation_start(
+    started = conversation_start(
         widget=widget, visitor_id=visitor_id, answers=answers, message=message, client_id=client_id, offline=offline
     )
+    conversation = started.conversation
+    if not started.created:
+        return ConversationRequest(conversation=conversation, offline=conversation.started_offline, created=False)
     queue = widget_queue(widget)
     publish_on_commit(
         group=tenant_agents_group(conversation.tenant_id),

@@ -75,6 +75,8 @@
     agentReadSeq: 0,
     endArmed: null,
     seenTimer: null,
+    // The client_id of the start request, kept until a start succeeds (see startSession).
+    startClientId: null,
   };
 
   // --- small helpers -----------------------------------------------------------------------------
@@ -361,15 +363,17 @@
       return;
     }
     ui.submit.disabled = true;
+    // Kept across failed submits too (the user may send the form again after an error): only a start
+    // that succeeded, or a refused client_id, ends it.
+    state.startClientId = state.startClientId || uuid();
     try {
-      const started = await api("/sessions", {
-        method: "POST",
-        json: { answers, message, client_id: message ? uuid() : undefined },
-      });
+      const started = await startSession({ answers, message, client_id: state.startClientId });
+      state.startClientId = null;
       saveToken(started.token);
       enterChat(started.conversation, { offline: started.offline });
     } catch (error) {
       ui.submit.disabled = false;
+      if (error.code === "duplicate_client_id") state.startClientId = null;
       if (error.code === "invalid_token") {
         // A stale token: start afresh without it.
         saveToken(null);
@@ -387,6 +391,22 @@
       ui.formError.hidden = false;
     }
   });
+
+  // A start whose answer was lost (network, a proxy's 5xx) may still have made the conversation: every
+  // retry resends the same client_id, and the server answers with that conversation instead of a second.
+  const START_ATTEMPTS = 3;
+
+  async function startSession(json) {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await api("/sessions", { method: "POST", json });
+      } catch (error) {
+        const transient = error.status === 0 || error.status >= 500;
+        if (!transient || attempt >= START_ATTEMPTS) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 1000 * 2 ** (attempt - 1)));
+      }
+    }
+  }
 
   function saveToken(token) {
     state.token = token;

@@ -243,7 +243,9 @@ def returning_customer(demo: DemoSite) -> dict[str, int]:
     MessageFactory(tenant=widget.tenant, conversation=earlier, body="My old question about sizes")
     current = ConversationFactory(tenant=widget.tenant, contact=victor, widget=widget, visitor_id="v-victor")
     MessageFactory(tenant=widget.tenant, conversation=current, body="Back again about my tent")
-    wendy = conversation_start(widget=widget, visitor_id="v-wendy", answers={"name": "Wendy"}, message="Hi there")
+    wendy = conversation_start(
+        widget=widget, visitor_id="v-wendy", answers={"name": "Wendy"}, message="Hi there"
+    ).conversation
     return {"victor": current.pk, "wendy": wendy.pk, "widget": widget.pk, "tenant": widget.tenant_id}
 
 

@@ -63,7 +63,7 @@ def agent_actor(agent):
 
 @pytest.fixture
 def conversation(widget, visitor):
-    return conversation_start(widget=widget, visitor_id=visitor.visitor_id, answers={"name": "Jane"})
+    return conversation_start(widget=widget, visitor_id=visitor.visitor_id, answers={"name": "Jane"}).conversation
 
 
 @pytest.fixture

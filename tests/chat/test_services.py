@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import threading
+from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connections, transaction
+from django.utils import timezone
 
 from agents.models import AgentProfile, Presence
 from agents.services import agent_socket_closed, agent_socket_opened, presence_sweep
-from chat.models import Attachment, ConversationStatus, Message, SenderKind
+from chat.models import Attachment, Conversation, ConversationStatus, Message, SenderKind, Widget
 from chat.selectors import (
     VisitorActor,
     agent_actor_for,
@@ -26,20 +35,32 @@ from chat.services import (
     conversation_start,
     message_post,
     survey_validate,
+    widget_delete,
 )
 from contactcenter.errors import ApplicationError
-from contactcenter.models import ContactIdentity, Role
+from contactcenter.models import Contact, ContactIdentity, Role, user_display_name
+from contactcenter.realtime import agent_group, tenant_agents_group
 from contactcenter.services import contact_create, contact_identity_add
-from queueing.models import Offer, OfferStatus
+from queueing.models import Offer, OfferStatus, QueueRoute
 from queueing.services import (
+    OfflineSweep,
     agent_presence_change,
+    agents_offline_sweep,
     conversation_accept,
     conversation_end,
     conversation_request,
     offer_reject,
     waiting_list,
 )
-from tests.factories import ConversationFactory, DispositionFactory, MembershipFactory, QueueMemberFactory
+from tests.factories import (
+    ConversationFactory,
+    DispositionFactory,
+    MembershipFactory,
+    QueueFactory,
+    QueueMemberFactory,
+    QueueRouteFactory,
+    WidgetFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -234,8 +255,8 @@ def test_survey_answers_are_validated_against_the_widgets_fields(widget):
 
 def test_a_survey_makes_a_new_contact_with_unverified_identities_every_time(widget):
     answers = {"name": "Jane", "email": "jane@example.org", "phone": "+14155552671"}
-    first = conversation_start(widget=widget, visitor_id="v1", answers=answers)
-    second = conversation_start(widget=widget, visitor_id="v1", answers=answers)
+    first = conversation_start(widget=widget, visitor_id="v1", answers=answers).conversation
+    second = conversation_start(widget=widget, visitor_id="v1", answers=answers).conversation
     assert first.contact_id != second.contact_id
     identities = ContactIdentity.objects.filter(contact=first.contact)
     assert {(i.kind, i.value) for i in identities} == {
@@ -258,7 +279,7 @@ def test_typing_someone_elses_email_never_shows_their_history(tenant, widget, ag
     # Someone else types Jane's address into the survey.
     impostor = conversation_start(
         widget=widget, visitor_id="imp", answers={"name": "Jane", "email": "jane@example.org"}
-    )
+    ).conversation
     impostor.assignee = agent
     impostor.save()
 
@@ -272,6 +293,105 @@ def test_typing_someone_elses_email_never_shows_their_history(tenant, widget, ag
     history = conversation_history(actor=agent_actor, conversation_id=jane_now.pk)
     assert [c["id"] for c in history["conversations"]] == [old.pk]
     assert history["conversations"][0]["messages"][0]["body"] == "my secret"
+
+
+# --- a start is idempotent by its client_id ---------------------------------------------------------------
+
+
+def test_a_retried_start_returns_the_first_conversation_and_creates_nothing(widget):
+    answers = {"name": "Jane", "email": "jane@example.org"}
+    first = conversation_start(widget=widget, visitor_id=None, answers=answers, message="Hi", client_id="start-1")
+    # The answer to the first try was lost: the client retries, still without a token.
+    again = conversation_start(widget=widget, visitor_id=None, answers=answers, message="Hi", client_id="start-1")
+    assert (first.created, again.created) == (True, False)
+    assert again.conversation.pk == first.conversation.pk
+    assert again.conversation.visitor_id == first.conversation.visitor_id  # the same visitor gets the token
+    assert (Conversation.objects.count(), Contact.objects.count()) == (1, 1)
+    assert list(Message.objects.values_list("body", "client_id")) == [("Hi", "start-1")]
+
+    # Its visitor retrying with their token is the same start too; another client_id is another start.
+    same = conversation_start(widget=widget, visitor_id=first.conversation.visitor_id, client_id="start-1")
+    assert same.conversation.pk == first.conversation.pk and same.created is False
+    other = conversation_start(widget=widget, visitor_id=None, answers=answers, client_id="start-2")
+    assert other.created is True and other.conversation.pk != first.conversation.pk
+    # The key is per widget.
+    elsewhere = conversation_start(
+        widget=WidgetFactory(tenant=widget.tenant), visitor_id=None, answers=answers, client_id="start-1"
+    )
+    assert elsewhere.created is True
+
+
+def test_a_start_client_id_never_lets_a_second_visitor_in_and_is_validated(widget):
+    first = conversation_start(widget=widget, visitor_id="v-one", answers={"name": "Jane"}, client_id="start-1")
+    with pytest.raises(ApplicationError) as error:
+        conversation_start(widget=widget, visitor_id="v-two", answers={"name": "Eve"}, client_id="start-1")
+    assert (error.value.code, error.value.status) == ("duplicate_client_id", 409)
+    for bad in ("", "x" * 65):
+        with pytest.raises(ApplicationError) as error:
+            conversation_start(widget=widget, visitor_id="v-one", answers={"name": "Jane"}, client_id=bad)
+        assert error.value.code == "client_id_required"
+    assert list(Conversation.objects.values_list("pk", flat=True)) == [first.conversation.pk]
+
+
+def test_a_start_client_id_older_than_a_token_starts_afresh(widget):
+    old = conversation_start(widget=widget, visitor_id="v-one", answers={"name": "Jane"}, client_id="start-1")
+    long_ago = timezone.now() - timedelta(seconds=settings.VISITOR_TOKEN_MAX_AGE + 60)
+    Conversation.objects.filter(pk=old.conversation.pk).update(created_at=long_ago)
+    new = conversation_start(widget=widget, visitor_id=None, answers={"name": "Joe"}, client_id="start-1")
+    assert new.created is True and new.conversation.pk != old.conversation.pk
+    old.conversation.refresh_from_db()
+    assert (old.conversation.start_client_id, new.conversation.start_client_id) == (None, "start-1")
+
+
+def test_a_retried_request_is_not_routed_again(widget, queue, online, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        first = conversation_request(widget=widget, visitor_id=None, answers={"name": "A"}, client_id="start-1")
+    assert first.created is True and len(callbacks) == 2  # waiting.added and the offer
+    with django_capture_on_commit_callbacks() as callbacks:
+        again = conversation_request(widget=widget, visitor_id=None, answers={"name": "A"}, client_id="start-1")
+    assert (again.created, again.offline, again.conversation.pk) == (False, False, first.conversation.pk)
+    assert callbacks == []
+    assert Offer.objects.count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_racing_its_first_try_gets_the_same_conversation(widget):
+    """The retry's lookup runs before the first try commits: the unique constraint decides."""
+    first_inserted, retry_waiting = threading.Event(), threading.Event()
+    results = {}
+
+    def first_try():
+        try:
+            with transaction.atomic():
+                results["first"] = conversation_start(
+                    widget=widget, visitor_id=None, answers={"name": "Jane"}, message="Hi", client_id="race"
+                )
+                first_inserted.set()
+                retry_waiting.wait(10)  # the retry is now blocked on the uncommitted key
+        finally:
+            connections.close_all()
+
+    def retry():
+        try:
+            first_inserted.wait(10)
+            threading.Timer(0.5, retry_waiting.set).start()
+            results["retry"] = conversation_start(
+                widget=widget, visitor_id=None, answers={"name": "Jane"}, message="Hi", client_id="race"
+            )
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=first_try), threading.Thread(target=retry)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert (results["first"].created, results["retry"].created) == (True, False)
+    assert results["retry"].conversation.pk == results["first"].conversation.pk
+    assert results["retry"].conversation.visitor_id == results["first"].conversation.visitor_id
+    assert Conversation.objects.count() == 1 and Contact.objects.count() == 1  # the retry's contact rolled back
+    assert Message.objects.count() == 1
 
 
 # --- routing: request, offers, accept, reject ---------------------------------------------------------------
@@ -414,6 +534,103 @@ def test_an_agent_whose_sockets_are_gone_past_the_grace_period_goes_offline(agen
     assert AgentProfile.objects.get(user=agent).presence == Presence.OFFLINE
 
 
+def gone_since_long(user):
+    """The server process holding the agent's only socket died: counted open, silent for an hour."""
+    long_ago = timezone.now() - timedelta(hours=1)
+    AgentProfile.objects.filter(user=user).update(open_sockets=1, last_heartbeat_at=long_ago)
+
+
+def test_the_sweep_takes_agents_whose_sockets_died_offline_and_withdraws_their_offers(
+    tenant, widget, queue, online, settings, django_capture_on_commit_callbacks
+):
+    settings.PRESENCE_GRACE_SECONDS = 0
+    still_here = QueueMemberFactory(tenant=tenant, queue=queue).user
+    AgentProfile.objects.filter(user=still_here).update(presence=Presence.ONLINE)
+    agent_socket_opened(user=still_here)
+    conversation = conversation_request(widget=widget, visitor_id="v1", answers={"name": "A"}).conversation
+    offer = Offer.objects.get(conversation=conversation, agent=online)
+    gone_since_long(online)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        result = agents_offline_sweep()
+    assert result == OfflineSweep(sockets_cleared=1, user_ids=[online.pk], offers_withdrawn=1)
+    # agent.presence to the colleagues and offer.withdrawn to the agent, both waiting for the commit.
+    assert len(callbacks) == 2
+    assert AgentProfile.objects.get(user=online).presence == Presence.OFFLINE
+    assert AgentProfile.objects.get(user=still_here).presence == Presence.ONLINE
+    offer.refresh_from_db()
+    assert offer.status == OfferStatus.WITHDRAWN
+    # The conversation still waits for the others; a second pass finds nothing to do.
+    assert Offer.objects.get(conversation=conversation, agent=still_here).status == OfferStatus.PENDING
+    assert agents_offline_sweep() == OfflineSweep(sockets_cleared=0, user_ids=[], offers_withdrawn=0)
+
+
+def _an_online_agent_with_an_offer_whose_server_died() -> dict:
+    widget = WidgetFactory()
+    queue = QueueFactory(tenant=widget.tenant)
+    QueueRouteFactory(tenant=widget.tenant, queue=queue, widget=widget)
+    agent = MembershipFactory(tenant=widget.tenant).user
+    QueueMemberFactory(tenant=widget.tenant, queue=queue, user=agent)
+    AgentProfile.objects.filter(user=agent).update(presence=Presence.ONLINE)
+    conversation = conversation_request(widget=widget, visitor_id="v1", answers={"name": "A"}).conversation
+    gone_since_long(agent)
+    return {
+        "tenant": widget.tenant_id,
+        "agent": agent.pk,
+        "name": user_display_name(agent),
+        "conversation": conversation.pk,
+        "offer": Offer.objects.get(agent=agent).pk,
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_colleagues_hear_that_the_sweep_took_an_agent_offline_as_after_a_manual_change(settings):
+    """Read from the real channel layer, after a real commit: the events of a manual `presence.set offline`."""
+    settings.PRESENCE_GRACE_SECONDS = 0
+    setup = await database_sync_to_async(_an_online_agent_with_an_offer_whose_server_died)()
+    layer = get_channel_layer()
+    colleagues, own = await layer.new_channel(), await layer.new_channel()
+    groups = [(tenant_agents_group(setup["tenant"]), colleagues), (agent_group(setup["tenant"], setup["agent"]), own)]
+    for group, channel in groups:
+        await layer.group_add(group, channel)
+    try:
+        await database_sync_to_async(agents_offline_sweep)()
+        presence = await asyncio.wait_for(layer.receive(colleagues), 10)
+        withdrawn = await asyncio.wait_for(layer.receive(own), 10)
+    finally:
+        for group, channel in groups:
+            await layer.group_discard(group, channel)
+        # The database thread keeps its connection; close it, or the test database cannot be flushed.
+        await sync_to_async(connections.close_all)()
+    assert presence == {
+        "type": "agent.presence",
+        "user_id": setup["agent"],
+        "name": setup["name"],
+        "presence": "offline",
+    }
+    assert withdrawn == {
+        "type": "offer.withdrawn",
+        "conversation_id": setup["conversation"],
+        "offer_id": setup["offer"],
+        "reason": "unavailable",
+    }
+
+
+# --- widgets ----------------------------------------------------------------------------------------------
+
+
+def test_a_widget_is_deleted_with_its_route_unless_conversations_wait_or_are_open(widget, queue, conversation):
+    with pytest.raises(ApplicationError) as error:
+        widget_delete(widget=widget)
+    assert (error.value.code, error.value.status) == ("widget_in_use", 409)
+    Conversation.objects.filter(pk=conversation.pk).update(status=ConversationStatus.CLOSED)
+    widget_delete(widget=widget)
+    assert not Widget.objects.filter(pk=widget.pk).exists()
+    assert not QueueRoute.objects.filter(queue=queue).exists()
+    conversation.refresh_from_db()
+    assert conversation.widget_id is None  # past conversations stay
+
+
 # --- uploads ----------------------------------------------------------------------------------------------
 
 
@@ -499,3 +716,19 @@ def test_attachments_are_readable_by_the_conversations_visitor_and_the_tenants_a
         with pytest.raises(ApplicationError) as error:
             attachment_get_for(actor=outsider, attachment_id=file.pk)
         assert error.value.code == "not_found"
+
+
+def test_agents_never_receive_a_visitors_client_id(tenant):
+    """A visitor's client_id can be the one that started the conversation (a retried start with it returns
+    the visitor's token), so agent-facing payloads carry only agents' own client ids."""
+    from chat import events
+    from tests.factories import MessageFactory
+
+    visitor_message = MessageFactory(tenant=tenant, sender_kind=SenderKind.VISITOR, client_id="start-secret")
+    agent_message = MessageFactory(
+        tenant=tenant, conversation=visitor_message.conversation, sender_kind=SenderKind.AGENT, client_id="agent-1"
+    )
+    assert events.agent_message_view(events.message_data(visitor_message))["client_id"] is None
+    assert events.agent_message_view(events.message_data(agent_message))["client_id"] == "agent-1"
+    visitor_view = events.visitor_message_view(events.message_data(visitor_message), visitor_id="v")
+    assert visitor_view is not None and visitor_view["client_id"] == "start-secret"

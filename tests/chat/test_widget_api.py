@@ -8,7 +8,7 @@ from django.test import Client
 
 from agents.models import AgentProfile, Presence
 from chat.models import Conversation, ConversationStatus
-from chat.tokens import visitor_token_issue
+from chat.tokens import visitor_token_issue, visitor_token_read
 from contactcenter.models import ContactIdentity, Role
 from tests.factories import MembershipFactory, WidgetFactory
 
@@ -61,6 +61,30 @@ def test_a_session_starts_resumes_with_its_token_and_refuses_bad_tokens(client, 
         response = client.get(f"/widget/api/{widget.public_key}/session", HTTP_X_VISITOR_TOKEN=token)
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "invalid_token"
+
+
+def test_a_retried_start_with_the_same_client_id_gets_the_same_conversation_and_visitor(client, widget, queue, online):
+    body = {"answers": {"name": "Jane"}, "message": "Hi", "client_id": "0b7f6f0e-5c3a-4f59-9a55-6f1b1a0d2c11"}
+    first = start(client, widget, body)
+    # The first answer never reached the widget: it retries without a token, with the same client_id.
+    retry = start(client, widget, body)
+    assert (first.status_code, retry.status_code) == (201, 201), retry.json()
+    assert retry.json()["conversation"]["id"] == first.json()["conversation"]["id"]
+    assert retry.json()["visitor_id"] == first.json()["visitor_id"]
+    assert visitor_token_read(retry.json()["token"]).visitor_id == first.json()["visitor_id"]
+    assert retry.json()["resumed"] is False
+    assert Conversation.objects.count() == 1
+    assert Conversation.objects.get().messages.count() == 1
+
+    # Another client_id is another start; a client_id of another visitor is refused.
+    other = start(client, widget, {**body, "client_id": "6d1c3b2a-0f4e-4b8a-9c7d-5e6f7a8b9c0d"})
+    assert other.status_code == 201
+    assert other.json()["conversation"]["id"] != first.json()["conversation"]["id"]
+    assert Conversation.objects.count() == 2
+    stranger = visitor_token_issue(tenant_id=widget.tenant_id, widget_id=widget.pk, visitor_id="stranger")
+    refused = start(client, widget, body, token=stranger)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "duplicate_client_id")
+    assert Conversation.objects.count() == 2
 
 
 def test_a_session_start_reports_survey_errors_by_field(client, widget, queue, online):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import connections
 from django.test import Client
+from django.utils import timezone
 
 from agents.models import AgentProfile, Presence
 from chat.models import Conversation, ConversationStatus
@@ -19,6 +24,7 @@ from chat.services import conversation_start
 from chat.tokens import visitor_token_issue
 from contactcenter import sweeper
 from contactcenter.asgi import application
+from contactcenter.realtime import tenant_agents_group
 from queueing.services import conversation_accept
 from tests.factories import (
     DispositionFactory,
@@ -41,7 +47,7 @@ def build() -> dict:
     agent = MembershipFactory(tenant=widget.tenant).user
     QueueMemberFactory(tenant=widget.tenant, queue=queue, user=agent)
     AgentProfile.objects.filter(user=agent).update(presence=Presence.ONLINE)
-    conversation = conversation_start(widget=widget, visitor_id="v-embedded", answers={"name": "Jane"})
+    conversation = conversation_start(widget=widget, visitor_id="v-embedded", answers={"name": "Jane"}).conversation
     conversation_accept(actor=agent_actor_for(agent), conversation_id=conversation.pk)
     client = Client()
     client.force_login(agent)
@@ -123,3 +129,45 @@ def test_the_in_process_sweeper_runs_the_beat_sweep_and_starts_once(settings):
     finally:
         sweeper.stop()
     assert not thread.is_alive()
+
+
+def gone_agent() -> dict:
+    agent = MembershipFactory().user
+    long_ago = timezone.now() - timedelta(hours=1)
+    AgentProfile.objects.filter(user=agent).update(presence=Presence.ONLINE, open_sockets=1, last_heartbeat_at=long_ago)
+    return {"tenant": agent.membership.tenant_id, "agent": agent.pk}
+
+
+class ThreadNotingLayer(InMemoryChannelLayer):
+    """The embedded layer, noting the thread of each group_send: its asyncio queues are not thread-safe."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.send_threads: list[int] = []
+
+    async def group_send(self, group, message):
+        self.send_threads.append(threading.get_ident())
+        await super().group_send(group, message)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_sweeper_pass_publishes_from_the_servers_loop(settings):
+    """The sweeper thread runs each pass through the server's loop, so an agent it takes offline is announced
+    on the loop that owns the in-memory layer's queues (the consumers'), never from the sweeper's thread."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.ThreadNotingLayer"}}
+    settings.PRESENCE_GRACE_SECONDS = 0
+    settings.SWEEP_IN_PROCESS = True
+    settings.CELERY_BEAT_SCHEDULE = {"sweep": {"schedule": 3600.0}}  # the thread's own passes stay away
+    data = await database_sync_to_async(gone_agent)()
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(tenant_agents_group(data["tenant"]), channel)
+    try:
+        assert sweeper.ensure_started() is True  # as a consumer's connect does, on the server's loop
+        await asyncio.to_thread(sweeper._pass, 1.0)  # what the sweeper thread does every interval
+        event = await asyncio.wait_for(layer.receive(channel), 5)
+    finally:
+        sweeper.stop()
+        await sync_to_async(connections.close_all)()
+    assert (event["type"], event["user_id"], event["presence"]) == ("agent.presence", data["agent"], "offline")
+    assert layer.send_threads == [threading.get_ident()]

@@ -72,7 +72,7 @@ def visitor_token(widget: Any, visitor_id: str) -> str:
 
 
 def open_conversation(setup: Setup, visitor_id: str = "visitor-1") -> Conversation:
-    conversation = conversation_start(widget=setup.widget, visitor_id=visitor_id, answers={"name": "Jane"})
+    conversation = conversation_start(widget=setup.widget, visitor_id=visitor_id, answers={"name": "Jane"}).conversation
     conversation_accept(actor=agent_actor_for(setup.agents[0]), conversation_id=conversation.pk)
     return conversation
 
@@ -456,9 +456,9 @@ def test_an_idle_agent_socket_stays_alive_on_real_redis(daphne_server):
 def test_sockets_for_someone_elses_conversation_are_refused(daphne_server):
     setup = make_setup()
     mine = open_conversation(setup, visitor_id="me")
-    theirs = conversation_start(widget=setup.widget, visitor_id="them", answers={"name": "Them"})
+    theirs = conversation_start(widget=setup.widget, visitor_id="them", answers={"name": "Them"}).conversation
     other_widget = WidgetFactory(tenant=setup.tenant)
-    elsewhere = conversation_start(widget=other_widget, visitor_id="me", answers={"name": "Me"})
+    elsewhere = conversation_start(widget=other_widget, visitor_id="me", answers={"name": "Me"}).conversation
     token = visitor_token(setup.widget, "me")
 
     async def attempt(path: str, cookie: str = "") -> tuple[list[dict[str, Any]], int | None]:

@@ -11,8 +11,9 @@ from django.contrib.auth.tokens import default_token_generator
 from django.core import mail
 from django.urls import reverse
 
+from agents.services import agent_invite
 from contactcenter.models import Role
-from contactcenter.services import invite_link, membership_invite
+from contactcenter.services import invite_link
 from tests.factories import PASSWORD, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -138,7 +139,7 @@ def test_password_reset_refuses_a_weak_password(client, admin):
 
 def invite(tenant, admin, django_capture_on_commit_callbacks, email="newbie@example.com", role=Role.AGENT):
     with django_capture_on_commit_callbacks(execute=True):
-        membership = membership_invite(tenant=tenant, invited_by=admin, email=email, role=role)
+        membership = agent_invite(tenant=tenant, invited_by=admin, email=email, role=role)
     return membership
 
 

@@ -10,8 +10,9 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from agents.services import tenant_setup
 from contactcenter.errors import ApplicationError
-from contactcenter.services import invite_link, tenant_create
+from contactcenter.services import invite_link
 
 
 class Command(BaseCommand):
@@ -38,7 +39,7 @@ class Command(BaseCommand):
             except ValidationError as exc:
                 raise CommandError("Password refused: " + " ".join(exc.messages)) from exc
         try:
-            membership = tenant_create(
+            membership = tenant_setup(
                 name=options["name"], admin_email=options["email"], admin_password=password, slug=options["slug"]
             )
         except ApplicationError as exc:
