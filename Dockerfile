@@ -22,4 +22,4 @@ RUN pip install . \
 
 USER app
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "contactcenter.asgi:application"]
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "contactcenter.asgi:application"]

@@ -32,6 +32,7 @@ from chat.selectors import Actor, AgentActor, VisitorActor, conversation_get_for
 from chat.tokens import new_visitor_id
 from contactcenter.errors import ApplicationError
 from contactcenter.models import IdentityKind, Tenant
+from contactcenter.ratelimit import rate_parse, ratelimit_hit
 from contactcenter.realtime import conversation_agents_group, conversation_group, publish_on_commit
 from contactcenter.services import contact_create, contact_identity_add, identity_normalise, validated_save
 
@@ -315,6 +316,24 @@ def _start_replay(conversation: Conversation, visitor_id: str | None) -> StartRe
     return StartResult(conversation=conversation, created=False)
 
 
+def _check_start_rate(widget: Widget, client_ip: str) -> None:
+    """Refuses a start past WIDGET_SESSION_RATE (this address on this widget) or WIDGET_SESSION_RATE_WIDGET.
+
+    The address is counted first and a refused one never reaches the widget's count, so one script alone
+    cannot use up everybody's budget for the widget.
+    """
+    checks = (
+        ("widget-start-ip", f"{widget.pk}:{client_ip}", "WIDGET_SESSION_RATE", "Too many chats started from here"),
+        ("widget-start", str(widget.pk), "WIDGET_SESSION_RATE_WIDGET", "Too many chats are starting right now"),
+    )
+    for scope, key, setting, problem in checks:
+        rate = rate_parse(getattr(settings, setting), setting=setting)
+        retry_after = ratelimit_hit(scope=scope, key=key, rate=rate) if rate is not None else None
+        if retry_after is not None:
+            unit = "second" if retry_after == 1 else "seconds"
+            raise RateLimited(f"{problem}: try again in {retry_after} {unit}.", retry_after)
+
+
 @transaction.atomic
 def conversation_start(
     *,
@@ -324,12 +343,15 @@ def conversation_start(
     message: str = "",
     client_id: str | None = None,
     offline: bool = False,
+    client_ip: str | None = None,
 ) -> StartResult:
     """A new waiting web conversation on a NEW contact whose typed email/phone are unverified identities.
 
     `visitor_id` None is a visitor without a token: a new visitor id is made. `client_id` makes the start
     idempotent: a retry with it (within a visitor token's lifetime) returns the conversation the first try
     made, with its visitor, and creates nothing. It also becomes the first message's client_id.
+    `client_ip` (the widget API's caller) subjects the start to the widget session rate limits; a retry
+    answered from the first try, and a refused invalid start, are not counted.
     """
     if client_id is not None:
         client_id = _clean_client_id(client_id)
@@ -347,6 +369,8 @@ def conversation_start(
             "No one is available right now: leave a message.",
             {"message": ["This field is required."]},
         )
+    if client_ip is not None:
+        _check_start_rate(widget, client_ip)
     visitor = visitor_id or new_visitor_id()
     try:
         with transaction.atomic():

@@ -30,6 +30,7 @@ from chat.tokens import (
     visitor_token_read,
 )
 from contactcenter.errors import ApplicationError, NotFound
+from contactcenter.ratelimit import client_ip
 from queueing.services import conversation_request, widget_available
 
 TOKEN_HEADER = "HTTP_X_VISITOR_TOKEN"
@@ -37,8 +38,11 @@ MAX_JSON_BODY = 64 * 1024
 
 
 def error_response(exc: ApplicationError) -> JsonResponse:
-    response = JsonResponse({"error": exc.as_dict()}, status=exc.status)
+    error = exc.as_dict()
     retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        error["retry_after"] = retry_after
+    response = JsonResponse({"error": error}, status=exc.status)
     if retry_after is not None:
         response["Retry-After"] = str(retry_after)
     return response
@@ -169,6 +173,7 @@ def widget_session_start(request: HttpRequest, public_key: str) -> HttpResponseB
         answers=body.get("answers") or {},
         message=message if isinstance(message, str) else "",
         client_id=client_id if isinstance(client_id, str) else None,
+        client_ip=client_ip(request.META),
     )
     # A retried start answers as its first try did: same conversation, a token for the same visitor.
     conversation = started.conversation

@@ -224,6 +224,12 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+# How many reverse proxies of ours append to X-Forwarded-For in front of daphne. 0: the client address is
+# REMOTE_ADDR. N: it is the Nth X-Forwarded-For entry from the right (the one our outermost proxy wrote;
+# entries left of it are whatever the client sent). See contactcenter.ratelimit.client_ip.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more")
 
 # --- REST API -------------------------------------------------------------------------------------
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "600/min")
@@ -267,6 +273,10 @@ AGENT_SOCKET_STALE_SECONDS = env_int("AGENT_SOCKET_STALE_SECONDS", 90)
 # Per sender and conversation: at most MESSAGE_RATE_COUNT messages in MESSAGE_RATE_WINDOW_SECONDS.
 MESSAGE_RATE_COUNT = env_int("MESSAGE_RATE_COUNT", 30)
 MESSAGE_RATE_WINDOW_SECONDS = env_int("MESSAGE_RATE_WINDOW_SECONDS", 10)
+# Chats a widget may start (POST /widget/api/<key>/sessions), counted in the cache: per client address and
+# widget, and per widget from everywhere. "N/s", "N/min", "N/hour" or "N/day"; empty turns one off.
+WIDGET_SESSION_RATE = env_str("WIDGET_SESSION_RATE", "10/min")
+WIDGET_SESSION_RATE_WIDGET = env_str("WIDGET_SESSION_RATE_WIDGET", "120/min")
 # How long a visitor's signed token (kept in the widget's storage) resumes their conversation.
 VISITOR_TOKEN_MAX_AGE = env_int("VISITOR_TOKEN_MAX_AGE", 30 * 24 * 3600)
 # How long a visitor's signed attachment link works.

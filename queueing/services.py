@@ -228,15 +228,28 @@ class ConversationRequest:
 
 @transaction.atomic
 def conversation_request(
-    *, widget: Widget, visitor_id: str | None, answers: Any = None, message: str = "", client_id: str | None = None
+    *,
+    widget: Widget,
+    visitor_id: str | None,
+    answers: Any = None,
+    message: str = "",
+    client_id: str | None = None,
+    client_ip: str | None = None,
 ) -> ConversationRequest:
     """A visitor's new conversation: offered to the queue's online agents, or an offline message when none is.
 
     `visitor_id` None: a visitor without a token (chat.services.conversation_start makes them an id).
+    `client_ip`: the caller's address, for the widget session rate limits (see conversation_start).
     """
     offline = not widget_available(widget=widget)
     started = conversation_start(
-        widget=widget, visitor_id=visitor_id, answers=answers, message=message, client_id=client_id, offline=offline
+        widget=widget,
+        visitor_id=visitor_id,
+        answers=answers,
+        message=message,
+        client_id=client_id,
+        offline=offline,
+        client_ip=client_ip,
     )
     conversation = started.conversation
     if not started.created:

@@ -173,3 +173,15 @@ def test_compose_smoke_interpolates_like_compose():
     )
     with pytest.raises(smoke.SmokeFailed, match="UNSET"):
         smoke.interpolate("${UNSET:?set it}", variables)
+
+
+def test_daphne_never_trusts_client_typed_forwarded_addresses():
+    """--proxy-headers makes daphne take the leftmost X-Forwarded-For entry, which a client can forge;
+    the app reads the entry its own proxy wrote instead (TRUSTED_PROXY_COUNT)."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    commands = [service.get("command") or [] for service in compose["services"].values()]
+    assert any("daphne" in command for command in commands)
+    assert all("--proxy-headers" not in command for command in commands)
+    cmd_lines = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD")]
+    assert cmd_lines and all("--proxy-headers" not in line for line in cmd_lines)
+    assert compose["x-app-env"]["TRUSTED_PROXY_COUNT"].startswith("${TRUSTED_PROXY_COUNT:-1}")

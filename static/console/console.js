@@ -78,28 +78,8 @@
 
   // --- small helpers -----------------------------------------------------------------------------
 
-  /** Creates an element; `text` is set with textContent, so it never becomes markup. */
-  function h(tag, { cls, text, attrs } = {}, children = []) {
-    const node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
-    for (const child of children) if (child) node.appendChild(child);
-    return node;
-  }
-
-  function uuid() {
-    if (crypto.randomUUID) return crypto.randomUUID();
-    const b = crypto.getRandomValues(new Uint8Array(16));
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
-    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-  }
-
-  function clock(iso) {
-    return new Date(iso || Date.now()).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  }
+  // Element builder (text always through textContent), UUIDs, times and sizes: static/js/dom.js.
+  const { h, uuid, clock, formatBytes } = window.SwitchboardDom;
 
   function dateTime(iso) {
     return new Date(iso).toLocaleString([], { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
@@ -130,12 +110,6 @@
   }
 
   setInterval(() => document.querySelectorAll(".js-counter").forEach(tickCounter), 1000);
-
-  function formatBytes(bytes) {
-    if (bytes < 1024) return `${bytes} B`;
-    if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
-    return `${(bytes / (1024 * 1024)).toFixed(1).replace(/\.0$/, "")} MB`;
-  }
 
   function contactUrl(contactId) {
     return boot.contactUrl.replace(/\/0\/$/, `/${encodeURIComponent(contactId)}/`);

@@ -81,36 +81,8 @@
 
   // --- small helpers -----------------------------------------------------------------------------
 
-  /** Creates an element; `text` is set with textContent, so it never becomes markup. */
-  function h(tag, { cls, text, attrs } = {}, children = []) {
-    const node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
-    for (const child of children) if (child) node.appendChild(child);
-    return node;
-  }
-
-  function uuid() {
-    if (crypto.randomUUID) return crypto.randomUUID();
-    // Plain-http deployments are not a secure context: build a v4 UUID from getRandomValues.
-    const b = crypto.getRandomValues(new Uint8Array(16));
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
-    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-  }
-
-  function clock(iso) {
-    const date = iso ? new Date(iso) : new Date();
-    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  }
-
-  function formatBytes(bytes) {
-    if (bytes < 1024) return `${bytes} B`;
-    if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
-    return `${(bytes / (1024 * 1024)).toFixed(1).replace(/\.0$/, "")} MB`;
-  }
+  // Element builder (text always through textContent), UUIDs, times and sizes: static/js/dom.js.
+  const { h, uuid, clock, formatBytes } = window.SwitchboardDom;
 
   // localStorage can be unavailable (privacy settings); the widget then lives for this page only.
   const store = {
@@ -131,11 +103,13 @@
   };
 
   class ApiError extends Error {
-    constructor(status, error) {
+    constructor(status, error, retryAfter = 0) {
       super((error && error.message) || `HTTP ${status}`);
       this.status = status;
       this.code = (error && error.code) || "error";
       this.fields = (error && error.fields) || {};
+      // Seconds to wait before trying again (429): from the body, else the Retry-After header.
+      this.retryAfter = Number(error && error.retry_after) || retryAfter;
     }
   }
 
@@ -161,7 +135,9 @@
     } catch (_) {
       data = null;
     }
-    if (!response.ok) throw new ApiError(response.status, data && data.error);
+    if (!response.ok) {
+      throw new ApiError(response.status, data && data.error, Number(response.headers.get("Retry-After")) || 0);
+    }
     return data;
   }
 
@@ -378,6 +354,11 @@
         // A stale token: start afresh without it.
         saveToken(null);
         ui.formError.textContent = "Your previous session expired. Please send the form again.";
+      } else if (error.status === 429) {
+        // Nothing was started; the form keeps what the visitor typed for when they try again.
+        const seconds = Math.max(1, Math.ceil(error.retryAfter || 60));
+        const unit = seconds === 1 ? "second" : "seconds";
+        ui.formError.textContent = `Too many chats started from here; try again in ${seconds} ${unit}.`;
       } else {
         let placed = false;
         for (const [key, messages] of Object.entries(error.fields)) {

@@ -9,9 +9,9 @@ import json
 import re
 
 import pytest
-from playwright.async_api import Browser, WebSocketRoute, expect
+from playwright.async_api import Browser, Route, WebSocketRoute, expect
 
-from chat.models import ConversationStatus, Message, Widget
+from chat.models import Conversation, ConversationStatus, Message, Widget
 from chat.selectors import VisitorActor
 from chat.services import conversation_start, message_post, widget_save
 from contactcenter.services import contact_create, contact_identity_add
@@ -196,7 +196,7 @@ async def test_visitor_html_shows_as_text_in_the_console(browser: Browser, demo:
     await visitor.context.close()
 
 
-async def test_no_agent_online_takes_a_message_for_the_waiting_list(browser: Browser, demo: DemoSite):
+async def test_an_offline_message_waits_for_an_agent_and_the_visitor_ends_the_chat(browser: Browser, demo: DemoSite):
     visitor = await new_person(browser)
     widget = await open_widget(visitor.page, demo)
 
@@ -206,6 +206,22 @@ async def test_no_agent_online_takes_a_message_for_the_waiting_list(browser: Bro
     await widget.get_by_role("button", name="Leave a message").click()
     await expect(widget.locator("#sb-field-message-error")).to_have_text("Please fill this in.")
     await widget.get_by_label("Your message").fill("Please call me back about my refund.")
+
+    # Refused for too many chats from this address (protocol §6, faked here): said plainly, nothing typed is lost.
+    async def too_many(route: Route) -> None:
+        error = {"code": "rate_limited", "message": "Too many chats", "fields": {}, "retry_after": 42}
+        await route.fulfill(status=429, headers={"Retry-After": "42"}, json={"error": error})
+
+    sessions = re.compile(r"/widget/api/[^/]+/sessions$")
+    await visitor.page.route(sessions, too_many)
+    await widget.get_by_role("button", name="Leave a message").click()
+    await expect(widget.locator("#sb-form-error")).to_have_text(
+        "Too many chats started from here; try again in 42 seconds."
+    )
+    await expect(widget.get_by_label("Your name")).to_have_value("Olive Offline")
+    await expect(widget.get_by_label("Your message")).to_have_value("Please call me back about my refund.")
+    await visitor.page.unroute(sessions, too_many)
+
     await widget.get_by_role("button", name="Leave a message").click()
     await expect(widget.locator(".sb-msg.is-visitor .sb-bubble")).to_have_text("Please call me back about my refund.")
     await expect(widget.locator("#sb-notice")).to_contain_text("your message was received")
@@ -224,6 +240,22 @@ async def test_no_agent_online_takes_a_message_for_the_waiting_list(browser: Bro
     await expect(pane.locator(".cc-msg.is-visitor .cc-bubble")).to_have_text(["Please call me back about my refund."])
     await expect(console.locator("#cc-waiting-count")).to_have_text("0")
     await expect(widget.locator(".sb-event", has_text="joined the chat")).to_be_visible()
+
+    # The visitor ends the chat themselves: a first click only arms the button, the second confirms.
+    end = widget.locator("#sb-end")
+    await end.click()
+    await expect(end).to_have_text("Click again to end the chat")
+    await end.click()
+    await expect(widget.locator("#sb-ended")).to_contain_text("This chat has ended.")
+    await expect(widget.locator("#sb-composer")).to_be_hidden()
+    await expect(widget.locator("#sb-subtitle")).to_have_text("This chat has ended")
+    await expect(widget.locator(".sb-event").last).to_have_text("The visitor ended the chat.")
+    # The agent's tab stays open, closed, with the system notice; the composer is gone.
+    await expect(pane.locator(".cc-event").last).to_contain_text("Olive Offline ended the chat")
+    await expect(pane.locator(".js-ended")).to_have_text("This chat has ended. Choose a status, then close the tab.")
+    await expect(pane.locator(".js-composer")).to_be_hidden()
+    closed = await in_thread(lambda: Conversation.objects.get(contact__name="Olive Offline").status)
+    assert closed == ConversationStatus.CLOSED
 
     assert agent.errors == []
     assert visitor.errors == []

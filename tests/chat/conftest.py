@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 
 from agents.models import AgentProfile, Presence
 from chat.selectors import VisitorActor, agent_actor_for
@@ -16,6 +17,12 @@ SURVEY = [
     {"key": "phone", "label": "Phone", "kind": "phone", "required": False},
     {"key": "topic", "label": "Topic", "kind": "text", "required": False},
 ]
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    # Session-start limits are counted in the cache by widget id, and ids repeat across tests (rolled back).
+    cache.clear()
 
 
 @pytest.fixture

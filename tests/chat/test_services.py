@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connections, transaction
 from django.utils import timezone
@@ -28,6 +29,7 @@ from chat.selectors import (
     message_replay,
 )
 from chat.services import (
+    RateLimited,
     attachment_upload,
     conversation_close,
     conversation_mark_read,
@@ -39,6 +41,7 @@ from chat.services import (
 )
 from contactcenter.errors import ApplicationError
 from contactcenter.models import Contact, ContactIdentity, Role, user_display_name
+from contactcenter.ratelimit import Rate, client_ip, rate_parse, ratelimit_hit
 from contactcenter.realtime import agent_group, tenant_agents_group
 from contactcenter.services import contact_create, contact_identity_add
 from queueing.models import Offer, OfferStatus, QueueRoute
@@ -392,6 +395,90 @@ def test_a_retry_racing_its_first_try_gets_the_same_conversation(widget):
     assert results["retry"].conversation.visitor_id == results["first"].conversation.visitor_id
     assert Conversation.objects.count() == 1 and Contact.objects.count() == 1  # the retry's contact rolled back
     assert Message.objects.count() == 1
+
+
+# --- session starts are rate limited per address and per widget -------------------------------------------
+
+
+def test_a_fixed_window_counts_hits_per_key_and_restarts_with_the_next_window():
+    rate = Rate(count=3, seconds=60)
+    at = 60 * 16_667 + 20.0  # 20 s into a window (windows start at multiples of 60 s)
+    assert [ratelimit_hit(scope="t", key="a", rate=rate, now=at + i) for i in range(3)] == [None, None, None]
+    assert ratelimit_hit(scope="t", key="a", rate=rate, now=at + 10) == 30  # the window ends in 30 s
+    assert ratelimit_hit(scope="t", key="b", rate=rate, now=at + 10) is None  # another key, another count
+    assert ratelimit_hit(scope="u", key="a", rate=rate, now=at + 10) is None  # another scope too
+    assert ratelimit_hit(scope="t", key="a", rate=rate, now=at + 40) is None  # the next window
+
+
+def test_rates_are_read_from_settings_strings():
+    assert rate_parse("10/min") == Rate(count=10, seconds=60)
+    assert rate_parse(" 120 / minute ") == Rate(count=120, seconds=60)
+    assert rate_parse("5/10s") == Rate(count=5, seconds=10)
+    assert rate_parse("1000/day") == Rate(count=1000, seconds=86400)
+    assert rate_parse("") is None  # off
+    for bad in ("10", "ten/min", "10/fortnight", "-1/min", "10/0s"):
+        with pytest.raises(ImproperlyConfigured, match="WIDGET_SESSION_RATE"):
+            rate_parse(bad, setting="WIDGET_SESSION_RATE")
+
+
+def test_the_client_address_is_remote_addr_unless_proxies_are_trusted(settings):
+    meta = {"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "6.6.6.6, 203.0.113.7, 198.51.100.2"}
+    settings.TRUSTED_PROXY_COUNT = 0
+    assert client_ip(meta) == "10.0.0.5"  # a header anyone can type is not read
+    settings.TRUSTED_PROXY_COUNT = 1
+    assert client_ip(meta) == "198.51.100.2"  # what our one proxy appended
+    settings.TRUSTED_PROXY_COUNT = 2
+    assert client_ip(meta) == "203.0.113.7"  # what our outer proxy appended; 6.6.6.6 is the client's claim
+    assert client_ip({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.7"}) == "10.0.0.5"  # too short
+    assert client_ip({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "junk, x"}) == "10.0.0.5"
+    settings.TRUSTED_PROXY_COUNT = 1
+    assert client_ip({"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.7:51234"}) == "203.0.113.7"
+    # IPv6 counts by /64: a subscriber usually holds a whole /64 and could rotate through it.
+    assert client_ip({"REMOTE_ADDR": "2001:db8:1:2:aaaa::1"}) == client_ip({"REMOTE_ADDR": "2001:db8:1:2::99"})
+    assert client_ip({"REMOTE_ADDR": "2001:db8:1:2::1"}) == "2001:db8:1:2::/64"
+    assert client_ip({"REMOTE_ADDR": "::ffff:203.0.113.7"}) == "203.0.113.7"
+
+
+def start_from(widget, ip, name="Jane", **kwargs):
+    return conversation_start(widget=widget, visitor_id=None, answers={"name": name}, client_ip=ip, **kwargs)
+
+
+def test_starts_are_limited_per_address_and_widget_then_per_widget(widget, settings):
+    settings.WIDGET_SESSION_RATE = "2/min"
+    settings.WIDGET_SESSION_RATE_WIDGET = "3/min"
+    start_from(widget, "203.0.113.1")
+    start_from(widget, "203.0.113.1")
+    with pytest.raises(RateLimited) as refused:
+        start_from(widget, "203.0.113.1")
+    assert refused.value.status == 429 and refused.value.code == "rate_limited"
+    assert 1 <= refused.value.retry_after <= 60
+    assert "Too many chats started from here" in refused.value.message
+    # The refused start did not count for the widget: a second address still has the widget's last start.
+    start_from(widget, "203.0.113.2")
+    with pytest.raises(RateLimited) as refused:
+        start_from(widget, "203.0.113.3")  # a fresh address, but the widget is at 3 this minute
+    assert "Too many chats are starting right now" in refused.value.message
+    assert Conversation.objects.count() == 3 and Contact.objects.count() == 3
+    # Another widget has its own budgets; internal callers (no client_ip) are not limited.
+    start_from(WidgetFactory(tenant=widget.tenant, survey_fields=widget.survey_fields), "203.0.113.1")
+    conversation_start(widget=widget, visitor_id=None, answers={"name": "Staff"})
+    # An empty setting turns that limit off.
+    settings.WIDGET_SESSION_RATE_WIDGET = ""
+    start_from(widget, "203.0.113.4")
+
+
+def test_a_retried_start_and_an_invalid_one_are_not_counted(widget, settings):
+    settings.WIDGET_SESSION_RATE = "1/min"
+    with pytest.raises(ApplicationError) as invalid:
+        start_from(widget, "203.0.113.1", name="")
+    assert invalid.value.code == "invalid"  # refused for its answers: it made nothing and counts nothing
+    first = start_from(widget, "203.0.113.1", client_id="start-1")
+    for _ in range(3):  # the answers were lost, the widget retries: always answered, never refused
+        again = start_from(widget, "203.0.113.1", client_id="start-1")
+        assert (again.created, again.conversation.pk) == (False, first.conversation.pk)
+    with pytest.raises(RateLimited):
+        start_from(widget, "203.0.113.1", client_id="start-2")
+    assert Conversation.objects.count() == 1
 
 
 # --- routing: request, offers, accept, reject ---------------------------------------------------------------

@@ -7,9 +7,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from agents.models import AgentProfile, Presence
-from chat.models import Conversation, ConversationStatus
+from chat.models import Conversation, ConversationStatus, Message
 from chat.tokens import visitor_token_issue, visitor_token_read
-from contactcenter.models import ContactIdentity, Role
+from contactcenter.models import Contact, ContactIdentity, Role
 from tests.factories import MembershipFactory, WidgetFactory
 
 pytestmark = pytest.mark.django_db
@@ -17,8 +17,9 @@ pytestmark = pytest.mark.django_db
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 
-def start(client, widget, body, token=None):
+def start(client, widget, body, token=None, **extra):
     headers = {"HTTP_X_VISITOR_TOKEN": token} if token else {}
+    headers.update(extra)
     return client.post(
         f"/widget/api/{widget.public_key}/sessions", data=body, content_type="application/json", **headers
     )
@@ -109,6 +110,45 @@ def test_nobody_online_needs_an_offline_message(client, widget, queue):
         "conversation.offline",
         "Call me back",
     ]
+
+
+def test_too_many_starts_get_429_with_retry_after_and_create_nothing(client, widget, queue, online, settings):
+    settings.WIDGET_SESSION_RATE = "2/min"
+    body = {"answers": {"name": "Jane"}, "message": "Hi"}
+    first = start(client, widget, {**body, "client_id": "c-1"})
+    assert start(client, widget, {**body, "client_id": "c-2"}).status_code == 201
+    counts = (Conversation.objects.count(), Contact.objects.count(), Message.objects.count())
+
+    refused = start(client, widget, {**body, "client_id": "c-3"})
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert error["code"] == "rate_limited" and error["fields"] == {}
+    assert 1 <= error["retry_after"] <= 60 and refused["Retry-After"] == str(error["retry_after"])
+    assert error["message"].startswith("Too many chats started from here")
+    assert (Conversation.objects.count(), Contact.objects.count(), Message.objects.count()) == counts
+
+    # Idempotent retries and a reload with the token stay free; another address has its own budget.
+    retry = start(client, widget, {**body, "client_id": "c-1"})
+    assert retry.status_code == 201 and retry.json()["conversation"]["id"] == first.json()["conversation"]["id"]
+    resumed = start(client, widget, body, token=first.json()["token"])
+    assert resumed.status_code == 200 and resumed.json()["resumed"] is True
+    assert start(client, widget, {**body, "client_id": "c-4"}, REMOTE_ADDR="198.51.100.9").status_code == 201
+    assert Conversation.objects.count() == counts[0] + 1
+
+
+def test_starts_behind_a_trusted_proxy_count_by_the_forwarded_address(client, widget, queue, online, settings):
+    settings.WIDGET_SESSION_RATE = "1/min"
+    body = {"answers": {"name": "Jane"}, "message": "Hi"}
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+    # Without trusted proxies a typed X-Forwarded-For changes nothing: the connection's address counts.
+    settings.TRUSTED_PROXY_COUNT = 0
+    assert start(client, widget, body, **proxy, HTTP_X_FORWARDED_FOR="203.0.113.1").status_code == 201
+    assert start(client, widget, body, **proxy, HTTP_X_FORWARDED_FOR="203.0.113.2").status_code == 429
+    # Behind one proxy, each visitor counts by the address the proxy appended, whatever they typed before it.
+    settings.TRUSTED_PROXY_COUNT = 1
+    assert start(client, widget, body, **proxy, HTTP_X_FORWARDED_FOR="203.0.113.1").status_code == 201
+    assert start(client, widget, body, **proxy, HTTP_X_FORWARDED_FOR="1.1.1.1, 203.0.113.1").status_code == 429
+    assert start(client, widget, body, **proxy, HTTP_X_FORWARDED_FOR="203.0.113.2").status_code == 201
 
 
 def test_visitor_upload_and_download_through_a_signed_url(client, widget, queue, online, settings, tmp_path):

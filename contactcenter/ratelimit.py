@@ -1,0 +1,104 @@
+"""Fixed-window counters in Django's cache (Redis in production, so every daphne process shares them)."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
+
+_PERIODS = {
+    **dict.fromkeys(("s", "sec", "second", "seconds"), 1),
+    **dict.fromkeys(("m", "min", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    seconds: int
+
+
+def rate_parse(text: str, *, setting: str = "rate") -> Rate | None:
+    """`"10/min"` → Rate(10, 60); also `/s`, `/hour`, `/day` and multiples (`"5/10s"`). Empty: no limit."""
+    if not text.strip():
+        return None
+    match = _RATE.match(text.lower())
+    unit = _PERIODS.get(match.group(3)) if match else None
+    seconds = unit * int(match.group(2) or 1) if match and unit else 0
+    if match is None or not seconds:
+        raise ImproperlyConfigured(f"{setting} must look like 10/min (per s, min, hour or day), not {text!r}")
+    return Rate(count=int(match.group(1)), seconds=seconds)
+
+
+def ratelimit_hit(*, scope: str, key: str, rate: Rate, now: float | None = None) -> int | None:
+    """Counts one hit of `key`; None while within `rate`, else the seconds until its window ends.
+
+    A fixed window (the count restarts every `rate.seconds`) keeps it to one cache key and two atomic
+    operations; the price is that a burst straddling a window boundary may reach twice the rate.
+    """
+    now = time.time() if now is None else now
+    window = int(now // rate.seconds)
+    cache_key = f"ratelimit:{scope}:{key}:{window}"
+    # add() is SET NX and incr() is INCR on Redis: hits from several processes at once are never lost.
+    # The key outlives its window by a little, so a late incr() still finds it.
+    if cache.add(cache_key, 1, timeout=rate.seconds + 5):
+        count = 1
+    else:
+        try:
+            count = cache.incr(cache_key)
+        except ValueError:  # evicted between the two calls
+            cache.add(cache_key, 1, timeout=rate.seconds + 5)
+            count = 1
+    if count <= rate.count:
+        return None
+    return max(1, math.ceil((window + 1) * rate.seconds - now))
+
+
+def client_ip(meta: Mapping[str, Any]) -> str:
+    """The client address a request is counted under (IPv6 by its /64: one subscriber's usual share).
+
+    REMOTE_ADDR, unless TRUSTED_PROXY_COUNT says that many proxies of ours stand in front of the server:
+    each appends the address it got the request from to X-Forwarded-For, so the entry that many hops from
+    the right was written by our outermost proxy and is the real client. Entries further left are whatever
+    the client sent, which is why the header is never read when the setting is 0 (it would let a script
+    pick a fresh address for every request).
+    """
+    address = str(meta.get("REMOTE_ADDR") or "")
+    hops = settings.TRUSTED_PROXY_COUNT
+    if hops > 0:
+        forwarded = [part.strip() for part in str(meta.get("HTTP_X_FORWARDED_FOR") or "").split(",")]
+        forwarded = [part for part in forwarded if part]
+        if len(forwarded) >= hops:
+            address = forwarded[-hops]
+    return _address_key(address) or _address_key(str(meta.get("REMOTE_ADDR") or "")) or "unknown"
+
+
+def _address_key(raw: str) -> str:
+    raw = raw.strip()
+    candidates = [raw]
+    if raw.startswith("[") and "]" in raw:  # [2001:db8::1]:443
+        candidates.append(raw[1 : raw.index("]")])
+    elif raw.count(":") == 1:  # 203.0.113.7:51234
+        candidates.append(raw.split(":")[0])
+    for candidate in candidates:
+        try:
+            address = ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+        if isinstance(address, ipaddress.IPv6Address):
+            if address.ipv4_mapped is not None:
+                return str(address.ipv4_mapped)
+            return str(ipaddress.IPv6Network((address, 64), strict=False))
+        return str(address)
+    return ""
