@@ -17,7 +17,7 @@ ARGS ?=
 export HOST PORT
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint
+.PHONY: help install run test lint bench
 
 help: ## list the targets
 	@echo "Switchboard: make <target>"
@@ -47,3 +47,6 @@ lint: install ## ruff check, ruff format --check, mypy (runs all three, fails if
 	$(BIN)/ruff format --check . || status=1; \
 	$(BIN)/mypy contactcenter agents chat queueing channels_switch || status=1; \
 	exit $$status
+
+bench: install ## load benchmark of the live chat on throwaway PostgreSQL + Redis + daphne (ARGS='--quick')
+	$(BIN)/python bench/chat_load.py $(ARGS)

@@ -1,0 +1,91 @@
+"""The load bench's harness counts deliveries, losses and duplicates right (tiny run; never a speed assertion)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+
+from bench.chat_load import RelayDriver, RunSpec, start_daphne
+from bench.infra import stop_pid
+from bench.loadclient import CpuMeter, Driver, LoadClient, RunResult
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(120)]
+
+PAIRS = 10
+MESSAGES = 20  # ids 1..20, sent round-robin over the pairs
+DROPPED = {3, 7}
+DOUBLED = {5, 11, 13}
+
+
+class FaultyRelayDriver(RelayDriver):
+    """The bare relay's frames, through the bench-only relay that loses and doubles the planted ids."""
+
+    def visitor_url(self, base: str, pair: int) -> str:
+        return f"{base}/bench/faulty/{pair}/visitor/"
+
+    def agent_url(self, base: str, pair: int) -> str:
+        return f"{base}/bench/faulty/{pair}/agent/"
+
+    def encode(self, pair: int, msg_id: int) -> str:
+        if msg_id in DROPPED:
+            return f"drop:{msg_id}"
+        if msg_id in DOUBLED:
+            return f"dup:{msg_id}"
+        return str(msg_id)
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def _run(driver: Driver, log_dir: Path) -> RunResult:
+    server = start_daphne(_env(), RunSpec("smoke", "pubsub", lambda: driver, real=False), log_dir)
+
+    async def scenario() -> RunResult:
+        client = LoadClient(
+            driver=driver,
+            base_url=server.base_url,
+            origin=server.origin,
+            server_pid=server.proc.pid,
+            cpu=CpuMeter({}),
+            label="smoke",
+        )
+        await client.open_all(PAIRS, concurrency=5)
+        await client.open_loop(rate=100, duration_s=MESSAGES / 100, drain_s=1.0)
+        await client.final_grace(1.0)
+        await client.close_all()
+        return client.result
+
+    try:
+        return asyncio.run(scenario())
+    finally:
+        stop_pid(server.proc)
+
+
+def test_clean_relay_delivers_every_message_once(tmp_path):
+    result = _run(RelayDriver(), tmp_path)
+
+    assert result.sockets == 2 * PAIRS and result.connect_failures == 0
+    assert result.sent == MESSAGES
+    assert (result.lost, result.duplicated, result.unexpected) == (0, 0, 0)
+    assert len(result.phases["100/s"].latencies_ns) == MESSAGES
+
+
+def test_planted_losses_and_duplicates_are_counted_exactly(tmp_path):
+    result = _run(FaultyRelayDriver(), tmp_path)
+
+    assert result.sent == MESSAGES
+    assert result.lost == len(DROPPED)
+    assert result.duplicated == len(DOUBLED)
+    assert result.phases["100/s"].delivered == MESSAGES - len(DROPPED)
