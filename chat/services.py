@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import codecs
-import math
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from agents.models import Disposition
@@ -30,9 +30,9 @@ from chat.models import (
 )
 from chat.selectors import Actor, AgentActor, VisitorActor, conversation_get_for
 from chat.tokens import new_visitor_id
-from contactcenter.errors import ApplicationError
+from contactcenter.errors import ApplicationError, NotFound
 from contactcenter.models import IdentityKind, Tenant
-from contactcenter.ratelimit import rate_parse, ratelimit_hit
+from contactcenter.ratelimit import Rate, rate_parse, ratelimit_hit
 from contactcenter.realtime import conversation_agents_group, conversation_group, publish_on_commit
 from contactcenter.services import contact_create, contact_identity_add, identity_normalise, validated_save
 
@@ -274,10 +274,14 @@ def _append_message(conversation: Conversation, **fields: Any) -> Message:
 
 
 def _publish_message(conversation: Conversation, message: Message, attachments: list[Attachment] | None = None) -> None:
+    _publish(conversation.tenant_id, message, attachments)
+
+
+def _publish(tenant_id: int, message: Message, attachments: list[Attachment] | None = None) -> None:
     if message.is_private:
-        group = conversation_agents_group(conversation.tenant_id, conversation.pk)
+        group = conversation_agents_group(tenant_id, message.conversation_id)
     else:
-        group = conversation_group(conversation.tenant_id, conversation.pk)
+        group = conversation_group(tenant_id, message.conversation_id)
     publish_on_commit(group=group, event=events.message_new(message, attachments or []))
 
 
@@ -412,9 +416,13 @@ def conversation_start(
 
 
 def _existing_message(conversation_id: int, client_id: str, actor: Actor) -> Message | None:
-    message = Message.objects.filter(conversation_id=conversation_id, client_id=client_id).first()
+    message = Message.objects.filter(
+        tenant_id=actor.tenant_id, conversation_id=conversation_id, client_id=client_id
+    ).first()
     if message is None:
         return None
+    # The resend path only: the first try was authorised, but this actor may not be the one who made it.
+    conversation_get_for(actor=actor, conversation_id=conversation_id, write=True)
     if isinstance(actor, VisitorActor):
         same_sender = message.sender_kind == SenderKind.VISITOR
     else:
@@ -424,21 +432,73 @@ def _existing_message(conversation_id: int, client_id: str, actor: Actor) -> Mes
     return message
 
 
-def _check_rate(conversation: Conversation, actor: Actor) -> None:
+def _check_rate(conversation_id: int, actor: Actor) -> None:
+    """A fixed window in the cache (Redis in production): no query, shared by every server process."""
     count, window = message_rate_limit()
-    since = timezone.now() - timedelta(seconds=window)
-    recent = Message.objects.filter(conversation=conversation, created_at__gte=since)
-    if isinstance(actor, VisitorActor):
-        recent = recent.filter(sender_kind=SenderKind.VISITOR)
-    else:
-        recent = recent.filter(sender_kind=SenderKind.AGENT, sender_user=actor.user)
-    times = list(recent.order_by("-created_at").values_list("created_at", flat=True)[:count])
-    if len(times) >= count:
-        retry_after = max(1, math.ceil((times[-1] + timedelta(seconds=window) - timezone.now()).total_seconds()))
+    sender = "visitor" if isinstance(actor, VisitorActor) else f"agent{int(actor.user.pk)}"
+    retry_after = ratelimit_hit(
+        scope="message", key=f"{int(conversation_id)}:{sender}", rate=Rate(count=count, seconds=window)
+    )
+    if retry_after is not None:
         raise RateLimited(f"Too many messages: at most {count} every {window} seconds.", retry_after)
 
 
-@transaction.atomic
+@functools.cache
+def _take_seq_sql(vendor: str, visitor: bool) -> str:
+    """`UPDATE … RETURNING` that authorises the writer and allocates the next seq in one statement.
+
+    Built from the models' table and column names only (quoted); every value is a parameter. The row
+    lock it takes serialises the writers of one conversation until their transaction ends. Cached per
+    database vendor (`vendor` only keys the cache: the quoting is the default connection's).
+    """
+    qn = connection.ops.quote_name
+    meta = Conversation._meta
+    table = qn(meta.db_table)
+
+    def column(name: str) -> str:
+        field: Any = meta.get_field(name)
+        return qn(field.column)
+
+    def col(name: str) -> str:
+        return f"{table}.{column(name)}"
+
+    where = [f"{col('id')} = %s", f"{col('tenant_id')} = %s", f"{col('status')} <> %s"]
+    if visitor:
+        where += [f"{col('visitor_id')} = %s", f"{col('visitor_id')} <> ''", f"{col('widget_id')} = %s"]
+    else:
+        participants: Any = meta.get_field("participants")
+        through = qn(participants.remote_field.through._meta.db_table)
+        conversation_column = f"{through}.{qn(participants.m2m_column_name())}"
+        user_column = f"{through}.{qn(participants.m2m_reverse_name())}"
+        where.append(
+            f"({col('assignee_id')} = %s OR EXISTS (SELECT 1 FROM {through}"  # noqa: S608 (names from _meta)
+            f" WHERE {conversation_column} = {col('id')} AND {user_column} = %s))"
+        )
+    last_seq = column("last_seq")
+    return (
+        f"UPDATE {table} SET {last_seq} = {last_seq} + 1, {column('last_message_at')} = %s"  # noqa: S608 (names from _meta)
+        f" WHERE {' AND '.join(where)} RETURNING {last_seq}, {column('channel')}"
+    )
+
+
+def _take_seq(actor: Actor, conversation_id: int) -> tuple[int, str] | None:
+    """(seq, channel) for a new message of a writable, not closed conversation; None otherwise."""
+    params: list[Any] = [
+        connection.ops.adapt_datetimefield_value(timezone.now()),
+        conversation_id,
+        actor.tenant_id,
+        ConversationStatus.CLOSED.value,
+    ]
+    if isinstance(actor, VisitorActor):
+        params += [actor.visitor_id, actor.widget_id]
+    else:
+        params += [actor.user.pk, actor.user.pk]
+    with connection.cursor() as cursor:
+        cursor.execute(_take_seq_sql(connection.vendor, isinstance(actor, VisitorActor)), params)
+        rows = cursor.fetchall()
+    return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+
 def message_post(
     *,
     actor: Actor,
@@ -448,7 +508,11 @@ def message_post(
     private: bool = False,
     attachment_ids: Sequence[int] = (),
 ) -> PostResult:
-    """Stores a message with the conversation's next seq, once per client_id, and announces it after commit."""
+    """Stores a message with the conversation's next seq, once per client_id, and announces it after commit.
+
+    A new message costs three statements: the dedupe SELECT, the UPDATE … RETURNING that authorises and
+    takes the seq (docs/protocol.md §2), and the INSERT. Every error path may cost more.
+    """
     client_id = _clean_client_id(client_id)
     if not isinstance(attachment_ids, list | tuple) or not all(
         isinstance(i, int) and not isinstance(i, bool) for i in attachment_ids
@@ -456,20 +520,59 @@ def message_post(
         raise ApplicationError("invalid", "attachment_ids is a list of ids.", {"attachment_ids": ["Expected ids."]})
     if private and isinstance(actor, VisitorActor):
         raise ApplicationError("invalid", "Only agents write private notes.", {"private": ["Not allowed."]})
-    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
-    # Checked under the row lock: a resend racing its original (two sockets) waits here and finds it.
-    existing = _existing_message(conversation.pk, client_id, actor)
+    if not isinstance(conversation_id, int) or isinstance(conversation_id, bool):
+        raise NotFound("conversation")
+    # Dedupe comes first: a resend is answered with the stored message, even once the conversation closed.
+    existing = _existing_message(conversation_id, client_id, actor)
     if existing is not None:
         return PostResult(message=existing, created=False)
-    if conversation.status == ConversationStatus.CLOSED:
-        raise ApplicationError("conversation_closed", "This conversation is closed.", status=409)
+    try:
+        # One transaction (a savepoint inside a caller's): a resend racing its original waits on the row
+        # lock of the UPDATE, then hits the client_id constraint, and the rollback takes its seq back too,
+        # so the stored seqs keep no hole.
+        with transaction.atomic():
+            message = _store_message(
+                actor=actor,
+                conversation_id=conversation_id,
+                body=body,
+                client_id=client_id,
+                private=private,
+                attachment_ids=attachment_ids,
+            )
+    except IntegrityError:
+        existing = _existing_message(conversation_id, client_id, actor)
+        if existing is None:
+            raise
+        return PostResult(message=existing, created=False)
+    return PostResult(message=message, created=True)
+
+
+def _store_message(
+    *,
+    actor: Actor,
+    conversation_id: int,
+    body: Any,
+    client_id: str,
+    private: bool,
+    attachment_ids: Sequence[int],
+) -> Message:
+    taken = _take_seq(actor, conversation_id)
+    if taken is None:
+        # Not writable, not found or closed: the full check (under the row lock) says which.
+        conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
+        if conversation.status == ConversationStatus.CLOSED:
+            raise ApplicationError("conversation_closed", "This conversation is closed.", status=409)
+        taken = _take_seq(actor, conversation_id)  # the access changed in between (say, just assigned)
+        if taken is None:
+            raise NotFound("conversation")
+    seq, channel = taken
     text = _clean_body(body, allow_empty=bool(attachment_ids))
-    _check_rate(conversation, actor)
+    _check_rate(conversation_id, actor)
     attachments: list[Attachment] = []
     if attachment_ids:
         wanted = set(attachment_ids)
-        candidates = Attachment.objects.for_tenant(conversation.tenant_id).filter(
-            pk__in=wanted, conversation=conversation, message__isnull=True
+        candidates = Attachment.objects.for_tenant(actor.tenant_id).filter(
+            pk__in=wanted, conversation_id=conversation_id, message__isnull=True
         )
         if isinstance(actor, VisitorActor):
             candidates = candidates.filter(uploaded_by_visitor=True)
@@ -487,19 +590,13 @@ def message_post(
         fields["sender_kind"] = SenderKind.VISITOR
     else:
         fields.update(sender_kind=SenderKind.AGENT, sender_user=actor.user)
-    try:
-        with transaction.atomic():
-            message = _append_message(conversation, **fields)
-    except IntegrityError:
-        # Only reachable where row locks are not enforced: the unique constraint is the last word.
-        existing = _existing_message(conversation.pk, client_id, actor)
-        if existing is None:
-            raise
-        return PostResult(message=existing, created=False)
+    message = Message.objects.create(
+        tenant_id=actor.tenant_id, conversation_id=conversation_id, seq=seq, channel=channel, **fields
+    )
     if attachments:
         Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(message=message)
-    _publish_message(conversation, message, attachments)
-    return PostResult(message=message, created=True)
+    _publish(actor.tenant_id, message, attachments)
+    return message
 
 
 @transaction.atomic

@@ -118,9 +118,15 @@ TEMPLATES = [
 
 # --- Database: SQLite file unless DATABASE_URL points at PostgreSQL -------------------------------
 DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 60)
+# Off by default: Channels runs close_old_connections() around every database_sync_to_async call, so a
+# health check would add a `SELECT 1` round trip to every websocket frame that touches the database. A
+# connection that did break is still discarded by Django after the error it causes (the next call reconnects).
+DB_CONN_HEALTH_CHECKS = env_bool("DB_CONN_HEALTH_CHECKS", False)
 if env_str("DATABASE_URL"):
     DATABASES = {
-        "default": dj_database_url.parse(env_str("DATABASE_URL"), conn_max_age=DB_CONN_MAX_AGE, conn_health_checks=True)
+        "default": dj_database_url.parse(
+            env_str("DATABASE_URL"), conn_max_age=DB_CONN_MAX_AGE, conn_health_checks=DB_CONN_HEALTH_CHECKS
+        )
     }
 else:
     SQLITE_PATH = Path(env_str("SQLITE_PATH") or BASE_DIR / "var" / "db.sqlite3")

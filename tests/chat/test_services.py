@@ -819,3 +819,76 @@ def test_agents_never_receive_a_visitors_client_id(tenant):
     assert events.agent_message_view(events.message_data(agent_message))["client_id"] == "agent-1"
     visitor_view = events.visitor_message_view(events.message_data(visitor_message), visitor_id="v")
     assert visitor_view is not None and visitor_view["client_id"] == "start-secret"
+
+
+# --- message_post: the statements of one message, and a resend racing its original ----------------------
+
+
+def test_a_new_message_costs_at_most_five_statements(visitor, assigned, agent_actor, django_assert_max_num_queries):
+    # The dedupe SELECT, the UPDATE … RETURNING that authorises and takes the seq, the INSERT, and the
+    # savepoint around the last two (a transaction of its own outside the test's).
+    with django_assert_max_num_queries(5):
+        assert post(visitor, assigned, body="from the visitor").created
+    with django_assert_max_num_queries(5):
+        assert post(agent_actor, assigned, body="from the agent").created
+    with django_assert_max_num_queries(2):  # a resend: the dedupe SELECT and the access check
+        assert post(visitor, assigned, body="from the visitor").created is False
+    assigned.refresh_from_db()
+    assert assigned.last_seq == Message.objects.filter(conversation=assigned).count()
+
+
+def test_message_post_refuses_strangers_and_closed_conversations_without_taking_a_seq(
+    visitor, conversation, widget, agent_actor
+):
+    stranger = VisitorActor(tenant_id=visitor.tenant_id, widget_id=widget.pk, visitor_id="someone-else")
+    with pytest.raises(ApplicationError) as error:
+        post(stranger, conversation, body="hello")
+    assert error.value.code == "not_found"
+    with pytest.raises(ApplicationError) as error:  # an agent of the tenant who is neither assignee nor participant
+        post(agent_actor, conversation, body="hello")
+    assert error.value.code in {"not_found", "permission_denied"}
+    Conversation.objects.filter(pk=conversation.pk).update(status=ConversationStatus.CLOSED)
+    with pytest.raises(ApplicationError) as error:
+        post(visitor, conversation, body="hello")
+    assert error.value.code == "conversation_closed"
+    conversation.refresh_from_db()
+    assert conversation.last_seq == Message.objects.filter(conversation=conversation).count()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_resend_racing_its_original_acks_the_stored_message_and_leaves_no_seq_hole(visitor, conversation):
+    """The resend's dedupe SELECT runs before the original commits: it waits on the row lock, then the
+    client_id constraint decides and its rollback takes back the seq it had taken."""
+    original_stored, resend_waiting = threading.Event(), threading.Event()
+    results = {}
+
+    def original():
+        try:
+            with transaction.atomic():
+                results["original"] = post(visitor, conversation, body="once", client_id="race")
+                original_stored.set()
+                resend_waiting.wait(10)  # the resend is now blocked on the conversation's row
+        finally:
+            connections.close_all()
+
+    def resend():
+        try:
+            original_stored.wait(10)
+            threading.Timer(0.5, resend_waiting.set).start()
+            results["resend"] = post(visitor, conversation, body="once", client_id="race")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=original), threading.Thread(target=resend)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert (results["original"].created, results["resend"].created) == (True, False)
+    assert results["resend"].message.pk == results["original"].message.pk
+    after = post(visitor, conversation, body="next")
+    seqs = list(Message.objects.filter(conversation=conversation).order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1)) and after.message.seq == seqs[-1]
+    conversation.refresh_from_db()
+    assert conversation.last_seq == seqs[-1]
