@@ -137,16 +137,8 @@ class TemplateViewSet(TenantScopedViewSet):
     queryset = CannedTemplate.objects.order_by("name")
     serializer_class = TemplateSerializer
 
-    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
-        serializer.instance = template_save(tenant=self.tenant, **serializer.validated_data)
-
-    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
-        serializer.instance = template_save(
-            tenant=self.tenant, instance=serializer.instance, **serializer.validated_data
-        )
-
-    def perform_destroy(self, instance: Model) -> None:
-        template_delete(template=instance)  # type: ignore[arg-type]
+    save_service = staticmethod(template_save)
+    delete_service = staticmethod(lambda instance: template_delete(template=instance))
 
 
 @extend_schema_view(
@@ -168,16 +160,8 @@ class DispositionViewSet(TenantScopedViewSet):
     queryset = Disposition.objects.order_by("position", "name")
     serializer_class = DispositionSerializer
 
-    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
-        serializer.instance = disposition_save(tenant=self.tenant, **serializer.validated_data)
-
-    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
-        serializer.instance = disposition_save(
-            tenant=self.tenant, instance=serializer.instance, **serializer.validated_data
-        )
-
-    def perform_destroy(self, instance: Model) -> None:
-        disposition_delete(disposition=instance)  # type: ignore[arg-type]
+    save_service = staticmethod(disposition_save)
+    delete_service = staticmethod(lambda instance: disposition_delete(disposition=instance))
 
 
 @extend_schema_view(
@@ -198,13 +182,5 @@ class PauseReasonViewSet(TenantScopedViewSet):
     queryset = PauseReason.objects.order_by("name")
     serializer_class = PauseReasonSerializer
 
-    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
-        serializer.instance = pause_reason_save(tenant=self.tenant, **serializer.validated_data)
-
-    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
-        serializer.instance = pause_reason_save(
-            tenant=self.tenant, instance=serializer.instance, **serializer.validated_data
-        )
-
-    def perform_destroy(self, instance: Model) -> None:
-        pause_reason_delete(pause_reason=instance)  # type: ignore[arg-type]
+    save_service = staticmethod(pause_reason_save)
+    delete_service = staticmethod(lambda instance: pause_reason_delete(pause_reason=instance))

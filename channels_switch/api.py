@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.db.models import Model
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
-from rest_framework.serializers import BaseSerializer
 
 from channels_switch.models import ChannelConnector
 from channels_switch.serializers import ChannelConnectorSerializer
@@ -42,13 +38,5 @@ class ChannelConnectorViewSet(TenantScopedViewSet):
     serializer_class = ChannelConnectorSerializer
     read_role = Role.ADMIN
 
-    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
-        serializer.instance = connector_save(tenant=self.tenant, **serializer.validated_data)
-
-    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
-        serializer.instance = connector_save(
-            tenant=self.tenant, instance=serializer.instance, **serializer.validated_data
-        )
-
-    def perform_destroy(self, instance: Model) -> None:
-        connector_delete(connector=instance)  # type: ignore[arg-type]
+    save_service = staticmethod(connector_save)
+    delete_service = staticmethod(lambda instance: connector_delete(connector=instance))

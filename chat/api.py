@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import BaseSerializer
 from rest_framework.utils.urls import replace_query_param
 
 from chat.models import Conversation, Widget
@@ -65,14 +64,8 @@ class WidgetViewSet(TenantScopedViewSet):
     queryset = Widget.objects.order_by("name")
     serializer_class = WidgetSerializer
 
-    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
-        serializer.instance = widget_save(tenant=self.tenant, **serializer.validated_data)
-
-    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
-        serializer.instance = widget_save(tenant=self.tenant, instance=serializer.instance, **serializer.validated_data)
-
-    def perform_destroy(self, instance: Model) -> None:
-        widget_delete(widget=instance)  # type: ignore[arg-type]
+    save_service = staticmethod(widget_save)
+    delete_service = staticmethod(lambda instance: widget_delete(widget=instance))
 
 
 @extend_schema_view(

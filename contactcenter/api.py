@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -135,11 +136,16 @@ class TenantScopedViewSet(viewsets.ModelViewSet):
     """Applies the tenant scope once for every API view: another tenant's object is a plain 404.
 
     Subclasses set `queryset`; `read_role` and `write_role` set the roles reads and writes need. Writes go
-    through services: a subclass that allows them overrides `perform_create`/`perform_update`/`perform_destroy`.
+    through services: a subclass whose services have the usual shape sets `save_service` (called with
+    `tenant`, `instance` — None on create — and the validated fields; returns the saved object) and
+    `delete_service` (called with the instance), each wrapped in `staticmethod`; any other subclass that
+    allows writes overrides `perform_create`/`perform_update`/`perform_destroy`.
     """
 
     read_role: ClassVar[str] = Role.AGENT
     write_role: ClassVar[str] = Role.ADMIN
+    save_service: ClassVar[Callable[..., Model] | None] = None
+    delete_service: ClassVar[Callable[..., None] | None] = None
     schema = SwitchboardAutoSchema()
     tenant: Tenant
     principal: Principal
@@ -162,16 +168,24 @@ class TenantScopedViewSet(viewsets.ModelViewSet):
             context["tenant"] = self.tenant
         return context
 
-    # ModelViewSet's defaults write with the ORM (serializer.save(), instance.delete()): refuse them, so a
-    # viewset that forgets its service fails loudly instead of skipping the domain's rules.
+    # ModelViewSet's defaults write with the ORM (serializer.save(), instance.delete()): without a service,
+    # refuse them, so a viewset that forgets its service fails loudly instead of skipping the domain's rules.
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
-        raise NotImplementedError(f"{type(self).__name__} creates through a service")
+        if self.save_service is None:
+            raise NotImplementedError(f"{type(self).__name__} creates through a service")
+        serializer.instance = self.save_service(tenant=self.tenant, instance=None, **serializer.validated_data)
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
-        raise NotImplementedError(f"{type(self).__name__} updates through a service")
+        if self.save_service is None:
+            raise NotImplementedError(f"{type(self).__name__} updates through a service")
+        serializer.instance = self.save_service(
+            tenant=self.tenant, instance=serializer.instance, **serializer.validated_data
+        )
 
     def perform_destroy(self, instance: Model) -> None:
-        raise NotImplementedError(f"{type(self).__name__} deletes through a service")
+        if self.delete_service is None:
+            raise NotImplementedError(f"{type(self).__name__} deletes through a service")
+        self.delete_service(instance)
 
 
 # --- contacts ---------------------------------------------------------------------------------------------
@@ -195,6 +209,7 @@ class TenantScopedViewSet(viewsets.ModelViewSet):
 class ContactViewSet(TenantScopedViewSet):
     queryset = Contact.objects.prefetch_related("identities").order_by("-created_at", "-pk")
     serializer_class = ContactSerializer
+    delete_service = staticmethod(lambda instance: contact_delete(contact=instance))
     write_role = Role.AGENT
 
     def required_role(self, request: Request) -> str:
@@ -207,9 +222,6 @@ class ContactViewSet(TenantScopedViewSet):
         contact = serializer.instance
         assert contact is not None
         serializer.instance = contact_update(contact=contact, name=serializer.validated_data.get("name", contact.name))
-
-    def perform_destroy(self, instance: Model) -> None:
-        contact_delete(contact=instance)  # type: ignore[arg-type]
 
 
 @extend_schema_view(

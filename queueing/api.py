@@ -37,6 +37,7 @@ from queueing.services import queue_delete, queue_member_add, queue_member_remov
 class QueueViewSet(TenantScopedViewSet):
     queryset = Queue.objects.prefetch_related("widgets").order_by("name")
     serializer_class = QueueSerializer
+    delete_service = staticmethod(lambda instance: queue_delete(queue=instance))
 
     def _save(self, serializer: BaseSerializer[Any], instance: Queue | None) -> None:
         fields = dict(serializer.validated_data)
@@ -52,9 +53,6 @@ class QueueViewSet(TenantScopedViewSet):
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         self._save(serializer, serializer.instance)
-
-    def perform_destroy(self, instance: Model) -> None:
-        queue_delete(queue=instance)  # type: ignore[arg-type]
 
 
 @extend_schema_view(

@@ -60,7 +60,6 @@
     socket: null,
     backoffMs: 1000,
     reconnectTimer: null,
-    pingTimer: null,
     serverOffsetMs: 0, // server clock minus ours, from pong frames: waiting times use the server's clock
     chats: new Map(), // conversation id -> chat (see createChat)
     offers: new Map(), // conversation id -> {offer, el}
@@ -79,7 +78,7 @@
   // --- small helpers -----------------------------------------------------------------------------
 
   // Element builder (text always through textContent), UUIDs, times and sizes: static/js/dom.js.
-  const { h, uuid, clock, formatBytes } = window.SwitchboardDom;
+  const { h, uuid, clock, formatBytes, openSocket } = window.SwitchboardDom;
 
   function dateTime(iso) {
     return new Date(iso).toLocaleString([], { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
@@ -273,44 +272,38 @@
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(`${scheme}://${location.host}/ws/agent/`);
-    state.socket = socket;
-    socket.addEventListener("open", () => {
-      state.backoffMs = 1000;
-      showConn("");
-      send({ type: "ping" }); // its pong gives the server's clock at once
-      state.pingTimer = setInterval(() => send({ type: "ping" }), PING_MS);
+    state.socket = openSocket(`${scheme}://${location.host}/ws/agent/`, {
+      isCurrent: (socket) => socket === state.socket,
+      onOpen: () => {
+        state.backoffMs = 1000;
+        showConn("");
+        send({ type: "ping" }); // its pong gives the server's clock at once
+      },
+      onFrame,
+      onClose: onSocketClosed,
+      ping: () => send({ type: "ping" }),
+      pingMs: PING_MS,
     });
-    socket.addEventListener("message", (event) => {
-      let frame;
-      try {
-        frame = JSON.parse(event.data);
-      } catch (_) {
-        return;
-      }
-      if (socket === state.socket) onFrame(frame);
-    });
-    socket.addEventListener("close", (event) => {
-      if (socket !== state.socket) return;
-      clearInterval(state.pingTimer);
-      state.socket = null;
-      ui.presence.disabled = true;
-      for (const [id, handlers] of state.requests) {
-        state.requests.delete(id);
-        if (handlers.fail) handlers.fail({ code: "disconnected", message: "The connection was lost: try again." });
-      }
-      if (event.code === 4401) {
-        location.href = boot.loginUrl;
-        return;
-      }
-      if (event.code === 4403) {
-        showConn("Your account cannot use the console. Ask an admin to add you to the team.", true);
-        return;
-      }
-      showConn("Connection lost. Reconnecting…");
-      state.reconnectTimer = setTimeout(connect, state.backoffMs);
-      state.backoffMs = Math.min(state.backoffMs * 2, 30000);
-    });
+  }
+
+  function onSocketClosed(event) {
+    state.socket = null;
+    ui.presence.disabled = true;
+    for (const [id, handlers] of state.requests) {
+      state.requests.delete(id);
+      if (handlers.fail) handlers.fail({ code: "disconnected", message: "The connection was lost: try again." });
+    }
+    if (event.code === 4401) {
+      location.href = boot.loginUrl;
+      return;
+    }
+    if (event.code === 4403) {
+      showConn("Your account cannot use the console. Ask an admin to add you to the team.", true);
+      return;
+    }
+    showConn("Connection lost. Reconnecting…");
+    state.reconnectTimer = setTimeout(connect, state.backoffMs);
+    state.backoffMs = Math.min(state.backoffMs * 2, 30000);
   }
 
   function showConn(text, isError = false) {

@@ -37,5 +37,38 @@
     return `${(bytes / (1024 * 1024)).toFixed(1).replace(/\.0$/, "")} MB`;
   }
 
-  window.SwitchboardDom = Object.freeze({ h, uuid, clock, formatBytes });
+  /**
+   * Opens a WebSocket and wires the listeners both pages share. `isCurrent(socket)` says whether this socket
+   * is still the page's live one: a replaced socket's frames and close are ignored and its pings stop.
+   * On open, `onOpen()` runs and `ping()` then runs every `pingMs` until the socket closes. Frames that are
+   * not JSON are dropped; the others go to `onFrame(frame)`. `onClose(event)` (current socket only) must
+   * forget the socket and decide whether to reconnect.
+   */
+  function openSocket(url, { isCurrent, onOpen, onFrame, onClose, ping, pingMs }) {
+    const socket = new WebSocket(url);
+    let pingTimer = null;
+    socket.addEventListener("open", () => {
+      onOpen();
+      pingTimer = setInterval(() => {
+        if (isCurrent(socket)) ping();
+        else clearInterval(pingTimer);
+      }, pingMs);
+    });
+    socket.addEventListener("message", (event) => {
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch (_) {
+        return;
+      }
+      if (isCurrent(socket)) onFrame(frame);
+    });
+    socket.addEventListener("close", (event) => {
+      clearInterval(pingTimer);
+      if (isCurrent(socket)) onClose(event);
+    });
+    return socket;
+  }
+
+  window.SwitchboardDom = Object.freeze({ h, uuid, clock, formatBytes, openSocket });
 })();

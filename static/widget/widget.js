@@ -66,7 +66,6 @@
     socket: null,
     backoffMs: 1000,
     reconnectTimer: null,
-    pingTimer: null,
     typingSentAt: 0,
     typingIdleTimer: null,
     agentTypingTimer: null,
@@ -82,7 +81,7 @@
   // --- small helpers -----------------------------------------------------------------------------
 
   // Element builder (text always through textContent), UUIDs, times and sizes: static/js/dom.js.
-  const { h, uuid, clock, formatBytes } = window.SwitchboardDom;
+  const { h, uuid, clock, formatBytes, openSocket } = window.SwitchboardDom;
 
   // localStorage can be unavailable (privacy settings); the widget then lives for this page only.
   const store = {
@@ -590,34 +589,25 @@
     const conversation = state.conversation;
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const url = `${scheme}://${location.host}/ws/visitor/conversations/${conversation.id}/?token=${encodeURIComponent(state.token)}`;
-    const socket = new WebSocket(url);
-    state.socket = socket;
-    socket.addEventListener("open", () => {
-      state.backoffMs = 1000;
-      showBanner("");
-      send({ type: "resume", conversation_id: conversation.id, last_seq: state.lastSeq });
-      state.pingTimer = setInterval(() => send({ type: "ping" }), PING_MS);
-    });
-    socket.addEventListener("message", (event) => {
-      let frame;
-      try {
-        frame = JSON.parse(event.data);
-      } catch (_) {
-        return;
-      }
-      if (socket === state.socket) onFrame(frame);
-    });
-    socket.addEventListener("close", (event) => {
-      if (socket !== state.socket) return;
-      clearInterval(state.pingTimer);
-      state.socket = null;
-      onSocketClosed(event.code);
+    state.socket = openSocket(url, {
+      isCurrent: (socket) => socket === state.socket,
+      onOpen: () => {
+        state.backoffMs = 1000;
+        showBanner("");
+        send({ type: "resume", conversation_id: conversation.id, last_seq: state.lastSeq });
+      },
+      onFrame,
+      onClose: (event) => {
+        state.socket = null;
+        onSocketClosed(event.code);
+      },
+      ping: () => send({ type: "ping" }),
+      pingMs: PING_MS,
     });
   }
 
   function disconnect() {
     clearTimeout(state.reconnectTimer);
-    clearInterval(state.pingTimer);
     if (state.socket) {
       const socket = state.socket;
       state.socket = null;
