@@ -69,8 +69,9 @@ def queue_member_remove(*, queue: Queue, user: User | int) -> None:
 def queue_members_set(*, queue: Queue, users: Iterable[User | int]) -> None:
     wanted = _tenant_users(queue, users)
     QueueMember.objects.for_tenant(queue.tenant).filter(queue=queue).exclude(user__in=wanted).delete()
-    for user in wanted:
-        QueueMember.objects.get_or_create(tenant=queue.tenant, queue=queue, user=user)
+    QueueMember.objects.bulk_create(
+        [QueueMember(tenant=queue.tenant, queue=queue, user=user) for user in wanted], ignore_conflicts=True
+    )
 
 
 @transaction.atomic
@@ -264,11 +265,11 @@ def conversation_request(
 
 
 def _withdraw_offers(offers: Iterable[Offer], *, reason_for: dict[int, str], default: str) -> None:
-    now = timezone.now()
+    offers = list(offers)
+    Offer.objects.filter(pk__in=[offer.pk for offer in offers], status=OfferStatus.PENDING).update(
+        status=OfferStatus.WITHDRAWN, decided_at=timezone.now()
+    )
     for offer in offers:
-        Offer.objects.filter(pk=offer.pk, status=OfferStatus.PENDING).update(
-            status=OfferStatus.WITHDRAWN, decided_at=now
-        )
         publish_on_commit(
             group=agent_group(offer.tenant_id, offer.agent_id),
             event=events.offer_withdrawn(
