@@ -7,13 +7,20 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from chat import events
-from chat.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED, ChatSocket, FrameError, bool_field, int_field
+from chat.consumers import (
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_AUTHENTICATED,
+    ChatSocket,
+    FrameError,
+    bool_field,
+    int_field,
+    post_message,
+)
 from chat.selectors import WRITE, AgentActor, agent_actor_for, agent_conversation_get, conversation_get_for
 from chat.services import (
     conversation_mark_important,
     conversation_mark_read,
     conversation_set_disposition,
-    message_post,
 )
 from contactcenter.errors import ApplicationError
 from contactcenter.realtime import (
@@ -121,7 +128,7 @@ class AgentConsumer(ChatSocket):
 
     async def on_message_send(self, frame: dict[str, Any], request_id: str | None) -> None:
         conversation_id = _conversation_id(frame)
-        result = await database_sync_to_async(message_post)(
+        result = await post_message(
             actor=self.agent,
             conversation_id=conversation_id,
             body=frame.get("body", ""),

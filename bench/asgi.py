@@ -11,7 +11,7 @@ from channels.routing import URLRouter
 from django.urls import path
 
 from bench.relay import FaultyRelayConsumer, RelayConsumer
-from bench.whatif import apply_what_if, remember_loop
+from bench.whatif import apply_what_if
 from contactcenter.asgi import application as project_application  # sets Django up
 
 relay_application = URLRouter(
@@ -24,7 +24,6 @@ apply_what_if(os.environ.get("BENCH_WHAT_IF", ""))
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    remember_loop()
     # Outside the project's websocket stack on purpose: the relay is the no-auth, no-database baseline.
     if scope["type"] == "websocket" and scope["path"].startswith(("/bench/relay/", "/bench/faulty/")):
         await relay_application(scope, receive, send)

@@ -404,8 +404,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--what-if",
         default="",
-        help="adds a real-path run with suggested changes patched in (bench/whatif.py): "
-        "db-pool, async-publish, switch-interval",
+        help="adds a real-path run with suggested changes patched in (bench/whatif.py): db-pool, switch-interval",
     )
     parser.add_argument(
         "--nice",
@@ -460,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         "real-core": RunSpec("real", "core", lambda: real_driver(), real=True),
     }
     if args.what_if:
-        abbreviations = {"db-pool": "pool", "async-publish": "apub", "switch-interval": "swi"}
+        abbreviations = {"db-pool": "pool", "switch-interval": "swi"}
         short = "+".join(abbreviations.get(n, n) for n in args.what_if.split(","))
         specs["what-if"] = RunSpec(f"real+{short}", "pubsub", lambda: real_driver(), real=True, what_if=args.what_if)
         args.paths.append("what-if")

@@ -433,9 +433,13 @@ def _existing_message(conversation_id: int, client_id: str, actor: Actor) -> Mes
 
 
 def _check_rate(conversation_id: int, actor: Actor) -> None:
-    """A fixed window in the cache (Redis in production): no query, shared by every server process."""
+    """A fixed window in the cache (Redis in production): no query, shared by every server process.
+
+    Keyed by the sender's own identity (this visitor, this agent), so nobody can spend another's allowance
+    by posting to a conversation that is not theirs: that is why it may run before the access check.
+    """
     count, window = message_rate_limit()
-    sender = "visitor" if isinstance(actor, VisitorActor) else f"agent{int(actor.user.pk)}"
+    sender = f"v{actor.visitor_id}" if isinstance(actor, VisitorActor) else f"agent{int(actor.user.pk)}"
     retry_after = ratelimit_hit(
         scope="message", key=f"{int(conversation_id)}:{sender}", rate=Rate(count=count, seconds=window)
     )
@@ -443,13 +447,13 @@ def _check_rate(conversation_id: int, actor: Actor) -> None:
         raise RateLimited(f"Too many messages: at most {count} every {window} seconds.", retry_after)
 
 
-@functools.cache
-def _take_seq_sql(vendor: str, visitor: bool) -> str:
-    """`UPDATE … RETURNING` that authorises the writer and allocates the next seq in one statement.
+def _take_seq_parts(visitor: bool) -> tuple[str, str]:
+    """(`UPDATE … SET`, `WHERE …`) that authorise the writer and allocate the next seq in one statement.
 
-    Built from the models' table and column names only (quoted); every value is a parameter. The row
-    lock it takes serialises the writers of one conversation until their transaction ends. Cached per
-    database vendor (`vendor` only keys the cache: the quoting is the default connection's).
+    Built from the models' table and column names only (quoted); every value is a parameter, in this
+    order: last_message_at, conversation id, tenant id, the closed status, then the visitor id and widget
+    id, or the agent's user id twice. The row lock it takes serialises the writers of one conversation
+    until their transaction ends.
     """
     qn = connection.ops.quote_name
     meta = Conversation._meta
@@ -475,14 +479,20 @@ def _take_seq_sql(vendor: str, visitor: bool) -> str:
             f" WHERE {conversation_column} = {col('id')} AND {user_column} = %s))"
         )
     last_seq = column("last_seq")
-    return (
-        f"UPDATE {table} SET {last_seq} = {last_seq} + 1, {column('last_message_at')} = %s"  # noqa: S608 (names from _meta)
-        f" WHERE {' AND '.join(where)} RETURNING {last_seq}, {column('channel')}"
-    )
+    update = f"UPDATE {table} SET {last_seq} = {last_seq} + 1, {column('last_message_at')} = %s"  # noqa: S608 (names from _meta)
+    return update, " AND ".join(where)
 
 
-def _take_seq(actor: Actor, conversation_id: int) -> tuple[int, str] | None:
-    """(seq, channel) for a new message of a writable, not closed conversation; None otherwise."""
+@functools.cache
+def _take_seq_sql(vendor: str, visitor: bool) -> str:
+    """The `UPDATE … RETURNING` of `_take_seq_parts`; cached per vendor (which only keys the cache)."""
+    update, where = _take_seq_parts(visitor)
+    qn = connection.ops.quote_name
+    fields: list[Any] = [Conversation._meta.get_field(name) for name in ("last_seq", "channel")]
+    return f"{update} WHERE {where} RETURNING {qn(fields[0].column)}, {qn(fields[1].column)}"
+
+
+def _take_seq_params(actor: Actor, conversation_id: int) -> list[Any]:
     params: list[Any] = [
         connection.ops.adapt_datetimefield_value(timezone.now()),
         conversation_id,
@@ -493,8 +503,96 @@ def _take_seq(actor: Actor, conversation_id: int) -> tuple[int, str] | None:
         params += [actor.visitor_id, actor.widget_id]
     else:
         params += [actor.user.pk, actor.user.pk]
+    return params
+
+
+# Message columns the fast statement takes from the conversation row it updated, not from parameters.
+_FROM_CONVERSATION = {"tenant": "c_tenant", "conversation": "c_id", "seq": "c_seq", "channel": "c_channel"}
+
+
+@functools.cache
+def _post_fast_sql(vendor: str, visitor: bool) -> tuple[str, tuple[str, ...]]:
+    """PostgreSQL: dedupe, authorise, take the seq and insert, as ONE statement; and its parameter fields.
+
+    `WITH taken AS (UPDATE conversation … WHERE <access> AND no message has this client_id RETURNING …)
+    INSERT INTO message (…) SELECT … FROM taken RETURNING id, seq, channel`. Nothing is inserted when the
+    conversation is not writable by this actor, is closed, or already holds the client_id. One statement
+    is atomic on its own, so a resend racing its original fails whole on the client_id constraint and
+    takes no seq. Columns come from Message's concrete fields, so a new field is included by itself; each
+    parameter is cast to its column's type.
+    """
+    qn = connection.ops.quote_name
+    update, where = _take_seq_parts(visitor)
+
+    def column(model: Any, name: str) -> str:
+        field: Any = model._meta.get_field(name)
+        return qn(field.column)
+
+    table = qn(Message._meta.db_table)
+    conversation_table = qn(Conversation._meta.db_table)
+    returning = ", ".join(
+        f"{conversation_table}.{column(Conversation, name)} AS {alias}"
+        for name, alias in (("id", "c_id"), ("tenant", "c_tenant"), ("last_seq", "c_seq"), ("channel", "c_channel"))
+    )
+    columns: list[str] = []
+    values: list[str] = []
+    parameter_fields: list[str] = []
+    for field in Message._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(column(Message, field.name))
+        if field.name in _FROM_CONVERSATION:
+            values.append(f"taken.{_FROM_CONVERSATION[field.name]}")
+        else:
+            values.append(f"CAST(%s AS {field.cast_db_type(connection)})")
+            parameter_fields.append(field.name)
+    sql = (
+        f"WITH taken AS ({update} WHERE {where} AND NOT EXISTS (SELECT 1 FROM {table}"  # noqa: S608 (names from _meta)
+        f" WHERE {table}.{column(Message, 'conversation')} = %s AND {table}.{column(Message, 'client_id')} = %s)"
+        f" RETURNING {returning})"
+        f" INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM taken"
+        f" RETURNING {table}.{column(Message, 'id')}, {table}.{column(Message, 'seq')},"
+        f" {table}.{column(Message, 'channel')}"
+    )
+    return sql, tuple(parameter_fields)
+
+
+def _post_fast(*, actor: Actor, conversation_id: int, text: str, client_id: str, private: bool) -> Message | None:
+    """The new message, stored in one round trip; None when the full path must decide (see _post_fast_sql)."""
+    sql, parameter_fields = _post_fast_sql(connection.vendor, isinstance(actor, VisitorActor))
+    message = Message(
+        tenant_id=actor.tenant_id, conversation_id=conversation_id, body=text, client_id=client_id, is_private=private
+    )
+    if isinstance(actor, VisitorActor):
+        message.sender_kind = SenderKind.VISITOR
+    else:
+        message.sender_kind = SenderKind.AGENT
+        message.sender_user = actor.user
+    params = [*_take_seq_params(actor, conversation_id), conversation_id, client_id]
+    for name in parameter_fields:
+        field: Any = Message._meta.get_field(name)
+        # pre_save fills auto_now_add (created_at) on the instance, as Model.save would.
+        params.append(field.get_db_prep_save(field.pre_save(message, True), connection))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+    except IntegrityError:
+        return None  # a resend racing its original: the full path finds the stored one
+    if row is None:
+        return None
+    message.pk, message.seq, message.channel = int(row[0]), int(row[1]), str(row[2])
+    message._state.adding = False
+    message._state.db = connection.alias
+    return message
+
+
+def _take_seq(actor: Actor, conversation_id: int) -> tuple[int, str] | None:
+    """(seq, channel) for a new message of a writable, not closed conversation; None otherwise."""
     with connection.cursor() as cursor:
-        cursor.execute(_take_seq_sql(connection.vendor, isinstance(actor, VisitorActor)), params)
+        cursor.execute(
+            _take_seq_sql(connection.vendor, isinstance(actor, VisitorActor)), _take_seq_params(actor, conversation_id)
+        )
         rows = cursor.fetchall()
     return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
@@ -510,8 +608,11 @@ def message_post(
 ) -> PostResult:
     """Stores a message with the conversation's next seq, once per client_id, and announces it after commit.
 
-    A new message costs three statements: the dedupe SELECT, the UPDATE … RETURNING that authorises and
-    takes the seq (docs/protocol.md §2), and the INSERT. Every error path may cost more.
+    On PostgreSQL outside a caller's transaction, a text message is one statement (_post_fast_sql) and
+    one rate-limit hit. Everything else, and every case that statement declines (a resend, a closed or
+    foreign conversation, a lost race), takes the full path: the dedupe SELECT, then the
+    UPDATE … RETURNING that authorises and takes the seq (docs/protocol.md §2) and the INSERT in one
+    transaction, with exact errors.
     """
     client_id = _clean_client_id(client_id)
     if not isinstance(attachment_ids, list | tuple) or not all(
@@ -522,6 +623,25 @@ def message_post(
         raise ApplicationError("invalid", "Only agents write private notes.", {"private": ["Not allowed."]})
     if not isinstance(conversation_id, int) or isinstance(conversation_id, bool):
         raise NotFound("conversation")
+    rate: RateLimited | bool = False  # not counted yet | counted and allowed | counted and refused
+    if not attachment_ids and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        try:
+            text = _clean_body(body, allow_empty=False)
+        except ApplicationError:
+            text = None  # the full path says so, after the errors that come first (closed, not found)
+        if text is not None:
+            try:
+                _check_rate(conversation_id, actor)
+                rate = True
+            except RateLimited as refused:
+                rate = refused  # a resend is still acked: the full path dedupes first, then refuses
+        if text is not None and rate is True:
+            message = _post_fast(
+                actor=actor, conversation_id=conversation_id, text=text, client_id=client_id, private=private
+            )
+            if message is not None:
+                _publish(actor.tenant_id, message, [])
+                return PostResult(message=message, created=True)
     # Dedupe comes first: a resend is answered with the stored message, even once the conversation closed.
     existing = _existing_message(conversation_id, client_id, actor)
     if existing is not None:
@@ -538,6 +658,7 @@ def message_post(
                 client_id=client_id,
                 private=private,
                 attachment_ids=attachment_ids,
+                rate=rate,
             )
     except IntegrityError:
         existing = _existing_message(conversation_id, client_id, actor)
@@ -555,6 +676,7 @@ def _store_message(
     client_id: str,
     private: bool,
     attachment_ids: Sequence[int],
+    rate: RateLimited | bool,
 ) -> Message:
     taken = _take_seq(actor, conversation_id)
     if taken is None:
@@ -567,7 +689,10 @@ def _store_message(
             raise NotFound("conversation")
     seq, channel = taken
     text = _clean_body(body, allow_empty=bool(attachment_ids))
-    _check_rate(conversation_id, actor)
+    if isinstance(rate, RateLimited):
+        raise rate
+    if rate is False:
+        _check_rate(conversation_id, actor)
     attachments: list[Attachment] = []
     if attachment_ids:
         wanted = set(attachment_ids)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured
 
 _PERIODS = {
@@ -44,25 +45,38 @@ def rate_parse(text: str, *, setting: str = "rate") -> Rate | None:
 def ratelimit_hit(*, scope: str, key: str, rate: Rate, now: float | None = None) -> int | None:
     """Counts one hit of `key`; None while within `rate`, else the seconds until its window ends.
 
-    A fixed window (the count restarts every `rate.seconds`) keeps it to one cache key and two atomic
-    operations; the price is that a burst straddling a window boundary may reach twice the rate.
+    A fixed window (the count restarts every `rate.seconds`) keeps it to one cache key and one atomic
+    increment; the price is that a burst straddling a window boundary may reach twice the rate.
     """
     now = time.time() if now is None else now
     window = int(now // rate.seconds)
     cache_key = f"ratelimit:{scope}:{key}:{window}"
-    # add() is SET NX and incr() is INCR on Redis: hits from several processes at once are never lost.
-    # The key outlives its window by a little, so a late incr() still finds it.
-    if cache.add(cache_key, 1, timeout=rate.seconds + 5):
-        count = 1
-    else:
-        try:
-            count = cache.incr(cache_key)
-        except ValueError:  # evicted between the two calls
-            cache.add(cache_key, 1, timeout=rate.seconds + 5)
-            count = 1
+    # The key outlives its window by a little, so a late increment still finds it.
+    count = _count_hit(cache_key, rate.seconds + 5)
     if count <= rate.count:
         return None
     return max(1, math.ceil((window + 1) * rate.seconds - now))
+
+
+def _count_hit(cache_key: str, ttl: int) -> int:
+    """The key's count after this hit; atomic across processes on Redis (hits at once are never lost)."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        # One round trip: SET NX gives a new key its expiry, INCR counts (Django stores integers as plain
+        # Redis integers, so the cache API reads the same value). Every message pays this, so it uses the
+        # backend's client directly instead of add() + incr(), which cost three round trips.
+        key = backend.make_and_validate_key(cache_key)
+        pipe = backend._cache.get_client(key, write=True).pipeline(transaction=False)
+        pipe.set(key, 0, ex=ttl, nx=True)
+        pipe.incr(key)
+        return int(pipe.execute()[1])
+    if backend.add(cache_key, 1, timeout=ttl):
+        return 1
+    try:
+        return int(backend.incr(cache_key))
+    except ValueError:  # evicted between the two calls
+        backend.add(cache_key, 1, timeout=ttl)
+        return 1
 
 
 def client_ip(meta: Mapping[str, Any]) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +37,88 @@ def tenant_agents_group(tenant_id: int) -> str:
     return f"t{int(tenant_id)}.agents"
 
 
+# --- publishing ---------------------------------------------------------------------------------------
+#
+# In a server process, events committed on a worker thread (a consumer's database call, a view) are handed
+# to the server's event loop and the thread goes on at once: it never waits for Redis, so the one thread
+# Channels runs database calls on is not held a round trip per event. On the loop, each group has one FIFO
+# drained by one task, so the events of a group leave in the order they were committed in this process
+# (a message before the conversation.updated that follows it, an offer before its withdrawal); different
+# groups go out concurrently. Without a bound loop (Celery, commands, tests without a server), the
+# committing thread sends itself and waits, as before.
+
+_loop: asyncio.AbstractEventLoop | None = None
+_queues: dict[str, deque[dict[str, Any]]] = {}  # touched on the bound loop only
+_drains: set[asyncio.Task[None]] = set()
+
+
+def bind_event_loop() -> None:
+    """Called on the server's loop (by the ASGI application): where committed events are sent from."""
+    global _loop
+    loop = asyncio.get_running_loop()
+    if _loop is not loop:
+        _loop = loop
+        _queues.clear()  # a previous loop's (closed: tests) queues can never drain
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _dispatch(group: str, event: dict[str, Any]) -> None:
+    """Runs at commit, on whatever thread committed; every committed event goes through here."""
+    loop = _loop
+    if loop is not None and loop.is_running():
+        if _running_loop() is loop:
+            _enqueue(group, event)
+            return
+        try:
+            loop.call_soon_threadsafe(_enqueue, group, event)
+            return
+        except RuntimeError:  # the loop closed in between: send from here instead
+            pass
+    _send(group, event)
+
+
+def _enqueue(group: str, event: dict[str, Any]) -> None:
+    queue = _queues.get(group)
+    if queue is not None:
+        queue.append(event)  # its drain is running and will reach it, in order
+        return
+    _queues[group] = deque([event])
+    task = asyncio.get_running_loop().create_task(_drain(group))
+    _drains.add(task)
+    task.add_done_callback(_drains.discard)
+
+
+async def _drain(group: str) -> None:
+    queue = _queues[group]
+    layer = get_channel_layer()
+    try:
+        while queue:
+            event = queue[0]
+            if layer is not None:
+                try:
+                    await layer.group_send(group, event)
+                except Exception:
+                    # The database is the truth and clients resume by seq: a lost hint must not stop the
+                    # events queued behind it.
+                    logger.exception("group_send to %s failed (type %s)", group, event.get("type"))
+            queue.popleft()
+    finally:
+        if _queues.get(group) is queue:
+            del _queues[group]
+
+
+async def drained() -> None:
+    """Waits until every event handed to this loop has been sent (tests; a graceful stop)."""
+    while _drains:
+        await asyncio.gather(*list(_drains), return_exceptions=True)
+
+
 def _send(group: str, event: Mapping[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
@@ -55,7 +139,7 @@ def publish_on_commit(*, group: str, event: Mapping[str, Any]) -> None:
     if "type" not in event:
         raise ValueError("an event needs a type")
     payload = dict(event)
-    transaction.on_commit(lambda: _send(group, payload))
+    transaction.on_commit(lambda: _dispatch(group, payload))
 
 
 async def publish_ephemeral(*, group: str, event: Mapping[str, Any]) -> None:

@@ -8,7 +8,19 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 
 from agents.routing import websocket_urlpatterns as agent_patterns
 from chat.routing import websocket_urlpatterns as chat_patterns
+from contactcenter import realtime
 
 
-def build_application(http_app: Any) -> ProtocolTypeRouter:
-    return ProtocolTypeRouter({"http": http_app, "websocket": URLRouter(chat_patterns + agent_patterns)})
+class BindEventLoop:
+    """Tells `realtime` which loop serves this process, so committed events are sent from it (see there)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        realtime.bind_event_loop()
+        return await self.app(scope, receive, send)
+
+
+def build_application(http_app: Any) -> BindEventLoop:
+    return BindEventLoop(ProtocolTypeRouter({"http": http_app, "websocket": URLRouter(chat_patterns + agent_patterns)}))

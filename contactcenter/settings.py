@@ -141,6 +141,11 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Threads (per server process, each with its own connection) that store websocket messages, so the
+# database round trips of different sockets overlap; every other database call of a socket runs on
+# Channels' one shared thread. 0: messages use that thread too (the default on SQLite, one writer at a time).
+MESSAGE_POST_THREADS = env_int("MESSAGE_POST_THREADS", 4 if env_str("DATABASE_URL") else 0)
+
 # --- Redis: channel layer, cache and Celery broker --------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
 # "pubsub" (RedisPubSubChannelLayer) or "core" (RedisChannelLayer); docs/architecture.md says why pubsub.

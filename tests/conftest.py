@@ -12,6 +12,15 @@ from tests.factories import PASSWORD, MembershipFactory, TenantFactory
 pytest_plugins = ["tests.support.services"]
 
 
+@pytest.fixture(autouse=True)
+def message_threads_closed():
+    """The message threads of in-process sockets keep a connection each: closed after every test."""
+    yield
+    from chat.consumers import post_threads_stop
+
+    post_threads_stop()
+
+
 @pytest.fixture
 def tenant(db):
     return TenantFactory(name="Acme")

@@ -27,15 +27,15 @@ def fresh_rate_limits():
 
 @pytest.fixture
 def published(monkeypatch):
-    """Every (group, event) sent on the channel layer; the real send still happens."""
+    """Every (group, event) committed for the channel layer; the real send still happens."""
     sent: list[tuple[str, dict]] = []
-    real_send = realtime._send
+    real_dispatch = realtime._dispatch
 
     def spy(group, event):
         sent.append((group, event))
-        real_send(group, event)
+        real_dispatch(group, event)
 
-    monkeypatch.setattr(realtime, "_send", spy)
+    monkeypatch.setattr(realtime, "_dispatch", spy)
     return sent
 
 

@@ -410,6 +410,35 @@ def test_a_fixed_window_counts_hits_per_key_and_restarts_with_the_next_window():
     assert ratelimit_hit(scope="t", key="a", rate=rate, now=at + 40) is None  # the next window
 
 
+@pytest.mark.redis
+def test_on_redis_one_round_trip_counts_every_hit_of_concurrent_threads_and_the_key_expires():
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    backend = caches["default"]
+    assert isinstance(backend, RedisCache)
+    rate = Rate(count=50, seconds=60)
+    at = 60 * 16_667 + 20.0
+    start = threading.Barrier(8)
+    verdicts = []
+
+    def hit():
+        start.wait(10)
+        verdicts.extend(ratelimit_hit(scope="conc", key="k", rate=rate, now=at) for _ in range(10))
+
+    threads = [threading.Thread(target=hit) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # 80 hits, none lost: exactly the first 50 pass.
+    assert verdicts.count(None) == 50 and len(verdicts) == 80
+    key = backend.make_and_validate_key(f"ratelimit:conc:k:{int(at // 60)}")
+    client = backend._cache.get_client(key, write=True)
+    assert backend.get(f"ratelimit:conc:k:{int(at // 60)}") == 80  # the cache API reads the same count
+    assert 0 < client.ttl(key) <= 65
+
+
 def test_rates_are_read_from_settings_strings():
     assert rate_parse("10/min") == Rate(count=10, seconds=60)
     assert rate_parse(" 120 / minute ") == Rate(count=120, seconds=60)
