@@ -113,6 +113,12 @@ class Conversation(TenantOwned):
     answered_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     last_message_at = models.DateTimeField(null=True, blank=True)
+    # The message rate limit (settings.MESSAGE_RATE_*): a fixed window per side, counted by the same
+    # statement that takes each message's seq, so it costs no round trip of its own.
+    visitor_rate_window = models.BigIntegerField(default=0)
+    visitor_rate_count = models.PositiveIntegerField(default=0)
+    agent_rate_window = models.BigIntegerField(default=0)
+    agent_rate_count = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import codecs
 import functools
+import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,7 +34,7 @@ from chat.selectors import Actor, AgentActor, VisitorActor, conversation_get_for
 from chat.tokens import new_visitor_id
 from contactcenter.errors import ApplicationError, NotFound
 from contactcenter.models import IdentityKind, Tenant
-from contactcenter.ratelimit import Rate, rate_parse, ratelimit_hit
+from contactcenter.ratelimit import rate_parse, ratelimit_hit
 from contactcenter.realtime import conversation_agents_group, conversation_group, publish_on_commit
 from contactcenter.services import contact_create, contact_identity_add, identity_normalise, validated_save
 
@@ -170,7 +172,8 @@ class RateLimited(ApplicationError):
 
 
 def message_rate_limit() -> tuple[int, int]:
-    """(messages, seconds) one sender may post in one conversation; generous for people, not for scripts."""
+    """(messages, seconds) each side of a conversation (its visitor; its agents) may post; generous for people,
+    not for scripts."""
     return settings.MESSAGE_RATE_COUNT, settings.MESSAGE_RATE_WINDOW_SECONDS
 
 
@@ -432,28 +435,13 @@ def _existing_message(conversation_id: int, client_id: str, actor: Actor) -> Mes
     return message
 
 
-def _check_rate(conversation_id: int, actor: Actor) -> None:
-    """A fixed window in the cache (Redis in production): no query, shared by every server process.
-
-    Keyed by the sender's own identity (this visitor, this agent), so nobody can spend another's allowance
-    by posting to a conversation that is not theirs: that is why it may run before the access check.
-    """
-    count, window = message_rate_limit()
-    sender = f"v{actor.visitor_id}" if isinstance(actor, VisitorActor) else f"agent{int(actor.user.pk)}"
-    retry_after = ratelimit_hit(
-        scope="message", key=f"{int(conversation_id)}:{sender}", rate=Rate(count=count, seconds=window)
-    )
-    if retry_after is not None:
-        raise RateLimited(f"Too many messages: at most {count} every {window} seconds.", retry_after)
-
-
 def _take_seq_parts(visitor: bool) -> tuple[str, str]:
-    """(`UPDATE … SET`, `WHERE …`) that authorise the writer and allocate the next seq in one statement.
+    """(`UPDATE … SET`, `WHERE …`) that authorise the writer, count the rate and allocate the next seq.
 
-    Built from the models' table and column names only (quoted); every value is a parameter, in this
-    order: last_message_at, conversation id, tenant id, the closed status, then the visitor id and widget
-    id, or the agent's user id twice. The row lock it takes serialises the writers of one conversation
-    until their transaction ends.
+    Built from the models' table and column names only (quoted); every value is a parameter, in the
+    order `_take_seq_params` gives them. The row is left alone (nothing returned) when the actor may not
+    write, the conversation is closed, or the sender's side has used up its rate window. The row lock it
+    takes serialises the writers of one conversation until their transaction ends.
     """
     qn = connection.ops.quote_name
     meta = Conversation._meta
@@ -466,6 +454,8 @@ def _take_seq_parts(visitor: bool) -> tuple[str, str]:
     def col(name: str) -> str:
         return f"{table}.{column(name)}"
 
+    side = "visitor" if visitor else "agent"
+    window, count = column(f"{side}_rate_window"), column(f"{side}_rate_count")
     where = [f"{col('id')} = %s", f"{col('tenant_id')} = %s", f"{col('status')} <> %s"]
     if visitor:
         where += [f"{col('visitor_id')} = %s", f"{col('visitor_id')} <> ''", f"{col('widget_id')} = %s"]
@@ -478,9 +468,28 @@ def _take_seq_parts(visitor: bool) -> tuple[str, str]:
             f"({col('assignee_id')} = %s OR EXISTS (SELECT 1 FROM {through}"  # noqa: S608 (names from _meta)
             f" WHERE {conversation_column} = {col('id')} AND {user_column} = %s))"
         )
+    where.append(f"({table}.{window} <> %s OR {table}.{count} < %s)")
     last_seq = column("last_seq")
-    update = f"UPDATE {table} SET {last_seq} = {last_seq} + 1, {column('last_message_at')} = %s"  # noqa: S608 (names from _meta)
+    # SET expressions all read the row as it was, so the count restarts when the window moved on.
+    update = (
+        f"UPDATE {table} SET {last_seq} = {last_seq} + 1, {column('last_message_at')} = %s,"  # noqa: S608 (names from _meta)
+        f" {count} = CASE WHEN {window} = %s THEN {count} + 1 ELSE 1 END, {window} = %s"
+    )
     return update, " AND ".join(where)
+
+
+@dataclass(frozen=True)
+class _RateWindow:
+    index: int  # which window now is in: unix time // seconds
+    limit: int
+    retry_after: int  # seconds until the next window
+
+
+def _rate_window() -> _RateWindow:
+    count, seconds = message_rate_limit()
+    now = time.time()
+    index = int(now // seconds)
+    return _RateWindow(index=index, limit=count, retry_after=max(1, math.ceil((index + 1) * seconds - now)))
 
 
 @functools.cache
@@ -492,9 +501,11 @@ def _take_seq_sql(vendor: str, visitor: bool) -> str:
     return f"{update} WHERE {where} RETURNING {qn(fields[0].column)}, {qn(fields[1].column)}"
 
 
-def _take_seq_params(actor: Actor, conversation_id: int) -> list[Any]:
+def _take_seq_params(actor: Actor, conversation_id: int, rate: _RateWindow) -> list[Any]:
     params: list[Any] = [
         connection.ops.adapt_datetimefield_value(timezone.now()),
+        rate.index,
+        rate.index,
         conversation_id,
         actor.tenant_id,
         ConversationStatus.CLOSED.value,
@@ -503,7 +514,7 @@ def _take_seq_params(actor: Actor, conversation_id: int) -> list[Any]:
         params += [actor.visitor_id, actor.widget_id]
     else:
         params += [actor.user.pk, actor.user.pk]
-    return params
+    return [*params, rate.index, rate.limit]
 
 
 # Message columns the fast statement takes from the conversation row it updated, not from parameters.
@@ -557,6 +568,30 @@ def _post_fast_sql(vendor: str, visitor: bool) -> tuple[str, tuple[str, ...]]:
     return sql, tuple(parameter_fields)
 
 
+def _execute_prepared(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    """Runs the statement every message runs as a prepared statement with separate parameters; its one row.
+
+    Django's cursors quote every parameter into the SQL text on the client and never prepare (Django sets
+    psycopg's prepare_threshold to None). Here psycopg sends the parameters apart (less Python per call)
+    and prepares the statement once per connection, so PostgreSQL stops parsing and planning it. Errors
+    become django.db errors and the statement is logged where queries are, as with Django's cursors.
+    A pooler in front of PostgreSQL must then run in session mode (transaction mode drops prepared
+    statements between transactions).
+    """
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    cursor_class: Any = ServerBindingCursor
+    with cursor_class(connection.connection) as cursor, connection.wrap_database_errors:
+        if connection.queries_logged:
+            debug: Any = connection.make_debug_cursor(cursor)
+            with debug.debug_sql(sql, params):
+                cursor.execute(sql, params, prepare=True)
+        else:
+            cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone()
+
+
 def _post_fast(*, actor: Actor, conversation_id: int, text: str, client_id: str, private: bool) -> Message | None:
     """The new message, stored in one round trip; None when the full path must decide (see _post_fast_sql)."""
     sql, parameter_fields = _post_fast_sql(connection.vendor, isinstance(actor, VisitorActor))
@@ -568,15 +603,13 @@ def _post_fast(*, actor: Actor, conversation_id: int, text: str, client_id: str,
     else:
         message.sender_kind = SenderKind.AGENT
         message.sender_user = actor.user
-    params = [*_take_seq_params(actor, conversation_id), conversation_id, client_id]
+    params = [*_take_seq_params(actor, conversation_id, _rate_window()), conversation_id, client_id]
     for name in parameter_fields:
         field: Any = Message._meta.get_field(name)
         # pre_save fills auto_now_add (created_at) on the instance, as Model.save would.
         params.append(field.get_db_prep_save(field.pre_save(message, True), connection))
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+        row = _execute_prepared(sql, params)
     except IntegrityError:
         return None  # a resend racing its original: the full path finds the stored one
     if row is None:
@@ -587,11 +620,12 @@ def _post_fast(*, actor: Actor, conversation_id: int, text: str, client_id: str,
     return message
 
 
-def _take_seq(actor: Actor, conversation_id: int) -> tuple[int, str] | None:
-    """(seq, channel) for a new message of a writable, not closed conversation; None otherwise."""
+def _take_seq(actor: Actor, conversation_id: int, rate: _RateWindow) -> tuple[int, str] | None:
+    """(seq, channel) for a new message of a writable, not closed conversation within its rate; else None."""
     with connection.cursor() as cursor:
         cursor.execute(
-            _take_seq_sql(connection.vendor, isinstance(actor, VisitorActor)), _take_seq_params(actor, conversation_id)
+            _take_seq_sql(connection.vendor, isinstance(actor, VisitorActor)),
+            _take_seq_params(actor, conversation_id, rate),
         )
         rows = cursor.fetchall()
     return (int(rows[0][0]), str(rows[0][1])) if rows else None
@@ -623,19 +657,12 @@ def message_post(
         raise ApplicationError("invalid", "Only agents write private notes.", {"private": ["Not allowed."]})
     if not isinstance(conversation_id, int) or isinstance(conversation_id, bool):
         raise NotFound("conversation")
-    rate: RateLimited | bool = False  # not counted yet | counted and allowed | counted and refused
     if not attachment_ids and connection.vendor == "postgresql" and not connection.in_atomic_block:
         try:
             text = _clean_body(body, allow_empty=False)
         except ApplicationError:
             text = None  # the full path says so, after the errors that come first (closed, not found)
         if text is not None:
-            try:
-                _check_rate(conversation_id, actor)
-                rate = True
-            except RateLimited as refused:
-                rate = refused  # a resend is still acked: the full path dedupes first, then refuses
-        if text is not None and rate is True:
             message = _post_fast(
                 actor=actor, conversation_id=conversation_id, text=text, client_id=client_id, private=private
             )
@@ -658,7 +685,6 @@ def message_post(
                 client_id=client_id,
                 private=private,
                 attachment_ids=attachment_ids,
-                rate=rate,
             )
     except IntegrityError:
         existing = _existing_message(conversation_id, client_id, actor)
@@ -676,23 +702,26 @@ def _store_message(
     client_id: str,
     private: bool,
     attachment_ids: Sequence[int],
-    rate: RateLimited | bool,
 ) -> Message:
-    taken = _take_seq(actor, conversation_id)
+    rate = _rate_window()
+    taken = _take_seq(actor, conversation_id, rate)
     if taken is None:
-        # Not writable, not found or closed: the full check (under the row lock) says which.
+        # Not writable, not found, closed or over the rate: the full check (under the row lock) says which.
         conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
         if conversation.status == ConversationStatus.CLOSED:
             raise ApplicationError("conversation_closed", "This conversation is closed.", status=409)
-        taken = _take_seq(actor, conversation_id)  # the access changed in between (say, just assigned)
+        side = "visitor" if isinstance(actor, VisitorActor) else "agent"
+        if (
+            getattr(conversation, f"{side}_rate_window") == rate.index
+            and getattr(conversation, f"{side}_rate_count") >= rate.limit
+        ):
+            count, seconds = message_rate_limit()
+            raise RateLimited(f"Too many messages: at most {count} every {seconds} seconds.", rate.retry_after)
+        taken = _take_seq(actor, conversation_id, rate)  # the access changed in between (say, just assigned)
         if taken is None:
             raise NotFound("conversation")
     seq, channel = taken
     text = _clean_body(body, allow_empty=bool(attachment_ids))
-    if isinstance(rate, RateLimited):
-        raise rate
-    if rate is False:
-        _check_rate(conversation_id, actor)
     attachments: list[Attachment] = []
     if attachment_ids:
         wanted = set(attachment_ids)

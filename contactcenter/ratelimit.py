@@ -5,11 +5,13 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
@@ -62,11 +64,11 @@ def _count_hit(cache_key: str, ttl: int) -> int:
     """The key's count after this hit; atomic across processes on Redis (hits at once are never lost)."""
     backend = caches["default"]
     if isinstance(backend, RedisCache):
-        # One round trip: SET NX gives a new key its expiry, INCR counts (Django stores integers as plain
-        # Redis integers, so the cache API reads the same value). Every message pays this, so it uses the
-        # backend's client directly instead of add() + incr(), which cost three round trips.
+        # One round trip: SET NX gives a new key its expiry, INCR counts. Django stores integers as plain
+        # Redis integers and the key is the cache's own, so the cache API reads the same value. Every
+        # message pays this, so it is not add() + incr() (three round trips).
         key = backend.make_and_validate_key(cache_key)
-        pipe = backend._cache.get_client(key, write=True).pipeline(transaction=False)
+        pipe = _redis_client().pipeline(transaction=False)
         pipe.set(key, 0, ex=ttl, nx=True)
         pipe.incr(key)
         return int(pipe.execute()[1])
@@ -77,6 +79,21 @@ def _count_hit(cache_key: str, ttl: int) -> int:
     except ValueError:  # evicted between the two calls
         backend.add(cache_key, 1, timeout=ttl)
         return 1
+
+
+_clients: dict[str, redis.Redis] = {}
+_clients_lock = threading.Lock()
+
+
+def _redis_client() -> redis.Redis:
+    """One thread-safe client per Redis URL for the process (the cache's API builds a new one per call)."""
+    location = settings.CACHES["default"]["LOCATION"]
+    url = re.split("[;,]", location)[0] if isinstance(location, str) else location[0]  # where the cache writes
+    client = _clients.get(url)
+    if client is None:
+        with _clients_lock:
+            client = _clients.setdefault(url, redis.Redis.from_url(url))
+    return client
 
 
 def client_ip(meta: Mapping[str, Any]) -> str:

@@ -45,6 +45,14 @@ def test_a_new_message_is_one_statement_and_the_resend_is_acked_with_it(visitor,
     assert (first.message.seq, reply.message.seq) == (2, 3)
 
 
+def test_the_statement_is_prepared_once_per_connection(visitor, conversation):
+    for i in range(3):
+        post(visitor, conversation, body=f"m{i}")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'WITH taken AS (UPDATE%%'")
+        assert cursor.fetchone() == (1,)
+
+
 def test_the_statement_stores_what_the_full_path_stores(visitor, assigned, agent_actor, django_db_blocker):
     fast = post(agent_actor, assigned, body="same", client_id="fast").message
     from django.db import transaction
@@ -99,6 +107,27 @@ def test_the_rate_limit_refuses_new_messages_but_a_resend_still_acks(visitor, co
     assert error.value.code == "rate_limited" and 1 <= error.value.retry_after <= 60
     assert post(visitor, conversation, body="m0").created is False
     assert stored_seqs(conversation) == [1, 2, 3]
+
+
+def test_each_side_has_its_own_window_and_the_count_restarts_with_the_next(
+    visitor, assigned, agent_actor, settings, monkeypatch
+):
+    import chat.services
+
+    settings.MESSAGE_RATE_COUNT = 2
+    settings.MESSAGE_RATE_WINDOW_SECONDS = 60
+    now = 60 * 29_000_000 + 10.0
+    monkeypatch.setattr(chat.services.time, "time", lambda: now)
+    for i in range(2):
+        post(visitor, assigned, body=f"v{i}")
+    with pytest.raises(ApplicationError) as error:
+        post(visitor, assigned, body="v2")
+    assert (error.value.code, error.value.retry_after) == ("rate_limited", 50)
+    assert post(agent_actor, assigned, body="the agents' side is counted apart").created
+    now += 60
+    assert post(visitor, assigned, body="v2").created  # the next window
+    assigned.refresh_from_db()
+    assert (assigned.visitor_rate_window, assigned.visitor_rate_count) == (int(now // 60), 1)
 
 
 def test_another_visitor_posting_to_a_conversation_cannot_spend_its_visitors_allowance(

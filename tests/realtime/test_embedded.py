@@ -24,7 +24,7 @@ from chat.services import conversation_start
 from chat.tokens import visitor_token_issue
 from contactcenter import sweeper
 from contactcenter.asgi import application
-from contactcenter.realtime import tenant_agents_group
+from contactcenter.realtime import conversation_group, tenant_agents_group
 from queueing.services import conversation_accept
 from tests.factories import (
     DispositionFactory,
@@ -52,6 +52,7 @@ def build() -> dict:
     client = Client()
     client.force_login(agent)
     return {
+        "tenant": widget.tenant_id,
         "conversation": conversation.pk,
         "disposition": DispositionFactory(tenant=widget.tenant).pk,
         "token": visitor_token_issue(tenant_id=widget.tenant_id, widget_id=widget.pk, visitor_id="v-embedded"),
@@ -111,6 +112,37 @@ async def test_visitor_and_agent_chat_in_one_process(settings):
     # The consumers' database thread keeps its connection; close it, or the test database cannot be dropped.
     await sync_to_async(connections.close_all)()
     assert profile.open_sockets == 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sockets_ignore_unknown_events_and_spend_no_thread_hop_on_frames_that_need_no_database(
+    settings, monkeypatch
+):
+    """A newer process may publish event types this one does not know (rolling deploy): ignored, the socket
+    lives on. And Channels' per-event close_old_connections hop to the shared database thread is skipped."""
+    import channels.consumer
+
+    hops = []
+
+    async def counting_hop():
+        hops.append(1)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counting_hop)
+    settings.SWEEP_IN_PROCESS = False
+    data = await database_sync_to_async(build)()
+    visitor = WebsocketCommunicator(
+        application, f"/ws/visitor/conversations/{data['conversation']}/?token={data['token']}", headers=[ORIGIN]
+    )
+    assert (await visitor.connect())[0]
+    await next_of(visitor, "hello")
+    await get_channel_layer().group_send(
+        conversation_group(data["tenant"], data["conversation"]), {"type": "from.the.future", "x": 1}
+    )
+    await visitor.send_to(text_data=json.dumps({"type": "ping", "request_id": "p"}))
+    assert (await next_of(visitor, "pong"))["request_id"] == "p"
+    await visitor.disconnect()
+    await sync_to_async(connections.close_all)()
+    assert hops == []
 
 
 @pytest.mark.django_db
