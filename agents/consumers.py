@@ -14,8 +14,8 @@ from chat.consumers import (
     FrameError,
     bool_field,
     int_field,
-    post_message,
 )
+from chat.message_writer import post_message
 from chat.selectors import WRITE, AgentActor, agent_actor_for, agent_conversation_get, conversation_get_for
 from chat.services import (
     conversation_mark_important,

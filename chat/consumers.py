@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
-from django.db import connections
 from django.utils import timezone
 
 from chat import events
+from chat.message_writer import post_message
 from chat.selectors import Actor, VisitorActor, message_replay, visitor_hello
 from chat.selectors import conversation_positions as _conversation_positions
-from chat.services import PostResult, RateLimited, conversation_mark_read, message_post
+from chat.services import RateLimited, conversation_mark_read
 from chat.tokens import visitor_token_read
 from contactcenter import realtime, sweeper
 from contactcenter.errors import ApplicationError
@@ -62,56 +59,6 @@ def bool_field(frame: dict[str, Any], name: str, default: bool = False) -> bool:
     if not isinstance(value, bool):
         raise FrameError("bad_frame", f"`{name}` must be true or false.", {name: ["Expected a boolean."]})
     return value
-
-
-_post_threads: ThreadPoolExecutor | None = None
-_post_threads_lock = threading.Lock()
-
-
-def _post_executor() -> ThreadPoolExecutor | None:
-    global _post_threads
-    if settings.MESSAGE_POST_THREADS <= 0:
-        return None
-    with _post_threads_lock:
-        if _post_threads is None:
-            _post_threads = ThreadPoolExecutor(settings.MESSAGE_POST_THREADS, thread_name_prefix="message-post")
-        return _post_threads
-
-
-def post_threads_stop() -> None:
-    """Closes every message thread's database connection, then the threads (tests; a graceful stop).
-
-    A connection belongs to its thread, so each thread closes its own: one task per thread, held at a
-    barrier until all have started, so no thread takes two.
-    """
-    global _post_threads
-    with _post_threads_lock:
-        executor, _post_threads = _post_threads, None
-    if executor is None:
-        return
-    workers = executor._max_workers  # ThreadPoolExecutor keeps its size only here
-    barrier = threading.Barrier(workers)
-
-    def close_own_connection() -> None:
-        barrier.wait(timeout=30)
-        connections.close_all()
-
-    for future in [executor.submit(close_own_connection) for _ in range(workers)]:
-        future.result(timeout=60)
-    executor.shutdown(wait=True)
-
-
-async def post_message(**kwargs: Any) -> PostResult:
-    """`message_post` from a socket, on the message threads (settings.MESSAGE_POST_THREADS) when there are any.
-
-    Safe off the shared database thread because message_post publishes nothing but `message.new`, whose
-    order every socket restores by seq (a hole is filled from the database); every other state change keeps
-    to the shared thread, so its events leave in commit order.
-    """
-    executor = _post_executor()
-    if executor is None:
-        return await database_sync_to_async(message_post)(**kwargs)
-    return await database_sync_to_async(message_post, thread_sensitive=False, executor=executor)(**kwargs)
 
 
 class ChatSocket(AsyncWebsocketConsumer):

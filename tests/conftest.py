@@ -16,7 +16,7 @@ pytest_plugins = ["tests.support.services"]
 def message_threads_closed():
     """The message threads of in-process sockets keep a connection each: closed after every test."""
     yield
-    from chat.consumers import post_threads_stop
+    from chat.message_writer import post_threads_stop
 
     post_threads_stop()
 
