@@ -269,6 +269,13 @@ class ChatSocket(AsyncWebsocketConsumer):
             "message_id": message.pk,
             "created_at": events.iso(message.created_at),
         }
+        cursor = self.cursors.get(conversation_id)
+        if cursor is not None and message.seq == cursor + 1:
+            # The ack is this socket's delivery of its own message: it directly follows everything the socket
+            # has, so the cursor moves and the live copy is dropped (one frame fewer per message). The ack
+            # says so with last_seq, the position a client may resume from (docs/protocol.md §2).
+            self.cursors[conversation_id] = message.seq
+            frame["last_seq"] = message.seq
         if request_id is not None:
             frame["request_id"] = request_id
         await self.send_frame(frame)

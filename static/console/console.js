@@ -1035,6 +1035,8 @@
   function onAck(chat, frame) {
     const own = chat.byClientId.get(frame.client_id);
     chat.unacked.delete(frame.client_id);
+    // With last_seq the ack is the delivery of this message: no message.new of it follows (protocol §2).
+    if (frame.last_seq) chat.lastSeq = Math.max(chat.lastSeq, frame.last_seq);
     if (!own || own.acked) return;
     own.acked = true;
     own.el.dataset.seq = String(frame.seq);

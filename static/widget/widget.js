@@ -652,6 +652,8 @@
       case "message.ack": {
         const own = state.byClientId.get(frame.client_id);
         state.unacked.delete(frame.client_id);
+        // With last_seq the ack is the delivery of this message: no message.new of it follows (protocol §2).
+        if (frame.last_seq) state.lastSeq = Math.max(state.lastSeq, frame.last_seq);
         if (own && !own.acked) {
           own.acked = true;
           own.el.dataset.seq = String(frame.seq);

@@ -89,11 +89,19 @@ async def test_visitor_and_agent_chat_in_one_process(settings):
         assert (await next_of(socket, "resume.done"))["last_seq"] == 1
 
     await visitor.send_to(text_data=json.dumps({"type": "message.send", "client_id": "c1", "body": "Hello"}))
-    assert (await next_of(visitor, "message.ack"))["seq"] == 2
-    own = await next_of(visitor, "message.new")  # the sender gets its own message too, once
-    assert (own["message"]["seq"], own["message"]["client_id"]) == (2, "c1")
+    ack = await next_of(visitor, "message.ack")
+    # 2 follows the 1 this socket has: the ack is its delivery (last_seq), no message.new copy comes.
+    assert (ack["seq"], ack["last_seq"]) == (2, 2)
     received = await next_of(agent, "message.new")
     assert (received["message"]["seq"], received["message"]["body"]) == (2, "Hello")
+    await agent.send_to(
+        text_data=json.dumps(
+            {"type": "message.send", "conversation_id": conversation_id, "client_id": "a1", "body": "Hi"}
+        )
+    )
+    assert (await next_of(agent, "message.ack"))["last_seq"] == 3
+    reply = await next_of(visitor, "message.new")  # the next frame the visitor gets: not a copy of its own 2
+    assert (reply["message"]["seq"], reply["message"]["body"]) == (3, "Hi")
 
     close = {"type": "conversation.close", "conversation_id": conversation_id, "request_id": "bye"}
     await agent.send_to(text_data=json.dumps(close))

@@ -188,6 +188,11 @@ class Party:
                     self.last_seq = max(self.last_seq, frame["message"]["seq"])
                 elif kind == "resume.done":
                     self.last_seq = max(self.last_seq, frame["last_seq"])
+                elif kind == "message.ack" and "last_seq" in frame:
+                    # The ack is this socket's delivery of its own message (protocol §2.3).
+                    assert frame["last_seq"] == frame["seq"] > self.last_seq, frame
+                    self.seen.append(frame["seq"])
+                    self.last_seq = frame["seq"]
                 key = frame.get("client_id") or frame.get("request_id")
                 if kind in ("message.ack", "error", "resume.done", "pong", "ok") and key in self.waiters:
                     waiter = self.waiters.pop(key)
