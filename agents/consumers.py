@@ -7,14 +7,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from chat import events
-from chat.consumers import (
-    CLOSE_FORBIDDEN,
-    CLOSE_NOT_AUTHENTICATED,
-    ChatSocket,
-    FrameError,
-    bool_field,
-    int_field,
-)
+from chat.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED, ChatSocket, FrameError, bool_field, int_field
 from chat.message_writer import post_message
 from chat.selectors import WRITE, AgentActor, agent_actor_for, agent_conversation_get, conversation_get_for
 from chat.services import (
