@@ -191,8 +191,12 @@ def _history_queryset(conversation: Conversation, before: int) -> QuerySet[Conve
 
 
 def conversation_has_history(conversation: Conversation) -> bool:
-    """Older conversations exist AND the contact is tied to them by a verified identity (never a typed one)."""
-    if not contact_has_verified_identity(conversation.contact_id, conversation.tenant_id):
+    """Older conversations exist AND the contact is tied to them by a verified identity (never a typed one).
+
+    Reads the contact's identities through the relation, so the console's lists (which prefetch them) pay
+    no query per conversation for it.
+    """
+    if not any(identity.verified for identity in conversation.contact.identities.all()):
         return False
     return _history_queryset(conversation, conversation.pk).exists()
 

@@ -361,7 +361,11 @@ def offer_reject(*, actor: AgentActor, conversation_id: int) -> Offer:
 @transaction.atomic
 def agent_offers_refresh(*, actor: AgentActor) -> list[Offer]:
     """Offers an agent who has room the oldest waiting conversations of their queues not yet offered to them."""
-    profile = AgentProfile.objects.filter(tenant_id=actor.tenant_id, user=actor.user).first()
+    return _offers_refresh(actor, AgentProfile.objects.filter(tenant_id=actor.tenant_id, user=actor.user).first())
+
+
+def _offers_refresh(actor: AgentActor, profile: AgentProfile | None) -> list[Offer]:
+    """agent_offers_refresh with the agent's profile already read, inside the caller's transaction."""
     if profile is None or profile.presence != Presence.ONLINE:
         return []
     room = profile.max_chats - _open_load(actor.tenant_id, [actor.user.pk]).get(actor.user.pk, 0)
@@ -491,8 +495,8 @@ class ConsoleSession:
 def agent_console_open(*, actor: AgentActor) -> ConsoleSession:
     """Counts the socket, re-offers waiting work if the agent is online, and reads the console's state."""
     agent_socket_opened(user=actor.user)
-    agent_offers_refresh(actor=actor)
     profile = AgentProfile.objects.get(tenant_id=actor.tenant_id, user=actor.user)
+    _offers_refresh(actor, profile)  # already in this transaction: no savepoint, no second profile read
     conversations = agent_open_conversation_list(actor=actor)
     hello = {
         "type": "hello",

@@ -568,6 +568,37 @@ def agent_for(user):
     return agent_actor_for(user)
 
 
+def test_the_console_hello_costs_the_same_statements_for_one_open_chat_as_for_three(
+    tenant, widget, queue, online, agent_actor
+):
+    """No query per conversation in the agent's hello (it runs for every console socket that connects)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from queueing.services import agent_console_open, conversation_accept
+
+    AgentProfile.objects.filter(user=agent_actor.user).update(max_chats=5)
+
+    def start_and_accept(visitor_id):
+        conversation = conversation_start(
+            widget=widget, visitor_id=visitor_id, answers={"name": visitor_id}
+        ).conversation
+        conversation_accept(actor=agent_actor, conversation_id=conversation.pk)
+
+    def hello_statements():
+        with CaptureQueriesContext(connection) as queries:
+            hello = agent_console_open(actor=agent_actor).hello
+        return len(queries), len(hello["conversations"])
+
+    start_and_accept("v-1")
+    one = hello_statements()
+    start_and_accept("v-2")
+    start_and_accept("v-3")
+    three = hello_statements()
+    assert (one[1], three[1]) == (1, 3)
+    assert three[0] == one[0]
+
+
 def test_accept_respects_max_chats(tenant, widget, queue, online, agent_actor):
     AgentProfile.objects.filter(user=online).update(max_chats=1)
     first = conversation_request(widget=widget, visitor_id="v1", answers={"name": "A"}).conversation
