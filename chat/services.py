@@ -435,6 +435,12 @@ def _existing_message(conversation_id: int, client_id: str, actor: Actor) -> Mes
     return message
 
 
+def _quoted_column(model: Any, name: str) -> str:
+    """The quoted database column of `model.<name>` (for the hand-written message statements)."""
+    field: Any = model._meta.get_field(name)
+    return connection.ops.quote_name(field.column)
+
+
 def _take_seq_parts(visitor: bool) -> tuple[str, str]:
     """(`UPDATE … SET`, `WHERE …`) that authorise the writer, count the rate and allocate the next seq.
 
@@ -448,8 +454,7 @@ def _take_seq_parts(visitor: bool) -> tuple[str, str]:
     table = qn(meta.db_table)
 
     def column(name: str) -> str:
-        field: Any = meta.get_field(name)
-        return qn(field.column)
+        return _quoted_column(Conversation, name)
 
     def col(name: str) -> str:
         return f"{table}.{column(name)}"
@@ -496,9 +501,10 @@ def _rate_window() -> _RateWindow:
 def _take_seq_sql(vendor: str, visitor: bool) -> str:
     """The `UPDATE … RETURNING` of `_take_seq_parts`; cached per vendor (which only keys the cache)."""
     update, where = _take_seq_parts(visitor)
-    qn = connection.ops.quote_name
-    fields: list[Any] = [Conversation._meta.get_field(name) for name in ("last_seq", "channel")]
-    return f"{update} WHERE {where} RETURNING {qn(fields[0].column)}, {qn(fields[1].column)}"
+    return (
+        f"{update} WHERE {where} RETURNING {_quoted_column(Conversation, 'last_seq')},"
+        f" {_quoted_column(Conversation, 'channel')}"
+    )
 
 
 def _take_seq_params(actor: Actor, conversation_id: int, rate: _RateWindow) -> list[Any]:
@@ -534,11 +540,7 @@ def _post_fast_sql(vendor: str, visitor: bool) -> tuple[str, tuple[str, ...]]:
     """
     qn = connection.ops.quote_name
     update, where = _take_seq_parts(visitor)
-
-    def column(model: Any, name: str) -> str:
-        field: Any = model._meta.get_field(name)
-        return qn(field.column)
-
+    column = _quoted_column
     table = qn(Message._meta.db_table)
     conversation_table = qn(Conversation._meta.db_table)
     returning = ", ".join(
@@ -642,9 +644,9 @@ def message_post(
 ) -> PostResult:
     """Stores a message with the conversation's next seq, once per client_id, and announces it after commit.
 
-    On PostgreSQL outside a caller's transaction, a text message is one statement (_post_fast_sql) and
-    one rate-limit hit. Everything else, and every case that statement declines (a resend, a closed or
-    foreign conversation, a lost race), takes the full path: the dedupe SELECT, then the
+    On PostgreSQL outside a caller's transaction, a text message is one statement (_post_fast_sql), which
+    also counts the rate window. Everything else, and every case that statement declines (a resend, a
+    closed or foreign conversation, the rate used up, a lost race), takes the full path: the dedupe SELECT, then the
     UPDATE … RETURNING that authorises and takes the seq (docs/protocol.md §2) and the INSERT in one
     transaction, with exact errors.
     """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
 
@@ -53,10 +53,8 @@ def test_the_statement_is_prepared_once_per_connection(visitor, conversation):
         assert cursor.fetchone() == (1,)
 
 
-def test_the_statement_stores_what_the_full_path_stores(visitor, assigned, agent_actor, django_db_blocker):
+def test_the_statement_stores_what_the_full_path_stores(visitor, assigned, agent_actor):
     fast = post(agent_actor, assigned, body="same", client_id="fast").message
-    from django.db import transaction
-
     with transaction.atomic():  # inside a transaction message_post takes the full path
         full = post(agent_actor, assigned, body="same", client_id="full").message
     rows = {m.client_id: m for m in Message.objects.filter(client_id__in=["fast", "full"])}
