@@ -8,12 +8,13 @@ import math
 import os
 import resource
 import secrets
+import statistics
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +267,137 @@ def run_one(spec: RunSpec, env: dict[str, str], args: argparse.Namespace, servic
     return result
 
 
+# --- paired saturation ----------------------------------------------------------------------------------
+#
+# This machine's speed drifts by up to ±15% from one minute to the next, so two saturation figures taken
+# minutes apart (one per run above) give a ratio that moves with the drift. The paired run keeps a bare
+# relay daphne and a real-path daphne up at once, both on CPU 0 with every socket open, and alternates short
+# closed-loop windows between them (bare, real, real, bare, ...): each real window sits between bare ones,
+# so drift hits both alike, and the ratio of the medians is the verdict's figure.
+
+
+@dataclass
+class PairedResult:
+    bare: list[float] = field(default_factory=list)  # msg/s per window
+    real: list[float] = field(default_factory=list)
+    idle_cpu: dict[str, list[float]] = field(default_factory=dict)  # the other server's CPU % during a window
+    timeline: list[tuple[str, float]] = field(default_factory=list)  # (bare | real, msg/s) in the order run
+    results: dict[str, RunResult] = field(default_factory=dict)
+    crashed: str = ""
+
+    @property
+    def ratio(self) -> float:
+        if not self.bare or not self.real:
+            return math.nan
+        return statistics.median(self.real) / statistics.median(self.bare)
+
+    @property
+    def window_ratios(self) -> list[float]:
+        """Each real window against the mean of the nearest bare window before it and the nearest after it."""
+        ratios = []
+        for i, (name, rate) in enumerate(self.timeline):
+            if name != "real":
+                continue
+            before = next((r for n, r in reversed(self.timeline[:i]) if n == "bare"), None)
+            after = next((r for n, r in self.timeline[i + 1 :] if n == "bare"), None)
+            beside = [r for r in (before, after) if r]
+            if beside:
+                ratios.append(rate / statistics.mean(beside))
+        return ratios
+
+
+def _just(pid: int) -> Callable[[], list[int]]:
+    return lambda: [pid]
+
+
+async def drive_paired(
+    *,
+    drivers: dict[str, Driver],
+    servers: dict[str, Daphne],
+    services: ThrowawayServices,
+    args: argparse.Namespace,
+    tag: str,
+) -> PairedResult:
+    pids = {name: server.proc.pid for name, server in servers.items()}
+    assert services.redis is not None and services.postgres is not None
+    redis_pid, postmaster = services.redis.pid, services.postgres.pid
+    cpu = CpuMeter(
+        {
+            **{f"{name} server": _just(pid) for name, pid in pids.items()},
+            "redis": _just(redis_pid),
+            "postgres": lambda: [postmaster, *children_of(postmaster)],
+        }
+    )
+    clients = {
+        name: LoadClient(
+            driver=drivers[name],
+            base_url=servers[name].base_url,
+            origin=servers[name].origin,
+            server_pid=pids[name],
+            cpu=cpu,
+            label=f"paired {name}",
+        )
+        for name in servers
+    }
+    paired = PairedResult(results={name: client.result for name, client in clients.items()})
+    for name, client in clients.items():
+        await client.warm_up()
+        await client.open_all(args.pairs, args.connect_concurrency)
+        opened = client.result
+        print(
+            f"  {tag} {name}: {opened.sockets} sockets open in {opened.connect_s:.1f} s, "
+            f"{opened.connect_failures} failed",
+            flush=True,
+        )
+        if opened.connect_failures:
+            paired.crashed = f"{name}: {opened.connect_failures} pairs failed to open"
+            return paired
+    order = ["bare", "real"]
+    for round_no in range(args.paired_rounds):
+        for name in order if round_no % 2 == 0 else order[::-1]:
+            phase = await clients[name].saturation(args.paired_window)
+            other = next(n for n in order if n != name)
+            getattr(paired, name).append(phase.rate)
+            paired.timeline.append((name, phase.rate))
+            paired.idle_cpu.setdefault(other, []).append(phase.cpu.get(f"{other} server", math.nan))
+            print(
+                f"  {tag} round {round_no + 1} {name}: {phase.rate:.0f} msg/s; {name} server "
+                f"{phase.cpu.get(f'{name} server', 0):.0f}% of a core, idle {other} server "
+                f"{phase.cpu.get(f'{other} server', 0):.0f}%, redis {phase.cpu.get('redis', 0):.0f}%, "
+                f"postgres {phase.cpu.get('postgres', 0):.0f}%, other work {phase.cpu.get('other', 0):.0f}%",
+                flush=True,
+            )
+    for client in clients.values():
+        await client.final_grace(args.grace)
+        await client.close_all()
+    return paired
+
+
+def run_paired(
+    env: dict[str, str], args: argparse.Namespace, services: ThrowawayServices, make_real: Callable[[], Driver]
+) -> PairedResult:
+    tag = "[paired]"
+    busy = wait_for_quiet(args.quiet_wait, args.quiet_threshold, tag)
+    print(f"{tag} starting a bare and a real daphne, both on CPU {SERVER_CPU} (other work: {busy:.0f}%)", flush=True)
+    specs = {
+        "bare": RunSpec("paired bare", "pubsub", RelayDriver, real=False),
+        "real": RunSpec("paired real", "pubsub", make_real, real=True),
+    }
+    servers: dict[str, Daphne] = {}
+    try:
+        for name, spec in specs.items():
+            servers[name] = start_daphne(env, spec, args.log_dir)
+        drivers = {name: spec.make_driver() for name, spec in specs.items()}
+        paired = asyncio.run(drive_paired(drivers=drivers, servers=servers, services=services, args=args, tag=tag))
+        for name, server in servers.items():
+            if server.proc.poll() is not None:
+                paired.results[name].first_errors.append(f"{name} daphne exited with {server.proc.returncode}")
+    finally:
+        for server in servers.values():
+            stop_pid(server.proc)
+    return paired
+
+
 # --- report -------------------------------------------------------------------------------------------
 
 
@@ -273,7 +405,9 @@ def fmt(value: float, spec: str = ".0f") -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
-def print_report(runs: list[tuple[RunSpec, RunResult]], args: argparse.Namespace, header: list[str]) -> bool:
+def print_report(
+    runs: list[tuple[RunSpec, RunResult]], args: argparse.Namespace, header: list[str], paired: PairedResult | None
+) -> bool:
     """Prints the tables and the targets; True when no message was lost or duplicated anywhere."""
     print()
     print("=" * 100)
@@ -318,20 +452,28 @@ def print_report(runs: list[tuple[RunSpec, RunResult]], args: argparse.Namespace
                 )
         print(f"{spec.label:<15} {spec.layer:<7} " + " ".join(f"{c:>22}" for c in cells))
 
+    if paired is not None:
+        print_paired(paired, args)
     print()
     print("targets (compared, never asserted)")
     by_key = {(spec.label, spec.layer): r for spec, r in runs}
     bare = by_key.get(("bare relay", "pubsub"))
+    if paired is not None and paired.bare and paired.real:
+        verdict(
+            f"real [pubsub] saturation ≥ {TARGET_RATIO:.0%} of the bare PubSub relay's (paired windows)",
+            f"{statistics.median(paired.real):.0f} / {statistics.median(paired.bare):.0f} = {paired.ratio:.0%}",
+            paired.ratio >= TARGET_RATIO,
+        )
     for layer in ("pubsub", "core"):
         real = by_key.get(("real", layer))
         if real is None:
             continue
         real_sat = real.phases.get("saturation")
         bare_sat = bare.phases.get("saturation") if bare else None
-        if real_sat and bare_sat and bare_sat.rate:
+        if real_sat and bare_sat and bare_sat.rate and (layer != "pubsub" or paired is None):
             ratio = real_sat.rate / bare_sat.rate
             verdict(
-                f"real [{layer}] saturation ≥ {TARGET_RATIO:.0%} of the bare PubSub relay's",
+                f"real [{layer}] saturation ≥ {TARGET_RATIO:.0%} of the bare PubSub relay's (separate runs)",
                 f"{real_sat.rate:.0f} / {bare_sat.rate:.0f} = {ratio:.0%}",
                 ratio >= TARGET_RATIO,
             )
@@ -348,9 +490,10 @@ def print_report(runs: list[tuple[RunSpec, RunResult]], args: argparse.Namespace
             f"{real.kib_per_socket:.1f} KiB",
             real.kib_per_socket <= TARGET_KIB,
         )
-    clean = all(r.lost == 0 and r.duplicated == 0 for _, r in runs)
-    lost = sum(r.lost for _, r in runs)
-    dup = sum(r.duplicated for _, r in runs)
+    every = [r for _, r in runs] + (list(paired.results.values()) if paired is not None else [])
+    clean = all(r.lost == 0 and r.duplicated == 0 for r in every)
+    lost = sum(r.lost for r in every)
+    dup = sum(r.duplicated for r in every)
     verdict("no message lost or duplicated (every run)", f"lost {lost}, duplicated {dup}", clean)
     notes = [(spec, r) for spec, r in runs if r.notes or r.first_errors or r.closed_early or r.unexpected]
     if notes:
@@ -374,6 +517,37 @@ def print_report(runs: list[tuple[RunSpec, RunResult]], args: argparse.Namespace
     return clean
 
 
+def print_paired(paired: PairedResult, args: argparse.Namespace) -> None:
+    print()
+    print(
+        f"paired saturation: bare and real daphne up at once on CPU {SERVER_CPU}, {args.pairs} pairs each, "
+        f"alternating {args.paired_window:g} s closed-loop windows (bare, real, real, bare, ...)"
+    )
+    if paired.crashed:
+        print(f"  not measured: {paired.crashed}")
+        return
+    for name in ("bare", "real"):
+        rates = getattr(paired, name)
+        if rates:
+            idle = paired.idle_cpu.get("real" if name == "bare" else "bare", [])
+            print(
+                f"  {name:<5} msg/s per window: {' '.join(f'{r:.0f}' for r in rates):<40} median "
+                f"{statistics.median(rates):.0f}; the idle {'real' if name == 'bare' else 'bare'} server used "
+                f"{statistics.median(idle) if idle else math.nan:.0f}% of a core meanwhile"
+            )
+    ratios = paired.window_ratios
+    if ratios:
+        print(
+            f"  real / bare: {paired.ratio:.0%} (medians); each real window against the bare ones beside it: "
+            + " ".join(f"{r:.0%}" for r in ratios)
+        )
+    for name, result in paired.results.items():
+        problems = result.first_errors + ([f"{result.lost} lost"] if result.lost else [])
+        problems += [f"{result.duplicated} duplicated"] if result.duplicated else []
+        if problems:
+            print(f"  {name}: " + "; ".join(problems[:5]))
+
+
 def verdict(what: str, figure: str, ok: bool) -> None:
     print(f"  {'PASS' if ok else 'MISS'}  {what:<72} {figure}")
 
@@ -394,7 +568,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--grace", type=float, default=5.0, help="at the end, seconds without a delivery before the rest is lost"
     )
     parser.add_argument("--connect-concurrency", type=int, default=20, help="handshakes in flight at once")
-    parser.add_argument("--paths", default="bare,real,real-core", help="runs: bare, bare-core, real, real-core")
+    parser.add_argument(
+        "--paths",
+        default="bare,real,real-core,paired",
+        help="runs: bare, bare-core, real, real-core, paired (bare and real servers up at once, alternating windows)",
+    )
+    parser.add_argument("--paired-rounds", type=int, default=6, help="paired: rounds of one bare and one real window")
+    parser.add_argument("--paired-window", type=float, default=8.0, help="paired: seconds of each window")
     parser.add_argument("--quick", action="store_true", help="100 pairs, short phases: checks the harness")
     parser.add_argument(
         "--profile",
@@ -422,6 +602,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.pairs = min(args.pairs, 100)
         args.duration, args.rate_duration, args.drain, args.grace = 5.0, 4.0, 3.0, 3.0
         args.rates = "50,100,200"
+        args.paired_rounds, args.paired_window = 2, 4.0
     args.rates = [float(r) for r in str(args.rates).split(",") if r.strip()]
     args.paths = [p.strip() for p in str(args.paths).split(",") if p.strip()]
     return args
@@ -463,12 +644,13 @@ def main(argv: list[str] | None = None) -> int:
         short = "+".join(abbreviations.get(n, n) for n in args.what_if.split(","))
         specs["what-if"] = RunSpec(f"real+{short}", "pubsub", lambda: real_driver(), real=True, what_if=args.what_if)
         args.paths.append("what-if")
-    unknown = [p for p in args.paths if p not in specs]
+    unknown = [p for p in args.paths if p not in specs and p != "paired"]
     if unknown:
         print(f"unknown --paths {unknown}: choose from {', '.join(specs)}", file=sys.stderr)
         return 2
     services = ThrowawayServices()
     runs: list[tuple[RunSpec, RunResult]] = []
+    paired: PairedResult | None = None
     real_driver: Callable[[], Driver] = RelayDriver
     try:
         print("starting throwaway PostgreSQL and Redis on 127.0.0.1 (scripts/testservices.py)", flush=True)
@@ -482,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update({k: env[k] for k in ("SECRET_KEY", "ALLOWED_HOSTS")}, BENCH_SEEDING="1")
         from bench.seed import prepare  # Django is set up from here on, in this process too
 
-        wanted_real = any(specs[p].real for p in args.paths)
+        wanted_real = any(p == "paired" or specs[p].real for p in args.paths)
         real_driver = prepare(pairs=args.pairs, real=wanted_real)
         if args.nice:
             # Daphne and the client inherit it from this process; PostgreSQL's new backends from the postmaster.
@@ -495,6 +677,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("only one CPU: server and client share it; figures are pessimistic", flush=True)
         for name in args.paths:
+            if name == "paired":
+                try:
+                    paired = run_paired(env, args, services, lambda: real_driver())
+                except Exception as exc:
+                    paired = PairedResult(crashed=f"run failed: {exc!r}"[:400])
+                    print(f"[paired] FAILED: {exc!r}"[:400], flush=True)
+                continue
             spec = specs[name]
             try:
                 runs.append((spec, run_one(spec, env, args, services)))
@@ -521,8 +710,8 @@ def main(argv: list[str] | None = None) -> int:
     header.append(f"daphne logs and profiles: {args.log_dir}")
     if args.nice:
         header.append(f"the bench's processes ran at nice {args.nice} to keep the machine's other work off its CPUs.")
-    clean = print_report(runs, args, header)
-    if any(r.crashed for _, r in runs):
+    clean = print_report(runs, args, header, paired)
+    if any(r.crashed for _, r in runs) or (paired is not None and paired.crashed):
         return 2
     return 0 if clean else 1
 

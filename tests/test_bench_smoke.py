@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import secrets
 from pathlib import Path
 
 import pytest
 
-from bench.chat_load import RelayDriver, RunSpec, start_daphne
+from bench.chat_load import PairedResult, RelayDriver, RunSpec, start_daphne
 from bench.infra import stop_pid
 from bench.loadclient import CpuMeter, Driver, LoadClient, RunResult
 
@@ -89,3 +90,24 @@ def test_planted_losses_and_duplicates_are_counted_exactly(tmp_path):
     assert result.lost == len(DROPPED)
     assert result.duplicated == len(DOUBLED)
     assert result.phases["100/s"].delivered == MESSAGES - len(DROPPED)
+
+
+def test_paired_ratio_takes_medians_and_sets_each_real_window_beside_its_bare_neighbours():
+    paired = PairedResult()
+    # Windows in the order run: bare, real, real, bare, bare, real (drifting down, then a bare outlier).
+    for name, rate in [("bare", 1000.0), ("real", 600.0), ("real", 500.0), ("bare", 800.0), ("bare", 5000.0)]:
+        getattr(paired, name).append(rate)
+        paired.timeline.append((name, rate))
+    paired.real.append(450.0)
+    paired.timeline.append(("real", 450.0))
+
+    assert paired.ratio == 500.0 / 1000.0  # medians: the outlier bare window does not move it
+    # 600 between 1000 and 800; 500 between 1000 (nearest before) and 800; 450 after 5000 only.
+    assert paired.window_ratios == [600.0 / 900.0, 500.0 / 900.0, 450.0 / 5000.0]
+
+
+def test_paired_ratio_is_unknown_without_both_paths():
+    paired = PairedResult(bare=[1000.0])
+
+    assert math.isnan(paired.ratio)
+    assert paired.window_ratios == []
