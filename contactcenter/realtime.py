@@ -41,24 +41,30 @@ def tenant_agents_group(tenant_id: int) -> str:
 #
 # In a server process, events committed on a worker thread (a consumer's database call, a view) are handed
 # to the server's event loop and the thread goes on at once: it never waits for Redis, so the one thread
-# Channels runs database calls on is not held a round trip per event. On the loop, each group has one FIFO
-# drained by one task, so the events of a group leave in the order they were committed in this process
-# (a message before the conversation.updated that follows it, an offer before its withdrawal); different
-# groups go out concurrently. Without a bound loop (Celery, commands, tests without a server), the
+# Channels runs database calls on is not held a round trip per event. On the loop, one outbox keeps every
+# event in the order it was committed in this process (a message before the conversation.updated that
+# follows it, an offer before its withdrawal), and one task sends it: whatever has gathered goes out as one
+# batch, on the PubSub layer as one Redis pipeline (contactcenter/channel_layer.py), so under load a round
+# trip carries many events instead of one. Layers without `group_send_many` get each group's events in
+# order, groups concurrently. Without a bound loop (Celery, commands, tests without a server), the
 # committing thread sends itself and waits, as before.
 
+MAX_PUBLISH_BATCH = 256  # events per round trip
+
 _loop: asyncio.AbstractEventLoop | None = None
-_queues: dict[str, deque[dict[str, Any]]] = {}  # touched on the bound loop only
+_outbox: deque[tuple[str, dict[str, Any]]] = deque()  # touched on the bound loop only
+_sender: asyncio.Task[None] | None = None
 _drains: set[asyncio.Task[None]] = set()
 
 
 def bind_event_loop() -> None:
     """Called on the server's loop (by the ASGI application): where committed events are sent from."""
-    global _loop
+    global _loop, _sender
     loop = asyncio.get_running_loop()
     if _loop is not loop:
         _loop = loop
-        _queues.clear()  # a previous loop's (closed: tests) queues can never drain
+        _outbox.clear()  # a previous loop's (closed: tests) events can never be sent
+        _sender = None
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -84,33 +90,54 @@ def _dispatch(group: str, event: dict[str, Any]) -> None:
 
 
 def _enqueue(group: str, event: dict[str, Any]) -> None:
-    queue = _queues.get(group)
-    if queue is not None:
-        queue.append(event)  # its drain is running and will reach it, in order
-        return
-    _queues[group] = deque([event])
-    task = asyncio.get_running_loop().create_task(_drain(group))
-    _drains.add(task)
-    task.add_done_callback(_drains.discard)
+    global _sender
+    _outbox.append((group, event))
+    if _sender is None:  # else the running sender reaches it, in order
+        _sender = asyncio.get_running_loop().create_task(_send_outbox())
+        _drains.add(_sender)
+        _sender.add_done_callback(_drains.discard)
 
 
-async def _drain(group: str) -> None:
-    queue = _queues[group]
+async def _send_outbox() -> None:
+    global _sender
     layer = get_channel_layer()
     try:
-        while queue:
-            event = queue[0]
+        while _outbox:
+            batch = [_outbox.popleft() for _ in range(min(len(_outbox), MAX_PUBLISH_BATCH))]
             if layer is not None:
-                try:
-                    await layer.group_send(group, event)
-                except Exception:
-                    # The database is the truth and clients resume by seq: a lost hint must not stop the
-                    # events queued behind it.
-                    logger.exception("group_send to %s failed (type %s)", group, event.get("type"))
-            queue.popleft()
+                await _send_batch(layer, batch)
     finally:
-        if _queues.get(group) is queue:
-            del _queues[group]
+        _sender = None
+
+
+async def _send_batch(layer: Any, batch: list[tuple[str, dict[str, Any]]]) -> None:
+    """Sends a batch in order; a failure is logged and never stops the events behind it.
+
+    The database is the truth and clients resume by seq: a lost hint must not hold up the rest.
+    """
+    many = getattr(layer, "group_send_many", None)
+    if many is not None:
+        try:
+            errors = await many(batch)
+        except Exception:
+            logger.exception("group_send_many of %d events failed", len(batch))
+            return
+        for (group, event), error in zip(batch, errors, strict=True):
+            if error is not None:
+                logger.error("group_send to %s failed (type %s): %r", group, event.get("type"), error)
+        return
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for group, event in batch:
+        by_group.setdefault(group, []).append(event)
+    await asyncio.gather(*(_send_group(layer, group, events) for group, events in by_group.items()))
+
+
+async def _send_group(layer: Any, group: str, events: list[dict[str, Any]]) -> None:
+    for event in events:
+        try:
+            await layer.group_send(group, event)
+        except Exception:
+            logger.exception("group_send to %s failed (type %s)", group, event.get("type"))
 
 
 async def drained() -> None:

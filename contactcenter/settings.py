@@ -171,7 +171,8 @@ if REDIS_URL:
     elif CHANNEL_LAYER_BACKEND == "pubsub":
         CHANNEL_LAYERS = {
             "default": {
-                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                # channels_redis's PubSub layer plus group_send_many (one Redis round trip for many events).
+                "BACKEND": "contactcenter.channel_layer.PubSubChannelLayer",
                 "CONFIG": {"hosts": [_redis_host]},
             }
         }

@@ -129,7 +129,7 @@ def test_redis_url_selects_the_redis_layer_cache_and_a_real_broker():
     url = "redis://cache.example:6379/0"
     s = load_settings(REDIS_URL=url)
     layer = s["CHANNEL_LAYERS"]["default"]
-    assert layer["BACKEND"].startswith("channels_redis.")
+    assert layer["BACKEND"] == "contactcenter.channel_layer.PubSubChannelLayer"  # channels_redis's, batching
     (host,) = layer["CONFIG"]["hosts"]
     assert host == {"address": url, "max_connections": 2000, "socket_timeout": 30}
     assert s["CACHES"]["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
