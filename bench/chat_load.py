@@ -166,8 +166,21 @@ async def drive(
         print(f"  {tag} {text}", flush=True)
 
     await client.warm_up()
+    connect_profiler = None
+    profile_path = args.log_dir / f"profile-{spec.label.replace(' ', '-')}-{spec.layer}.txt"
+    if args.profile and args.profile_phase == "connect":
+        from bench import profile
+
+        connect_profiler = profile.start(
+            server.proc.pid, args.profile_seconds, profile_path, idle=args.profile == "wall"
+        )
     await client.measure_connections(args.pairs, args.connect_concurrency)
     result = client.result
+    if connect_profiler is not None:
+        from bench import profile
+
+        await asyncio.to_thread(connect_profiler.wait, args.profile_seconds + 30)
+        result.profile = profile.summarise(profile_path)
     say(
         f"{result.sockets} sockets open in {result.connect_s:.1f} s ({result.connections_per_s:.0f}/s), "
         f"{result.connect_failures} failed; "
@@ -183,8 +196,7 @@ async def drive(
             f"{' (OVERLOADED: stopped at 2 s of backlog)' if phase.overloaded else ''}; " + cpu_text(phase.cpu)
         )
     profiler = None
-    profile_path = args.log_dir / f"profile-{spec.label.replace(' ', '-')}-{spec.layer}.txt"
-    if args.profile:
+    if args.profile and args.profile_phase == "saturation":
         from bench import profile
 
         profiler = profile.start(server.proc.pid, args.duration, profile_path, idle=args.profile == "wall")
@@ -510,7 +522,9 @@ def print_report(
     for spec, r in runs:
         if r.profile:
             print()
-            print(f"profile of the server during saturation: {spec.label} [{spec.layer}] (py-spy, inclusive share)")
+            print(
+                f"profile of the server ({args.profile_phase}): {spec.label} [{spec.layer}] (py-spy, inclusive share)"
+            )
             for line in r.profile:
                 print(f"  {line}")
     print("=" * 100)
@@ -581,6 +595,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("cpu", "wall"),
         help="py-spy the server during saturation (cpu: running code; wall: waiting threads too)",
     )
+    parser.add_argument(
+        "--profile-phase",
+        choices=("saturation", "connect"),
+        default="saturation",
+        help="what --profile samples: the saturation phase, or the first --profile-seconds of opening sockets",
+    )
+    parser.add_argument("--profile-seconds", type=float, default=20.0, help="--profile-phase connect: seconds")
     parser.add_argument(
         "--what-if",
         default="",

@@ -107,7 +107,8 @@ async def _send_outbox() -> None:
             if layer is not None:
                 await _send_batch(layer, batch)
     finally:
-        _sender = None
+        if _sender is asyncio.current_task():  # not a previous (closed) loop's sender: tests rebind loops
+            _sender = None
 
 
 async def _send_batch(layer: Any, batch: list[tuple[str, dict[str, Any]]]) -> None:
