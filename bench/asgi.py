@@ -10,7 +10,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
 from channels.routing import URLRouter
 from django.urls import path
 
-from bench.relay import FaultyRelayConsumer, RelayConsumer
+from bench.relay import BatchedRelayConsumer, FaultyRelayConsumer, RelayConsumer
 from bench.whatif import apply_what_if
 from contactcenter.asgi import application as project_application  # sets Django up
 
@@ -18,6 +18,7 @@ relay_application = URLRouter(
     [
         path("bench/relay/<int:pair>/<str:role>/", RelayConsumer.as_asgi()),
         path("bench/faulty/<int:pair>/<str:role>/", FaultyRelayConsumer.as_asgi()),
+        path("bench/batched/<int:pair>/<str:role>/", BatchedRelayConsumer.as_asgi()),
     ]
 )
 apply_what_if(os.environ.get("BENCH_WHAT_IF", ""))
@@ -25,7 +26,9 @@ apply_what_if(os.environ.get("BENCH_WHAT_IF", ""))
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     # Outside the project's websocket stack on purpose: the relay is the no-auth, no-database baseline.
-    if scope["type"] == "websocket" and scope["path"].startswith(("/bench/relay/", "/bench/faulty/")):
+    if scope["type"] == "websocket" and scope["path"].startswith(
+        ("/bench/relay/", "/bench/faulty/", "/bench/batched/")
+    ):
         await relay_application(scope, receive, send)
     else:
         await project_application(scope, receive, send)

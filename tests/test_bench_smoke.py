@@ -94,20 +94,22 @@ def test_planted_losses_and_duplicates_are_counted_exactly(tmp_path):
 
 def test_paired_ratio_takes_medians_and_sets_each_real_window_beside_its_bare_neighbours():
     paired = PairedResult()
-    # Windows in the order run: bare, real, real, bare, bare, real (drifting down, then a bare outlier).
-    for name, rate in [("bare", 1000.0), ("real", 600.0), ("real", 500.0), ("bare", 800.0), ("bare", 5000.0)]:
-        getattr(paired, name).append(rate)
+    # Windows in the order run, drifting down, with a bare outlier and a batched window in between.
+    run = [("bare", 1000.0), ("real", 600.0), ("batched", 700.0), ("real", 500.0), ("bare", 800.0)]
+    run += [("bare", 5000.0), ("real", 450.0)]
+    for name, rate in run:
+        paired.rates.setdefault(name, []).append(rate)
         paired.timeline.append((name, rate))
-    paired.real.append(450.0)
-    paired.timeline.append(("real", 450.0))
 
-    assert paired.ratio == 500.0 / 1000.0  # medians: the outlier bare window does not move it
+    assert paired.ratio() == 500.0 / 1000.0  # medians: the outlier bare window does not move it
+    assert paired.ratio("real", "batched") == 500.0 / 700.0
     # 600 between 1000 and 800; 500 between 1000 (nearest before) and 800; 450 after 5000 only.
-    assert paired.window_ratios == [600.0 / 900.0, 500.0 / 900.0, 450.0 / 5000.0]
+    assert paired.window_ratios() == [600.0 / 900.0, 500.0 / 900.0, 450.0 / 5000.0]
+    assert paired.window_ratios("real", "batched") == [600.0 / 700.0, 500.0 / 700.0, 450.0 / 700.0]
 
 
 def test_paired_ratio_is_unknown_without_both_paths():
-    paired = PairedResult(bare=[1000.0])
+    paired = PairedResult(rates={"bare": [1000.0]})
 
-    assert math.isnan(paired.ratio)
-    assert paired.window_ratios == []
+    assert math.isnan(paired.ratio())
+    assert paired.window_ratios() == []
