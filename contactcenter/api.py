@@ -7,7 +7,9 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import Model, QuerySet
-from django.http import Http404
+from django.http import Http404, HttpRequest, JsonResponse
+from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import exceptions, permissions, status, viewsets
@@ -98,6 +100,24 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         code = "not_authenticated"
     response.data = {"error": {"code": code, "message": message, "fields": fields}}
     return response
+
+
+@csrf_exempt
+def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
+    """Any /api/v1/ path no route matches: the API's error shape instead of Django's HTML page.
+
+    Exempt from CSRF because it changes nothing; a path that exists with a trailing slash says so, since
+    the API never redirects (a redirected POST would lose its body).
+    """
+    message = "No such API endpoint."
+    if not request.path.endswith("/"):
+        try:
+            resolve(request.path + "/")
+        except Resolver404:
+            pass
+        else:
+            message = f"No such API endpoint; did you mean {request.path}/ (with the trailing slash)?"
+    return JsonResponse({"error": {"code": "not_found", "message": message, "fields": {}}}, status=404)
 
 
 ERROR_RESPONSES = {

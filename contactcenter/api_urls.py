@@ -1,11 +1,12 @@
 """REST API v1 routes, gathered from every app's api.py."""
 
+from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
 from agents.api import AgentViewSet, DispositionViewSet, PauseReasonViewSet, TemplateViewSet
 from channels_switch.api import ChannelConnectorViewSet
 from chat.api import ConversationViewSet, WidgetViewSet
-from contactcenter.api import ApiKeyViewSet, ContactIdentityViewSet, ContactViewSet
+from contactcenter.api import ApiKeyViewSet, ContactIdentityViewSet, ContactViewSet, api_not_found
 from queueing.api import QueueMemberViewSet, QueueViewSet
 
 router = DefaultRouter()
@@ -22,4 +23,7 @@ router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("channels", ChannelConnectorViewSet, basename="channel")
 router.register("conversations", ConversationViewSet, basename="conversation")
 
-urlpatterns = router.urls
+urlpatterns = [
+    *router.urls,
+    re_path(r"^(?P<rest>.*)$", api_not_found, name="api-not-found"),
+]  # last: what no route matched

@@ -113,3 +113,19 @@ def test_429(api_client):
     response = api_client.get("/api/v1/contacts/")
     assert error_of(response, 429)["code"] == "rate_limited"
     assert response["Retry-After"]
+
+
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+def test_an_unknown_api_path_answers_in_the_error_shape(api_client, method):
+    error = error_of(getattr(api_client, method)("/api/v1/no-such-thing/"), 404)
+    assert error == {"code": "not_found", "message": "No such API endpoint.", "fields": {}}
+
+
+def test_a_missing_trailing_slash_is_named_not_redirected(api_client):
+    error = error_of(api_client.post("/api/v1/contacts", {"name": "Ada"}, format="json"), 404)
+    assert error["message"] == "No such API endpoint; did you mean /api/v1/contacts/ (with the trailing slash)?"
+
+
+def test_an_unknown_api_path_says_the_same_without_credentials(client):
+    response = client.get("/api/v1/no-such-thing/")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
