@@ -495,6 +495,8 @@ def print_report(
         real = by_key.get(("real", layer))
         if real is None:
             continue
+        if layer == "core":
+            print("  RedisChannelLayer, not the production layer: the same targets, for the choice of layer")
         real_sat = real.phases.get("saturation")
         bare_sat = bare.phases.get("saturation") if bare else None
         if real_sat and bare_sat and bare_sat.rate and (layer != "pubsub" or paired is None):
