@@ -103,7 +103,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 @csrf_exempt
-def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
+def api_not_found(request: HttpRequest) -> JsonResponse:
     """Any /api/v1/ path no route matches: the API's error shape instead of Django's HTML page.
 
     Exempt from CSRF because it changes nothing; a path that exists with a trailing slash says so, since

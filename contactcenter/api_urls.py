@@ -25,5 +25,5 @@ router.register("conversations", ConversationViewSet, basename="conversation")
 
 urlpatterns = [
     *router.urls,
-    re_path(r"^(?P<rest>.*)$", api_not_found, name="api-not-found"),
+    re_path(r"^.*$", api_not_found, name="api-not-found"),
 ]  # last: what no route matched
