@@ -166,6 +166,7 @@ class ConversationState(TypedDict):
     answered_at: str | None
     closed_at: str | None
     last_seq: int
+    version: int
 
 
 class VisitorConversation(TypedDict):
@@ -176,6 +177,7 @@ class VisitorConversation(TypedDict):
     closed_at: str | None
     last_seq: int
     agent_read_seq: int
+    version: int
 
 
 def conversation_state(conversation: Conversation, participant_ids: list[int] | None = None) -> ConversationState:
@@ -193,6 +195,7 @@ def conversation_state(conversation: Conversation, participant_ids: list[int] | 
         "answered_at": iso(conversation.answered_at),
         "closed_at": iso(conversation.closed_at),
         "last_seq": conversation.last_seq,
+        "version": conversation.state_version,
     }
 
 
@@ -206,6 +209,7 @@ def visitor_conversation(conversation: Conversation) -> VisitorConversation:
         "closed_at": iso(conversation.closed_at),
         "last_seq": conversation.last_seq,
         "agent_read_seq": conversation.agent_read_seq,
+        "version": conversation.state_version,
     }
 
 

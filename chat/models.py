@@ -113,6 +113,10 @@ class Conversation(TenantOwned):
     answered_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     last_message_at = models.DateTimeField(null=True, blank=True)
+    # Grows by one with every published change of the state (status, assignee, channel, important,
+    # disposition), under the row's lock, so its order is the commit order across processes: a client keeps
+    # the state with the highest version it has seen (docs/protocol.md §4).
+    state_version = models.PositiveBigIntegerField(default=0)
     # The message rate limit (settings.MESSAGE_RATE_*): a fixed window per side, counted by the same
     # statement that takes each message's seq, so it costs no round trip of its own.
     visitor_rate_window = models.BigIntegerField(default=0)

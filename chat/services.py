@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from agents.models import Disposition
@@ -780,6 +781,12 @@ def conversation_mark_read(*, actor: Actor, conversation_id: int, seq: Any) -> i
 
 
 def conversation_updated_publish(conversation: Conversation, *, agents_only: bool) -> None:
+    """Announces the conversation's state with a new version, after commit.
+
+    The version is taken by an UPDATE, which holds the row's lock to the end of the transaction: two changes
+    in two processes get their versions in commit order, whichever event Redis delivers first.
+    """
+    Conversation.objects.filter(pk=conversation.pk).update(state_version=F("state_version") + 1)
     conversation.refresh_from_db()
     group = (
         conversation_agents_group(conversation.tenant_id, conversation.pk)

@@ -726,6 +726,10 @@
     updateTitle();
   }
 
+  function isStale(held, incoming) {
+    return typeof held.version === "number" && typeof incoming.version === "number" && incoming.version < held.version;
+  }
+
   function onAssigned(conversation) {
     const chat = state.chats.get(conversation.id) || createChat(conversation);
     updateChat(chat, conversation);
@@ -737,8 +741,11 @@
     renderHome();
   }
 
-  /** Applies a conversation object (agent conversation or conversation state: fields it lacks are kept). */
+  /** Applies a conversation object (agent conversation or conversation state: fields it lacks are kept).
+   * One older than the state on screen is dropped: with two server processes, an update can overtake an
+   * earlier one on its way here, and the version says which came last (protocol §4). */
   function updateChat(chat, conversation) {
+    if (isStale(chat.conv, conversation)) return;
     const wasClosed = chat.conv.status === "closed";
     chat.conv = { ...chat.conv, ...conversation };
     const conv = chat.conv;

@@ -695,6 +695,8 @@
 
   function updateConversation(conversation) {
     if (!conversation || !state.conversation || conversation.id !== state.conversation.id) return;
+    // Older than what is shown (it was overtaken by a later one from another server process): dropped.
+    if (conversation.version < state.conversation.version) return;
     state.conversation = conversation;
     state.agentReadSeq = Math.max(state.agentReadSeq, conversation.agent_read_seq || 0);
     refreshSeen();

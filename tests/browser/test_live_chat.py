@@ -379,3 +379,142 @@ async def test_widget_resends_an_unacked_message_after_reconnecting(browser: Bro
     assert stored == [(lost[0],)]
     assert visitor.errors == []
     await visitor.context.close()
+
+
+def _accepted_demo_chat(agent_email: str, visitor_id: str, name: str) -> dict:
+    """A demo-widget conversation the demo agent has accepted (as if from another tab or server process)."""
+    from django.contrib.auth import get_user_model
+
+    from chat.selectors import agent_actor_for
+    from queueing.services import conversation_accept
+
+    widget = Widget.objects.get(tenant__slug="demo")
+    conversation = conversation_start(widget=widget, visitor_id=visitor_id, answers={"name": name}).conversation
+    actor = agent_actor_for(get_user_model().objects.get(email=agent_email))
+    assert actor is not None
+    conversation_accept(actor=actor, conversation_id=conversation.pk)
+    return {"id": conversation.pk, "tenant": conversation.tenant_id, "widget": widget.pk}
+
+
+def _state_of(conversation_id: int) -> tuple[dict, dict]:
+    """(conversation state, visitor conversation) as the server announces them now."""
+    from chat import events
+
+    conversation = Conversation.objects.get(pk=conversation_id)
+    return dict(events.conversation_state(conversation)), dict(events.visitor_conversation(conversation))
+
+
+def _mark_important(agent_email: str, conversation_id: int) -> None:
+    from django.contrib.auth import get_user_model
+
+    from chat.selectors import agent_actor_for
+    from chat.services import conversation_mark_important
+
+    actor = agent_actor_for(get_user_model().objects.get(email=agent_email))
+    assert actor is not None
+    conversation_mark_important(actor=actor, conversation_id=conversation_id, important=True)
+
+
+async def test_the_console_keeps_the_newest_conversation_state_when_an_older_update_arrives_late(
+    browser: Browser, demo: DemoSite
+):
+    """With two server processes an update can overtake an earlier one; the version decides (protocol §5)."""
+    chat = await in_thread(_accepted_demo_chat, agent_email=demo.agent_email, visitor_id="v-stale", name="Stella")
+    agent = await console_login(browser, demo)
+    console = agent.page
+    sockets: list[WebSocketRoute] = []
+
+    async def through(socket: WebSocketRoute) -> None:
+        socket.connect_to_server()  # everything passes both ways; the test may add frames of its own
+        sockets.append(socket)
+
+    await console.route_web_socket(re.compile(r"/ws/agent/"), through)
+    await console.reload()
+    tab = console.locator(".cc-tab", has_text="Stella")
+    await tab.click()
+    pane = console.locator(".cc-chat.is-active")
+    star = pane.locator(".js-important")
+    await expect(star).to_have_attribute("aria-pressed", "false")
+
+    before, _ = await in_thread(_state_of, conversation_id=chat["id"])
+    await in_thread(_mark_important, agent_email=demo.agent_email, conversation_id=chat["id"])
+    await expect(star).to_have_attribute("aria-pressed", "true")
+
+    # The update before that one (not important) arrives late, then a visitor typing frame: once the
+    # typing shows, the late update was handled, and the star must still be on.
+    socket = sockets[-1]
+    socket.send(json.dumps({"type": "conversation.updated", "conversation": before}))
+    socket.send(json.dumps({"type": "typing", "conversation_id": chat["id"], "side": "visitor", "is_typing": True}))
+    await expect(pane.locator(".js-typing")).to_have_text("Stella is typing…")
+    await expect(star).to_have_attribute("aria-pressed", "true")
+    await expect(tab).to_have_class(re.compile("is-important"))
+
+    # A newer one is applied.
+    newest, _ = await in_thread(_state_of, conversation_id=chat["id"])
+    socket.send(
+        json.dumps(
+            {
+                "type": "conversation.updated",
+                "conversation": {**newest, "important": False, "version": newest["version"] + 1},
+            }
+        )
+    )
+    await expect(star).to_have_attribute("aria-pressed", "false")
+    assert agent.errors == []
+    await agent.context.close()
+
+
+async def test_the_widget_keeps_the_newest_conversation_when_an_older_update_arrives_late(
+    browser: Browser, demo: DemoSite
+):
+    visitor = await new_person(browser)
+    site = visitor.page
+    sockets: list[WebSocketRoute] = []
+
+    async def through(socket: WebSocketRoute) -> None:
+        socket.connect_to_server()
+        sockets.append(socket)
+
+    await site.route_web_socket(re.compile(r"/ws/visitor/"), through)
+    widget = await open_widget(site, demo)
+    await widget.get_by_label("Your name").fill("Vera Version")
+    await widget.get_by_label("Your message").fill("Anyone there?")
+    await widget.get_by_role("button", name="Leave a message").click()
+    await expect(widget.locator(".sb-msg.is-visitor")).to_have_attribute("data-status", "sent")
+    conversation_id = await in_thread(
+        lambda: Conversation.objects.get(tenant__slug="demo", contact__name="Vera Version").pk
+    )
+
+    # Accepted (the update the widget gets), then a second change the visitor is told about.
+    await in_thread(_accept_as_demo_agent, agent_email=demo.agent_email, conversation_id=conversation_id)
+    subtitle = widget.locator("#sb-subtitle")
+    await expect(subtitle).to_have_text(f"Chatting with {demo.agent_name}")
+    _, current = await in_thread(_state_of, conversation_id=conversation_id)
+
+    socket = sockets[-1]
+    stale = {**current, "agent_name": "Someone Earlier", "version": current["version"] - 1}
+    socket.send(json.dumps({"type": "conversation.updated", "conversation": stale}))
+    socket.send(
+        json.dumps(
+            {"type": "typing", "conversation_id": conversation_id, "side": "agent", "name": "Ann", "is_typing": True}
+        )
+    )
+    await expect(widget.locator("#sb-typing")).to_contain_text("Ann is typing…")
+    await expect(subtitle).to_have_text(f"Chatting with {demo.agent_name}")
+
+    newer = {**current, "agent_name": "Someone Later", "version": current["version"] + 1}
+    socket.send(json.dumps({"type": "conversation.updated", "conversation": newer}))
+    await expect(subtitle).to_have_text("Chatting with Someone Later")
+    assert visitor.errors == []
+    await visitor.context.close()
+
+
+def _accept_as_demo_agent(agent_email: str, conversation_id: int) -> None:
+    from django.contrib.auth import get_user_model
+
+    from chat.selectors import agent_actor_for
+    from queueing.services import conversation_accept
+
+    actor = agent_actor_for(get_user_model().objects.get(email=agent_email))
+    assert actor is not None
+    conversation_accept(actor=actor, conversation_id=conversation_id)

@@ -952,3 +952,30 @@ def test_a_resend_racing_its_original_acks_the_stored_message_and_leaves_no_seq_
     assert seqs == list(range(1, len(seqs) + 1)) and after.message.seq == seqs[-1]
     conversation.refresh_from_db()
     assert conversation.last_seq == seqs[-1]
+
+
+def test_each_announced_change_carries_the_next_version_and_hello_the_latest(
+    visitor, conversation, agent_actor, queue, disposition, published, django_capture_on_commit_callbacks
+):
+    from chat.selectors import visitor_hello
+    from chat.services import conversation_mark_important
+
+    before = conversation.state_version
+    with django_capture_on_commit_callbacks(execute=True):
+        conversation_accept(actor=agent_actor, conversation_id=conversation.pk)
+        conversation_mark_important(actor=agent_actor, conversation_id=conversation.pk, important=True)
+        conversation_set_disposition(actor=agent_actor, conversation_id=conversation.pk, disposition_id=disposition.pk)
+        conversation_close(actor=agent_actor, conversation_id=conversation.pk)
+
+    updates = [event for _, event in published if event["type"] == "conversation.updated"]
+    versions = [event["conversation"]["version"] for event in updates]
+    assert versions == [before + 1, before + 2, before + 3, before + 4]
+    assert [event["visitor_conversation"]["version"] for event in updates] == versions
+    # Each version goes with the state of its own commit.
+    assert [(e["conversation"]["important"], e["conversation"]["status"]) for e in updates] == [
+        (False, "open"),
+        (True, "open"),
+        (True, "open"),
+        (True, "closed"),
+    ]
+    assert visitor_hello(actor=visitor, conversation_id=conversation.pk)["conversation"]["version"] == before + 4
