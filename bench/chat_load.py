@@ -579,8 +579,11 @@ def print_paired(paired: PairedResult, args: argparse.Namespace) -> None:
     for name, result in paired.results.items():
         problems = result.first_errors + ([f"{result.lost} lost"] if result.lost else [])
         problems += [f"{result.duplicated} duplicated"] if result.duplicated else []
+        problems += [f"{result.stalls} stalled"] if result.stalls else []
         if problems:
             print(f"  {name}: " + "; ".join(problems[:5]))
+        for line in result.notes:  # the driver's: acks, error frames (rate_limited…), seq repeats or holes
+            print(f"  {name}: {line}")
 
 
 def verdict(what: str, figure: str, ok: bool) -> None:
