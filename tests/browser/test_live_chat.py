@@ -381,18 +381,28 @@ async def test_widget_resends_an_unacked_message_after_reconnecting(browser: Bro
     await visitor.context.close()
 
 
-def _accepted_demo_chat(agent_email: str, visitor_id: str, name: str) -> dict:
-    """A demo-widget conversation the demo agent has accepted (as if from another tab or server process)."""
+def _demo_agent(agent_email: str):
     from django.contrib.auth import get_user_model
 
     from chat.selectors import agent_actor_for
-    from queueing.services import conversation_accept
 
-    widget = Widget.objects.get(tenant__slug="demo")
-    conversation = conversation_start(widget=widget, visitor_id=visitor_id, answers={"name": name}).conversation
     actor = agent_actor_for(get_user_model().objects.get(email=agent_email))
     assert actor is not None
-    conversation_accept(actor=actor, conversation_id=conversation.pk)
+    return actor
+
+
+def _accept_as_demo_agent(agent_email: str, conversation_id: int) -> None:
+    """Accepted as if from another tab or server process."""
+    from queueing.services import conversation_accept
+
+    conversation_accept(actor=_demo_agent(agent_email), conversation_id=conversation_id)
+
+
+def _accepted_demo_chat(agent_email: str, visitor_id: str, name: str) -> dict:
+    """A demo-widget conversation the demo agent has accepted."""
+    widget = Widget.objects.get(tenant__slug="demo")
+    conversation = conversation_start(widget=widget, visitor_id=visitor_id, answers={"name": name}).conversation
+    _accept_as_demo_agent(agent_email, conversation.pk)
     return {"id": conversation.pk, "tenant": conversation.tenant_id, "widget": widget.pk}
 
 
@@ -405,14 +415,19 @@ def _state_of(conversation_id: int) -> tuple[dict, dict]:
 
 
 def _mark_important(agent_email: str, conversation_id: int) -> None:
-    from django.contrib.auth import get_user_model
-
-    from chat.selectors import agent_actor_for
     from chat.services import conversation_mark_important
 
-    actor = agent_actor_for(get_user_model().objects.get(email=agent_email))
-    assert actor is not None
-    conversation_mark_important(actor=actor, conversation_id=conversation_id, important=True)
+    conversation_mark_important(actor=_demo_agent(agent_email), conversation_id=conversation_id, important=True)
+
+
+def _pass_through(sockets: list[WebSocketRoute]):
+    """A websocket route that forwards everything both ways and keeps the route, so a test can add frames."""
+
+    async def route(socket: WebSocketRoute) -> None:
+        socket.connect_to_server()
+        sockets.append(socket)
+
+    return route
 
 
 async def test_the_console_keeps_the_newest_conversation_state_when_an_older_update_arrives_late(
@@ -423,12 +438,7 @@ async def test_the_console_keeps_the_newest_conversation_state_when_an_older_upd
     agent = await console_login(browser, demo)
     console = agent.page
     sockets: list[WebSocketRoute] = []
-
-    async def through(socket: WebSocketRoute) -> None:
-        socket.connect_to_server()  # everything passes both ways; the test may add frames of its own
-        sockets.append(socket)
-
-    await console.route_web_socket(re.compile(r"/ws/agent/"), through)
+    await console.route_web_socket(re.compile(r"/ws/agent/"), _pass_through(sockets))
     await console.reload()
     tab = console.locator(".cc-tab", has_text="Stella")
     await tab.click()
@@ -470,12 +480,7 @@ async def test_the_widget_keeps_the_newest_conversation_when_an_older_update_arr
     visitor = await new_person(browser)
     site = visitor.page
     sockets: list[WebSocketRoute] = []
-
-    async def through(socket: WebSocketRoute) -> None:
-        socket.connect_to_server()
-        sockets.append(socket)
-
-    await site.route_web_socket(re.compile(r"/ws/visitor/"), through)
+    await site.route_web_socket(re.compile(r"/ws/visitor/"), _pass_through(sockets))
     widget = await open_widget(site, demo)
     await widget.get_by_label("Your name").fill("Vera Version")
     await widget.get_by_label("Your message").fill("Anyone there?")
@@ -507,14 +512,3 @@ async def test_the_widget_keeps_the_newest_conversation_when_an_older_update_arr
     await expect(subtitle).to_have_text("Chatting with Someone Later")
     assert visitor.errors == []
     await visitor.context.close()
-
-
-def _accept_as_demo_agent(agent_email: str, conversation_id: int) -> None:
-    from django.contrib.auth import get_user_model
-
-    from chat.selectors import agent_actor_for
-    from queueing.services import conversation_accept
-
-    actor = agent_actor_for(get_user_model().objects.get(email=agent_email))
-    assert actor is not None
-    conversation_accept(actor=actor, conversation_id=conversation_id)
