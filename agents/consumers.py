@@ -9,7 +9,14 @@ from channels.db import database_sync_to_async
 from chat import events
 from chat.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED, ChatSocket, FrameError, bool_field, int_field
 from chat.message_writer import post_message
-from chat.selectors import WRITE, AgentActor, agent_actor_for, agent_conversation_get, conversation_get_for
+from chat.selectors import (
+    WRITE,
+    AgentActor,
+    agent_actor_for,
+    agent_actor_refresh,
+    agent_conversation_get,
+    conversation_get_for,
+)
 from chat.services import (
     conversation_mark_important,
     conversation_mark_read,
@@ -32,6 +39,10 @@ from queueing.services import (
     conversation_end,
     offer_reject,
 )
+
+# The member's role changed while the socket was open: the client reconnects at once and gets a hello for its
+# new role (docs/protocol.md §1). Outside 44xx, which clients never reconnect after.
+CLOSE_ACCESS_CHANGED = 4000
 
 
 def _conversation_id(frame: dict[str, Any]) -> int:
@@ -63,6 +74,7 @@ class AgentConsumer(ChatSocket):
 
     async def open(self) -> None:
         self.counted = False
+        self.revoked = False
         self.access: dict[int, str] = {}
         self.queue_ids: set[int] = set()
         user = self.scope.get("user")
@@ -93,6 +105,35 @@ class AgentConsumer(ChatSocket):
 
     def render_message(self, data: events.MessageData) -> dict[str, Any] | None:
         return events.agent_message_view(data)
+
+    # --- access changes: removal, deactivation, a new role -------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if getattr(self, "revoked", False):
+            return  # closed for a change of access: frames still queued behind the close do nothing
+        await super().receive(text_data=text_data, bytes_data=bytes_data)
+
+    async def _check_access(self) -> bool:
+        """Re-reads the actor; closes the socket (True) when the member was removed, deactivated or re-roled."""
+        actor = await database_sync_to_async(agent_actor_refresh)(actor=self.agent)
+        if actor is self.agent:
+            return False
+        self.revoked = True
+        for group in list(self.groups_joined):  # nothing more reaches this socket, not even before the close
+            await self.leave(group)
+        if actor is None:
+            await self.send_error(ApplicationError("forbidden", "Your access to this contact center was removed."))
+            await self.close(code=CLOSE_FORBIDDEN)
+        else:
+            await self.send_error(
+                ApplicationError("access_changed", f"Your role is now {actor.role}: reconnect to go on.")
+            )
+            await self.close(code=CLOSE_ACCESS_CHANGED)
+        return True
+
+    async def membership_changed(self, event: dict[str, Any]) -> None:
+        if not getattr(self, "revoked", False):
+            await self._check_access()
 
     async def _subscribe_groups(self, conversation_id: int, access: str) -> None:
         self.access[conversation_id] = access
@@ -201,6 +242,9 @@ class AgentConsumer(ChatSocket):
         await self.send_ok(request_id)
 
     async def on_ping(self, frame: dict[str, Any], request_id: str | None) -> None:
+        # The event closes the socket at once; this catches a change made past the services (Django admin).
+        if await self._check_access():
+            return
         self.queue_ids = set(await database_sync_to_async(agent_console_ping)(actor=self.agent))
         await self.catch_up()
         await self.pong(request_id)

@@ -74,6 +74,19 @@ def agent_actor_for(user: Any) -> AgentActor | None:
     return AgentActor(tenant_id=membership.tenant_id, user=user, role=membership.role)
 
 
+def agent_actor_refresh(*, actor: AgentActor) -> AgentActor | None:
+    """The actor as the database has it now: None once the user is deactivated or no longer a member of the
+    actor's tenant; a new actor when the role changed (a socket holds its actor for its whole life)."""
+    role = (
+        Membership.objects.filter(user_id=actor.user.pk, tenant_id=actor.tenant_id, user__is_active=True)
+        .values_list("role", flat=True)
+        .first()
+    )
+    if role is None:
+        return None
+    return actor if role == actor.role else AgentActor(tenant_id=actor.tenant_id, user=actor.user, role=role)
+
+
 def conversation_access(*, actor: Actor, conversation: Conversation) -> str | None:
     """WRITE, READ or None (None is answered as "not found": not yours and absent look alike)."""
     if conversation.tenant_id != actor.tenant_id:

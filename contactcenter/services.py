@@ -26,6 +26,7 @@ from django.utils.text import capfirst, slugify
 
 from contactcenter.errors import ApplicationError, Conflict
 from contactcenter.models import ApiKey, Contact, ContactIdentity, IdentityKind, Membership, Role, Tenant
+from contactcenter.realtime import agent_group, publish_on_commit
 
 API_KEY_PREFIX = "sb_"
 
@@ -160,6 +161,8 @@ def membership_update(*, membership: Membership, acting: Membership | None = Non
                 "A tenant keeps at least one admin.",
                 {"role": ["The tenant's last admin stays an admin."]},
             )
+        if role != membership.role:
+            _membership_changed_on_commit(membership)
         membership.role = role
     user = membership.user
     for name in ("first_name", "last_name"):
@@ -183,7 +186,20 @@ def membership_remove(*, membership: Membership) -> None:
     user = membership.user
     user.is_active = False
     user.save(update_fields=["is_active"])
+    _membership_changed_on_commit(membership)
     membership.delete()
+
+
+def _membership_changed_on_commit(membership: Membership) -> None:
+    """Tells the member's open console sockets that their access changed (role, removal, deactivation).
+
+    A socket holds its actor for its whole life: on this event it re-reads it and closes (docs/protocol.md
+    §1), so a removed or demoted teammate cannot go on working through a socket opened before.
+    """
+    publish_on_commit(
+        group=agent_group(membership.tenant_id, membership.user_id),
+        event={"type": "membership.changed", "user_id": membership.user_id},
+    )
 
 
 # --- API keys -----------------------------------------------------------------------------------------
