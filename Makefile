@@ -13,7 +13,7 @@ ifeq ($(origin PORT),undefined)
 PORT := $(shell $(PYTHON) scripts/with_dotenv.py --get PORT 8000)
 endif
 ARGS ?=
-# seed_demo prints the URLs from these.
+# seed_demo prints the URLs from these; settings.py's SITE_URL (links in e-mails, the widget snippet) too.
 export HOST PORT
 
 .DEFAULT_GOAL := help
@@ -22,7 +22,7 @@ export HOST PORT
 help: ## list the targets
 	@echo "Switchboard: make <target>"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "Variables: HOST=$(HOST) PORT=$(PORT) (run), ARGS='...' (extra pytest arguments for test),"
+	@echo "Variables: HOST=$(HOST) PORT=$(PORT) ACCESS_LOG=1 (run), ARGS='...' (extra pytest arguments for test),"
 	@echo "           REQUIRE_SERVICES=1 (test: fail instead of skipping when PostgreSQL/Redis are missing)"
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
@@ -32,11 +32,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-run: install ## migrate, seed the demo tenant (prints logins and API key), serve on HOST:PORT with daphne
+run: install ## migrate, seed the demo tenant (prints logins and API key), serve on HOST:PORT with daphne (ACCESS_LOG=1 logs requests)
 	@mkdir -p var  # the SQLite file's directory: a fresh clone has none (var/ is gitignored)
 	$(BIN)/python scripts/with_dotenv.py $(BIN)/python manage.py migrate --noinput
 	$(BIN)/python scripts/with_dotenv.py $(BIN)/python manage.py seed_demo
-	$(BIN)/python scripts/with_dotenv.py $(BIN)/daphne -b $(HOST) -p $(PORT) contactcenter.asgi:application
+	$(BIN)/python scripts/with_dotenv.py $(BIN)/python scripts/serve.py -b $(HOST) -p $(PORT) contactcenter.asgi:application
 
 test: install ## whole suite on throwaway PostgreSQL + Redis when installed, then the embedded smoke pass
 	$(BIN)/python scripts/run_tests.py -- $(ARGS)

@@ -6,8 +6,8 @@ Like a management command, this composes the services of every app (so it sits o
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from django.db import transaction
 
@@ -16,6 +16,7 @@ from chat.models import Widget
 from chat.services import widget_save
 from contactcenter.models import Membership, Role, Tenant
 from contactcenter.services import apikey_rotate_demo, membership_update
+from contactcenter.siteurl import server_address, site_url
 from queueing.services import queue_configure
 
 DEMO_SLUG = "demo"
@@ -67,30 +68,27 @@ class DemoSeed:
     urls: dict[str, str] = field(default_factory=dict)
 
 
-def server_address(host: str | None = None, port: int | str | None = None) -> tuple[str, int]:
-    """HOST and PORT from the arguments, else the environment, else 127.0.0.1:8000."""
-    host = (host or os.environ.get("HOST") or "127.0.0.1").strip()
-    if host in {"0.0.0.0", "::", "[::]"}:  # noqa: S104 - a bind-all address is not one a browser can open
-        host = "127.0.0.1"
-    return host, int(port or os.environ.get("PORT") or 8000)
-
-
-def demo_origins(host: str, port: int) -> list[str]:
+def demo_origins(host: str, port: int, base_url: str = "") -> list[str]:
     origins = [f"http://{host}:{port}", f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
+    if base_url:  # the demo page opened at SITE_URL embeds the widget from that origin
+        parts = urlsplit(base_url)
+        origins.append(f"{parts.scheme}://{parts.netloc}")
     return list(dict.fromkeys(origins))
 
 
 @transaction.atomic
 def demo_seed(*, host: str | None = None, port: int | str | None = None) -> DemoSeed:
     """Creates the demo tenant when it is absent, keeps its widget open to this server, rotates the demo key."""
+    host_or_port_given = bool(host or port)
     host, port_number = server_address(host, port)
-    base_url = f"http://{host}:{port_number}"
+    # The printed links name the server's public address: SITE_URL when set, unless --host/--port say otherwise.
+    base_url = f"http://{host}:{port_number}" if host_or_port_given else site_url()
     tenant = Tenant.objects.filter(slug=DEMO_SLUG).first()
     created = tenant is None
     if tenant is None:
-        tenant = _create_demo_tenant(origins=demo_origins(host, port_number))
+        tenant = _create_demo_tenant(origins=demo_origins(host, port_number, base_url))
     else:
-        _ensure_origins(tenant=tenant, origins=demo_origins(host, port_number))
+        _ensure_origins(tenant=tenant, origins=demo_origins(host, port_number, base_url))
     issued = apikey_rotate_demo(tenant=tenant, name=DEMO_KEY_NAME)
     urls = {
         "Settings": f"{base_url}/settings/",

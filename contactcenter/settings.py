@@ -10,6 +10,8 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from contactcenter.siteurl import DEFAULT_PORT, site_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 INSECURE_DEFAULT_SECRET_KEY = "django-insecure-switchboard-embedded-mode-only"
@@ -52,8 +54,11 @@ DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = env_str("SECRET_KEY") or INSECURE_DEFAULT_SECRET_KEY
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
-# Public base URL used in links sent by email (invites, password resets) and in the widget snippet.
-SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Public base URL used in links sent by email (invites, password resets) and in the widget snippet. Unset, it
+# is the address daphne listens on: `make run` exports HOST and PORT to every command it runs.
+SITE_URL = site_url(
+    {"SITE_URL": env_str("SITE_URL"), "HOST": env_str("HOST"), "PORT": str(env_int("PORT", DEFAULT_PORT))}
+)
 
 if not DEBUG:
     if SECRET_KEY == INSECURE_DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32:

@@ -1,7 +1,10 @@
 """Root URL configuration."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.views.decorators.cache import cache_control
+from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from contactcenter import views
@@ -11,6 +14,13 @@ admin.site.has_permission = lambda request: bool(request.user.is_active and requ
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    # Browsers ask for /favicon.ico on every page that names no icon (the console, Django's admin, API docs).
+    path(
+        "favicon.ico",
+        cache_control(max_age=86400, public=True)(serve),
+        {"path": "favicon.ico", "document_root": settings.BASE_DIR / "static"},
+        name="favicon",
+    ),
     path("accounts/", include("contactcenter.account_urls")),
     path("settings/", include("contactcenter.settings_urls")),
     path("widget/api/", include("chat.widget_urls")),

@@ -158,3 +158,23 @@ def test_a_separate_broker_alone_turns_eager_off():
     s = load_settings(CELERY_BROKER_URL="redis://broker.example:6379/1")
     assert s["CELERY_TASK_ALWAYS_EAGER"] is False
     assert s["CHANNEL_LAYERS"]["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+
+
+def test_site_url_defaults_to_the_address_make_run_serves_on():
+    assert load_settings()["SITE_URL"] == "http://127.0.0.1:8000"
+    assert load_settings(PORT="8791")["SITE_URL"] == "http://127.0.0.1:8791"
+    assert load_settings(HOST="localhost", PORT="8791")["SITE_URL"] == "http://localhost:8791"
+    # A bind-all address is not one a browser (or an e-mailed link) can open.
+    assert load_settings(HOST="0.0.0.0", PORT="9000")["SITE_URL"] == "http://127.0.0.1:9000"
+    assert load_settings(HOST="::1", PORT="9000")["SITE_URL"] == "http://[::1]:9000"
+
+
+def test_site_url_when_set_wins_over_host_and_port():
+    s = load_settings(SITE_URL="https://chat.example.com/", PORT="8791")
+    assert s["SITE_URL"] == "https://chat.example.com"
+
+
+def test_a_malformed_port_is_refused_by_name():
+    result = run_settings(PORT="eighty")
+    assert result.returncode != 0
+    assert "PORT" in result.stderr

@@ -193,3 +193,14 @@ def test_seed_demo_leaves_other_tenants_alone(tenant, api_key):
     run("seed_demo")
     assert apikey_authenticate(plaintext=api_key) is not None
     assert Tenant.objects.filter(pk=tenant.pk).exists()
+
+
+def test_seed_demo_prints_the_public_site_url_when_one_is_set(monkeypatch):
+    monkeypatch.setenv("SITE_URL", "https://chat.example.com/")
+    monkeypatch.setenv("PORT", "8791")
+    out = run("seed_demo")
+    assert "https://chat.example.com/demo/" in out
+    assert "https://chat.example.com/api/v1/conversations/" in out
+    assert ":8000" not in out
+    widget = Widget.objects.get(tenant__slug="demo", name="Website")
+    assert {"https://chat.example.com", "http://127.0.0.1:8791"} <= set(widget.allowed_origins)
