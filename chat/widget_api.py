@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +30,7 @@ from chat.tokens import (
 )
 from contactcenter.errors import ApplicationError, NotFound
 from contactcenter.ratelimit import client_ip
+from contactcenter.textinput import BadJson, ensure_storable, parse_json
 from queueing.services import conversation_request, widget_available
 
 TOKEN_HEADER = "HTTP_X_VISITOR_TOKEN"
@@ -62,14 +62,16 @@ def json_endpoint(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpRe
 
 
 def read_json(request: HttpRequest) -> dict[str, Any]:
+    """The body as a JSON object of storable text (contactcenter.textinput), or the error that says why not."""
     if len(request.body) > MAX_JSON_BODY:
-        raise ApplicationError("invalid", "The request body is too large.", status=413)
+        raise ApplicationError("too_large", "The request body is too large.", status=413)
     try:
-        data = json.loads(request.body or b"{}")
-    except ValueError as exc:
-        raise ApplicationError("invalid", "The body is not valid JSON.") from exc
+        data = parse_json(request.body or b"{}")
+    except BadJson as exc:
+        raise ApplicationError("bad_json", str(exc)) from exc
     if not isinstance(data, dict):
         raise ApplicationError("invalid", "The body is a JSON object.")
+    ensure_storable(data)
     return data
 
 

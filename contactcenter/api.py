@@ -22,6 +22,7 @@ from rest_framework.views import set_rollback
 
 from contactcenter.api_defaults import Principal
 from contactcenter.errors import ApplicationError
+from contactcenter.middleware import STATUS_CODES
 from contactcenter.models import ApiKey, Contact, ContactIdentity, Role, Tenant
 from contactcenter.serializers import (
     ApiKeyCreatedSerializer,
@@ -40,16 +41,7 @@ from contactcenter.services import (
     contact_update,
 )
 
-ERROR_CODES = {
-    status.HTTP_400_BAD_REQUEST: "invalid",
-    status.HTTP_401_UNAUTHORIZED: "not_authenticated",
-    status.HTTP_403_FORBIDDEN: "forbidden",
-    status.HTTP_404_NOT_FOUND: "not_found",
-    status.HTTP_405_METHOD_NOT_ALLOWED: "method_not_allowed",
-    status.HTTP_409_CONFLICT: "conflict",
-    status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: "unsupported_media_type",
-    status.HTTP_429_TOO_MANY_REQUESTS: "rate_limited",
-}
+ERROR_CODES = STATUS_CODES  # one table with the JSON edge (contactcenter.middleware)
 
 
 def _flatten(detail: Any) -> dict[str, list[str]]:
@@ -122,7 +114,9 @@ def api_not_found(request: HttpRequest) -> JsonResponse:
 
 ERROR_RESPONSES = {
     "400": "Invalid input (body or query parameters): `fields` names each one at fault, `field.sub` for "
-    "nested ones. A duplicate (a name already used in your tenant) is reported here too, on its field.",
+    "nested ones. A duplicate (a name already used in your tenant) is reported here too, on its field. "
+    "`bad_json`: the body is not JSON; `invalid_text`: a string holds a NUL character or an unpaired UTF-16 "
+    "surrogate, which cannot be stored. A body over 2.5 MiB answers 413 `too_large`.",
     "401": "No credentials, or an unknown or revoked API key.",
     "403": "Your role does not allow this: agents read, admins write (API keys act as admins); "
     "a console session also needs its CSRF token for writes.",

@@ -1,4 +1,4 @@
-"""The classes REST_FRAMEWORK settings name: API-key auth, the acting principal, roles, rate limits, paging.
+"""The classes REST_FRAMEWORK settings name: API-key auth, the acting principal, roles, rate limits, paging, parsers.
 
 Kept apart from the viewsets: DRF imports these while it loads its own views, so this module must not
 import rest_framework.views or viewsets.
@@ -6,18 +6,23 @@ import rest_framework.views or viewsets.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import exceptions, pagination, permissions, throttling
+from rest_framework import exceptions, pagination, parsers, permissions, throttling
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
+from contactcenter.errors import ApplicationError
+from contactcenter.middleware import ensure_storable_form
 from contactcenter.models import ROLE_RANK, ApiKey, Membership, Role, Tenant
 from contactcenter.services import apikey_authenticate
+from contactcenter.textinput import BadJson, UnstorableText, parse_json, unstorable_path
 
 
 class ApiKeyUser(AnonymousUser):
@@ -130,3 +135,40 @@ class PrincipalRateThrottle(throttling.SimpleRateThrottle):
 class DefaultPagination(pagination.LimitOffsetPagination):
     default_limit = 50
     max_limit = 200
+
+
+# --- parsers: what the database cannot store is invalid input, refused before any serializer sees it ----------
+
+
+class StorableJSONParser(parsers.JSONParser):
+    """JSON through contactcenter.textinput: any parse failure (deep nesting included) is 400 `bad_json`,
+    a NUL or lone surrogate anywhere 400 `invalid_text` naming where."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
+        encoding = parsers.get_encoding(parser_context or {})  # type: ignore[attr-defined]
+        raw = stream.read()
+        try:
+            text = raw if encoding.lower().replace("-", "").replace("_", "") == "utf8" else raw.decode(encoding)
+            data = parse_json(text)
+        except (BadJson, UnicodeDecodeError) as exc:
+            message = str(exc) if isinstance(exc, BadJson) else "The body is not valid JSON."
+            raise ApplicationError("bad_json", message) from exc
+        path = unstorable_path(data)
+        if path is not None:
+            # Named like the API's other field errors: `survey_fields.0.label`.
+            raise UnstorableText(re.sub(r"\[(\d+)\]", r".\1", path).lstrip("."))
+        return data
+
+
+class StorableFormParser(parsers.FormParser):
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
+        data = super().parse(stream, media_type, parser_context)
+        ensure_storable_form(data)
+        return data
+
+
+class StorableMultiPartParser(parsers.MultiPartParser):
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
+        parsed = super().parse(stream, media_type, parser_context)
+        ensure_storable_form(parsed.data, parsed.files)
+        return parsed

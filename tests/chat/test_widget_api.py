@@ -217,7 +217,10 @@ def test_console_endpoints_need_a_session_and_serve_the_tenants_agents(
     colleague = Client()
     colleague.force_login(MembershipFactory(tenant=tenant, role=Role.AGENT).user)
     assert colleague.get(base + "history").status_code == 404  # not theirs
-    assert colleague.get(url).status_code == 200  # files: any agent of the tenant
+    assert colleague.get(url).status_code == 404  # the read rule: not sent yet, and not theirs
+    supervisor = Client()
+    supervisor.force_login(MembershipFactory(tenant=tenant, role=Role.SUPERVISOR).user)
+    assert supervisor.get(url).status_code == 200
 
 
 def test_the_console_api_has_no_transcript_or_search_endpoint(client, assigned, agent):
@@ -225,3 +228,46 @@ def test_the_console_api_has_no_transcript_or_search_endpoint(client, assigned, 
     client.force_login(agent)
     assert client.get(f"/console/api/conversations/{assigned.pk}/").status_code == 404
     assert client.get("/console/api/conversations/?q=Jane").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ('{"answers": {"name": "Jane\\u0000"}, "message": "Hi"}', "answers.name"),
+        ('{"answers": {"name": "Jane"}, "message": "Hi \\ud800"}', "message"),
+        ('{"answers": {"name": "Jane"}, "message": "Hi", "client_id": "c\\u0000"}', "client_id"),
+    ],
+    ids=["nul-answer", "surrogate-message", "nul-client-id"],
+)
+def test_a_session_start_with_unstorable_text_is_invalid_input(client, widget, queue, online, raw, field):
+    response = client.post(f"/widget/api/{widget.public_key}/sessions", data=raw, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_text"
+    assert list(response.json()["error"]["fields"]) == [field]
+    assert not Conversation.objects.exists()
+
+
+def test_a_session_start_refuses_bad_or_oversized_json_in_the_error_shape(client, widget, queue, online):
+    url = f"/widget/api/{widget.public_key}/sessions"
+    for raw in ("{", "[" * 60_000):
+        response = client.post(url, data=raw, content_type="application/json")
+        assert (response.status_code, response.json()["error"]["code"]) == (400, "bad_json")
+    huge = client.post(url, data='{"message": "' + "x" * 3 * 1024 * 1024 + '"}', content_type="application/json")
+    assert (huge.status_code, huge.json()["error"]["code"]) == (413, "too_large")
+    assert huge["Content-Type"] == "application/json"
+
+
+def test_an_upload_with_a_nul_in_a_form_field_is_invalid_input(client, widget, queue, online, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    session = start(client, widget, {"answers": {"name": "Jane"}}).json()
+    response = client.post(
+        f"/widget/api/{widget.public_key}/uploads",
+        data={"conversation_id": f"{session['conversation']['id']}\x00", "file": SimpleUploadedFile("a.png", PNG)},
+        HTTP_X_VISITOR_TOKEN=session["token"],
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "invalid_text",
+        "message": "Text may not contain NUL characters or unpaired UTF-16 surrogates.",
+        "fields": {"conversation_id": ["Contains a character that cannot be stored."]},
+    }
