@@ -96,6 +96,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before CSRF: reads JSON endpoints' bodies within Django's limits and shapes every error they answer.
+    "contactcenter.middleware.JsonErrorMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -243,6 +245,7 @@ STORAGES = {
 # --- Security headers -----------------------------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+CSRF_FAILURE_VIEW = "contactcenter.middleware.csrf_failure"  # JSON under the API prefixes, Django's page elsewhere
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
@@ -267,6 +270,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "contactcenter.api.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "contactcenter.api_defaults.StorableJSONParser",
+        "contactcenter.api_defaults.StorableFormParser",
+        "contactcenter.api_defaults.StorableMultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": [],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
