@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
@@ -102,9 +102,16 @@ class ConversationSerializer(serializers.ModelSerializer[Conversation]):
 
 @extend_schema_field(OpenApiTypes.DATETIME)
 class DateOrDateTimeField(serializers.Field[datetime, str, str, Any]):
-    """An ISO 8601 date (midnight, server time zone) or date-time (no offset: server time zone)."""
+    """An ISO 8601 date (midnight, server time zone) or date-time (no offset: server time zone), as UTC.
 
-    default_error_messages = {"invalid": "Enter an ISO 8601 date (2025-01-31) or date-time (2025-01-31T09:30:00Z)."}
+    Python reads any offset under 24 hours, PostgreSQL only up to ±15:59: the moment leaves here in UTC, so
+    whatever offset the client wrote, the database gets a value it takes (or the client a 400).
+    """
+
+    default_error_messages = {
+        "invalid": "Enter an ISO 8601 date (2025-01-31) or date-time (2025-01-31T09:30:00Z).",
+        "overflow": "Out of range: pick a moment between the years 1 and 9999 in UTC.",
+    }
 
     def to_internal_value(self, data: Any) -> datetime:
         try:
@@ -114,7 +121,11 @@ class DateOrDateTimeField(serializers.Field[datetime, str, str, Any]):
             moment = None
         if moment is None:
             self.fail("invalid")
-        return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
+        try:
+            aware = moment if timezone.is_aware(moment) else timezone.make_aware(moment)
+            return aware.astimezone(UTC)
+        except (OverflowError, ValueError):  # 0001-01-01T00:00+01:00 is before the year 1 in UTC
+            self.fail("overflow")
 
     def to_representation(self, value: datetime) -> str:
         return value.isoformat()
@@ -127,8 +138,14 @@ class ConversationFilterSerializer(serializers.Serializer[Any]):
     channel = serializers.ChoiceField(choices=Channel.choices, required=False)
     agent = serializers.IntegerField(required=False, min_value=1, help_text="The assignee's user id.")
     contact = serializers.IntegerField(required=False, min_value=1, help_text="The contact's id.")
-    created_after = DateOrDateTimeField(required=False, help_text="Created at or after this date or date-time.")
-    created_before = DateOrDateTimeField(required=False, help_text="Created before this date or date-time.")
+    created_after = DateOrDateTimeField(
+        required=False,
+        help_text="Created at or after this date or date-time (RFC 3339: any offset under 24 hours; none means "
+        "the server's time zone). Outside the years 1 to 9999 in UTC: 400.",
+    )
+    created_before = DateOrDateTimeField(
+        required=False, help_text="Created before this date or date-time (as `created_after`)."
+    )
 
 
 class AttachmentSummarySerializer(serializers.ModelSerializer[Attachment]):

@@ -56,6 +56,9 @@ def test_the_list_is_newest_first(api_client, inbox):
         ("created_after=2025-03-03T23:30:00Z", ["open_by_agent", "sms"]),  # inclusive
         ("created_before=2025-03-04T11:00:00%2B01:00", ["sms", "ada", "closed"]),  # exclusive, offset honoured
         ("created_after=2025-03-02&created_before=2025-03-04&channel=web", ["ada"]),
+        # RFC 3339 allows any offset under 24 hours; PostgreSQL takes ±15:59 at most: the API asks in UTC.
+        ("created_after=2025-03-04T02:00:00%2B16:00", ["open_by_agent", "sms"]),  # 2025-03-03T10:00Z
+        ("created_before=2025-03-02T12:00:00-23:59", ["ada", "closed"]),  # 2025-03-03T11:59Z
     ],
 )
 def test_filters(api_client, inbox, query, expected):
@@ -78,6 +81,9 @@ def test_filter_by_assignee_and_contact(api_client, inbox, agent):
         ("created_after=yesterday", "created_after"),
         ("created_before=2025-02-30", "created_before"),
         ("created_before=2025-02-30T10:00", "created_before"),
+        ("created_after=0001-01-01T00:00:00%2B05:00", "created_after"),  # before the year 1 in UTC
+        ("created_before=9999-12-31T23:00:00-05:00", "created_before"),  # after the year 9999 in UTC
+        ("created_after=2025-01-31T00:00:00%2B24:00", "created_after"),
     ],
 )
 def test_a_bad_filter_is_a_400_naming_it(api_client, query, field):

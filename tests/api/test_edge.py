@@ -141,3 +141,31 @@ def test_a_nul_in_a_settings_page_form_is_a_form_error(client, admin):
     response = client.post("/settings/templates/new/", {"name": "Hi\x00", "body": "Hello"})
     assert response.status_code == 200
     assert "Null characters are not allowed." in response.content.decode()
+
+
+# --- numbers past what the database stores ---------------------------------------------------------------------
+
+HUGE = str(10**20)  # past PostgreSQL's bigint
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"/api/v1/conversations/?agent={HUGE}",
+        f"/api/v1/conversations/?contact={HUGE}",
+        f"/api/v1/contacts/{HUGE}/",
+        f"/api/v1/contacts/?offset={HUGE}",
+        f"/api/v1/contacts/?limit={HUGE}",
+        f"/api/v1/queues/{HUGE}/members/",
+    ],
+)
+def test_a_number_past_bigint_never_reaches_the_database_as_a_500(api_client, url):
+    response = api_client.get(url)
+    assert response.status_code in (200, 400, 404), response.content
+    assert response["Content-Type"] == "application/json"
+
+
+def test_a_message_cursor_past_bigint(api_client, tenant):
+    conversation = ConversationFactory(tenant=tenant)
+    response = api_client.get(f"/api/v1/conversations/{conversation.pk}/messages/?after={HUGE}")
+    assert response.status_code in (200, 400), response.content
