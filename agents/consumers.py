@@ -307,8 +307,26 @@ class AgentConsumer(ChatSocket):
         if queue_id is None or queue_id in self.queue_ids or self.agent.supervises:
             await self.send_frame({"type": "waiting.added", "item": event["item"]})
 
+    async def waiting_preview(self, event: dict[str, Any]) -> None:
+        """A waiting chat's first visitor message (chat.services): for its offer card and waiting item."""
+        queue_id = event.get("queue_id")
+        if queue_id is None or queue_id in self.queue_ids or self.agent.supervises:
+            frame = {
+                "type": "waiting.preview",
+                "conversation_id": event["conversation_id"],
+                "preview": event["preview"],
+            }
+            await self.send_frame(frame)
+
     async def waiting_removed(self, event: dict[str, Any]) -> None:
         await self.send_frame({"type": "waiting.removed", "conversation_id": event["conversation_id"]})
 
     async def agent_presence(self, event: dict[str, Any]) -> None:
         await self.send_frame({key: event[key] for key in ("type", "user_id", "name", "presence")})
+
+    # Tenant settings the console shows, changed while it is open (agents/services.py publishes them with
+    # exactly the frame's fields): forwarded as they are.
+    async def _forward_settings(self, event: dict[str, Any]) -> None:
+        await self.send_frame(dict(event))
+
+    template_updated = template_deleted = dispositions_updated = _forward_settings

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from agents.models import AgentProfile, Presence
-from chat.selectors import contact_conversation_list, contact_get, conversation_search
+from chat.selectors import AgentActor, contact_conversation_list, contact_get, conversation_search
 from contactcenter.models import Membership, Role, user_display_name
 
 CONVERSATIONS_PER_PAGE = 25
@@ -84,11 +84,14 @@ def contact(request: HttpRequest, membership: Membership, contact_id: int) -> Ht
     found = contact_get(tenant=membership.tenant, contact_id=contact_id)
     if found is None:
         raise Http404("No such contact.")
-    conversations = contact_conversation_list(tenant=membership.tenant, contact=found)
+    # The read rule (chat.selectors.conversation_visibility): every agent sees the contact's history as the
+    # customer saw it; private notes only of conversations they take part in, or all for supervisors.
+    actor = AgentActor(tenant_id=membership.tenant_id, user=request.user, role=membership.role)  # type: ignore[arg-type]
+    transcripts = contact_conversation_list(actor=actor, contact=found)
     return render(
         request,
         "agents/contact.html",
-        {"contact": found, "conversations": conversations, "section": "contact"},
+        {"contact": found, "transcripts": transcripts, "section": "contact"},
     )
 
 

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 from chat.models import Conversation, Widget
-from chat.selectors import message_list_after
+from chat.selectors import TeamReader, message_list_after
 from chat.serializers import (
     MESSAGE_PAGE_MAX,
     ConversationFilterSerializer,
@@ -105,7 +105,9 @@ class ConversationViewSet(TenantScopedViewSet):
     @extend_schema(
         summary="Read a conversation's messages",
         description=(
-            "In `seq` order, private notes included (this API acts for the team). Page with `after`: pass "
+            "In `seq` order, under the read rule: API keys, admins and supervisors get every message, private "
+            "notes included; an agent gets them only in a conversation they are assignee or participant of, and "
+            "otherwise the messages the customer saw (notes left out, so `seq` may skip). Page with `after`: pass "
             "the last `seq` you have, or follow `next`, which is null on the last page."
         ),
         parameters=[MessagePageQuerySerializer],
@@ -143,8 +145,12 @@ class ConversationViewSet(TenantScopedViewSet):
         query.is_valid(raise_exception=True)
         limit = min(query.validated_data["limit"], MESSAGE_PAGE_MAX)
         # One row past the page tells whether there is a next one.
+        membership = self.principal.membership
+        reader = TeamReader(
+            tenant_id=self.tenant.pk, user_id=membership.user_id if membership else None, role=self.principal.role
+        )
         rows = message_list_after(
-            tenant=self.tenant, conversation=conversation, after=query.validated_data["after"], limit=limit + 1
+            reader=reader, conversation=conversation, after=query.validated_data["after"], limit=limit + 1
         )
         page = rows[:limit]
         next_url = None

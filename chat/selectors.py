@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from chat.events import (
     PROTOCOL_VERSION,
@@ -24,9 +24,14 @@ from contactcenter.errors import NotFound, PermissionDenied
 from contactcenter.models import ROLE_RANK, Contact, ContactIdentity, Membership, Role, Tenant
 
 
-def message_list_after(*, tenant: Tenant, conversation: Conversation, after: int, limit: int) -> list[Message]:
-    """Up to `limit` messages with a seq above `after`, in seq order, private notes included: members only."""
-    messages = Message.objects.for_tenant(tenant).filter(conversation=conversation, seq__gt=after)
+def message_list_after(*, reader: TeamReader, conversation: Conversation, after: int, limit: int) -> list[Message]:
+    """Up to `limit` messages with a seq above `after` that the reader may see (the read rule), in seq order."""
+    visibility = conversation_visibility(reader=reader, conversation=conversation)
+    if visibility.level is None:
+        raise NotFound("conversation")
+    messages = Message.objects.filter(tenant_id=reader.tenant_id, conversation=conversation, seq__gt=after)
+    if not visibility.private_notes:
+        messages = messages.filter(is_private=False)
     return list(messages.prefetch_related("attachments").order_by("seq")[:limit])
 
 
@@ -87,20 +92,82 @@ def agent_actor_refresh(*, actor: AgentActor) -> AgentActor | None:
     return actor if role == actor.role else AgentActor(tenant_id=actor.tenant_id, user=actor.user, role=role)
 
 
-def conversation_access(*, actor: Actor, conversation: Conversation) -> str | None:
-    """WRITE, READ or None (None is answered as "not found": not yours and absent look alike)."""
-    if conversation.tenant_id != actor.tenant_id:
-        return None
-    if isinstance(actor, VisitorActor):
+# --- the read rule: who sees which conversation, and whether its private notes (docs/protocol.md §4) -------
+#
+# One function decides it for every path that shows a conversation or its messages: the agent socket's
+# resume and writes, the console's "older messages" and attachment downloads, the contact page, and the REST
+# messages endpoint (session or API key).
+
+HISTORY = "history"
+
+
+@dataclass(frozen=True)
+class TeamReader:
+    """A reader on the team's side without an agent actor: a REST caller. An API key has no user and acts as admin."""
+
+    tenant_id: int
+    user_id: int | None
+    role: str
+
+
+Reader = Actor | TeamReader
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """What a reader sees of one conversation.
+
+    `level`: WRITE (a visitor's own conversation; for the team, its assignee or a participant), READ (a
+    supervisor or admin taking no part: everything, read-only), HISTORY (an agent taking no part: the
+    transcript the customer saw, as the contact's history, never live), or None ("not found").
+    """
+
+    level: str | None
+    private_notes: bool
+
+    @property
+    def live(self) -> str | None:
+        """WRITE or READ: may resume the conversation on a socket (HISTORY may not)."""
+        return self.level if self.level in (READ, WRITE) else None
+
+
+NOT_VISIBLE = Visibility(level=None, private_notes=False)
+
+
+def _takes_part(conversation: Conversation, user_id: int) -> bool:
+    """Assignee or participant; reads prefetched participants when the caller prefetched them."""
+    if conversation.assignee_id == user_id:
+        return True
+    prefetched = getattr(conversation, "_prefetched_objects_cache", {})
+    if "participants" in prefetched:
+        return any(user.pk == user_id for user in prefetched["participants"])
+    return conversation.participants.filter(pk=user_id).exists()
+
+
+def conversation_visibility(*, reader: Reader, conversation: Conversation) -> Visibility:
+    """The read rule. Another tenant's conversation is not visible; a visitor sees their own (never notes);
+    on the team, the assignee and participants see everything and may write, supervisors and admins (and
+    API keys) see everything, and any other agent sees the customer-facing transcript only."""
+    if conversation.tenant_id != reader.tenant_id:
+        return NOT_VISIBLE
+    if isinstance(reader, VisitorActor):
         mine = (
             bool(conversation.visitor_id)
-            and conversation.visitor_id == actor.visitor_id
-            and conversation.widget_id == actor.widget_id
+            and conversation.visitor_id == reader.visitor_id
+            and conversation.widget_id == reader.widget_id
         )
-        return WRITE if mine else None
-    if conversation.assignee_id == actor.user.pk or conversation.participants.filter(pk=actor.user.pk).exists():
-        return WRITE
-    return READ if actor.supervises else None
+        return Visibility(level=WRITE, private_notes=False) if mine else NOT_VISIBLE
+    user_id = reader.user.pk if isinstance(reader, AgentActor) else reader.user_id
+    if user_id is not None and _takes_part(conversation, user_id):
+        return Visibility(level=WRITE, private_notes=True)
+    if ROLE_RANK[Role(reader.role)] >= ROLE_RANK[Role.SUPERVISOR]:
+        return Visibility(level=READ, private_notes=True)
+    return Visibility(level=HISTORY, private_notes=False)
+
+
+def conversation_access(*, actor: Actor, conversation: Conversation) -> str | None:
+    """WRITE, READ or None for live work (None is answered as "not found": not yours and absent look alike)."""
+    return conversation_visibility(reader=actor, conversation=conversation).live
 
 
 def conversation_get_for(
@@ -207,10 +274,13 @@ def conversation_has_history(conversation: Conversation) -> bool:
     """Older conversations exist AND the contact is tied to them by a verified identity (never a typed one).
 
     Reads the contact's identities through the relation, so the console's lists (which prefetch them) pay
-    no query per conversation for it.
+    no query per conversation for it, and the `has_older` annotation of `_agent_conversations` when present.
     """
     if not any(identity.verified for identity in conversation.contact.identities.all()):
         return False
+    has_older = getattr(conversation, "has_older", None)
+    if has_older is not None:
+        return bool(has_older)
     return _history_queryset(conversation, conversation.pk).exists()
 
 
@@ -244,6 +314,14 @@ def _agent_conversations(tenant_id: int) -> QuerySet[Conversation]:
         Conversation.objects.for_tenant(tenant_id)
         .select_related("contact", "assignee", "widget", "widget__route__queue")
         .prefetch_related("contact__identities", "participants")
+        # A returning visitor's earlier chats (same contact), in the same statement: no query per conversation.
+        .annotate(
+            has_older=Exists(
+                Conversation.objects.filter(
+                    tenant_id=OuterRef("tenant_id"), contact_id=OuterRef("contact_id"), pk__lt=OuterRef("pk")
+                )
+            )
+        )
     )
 
 
@@ -274,17 +352,17 @@ def conversation_history(
     if not contact_has_verified_identity(conversation.contact_id, conversation.tenant_id):
         return {"conversations": [], "has_more": False}
     start = conversation.pk if before is None else min(int(before), conversation.pk)
-    earlier = list(_history_queryset(conversation, start).select_related("assignee").order_by("-pk")[: limit + 1])
-    page = earlier[:limit]
-    messages = (
-        Message.objects.filter(tenant_id=actor.tenant_id, conversation__in=page)
-        .select_related("sender_user")
-        .prefetch_related("attachments")
-        .order_by("conversation_id", "seq")
+    earlier = list(
+        _history_queryset(conversation, start)
+        .select_related("assignee")
+        .prefetch_related("participants")
+        .order_by("-pk")[: limit + 1]
     )
-    by_conversation: dict[int, list[dict[str, Any]]] = {c.pk: [] for c in page}
-    for message in messages:
-        by_conversation[message.conversation_id].append(agent_message_view(message_data(message)))
+    page = earlier[:limit]
+    transcripts = transcripts_for(reader=actor, conversations=page)
+    by_conversation = {
+        c.pk: [agent_message_view(message_data(message)) for message in transcripts[c.pk].messages] for c in page
+    }
     return {
         "conversations": [
             {
@@ -301,6 +379,43 @@ def conversation_history(
     }
 
 
+@dataclass(frozen=True)
+class Transcript:
+    """One conversation's messages as a reader may see them; `private_notes` says whether notes were included."""
+
+    conversation: Conversation
+    messages: list[Message]
+    private_notes: bool
+
+
+def transcripts_for(*, reader: Reader, conversations: list[Conversation]) -> dict[int, Transcript]:
+    """conversation id → its transcript under the read rule, in one message query for all of them.
+
+    Private notes of a conversation the reader may not see them in are never read from the database. Pass
+    conversations with `participants` prefetched (else one query each).
+    """
+    visibility = {c.pk: conversation_visibility(reader=reader, conversation=c) for c in conversations}
+    shown = [pk for pk, seen in visibility.items() if seen.level is not None]
+    with_notes = [pk for pk in shown if visibility[pk].private_notes]
+    messages = (
+        Message.objects.filter(tenant_id=reader.tenant_id, conversation_id__in=shown)
+        .filter(Q(is_private=False) | Q(conversation_id__in=with_notes))
+        .select_related("sender_user")
+        .prefetch_related(
+            Prefetch("attachments", queryset=Attachment.objects.for_tenant(reader.tenant_id).order_by("pk"))
+        )
+        .order_by("conversation_id", "seq")
+    )
+    by_conversation: dict[int, list[Message]] = {pk: [] for pk in shown}
+    for message in messages:
+        by_conversation[message.conversation_id].append(message)
+    return {
+        c.pk: Transcript(conversation=c, messages=by_conversation[c.pk], private_notes=visibility[c.pk].private_notes)
+        for c in conversations
+        if c.pk in by_conversation
+    }
+
+
 def visitor_current_conversation(*, actor: VisitorActor) -> Conversation | None:
     """The visitor's latest conversation of this widget that is not closed."""
     return (
@@ -314,14 +429,28 @@ def visitor_current_conversation(*, actor: VisitorActor) -> Conversation | None:
 
 
 def attachment_get_for(*, actor: Actor, attachment_id: int) -> Attachment:
-    """Visitors: attachments of their own conversations; agents: any attachment of their tenant."""
+    """An attachment under the read rule: of a conversation the actor may see, and unless they see its private
+    notes, on a message that is not a note (or not sent yet and uploaded by this actor)."""
     attachment = (
-        Attachment.objects.for_tenant(actor.tenant_id).select_related("conversation").filter(pk=attachment_id).first()
+        Attachment.objects.for_tenant(actor.tenant_id)
+        .select_related("conversation", "message")
+        .filter(pk=attachment_id)
+        .first()
     )
     if attachment is None:
         raise NotFound("attachment")
-    if isinstance(actor, VisitorActor) and not conversation_access(actor=actor, conversation=attachment.conversation):
+    visibility = conversation_visibility(reader=actor, conversation=attachment.conversation)
+    if visibility.level is None:
         raise NotFound("attachment")
+    if not visibility.private_notes:
+        if attachment.message is not None:
+            shown = not attachment.message.is_private
+        elif isinstance(actor, VisitorActor):
+            shown = attachment.uploaded_by_visitor
+        else:
+            shown = attachment.uploaded_by_id == actor.user.pk
+        if not shown:
+            raise NotFound("attachment")
     return attachment
 
 
@@ -366,28 +495,25 @@ def contact_get(*, tenant: Tenant, contact_id: int) -> Contact | None:
     )
 
 
-def _conversation_base(*, tenant: Tenant) -> QuerySet[Conversation]:
+def _conversation_base(*, tenant: Tenant | int) -> QuerySet[Conversation]:
     return Conversation.objects.for_tenant(tenant).select_related(
         "contact", "assignee", "disposition", "widget", "widget__route__queue"
     )
 
 
 def contact_conversation_list(
-    *, tenant: Tenant, contact: Contact, limit: int = CONTACT_HISTORY_LIMIT
-) -> list[Conversation]:
-    """The contact's latest conversations, each with its transcript (private notes included: agents read this)."""
-    messages = (
-        Message.objects.for_tenant(tenant)
-        .select_related("sender_user")
-        .prefetch_related(Prefetch("attachments", queryset=Attachment.objects.for_tenant(tenant).order_by("pk")))
-        .order_by("seq")
-    )
-    return list(
-        _conversation_base(tenant=tenant)
+    *, actor: AgentActor, contact: Contact, limit: int = CONTACT_HISTORY_LIMIT
+) -> list[Transcript]:
+    """The contact's latest conversations, each with its transcript under the read rule: any agent sees what
+    the customer saw (the contact's history); private notes only where the actor takes part, or supervises."""
+    conversations = list(
+        _conversation_base(tenant=actor.tenant_id)
         .filter(contact=contact)
-        .prefetch_related(Prefetch("messages", queryset=messages))
+        .prefetch_related("participants")
         .order_by("-created_at", "-pk")[:limit]
     )
+    transcripts = transcripts_for(reader=actor, conversations=conversations)
+    return [transcripts[c.pk] for c in conversations if c.pk in transcripts]
 
 
 def conversation_search(

@@ -31,12 +31,24 @@ from chat.models import (
     SurveyFieldKind,
     Widget,
 )
-from chat.selectors import Actor, AgentActor, VisitorActor, conversation_get_for
+from chat.selectors import (
+    Actor,
+    AgentActor,
+    VisitorActor,
+    conversation_get_for,
+    conversation_preview,
+    conversation_queue,
+)
 from chat.tokens import new_visitor_id
 from contactcenter.errors import ApplicationError, NotFound
 from contactcenter.models import IdentityKind, Tenant
 from contactcenter.ratelimit import rate_parse, ratelimit_hit
-from contactcenter.realtime import conversation_agents_group, conversation_group, publish_on_commit
+from contactcenter.realtime import (
+    conversation_agents_group,
+    conversation_group,
+    publish_on_commit,
+    tenant_agents_group,
+)
 from contactcenter.services import contact_create, contact_identity_add, identity_normalise, validated_save
 
 # --- widgets -------------------------------------------------------------------------------------------
@@ -504,7 +516,7 @@ def _take_seq_sql(vendor: str, visitor: bool) -> str:
     update, where = _take_seq_parts(visitor)
     return (
         f"{update} WHERE {where} RETURNING {_quoted_column(Conversation, 'last_seq')},"
-        f" {_quoted_column(Conversation, 'channel')}"
+        f" {_quoted_column(Conversation, 'channel')}, {_quoted_column(Conversation, 'status')}"
     )
 
 
@@ -546,7 +558,13 @@ def _post_fast_sql(vendor: str, visitor: bool) -> tuple[str, tuple[str, ...]]:
     conversation_table = qn(Conversation._meta.db_table)
     returning = ", ".join(
         f"{conversation_table}.{column(Conversation, name)} AS {alias}"
-        for name, alias in (("id", "c_id"), ("tenant", "c_tenant"), ("last_seq", "c_seq"), ("channel", "c_channel"))
+        for name, alias in (
+            ("id", "c_id"),
+            ("tenant", "c_tenant"),
+            ("last_seq", "c_seq"),
+            ("channel", "c_channel"),
+            ("status", "c_status"),
+        )
     )
     columns: list[str] = []
     values: list[str] = []
@@ -564,9 +582,11 @@ def _post_fast_sql(vendor: str, visitor: bool) -> tuple[str, tuple[str, ...]]:
         f"WITH taken AS ({update} WHERE {where} AND NOT EXISTS (SELECT 1 FROM {table}"  # noqa: S608 (names from _meta)
         f" WHERE {table}.{column(Message, 'conversation')} = %s AND {table}.{column(Message, 'client_id')} = %s)"
         f" RETURNING {returning})"
-        f" INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM taken"
-        f" RETURNING {table}.{column(Message, 'id')}, {table}.{column(Message, 'seq')},"
-        f" {table}.{column(Message, 'channel')}"
+        f", stored AS (INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM taken"
+        f" RETURNING {table}.{column(Message, 'id')} AS m_id, {table}.{column(Message, 'seq')} AS m_seq,"
+        f" {table}.{column(Message, 'channel')} AS m_channel)"
+        # The conversation's status too: a visitor's first words in a waiting conversation are announced.
+        f" SELECT stored.m_id, stored.m_seq, stored.m_channel, taken.c_status FROM stored, taken"
     )
     return sql, tuple(parameter_fields)
 
@@ -595,8 +615,11 @@ def _execute_prepared(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None
         return cursor.fetchone()
 
 
-def _post_fast(*, actor: Actor, conversation_id: int, text: str, client_id: str, private: bool) -> Message | None:
-    """The new message, stored in one round trip; None when the full path must decide (see _post_fast_sql)."""
+def _post_fast(
+    *, actor: Actor, conversation_id: int, text: str, client_id: str, private: bool
+) -> tuple[Message, str] | None:
+    """The new message and the conversation's status, stored in one round trip; None when the full path must
+    decide (see _post_fast_sql)."""
     sql, parameter_fields = _post_fast_sql(connection.vendor, isinstance(actor, VisitorActor))
     message = Message(
         tenant_id=actor.tenant_id, conversation_id=conversation_id, body=text, client_id=client_id, is_private=private
@@ -620,18 +643,18 @@ def _post_fast(*, actor: Actor, conversation_id: int, text: str, client_id: str,
     message.pk, message.seq, message.channel = int(row[0]), int(row[1]), str(row[2])
     message._state.adding = False
     message._state.db = connection.alias
-    return message
+    return message, str(row[3])
 
 
-def _take_seq(actor: Actor, conversation_id: int, rate: _RateWindow) -> tuple[int, str] | None:
-    """(seq, channel) for a new message of a writable, not closed conversation within its rate; else None."""
+def _take_seq(actor: Actor, conversation_id: int, rate: _RateWindow) -> tuple[int, str, str] | None:
+    """(seq, channel, status) for a new message of a writable, not closed conversation within its rate; else None."""
     with connection.cursor() as cursor:
         cursor.execute(
             _take_seq_sql(connection.vendor, isinstance(actor, VisitorActor)),
             _take_seq_params(actor, conversation_id, rate),
         )
         rows = cursor.fetchall()
-    return (int(rows[0][0]), str(rows[0][1])) if rows else None
+    return (int(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
 
 
 def message_post(
@@ -666,11 +689,14 @@ def message_post(
         except ApplicationError:
             text = None  # the full path says so, after the errors that come first (closed, not found)
         if text is not None:
-            message = _post_fast(
+            fast = _post_fast(
                 actor=actor, conversation_id=conversation_id, text=text, client_id=client_id, private=private
             )
-            if message is not None:
+            if fast is not None:
+                message, status = fast
                 _publish(actor.tenant_id, message, [])
+                if status == ConversationStatus.WAITING:
+                    _waiting_preview_publish(message)
                 return PostResult(message=message, created=True)
     # Dedupe comes first: a resend is answered with the stored message, even once the conversation closed.
     existing = _existing_message(conversation_id, client_id, actor)
@@ -723,7 +749,7 @@ def _store_message(
         taken = _take_seq(actor, conversation_id, rate)  # the access changed in between (say, just assigned)
         if taken is None:
             raise NotFound("conversation")
-    seq, channel = taken
+    seq, channel, status = taken
     text = _clean_body(body, allow_empty=bool(attachment_ids))
     attachments: list[Attachment] = []
     if attachment_ids:
@@ -753,7 +779,43 @@ def _store_message(
     if attachments:
         Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(message=message)
     _publish(actor.tenant_id, message, attachments)
+    if status == ConversationStatus.WAITING:
+        _waiting_preview_publish(message)
     return message
+
+
+def _waiting_preview_publish(message: Message) -> None:
+    """A waiting conversation's first visitor words, for the offers and waiting items shown without them.
+
+    Offers and waiting items carry a preview (the first visitor message) when they are made; a chat started
+    without a message gets its first one later, and the agents' sockets do not follow a conversation before
+    accepting it. Only a waiting conversation's visitor messages come here (nobody else writes to it), and
+    only the first one with text is announced: one extra read per message while the chat waits.
+    """
+    if message.sender_kind != SenderKind.VISITOR or not message.body:
+        return
+    first = (
+        Message.objects.filter(
+            tenant_id=message.tenant_id, conversation_id=message.conversation_id, sender_kind=SenderKind.VISITOR
+        )
+        .exclude(body="")
+        .order_by("seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+    if first != message.seq:
+        return
+    conversation = Conversation.objects.select_related("widget").get(pk=message.conversation_id)
+    queue = conversation_queue(conversation)
+    publish_on_commit(
+        group=tenant_agents_group(message.tenant_id),
+        event={
+            "type": "waiting.preview",
+            "conversation_id": message.conversation_id,
+            "preview": conversation_preview(conversation),
+            "queue_id": queue["id"] if queue else None,
+        },
+    )
 
 
 @transaction.atomic

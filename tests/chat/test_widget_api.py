@@ -46,7 +46,8 @@ def test_a_session_starts_resumes_with_its_token_and_refuses_bad_tokens(client, 
     assert conversation.status == ConversationStatus.WAITING
     assert data["conversation"]["last_seq"] == 1
     assert data["socket_url"] == f"/ws/visitor/conversations/{conversation.pk}/"
-    assert not ContactIdentity.objects.filter(contact=conversation.contact, verified=True).exists()
+    # The typed address stays unverified (only the web identity, proven by the token, is verified).
+    assert not ContactIdentity.objects.filter(contact=conversation.contact, kind="email", verified=True).exists()
 
     # A reload: the same conversation comes back, nothing new is created.
     again = start(client, widget, {"answers": {"name": "Jane"}}, token=data["token"])
