@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from agents.models import AgentProfile, Presence
-from chat.models import Conversation, ConversationStatus, Message
+from chat.models import Attachment, Conversation, ConversationStatus, Message
 from chat.tokens import visitor_token_issue, visitor_token_read
 from contactcenter.models import Contact, ContactIdentity, Role
 from tests.factories import MembershipFactory, WidgetFactory
@@ -272,3 +272,70 @@ def test_an_upload_with_a_nul_in_a_form_field_is_invalid_input(client, widget, q
         "message": "Text may not contain NUL characters or unpaired UTF-16 surrogates.",
         "fields": {"conversation_id": ["Contains a character that cannot be stored."]},
     }
+
+
+PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + b"0" * 32
+
+
+@pytest.mark.parametrize(
+    "name, data, declared, code",
+    [
+        ("x.pdf", PNG, "application/pdf", "file_type_mismatch"),  # name and type both say PDF
+        ("x.pdf", PNG, "image/png", "file_type_mismatch"),  # the name says PDF
+        ("x.png", PNG, "application/pdf", "file_type_mismatch"),  # the declared type says PDF
+        ("x.png", PDF, "image/png", "file_type_mismatch"),
+        ("x.jpg", PNG, "image/jpeg", "file_type_mismatch"),
+        ("x.txt", PNG, "text/plain", "file_type_mismatch"),
+        ("x.png", b"plain words", "text/plain", "file_type_mismatch"),
+        ("page.html", b"plain words", "text/plain", "file_type_not_allowed"),
+    ],
+    ids=[
+        "png-as-pdf",
+        "png-named-pdf",
+        "png-typed-pdf",
+        "pdf-as-png",
+        "png-as-jpeg",
+        "png-as-text",
+        "text-as-png",
+        "html",
+    ],
+)
+def test_an_upload_whose_content_name_and_type_disagree_is_refused(
+    client, widget, queue, online, settings, tmp_path, name, data, declared, code
+):
+    settings.MEDIA_ROOT = tmp_path
+    session = start(client, widget, {"answers": {"name": "Jane"}}).json()
+    response = client.post(
+        f"/widget/api/{widget.public_key}/uploads",
+        data={"conversation_id": session["conversation"]["id"], "file": SimpleUploadedFile(name, data, declared)},
+        HTTP_X_VISITOR_TOKEN=session["token"],
+    )
+    assert response.status_code == 415, response.content
+    assert response.json()["error"]["code"] == code
+    assert not Attachment.objects.exists()
+    assert not any(path.is_file() for path in tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "name, data, declared, stored",
+    [
+        ("cat.png", PNG, "image/png", "image/png"),
+        ("cat", PNG, "application/octet-stream", "image/png"),  # no claim: the content decides
+        ("cat.PNG", PNG, "image/x-png", "image/png"),  # an alias of the same type
+        ("doc.pdf", PDF, "application/pdf", "application/pdf"),
+        ("notes.txt", b"plain words", "text/plain", "text/plain"),
+    ],
+    ids=["png", "png-unnamed", "png-alias", "pdf", "text"],
+)
+def test_an_upload_whose_content_name_and_type_agree_is_stored(
+    client, widget, queue, online, settings, tmp_path, name, data, declared, stored
+):
+    settings.MEDIA_ROOT = tmp_path
+    session = start(client, widget, {"answers": {"name": "Jane"}}).json()
+    response = client.post(
+        f"/widget/api/{widget.public_key}/uploads",
+        data={"conversation_id": session["conversation"]["id"], "file": SimpleUploadedFile(name, data, declared)},
+        HTTP_X_VISITOR_TOKEN=session["token"],
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["attachment"]["content_type"] == stored
