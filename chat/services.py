@@ -1011,9 +1011,58 @@ def upload_content_type(*, upload: UploadedFile, allowed: Sequence[str]) -> str:
     raise ApplicationError("file_type_not_allowed", "This type of file is not accepted here.", status=415)
 
 
+# What a file name's extension claims, for the types the sniffer knows (a fixed table: the mimetypes module
+# reads the machine's /etc/mime.types); extensions a browser would open as a page or script are never taken.
+UPLOAD_EXTENSION_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "jpe": "image/jpeg",
+    "jfif": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "pdf": "application/pdf",
+    "txt": "text/plain",
+}
+UPLOAD_MARKUP_EXTENSIONS = frozenset({"htm", "html", "shtml", "xht", "xhtml", "svg", "svgz", "xml", "xsl", "js", "mjs"})
+UPLOAD_TYPE_ALIASES = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "image/x-png": "image/png",
+    "application/x-pdf": "application/pdf",
+}
+
+
+def _upload_claims_check(*, filename: str, declared: str, content_type: str) -> None:
+    """Refuses an upload whose name or declared type says something else than its content (docs/protocol.md §6).
+
+    `content_type` is what upload_content_type found (sniffed for images and PDF, UTF-8 for text); the browser
+    declares a type from the file's extension, so a PNG named `x.pdf` contradicts itself twice.
+    """
+    extension = filename.rpartition(".")[2].lower() if "." in filename else ""
+    if extension in UPLOAD_MARKUP_EXTENSIONS:
+        raise ApplicationError(
+            "file_type_not_allowed", "Web pages, SVG and script files are never accepted.", status=415
+        )
+    declared = declared.split(";")[0].strip().lower()
+    declared = UPLOAD_TYPE_ALIASES.get(declared, declared)
+    claims = {
+        "name": UPLOAD_EXTENSION_TYPES.get(extension),
+        "type": None if declared in ("", "application/octet-stream") else declared,
+    }
+    for what, claimed in claims.items():
+        if claimed is not None and claimed != content_type:
+            message = f"The file's content is {content_type}, but its {what} says {claimed}."
+            raise ApplicationError("file_type_mismatch", message, {"file": [message]}, status=415)
+
+
 @transaction.atomic
 def attachment_upload(*, actor: Actor, conversation_id: int, upload: UploadedFile) -> Attachment:
-    """Stores an upload under MEDIA_ROOT with a random name, within the widget's size and type limits."""
+    """Stores an upload under MEDIA_ROOT with a random name, within the widget's size and type limits.
+
+    Content, name and declared type must agree (`file_type_mismatch` otherwise): what is stored and served
+    is what the bytes are, under a name that says the same.
+    """
     conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True)
     if conversation.status == ConversationStatus.CLOSED:
         raise ApplicationError("conversation_closed", "This conversation is closed.", status=409)
@@ -1028,10 +1077,12 @@ def attachment_upload(*, actor: Actor, conversation_id: int, upload: UploadedFil
             "file_too_large", f"Files are at most {max_bytes // 1024} KiB here.", {"file": ["Too large."]}, status=413
         )
     content_type = upload_content_type(upload=upload, allowed=allowed)
+    filename = _clean_filename(upload.name or "")
+    _upload_claims_check(filename=filename, declared=upload.content_type or "", content_type=content_type)
     attachment = Attachment(
         tenant_id=conversation.tenant_id,
         conversation=conversation,
-        filename=_clean_filename(upload.name or ""),
+        filename=filename,
         content_type=content_type,
         size=size,
         uploaded_by_visitor=isinstance(actor, VisitorActor),
