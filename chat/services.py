@@ -41,7 +41,7 @@ from chat.selectors import (
 )
 from chat.tokens import new_visitor_id
 from contactcenter.errors import ApplicationError, NotFound
-from contactcenter.models import IdentityKind, Tenant
+from contactcenter.models import Contact, ContactIdentity, IdentityKind, Tenant
 from contactcenter.ratelimit import rate_parse, ratelimit_hit
 from contactcenter.realtime import (
     conversation_agents_group,
@@ -49,7 +49,13 @@ from contactcenter.realtime import (
     publish_on_commit,
     tenant_agents_group,
 )
-from contactcenter.services import contact_create, contact_identity_add, identity_normalise, validated_save
+from contactcenter.services import (
+    contact_create,
+    contact_identity_add,
+    contact_update,
+    identity_normalise,
+    validated_save,
+)
 
 # --- widgets -------------------------------------------------------------------------------------------
 
@@ -355,6 +361,21 @@ def _check_start_rate(widget: Widget, client_ip: str) -> None:
 
 
 @transaction.atomic
+def _visitor_contact(widget: Widget, visitor_id: str) -> Contact | None:
+    """The contact a returning visitor's browser already is: the one holding its web identity (oldest first).
+
+    Before visitor ids linked contacts, every chat made a new contact with the same id: the oldest wins.
+    """
+    identity = (
+        ContactIdentity.objects.for_tenant(widget.tenant)
+        .filter(kind=IdentityKind.WEB, value=visitor_id)
+        .select_related("contact")
+        .order_by("-verified", "pk")
+        .first()
+    )
+    return identity.contact if identity is not None else None
+
+
 def conversation_start(
     *,
     widget: Widget,
@@ -365,9 +386,13 @@ def conversation_start(
     offline: bool = False,
     client_ip: str | None = None,
 ) -> StartResult:
-    """A new waiting web conversation on a NEW contact whose typed email/phone are unverified identities.
+    """A new waiting web conversation; typed email/phone become unverified identities of its contact.
 
-    `visitor_id` None is a visitor without a token: a new visitor id is made. `client_id` makes the start
+    `visitor_id` None is a visitor without a token: a new visitor id is made, on a new contact. A visitor id
+    comes from a valid signed token (the widget API checks it), so it is the same browser: the conversation
+    joins the contact holding that web identity, whose earlier conversations become its history. The web
+    identity is verified (the token proves it); typed addresses never are, and never link anything.
+    `client_id` makes the start
     idempotent: a retry with it (within a visitor token's lifetime) returns the conversation the first try
     made, with its visitor, and creates nothing. It also becomes the first message's client_id.
     `client_ip` (the widget API's caller) subjects the start to the widget session rate limits; a retry
@@ -394,11 +419,16 @@ def conversation_start(
     visitor = visitor_id or new_visitor_id()
     try:
         with transaction.atomic():
-            contact = contact_create(tenant=widget.tenant, name=survey.name)
+            contact = _visitor_contact(widget, visitor_id) if visitor_id else None
+            if contact is None:
+                contact = contact_create(tenant=widget.tenant, name=survey.name)
+            elif survey.name and not contact.name:
+                contact_update(contact=contact, name=survey.name)
             for kind, value in survey.identities:
                 # Never verified: anyone can type anyone's address. Only a verified identity links to history.
                 contact_identity_add(contact=contact, kind=kind, value=value, verified=False)
-            contact_identity_add(contact=contact, kind=IdentityKind.WEB, value=visitor, verified=False)
+            # Verified: only this browser holds the signed token that carries the id.
+            contact_identity_add(contact=contact, kind=IdentityKind.WEB, value=visitor, verified=True)
             conversation = Conversation.objects.create(
                 tenant_id=widget.tenant_id,
                 contact=contact,
