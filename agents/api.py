@@ -119,8 +119,10 @@ class AgentViewSet(TenantScopedViewSet):
     retrieve=extend_schema(summary="Get a canned template"),
     create=extend_schema(
         summary="Create a canned template",
-        description="`{visitor_name}`, `{visitor_email}`, `{agent_name}`, `{widget_name}` are filled in when used. "
-        "A name already used answers 400 with `fields.name`.",
+        description="`{visitor_name}`, `{visitor_email}`, `{agent_name}`, `{widget_name}` are filled in when used; "
+        "`{visitor_name|there}` gives the text used when a chat has no value (without a fallback the agent is "
+        "asked to fill it in before sending). Any other placeholder answers 400 `invalid` with `fields.body` "
+        "naming the known ones, as does a name already used with `fields.name`.",
         examples=[
             OpenApiExample(
                 "Greeting",

@@ -32,7 +32,8 @@ class TemplateForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 6}),
         help_text="Placeholders filled in when an agent inserts the template: "
         + ", ".join("{" + name + "}" for name in TEMPLATE_PLACEHOLDERS)
-        + ".",
+        + ". Give a fallback for a value a chat may not have, as in {visitor_name|there}; without one, the "
+        "agent is asked to fill it in before sending.",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from django.utils import timezone
 from agents.models import AgentProfile, CannedTemplate, Disposition, PauseReason, Presence
 from contactcenter.errors import ApplicationError
 from contactcenter.models import Membership, Tenant
+from contactcenter.realtime import publish_on_commit, tenant_agents_group
 from contactcenter.services import (
     membership_create,
     membership_invite,
@@ -108,12 +110,46 @@ def pause_reason_save(*, tenant: Tenant, instance: PauseReason | None = None, **
 
 @transaction.atomic
 def template_save(*, tenant: Tenant, instance: CannedTemplate | None = None, **fields: Any) -> CannedTemplate:
-    return validated_save(instance or CannedTemplate(tenant=tenant), **fields)
+    """Creates or changes a canned template; unknown placeholders are refused; open consoles are told."""
+    if "body" in fields:
+        template_placeholders_check(str(fields["body"]))
+    template = validated_save(instance or CannedTemplate(tenant=tenant), **fields)
+    publish_on_commit(
+        group=tenant_agents_group(template.tenant_id),
+        event={"type": "template.updated", "template": template_data(template)},
+    )
+    return template
+
+
+def template_data(template: CannedTemplate) -> dict[str, Any]:
+    """A template as the console gets it (`hello.templates`, `template.updated`)."""
+    return {"id": template.pk, "name": template.name, "body": template.body}
 
 
 @transaction.atomic
 def disposition_save(*, tenant: Tenant, instance: Disposition | None = None, **fields: Any) -> Disposition:
-    return validated_save(instance or Disposition(tenant=tenant), **fields)
+    disposition = validated_save(instance or Disposition(tenant=tenant), **fields)
+    _dispositions_publish(disposition.tenant_id)
+    return disposition
+
+
+def active_disposition_list(*, tenant_id: int) -> list[dict[str, Any]]:
+    """The outcomes an agent may pick, in the agent's order (`hello.dispositions`, `dispositions.updated`)."""
+    return list(Disposition.objects.for_tenant(tenant_id).filter(is_active=True).values("id", "name"))
+
+
+def _dispositions_publish(tenant_id: int) -> None:
+    """Tells open consoles the whole active list, read once this commits.
+
+    Read after the commit, not in the transaction: two admins saving at once each send a list that holds
+    both changes. The list is small (names and ids), so every event carries the full state, as hello does.
+    """
+    transaction.on_commit(
+        lambda: publish_on_commit(
+            group=tenant_agents_group(tenant_id),
+            event={"type": "dispositions.updated", "dispositions": active_disposition_list(tenant_id=tenant_id)},
+        )
+    )
 
 
 def _delete_unless_protected(instance: Any, in_use_message: str) -> None:
@@ -130,14 +166,20 @@ def pause_reason_delete(*, pause_reason: PauseReason) -> None:
 
 
 def template_delete(*, template: CannedTemplate) -> None:
+    template_id, tenant_id = template.pk, template.tenant_id
     _delete_unless_protected(template, "This template is in use.")
+    publish_on_commit(
+        group=tenant_agents_group(tenant_id), event={"type": "template.deleted", "template_id": template_id}
+    )
 
 
 def disposition_delete(*, disposition: Disposition) -> None:
     """Refused once a conversation was closed with it: deactivate it instead, so reports keep their outcome."""
+    tenant_id = disposition.tenant_id
     _delete_unless_protected(
         disposition, "Conversations were closed with this disposition: make it inactive instead of deleting it."
     )
+    _dispositions_publish(tenant_id)
 
 
 @transaction.atomic
@@ -166,15 +208,70 @@ def agent_update(
     return membership
 
 
-PLACEHOLDER_RE = re.compile(r"\{([a-z_]+)\}")
-
-
-def template_render(*, template: CannedTemplate, context: dict[str, str]) -> str:
-    """Fills `{visitor_name}`-style placeholders; unknown ones stay as typed (no str.format: no attribute access)."""
-    return PLACEHOLDER_RE.sub(lambda m: context[m.group(1)] if m.group(1) in context else m.group(0), template.body)
-
+# --- template placeholders --------------------------------------------------------------------------
+#
+# `{visitor_email}` is filled in when an agent inserts the template; `{visitor_name|there}` declares the
+# text used when the chat has no value for it. Anything in braces that looks like a name counts as a
+# placeholder (`{Visitor_Name}`, `{ visitor_name }`, `{visitor.name}`), so a typo is refused when the
+# template is saved instead of reaching a customer as typed. static/console/console.js fills them by the
+# same rules (its PLACEHOLDER pattern and renderTemplate); tests/agents/test_templates.py pins both.
 
 TEMPLATE_PLACEHOLDERS = ("visitor_name", "visitor_email", "agent_name", "widget_name")
+PLACEHOLDER_RE = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*(?:\|([^{}|\n]*))?\}")
+FALLBACK_MAX_CHARS = 100
+
+
+def _placeholder_list() -> str:
+    return ", ".join("{" + name + "}" for name in TEMPLATE_PLACEHOLDERS)
+
+
+def template_placeholders_check(body: str) -> None:
+    """Refuses a body with an unknown placeholder (or an overlong fallback), naming the ones there are."""
+    unknown: list[str] = []
+    for match in PLACEHOLDER_RE.finditer(body):
+        name, fallback = match.group(1), match.group(2)
+        exact = "{" + name + ("" if fallback is None else "|" + fallback) + "}"
+        if (name not in TEMPLATE_PLACEHOLDERS or match.group(0) != exact) and match.group(0) not in unknown:
+            unknown.append(match.group(0))
+        elif match.group(2) is not None and len(match.group(2)) > FALLBACK_MAX_CHARS:
+            message = f"A fallback ({match.group(0)[:40]}…) is at most {FALLBACK_MAX_CHARS} characters."
+            raise ApplicationError("invalid", message, {"body": [message]})
+    if unknown:
+        which = ", ".join(unknown)
+        noun = "placeholder" if len(unknown) == 1 else "placeholders"
+        message = (
+            f"Unknown {noun} {which}. You can use {_placeholder_list()}; "
+            "add a fallback for a value a chat may lack: {visitor_name|there}."
+        )
+        raise ApplicationError("invalid", message, {"body": [message]})
+
+
+@dataclass(frozen=True)
+class RenderedTemplate:
+    text: str
+    # Placeholders with no value and no fallback: left in `text` as typed, for the agent to fill in.
+    missing: tuple[str, ...]
+
+
+def template_render(*, body: str, context: dict[str, str]) -> RenderedTemplate:
+    """Fills placeholders from `context` (no str.format: no attribute access).
+
+    An empty value takes the placeholder's fallback; without one the placeholder stays as typed and is
+    reported in `missing`, never silently dropped ("follow up at  within one business day").
+    """
+    missing: list[str] = []
+
+    def fill(match: re.Match[str]) -> str:
+        value = (context.get(match.group(1)) or "").strip()
+        if value:
+            return value
+        if match.group(2) is not None:
+            return match.group(2).strip()
+        if match.group(0) not in missing:
+            missing.append(match.group(0))
+        return match.group(0)
+
+    return RenderedTemplate(text=PLACEHOLDER_RE.sub(fill, body), missing=tuple(missing))
 
 
 @transaction.atomic
