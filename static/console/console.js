@@ -368,12 +368,25 @@
         state.waiting.set(frame.item.conversation_id, frame.item);
         renderWaiting();
         break;
+      case "waiting.preview":
+        onWaitingPreview(frame);
+        break;
       case "waiting.removed":
         state.waiting.delete(frame.conversation_id);
         renderWaiting();
         break;
       case "agent.presence":
         if (frame.user_id === state.me.user_id) setPresence(frame.presence);
+        break;
+      case "template.updated":
+        setTemplates([...state.templates.filter((t) => t.id !== frame.template.id), frame.template]);
+        break;
+      case "template.deleted":
+        setTemplates(state.templates.filter((t) => t.id !== frame.template_id));
+        break;
+      case "dispositions.updated":
+        state.dispositions = frame.dispositions || [];
+        for (const chat of state.chats.values()) fillDispositions(chat);
         break;
       case "pong":
         if (frame.server_time) state.serverOffsetMs = Date.parse(frame.server_time) - Date.now();
@@ -390,7 +403,7 @@
     state.me = frame.me;
     state.limits = frame.limits || state.limits;
     state.dispositions = frame.dispositions || [];
-    state.templates = frame.templates || [];
+    setTemplates(frame.templates || []);
     setPresence(frame.me.presence);
     ui.presence.disabled = false;
 
@@ -406,6 +419,7 @@
     // the replay carries their closing notice.
     for (const chat of state.chats.values()) {
       if (!current.has(chat.id) && chat.conv.status !== "closed") resume(chat);
+      fillDispositions(chat);
     }
 
     for (const conversationId of [...state.offers.keys()]) removeOffer(conversationId);
@@ -480,7 +494,10 @@
       text: contactName(offer.contact),
       attrs: { href: contactUrl(offer.contact.id), target: "_blank", rel: "noopener" },
     });
-    const details = [identityLine(offer.contact), offer.preview ? `“${offer.preview}”` : ""].filter(Boolean);
+    const identity = identityLine(offer.contact);
+    // Filled later by `waiting.preview` when the chat was offered before the visitor wrote anything.
+    const preview = h("p", { cls: "cc-offer-details cc-offer-preview" });
+    setOfferPreview(preview, offer.preview);
     const accept = h("button", { cls: "cc-btn cc-btn-ok", text: "Accept", attrs: { type: "button" } });
     const reject = h("button", { cls: "cc-btn cc-btn-reject", text: "Reject", attrs: { type: "button" } });
     const actions = h("div", { cls: "cc-offer-actions" }, [accept, reject]);
@@ -494,7 +511,8 @@
     const el = h("article", { cls: "cc-offer", attrs: { "aria-label": `Incoming chat from ${contactName(offer.contact)}` } }, [
       h("p", { cls: "cc-offer-kicker", text: offer.started_offline ? "Offline message" : "Incoming chat" }),
       name,
-      ...details.map((line) => h("p", { cls: "cc-offer-details", text: line })),
+      identity ? h("p", { cls: "cc-offer-details", text: identity }) : null,
+      preview,
       h("dl", { cls: "cc-offer-times" }, [
         h("div", {}, [h("dt", { text: "Queue" }), h("dd", { text: offer.queue ? offer.queue.name : "—" })]),
         h("div", {}, [h("dt", { text: "Waiting" }), h("dd", {}, [counter({ since: offer.waiting_since })])]),
@@ -516,10 +534,29 @@
         },
       );
     });
-    state.offers.set(offer.conversation_id, { offer, el });
+    state.offers.set(offer.conversation_id, { offer, el, preview });
     ui.offers.appendChild(el);
     updateTitle();
     if (alert) beep(2);
+  }
+
+  function setOfferPreview(node, preview) {
+    node.textContent = preview ? `“${preview}”` : "";
+    node.hidden = !preview;
+  }
+
+  /** The first visitor message of a waiting chat, arrived after its offer or waiting item was made. */
+  function onWaitingPreview(frame) {
+    const entry = state.offers.get(frame.conversation_id);
+    if (entry && !entry.offer.preview) {
+      entry.offer.preview = frame.preview;
+      setOfferPreview(entry.preview, frame.preview);
+    }
+    const item = state.waiting.get(frame.conversation_id);
+    if (item && !item.preview) {
+      item.preview = frame.preview;
+      renderWaiting();
+    }
   }
 
   function removeOffer(conversationId) {
@@ -646,6 +683,7 @@
       visitorReadSeq: 0,
       unread: false,
       mode: "reply",
+      unfilled: new Set(), // placeholders a template left in the composer without a value
       closing: false, // this agent pressed Close: the tab goes once the server confirms
       olderBefore: null, // id of the oldest earlier conversation shown ("load older" pages from it)
       olderExhausted: false,
@@ -670,6 +708,7 @@
         typing: q("js-typing"),
         composer: q("js-composer"),
         pending: q("js-pending"),
+        hint: q("js-hint"),
         text: q("js-text"),
         templatesBtn: q("js-templates-btn"),
         templatesMenu: q("js-templates-menu"),
@@ -820,12 +859,21 @@
     info.replaceChildren(...infoRows);
   }
 
+  /** The status picker from the tenant's active dispositions (hello, then `dispositions.updated`). A status
+   * already chosen that is no longer offered stays shown, so the chat does not look undecided. */
   function fillDispositions(chat) {
     const select = chat.els.disposition;
     const current = chat.conv.disposition_id ? String(chat.conv.disposition_id) : "";
+    const shown = current ? select.querySelector(`option[value="${CSS.escape(current)}"]`) : null;
+    const shownName = shown ? shown.textContent : "";
     select.replaceChildren(h("option", { text: "Choose a status…", attrs: { value: "" } }));
     for (const disposition of state.dispositions) {
       select.appendChild(h("option", { text: disposition.name, attrs: { value: String(disposition.id) } }));
+    }
+    if (current && !state.dispositions.some((d) => String(d.id) === current) && shownName) {
+      const kept = h("option", { text: shownName, attrs: { value: current } });
+      kept.disabled = true;
+      select.appendChild(kept);
     }
     select.value = current;
     refreshCloseButton(chat);
@@ -1176,11 +1224,17 @@
     const { text } = chat.els;
     const body = text.value.trim();
     if (!body) return;
+    if (chat.mode !== "note" && refreshUnfilled(chat, { refused: true }).length) {
+      selectUnfilled(chat);
+      return;
+    }
     if (body.length > state.limits.max_chars) {
       errorToast(`Messages can be at most ${state.limits.max_chars} characters.`);
       return;
     }
     text.value = "";
+    chat.unfilled.clear();
+    refreshUnfilled(chat);
     stopTyping(chat);
     sendMessage(chat, body);
     text.focus();
@@ -1195,19 +1249,77 @@
     textarea.dispatchEvent(new Event("input"));
   }
 
-  /** Fills a template's {placeholders}; unknown ones stay as typed (the server's rule too). */
+  // `{visitor_email}`, or `{visitor_name|there}` with a fallback: the pattern of agents/services.py.
+  const PLACEHOLDER = /\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*(?:\|([^{}|\n]*))?\}/g;
+
+  /** Fills a template's placeholders as agents/services.template_render does: an empty value takes the
+   * fallback; without one the placeholder stays as typed and is listed in `missing`, for the agent to fill
+   * in before sending (never "follow up at  within one business day"). */
   function renderTemplate(chat, body) {
     const conv = chat.conv;
     const identities = (conv.contact && conv.contact.identities) || [];
     const answer = (kind) => ((conv.survey || []).find((a) => a.key === kind) || {}).value || "";
     const email = (identities.find((identity) => identity.kind === "email") || {}).value || answer("email");
     const values = {
-      visitor_name: (conv.contact && conv.contact.name) || answer("name") || "there",
+      visitor_name: (conv.contact && conv.contact.name) || answer("name"),
       visitor_email: email,
       agent_name: state.me.name,
       widget_name: (conv.widget && conv.widget.name) || "",
     };
-    return body.replace(/\{([a-z_]+)\}/g, (whole, key) => (key in values ? values[key] : whole));
+    const missing = [];
+    const text = body.replace(PLACEHOLDER, (whole, key, fallback) => {
+      const value = (Object.hasOwn(values, key) && String(values[key] || "").trim()) || "";
+      if (value) return value;
+      if (fallback !== undefined) return fallback.trim();
+      if (!missing.includes(whole)) missing.push(whole);
+      return whole;
+    });
+    return { text, missing };
+  }
+
+  function setTemplates(templates) {
+    state.templates = [...templates].sort((a, b) => a.name.localeCompare(b.name));
+    for (const chat of state.chats.values()) {
+      if (!chat.els.templatesMenu.hidden) fillTemplatesMenu(chat);
+    }
+  }
+
+  /** Placeholders a template left unfilled that are still in the composer (replies wait until they are gone). */
+  function unfilledIn(chat) {
+    const value = chat.els.text.value;
+    return [...chat.unfilled].filter((token) => value.includes(token));
+  }
+
+  function refreshUnfilled(chat, { refused = false } = {}) {
+    const left = unfilledIn(chat);
+    chat.unfilled = new Set(left);
+    const { hint, composer } = chat.els;
+    hint.hidden = left.length === 0;
+    hint.classList.toggle("is-error", refused && left.length > 0);
+    composer.classList.toggle("has-unfilled", left.length > 0);
+    if (left.length) {
+      const noun = left.length === 1 ? "it" : "them";
+      hint.textContent = `This chat has no value for ${left.join(", ")}: replace ${noun} before sending.`;
+    }
+    return left;
+  }
+
+  /** Selects the first unfilled placeholder in the composer, so typing replaces it. */
+  function selectUnfilled(chat) {
+    const { text } = chat.els;
+    const [first] = unfilledIn(chat);
+    if (!first) return;
+    const at = text.value.indexOf(first);
+    text.focus();
+    text.setSelectionRange(at, at + first.length);
+  }
+
+  function insertTemplate(chat, template) {
+    const { text, missing } = renderTemplate(chat, template.body);
+    insertAtCursor(chat.els.text, text);
+    for (const token of missing) chat.unfilled.add(token);
+    refreshUnfilled(chat);
+    selectUnfilled(chat);
   }
 
   function closeMenus(chat) {
@@ -1236,13 +1348,16 @@
     }
     menu.replaceChildren(
       ...state.templates.map((template) => {
+        const { text, missing } = renderTemplate(chat, template.body);
         const item = h("button", { cls: "cc-menu-item", attrs: { type: "button", role: "menuitem" } }, [
           document.createTextNode(template.name),
-          h("small", { text: renderTemplate(chat, template.body) }),
+          h("small", { text }),
+          missing.length ? h("small", { cls: "cc-menu-missing", text: `No value for ${missing.join(", ")}` }) : null,
         ]);
+        item.title = text; // the whole text it puts in the composer
         item.addEventListener("click", () => {
           closeMenus(chat);
-          insertAtCursor(chat.els.text, renderTemplate(chat, template.body));
+          insertTemplate(chat, template);
         });
         return item;
       }),
@@ -1258,6 +1373,7 @@
       }
     });
     els.text.addEventListener("input", () => {
+      if (chat.unfilled.size) refreshUnfilled(chat);
       if (!els.text.value.trim()) {
         stopTyping(chat);
         return;
