@@ -51,7 +51,7 @@ DEMO_SURVEY_FIELDS = [
 ]
 
 DEMO_TEMPLATES = {
-    "Greeting": "Hi {visitor_name}, this is {agent_name} from {widget_name}. How can I help you today?",
+    "Greeting": "Hi {visitor_name|there}, this is {agent_name} from {widget_name}. How can I help you today?",
     "Follow-up by email": "Thanks {visitor_name}! We will follow up at {visitor_email} within one business day.",
     "Closing": "Is there anything else I can help you with, {visitor_name}? Have a great day!",
 }
