@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
+from django.db import DatabaseError
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from chat import events
 from chat.message_writer import post_message
@@ -21,8 +29,10 @@ from chat.selectors import conversation_positions as _conversation_positions
 from chat.services import RateLimited, conversation_mark_read
 from chat.tokens import visitor_token_read
 from contactcenter import realtime, sweeper
+from contactcenter.channel_layer import channel_release
 from contactcenter.errors import ApplicationError
 from contactcenter.realtime import conversation_group, publish_ephemeral
+from contactcenter.textinput import BadJson, UnstorableText, ensure_storable, parse_json, text_is_storable
 from queueing.services import conversation_end
 
 logger = logging.getLogger(__name__)
@@ -30,10 +40,15 @@ logger = logging.getLogger(__name__)
 MAX_FRAME_CHARS = 64 * 1024
 REQUEST_ID_MAX = 64
 TYPING_MIN_INTERVAL = 1.5  # seconds between two forwarded "still typing" frames of one socket
+TYPING_CHANGE_INTERVAL = 0.5  # seconds between two forwarded typing changes of one socket and conversation
 
 CLOSE_NOT_AUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_UNAVAILABLE = 4503  # Redis or the database did not answer while opening: reconnect with backoff
+
+# What a service the socket needs raises when it is down or unreachable (logged without a traceback).
+UNAVAILABLE_ERRORS = (RedisError, OSError, asyncio.TimeoutError, DatabaseError)
 
 Handler = Callable[[dict[str, Any], str | None], Awaitable[None]]
 
@@ -61,6 +76,22 @@ def bool_field(frame: dict[str, Any], name: str, default: bool = False) -> bool:
     return value
 
 
+@dataclass
+class TypingRelay:
+    """What one socket has forwarded of its typing state in one conversation, and what still waits."""
+
+    sent: bool | None = None
+    sent_at: float = float("-inf")
+    latest: dict[str, Any] | None = None  # the last typing frame, run again when its state's turn comes
+    pending: bool = False  # `latest` holds a state other than `sent`, held back by TYPING_CHANGE_INTERVAL
+    timer: asyncio.Task[None] | None = None
+
+
+def _usable_id(value: Any, limit: int) -> str | None:
+    """A client's request_id/client_id as it may be echoed back (never text that cannot be encoded)."""
+    return value if isinstance(value, str) and len(value) <= limit and text_is_storable(value) else None
+
+
 class ChatSocket(AsyncWebsocketConsumer):
     """Frame parsing, error frames, group bookkeeping and the per-conversation seq cursor.
 
@@ -75,20 +106,80 @@ class ChatSocket(AsyncWebsocketConsumer):
     tenant_id: int
     actor: Actor
 
-    async def connect(self) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' consumer run, with two guarantees it lacks.
+
+        Whatever ends the socket (a close, a crash in a handler, daphne cancelling it), `disconnect` runs
+        once and the socket's channel-layer channel is released: Channels unsubscribes it only when its
+        pending receive is cancelled, not when an event had already arrived undispatched, which left a
+        Redis subscription per such socket. And when the channel layer cannot make the socket's channel
+        (Redis down), the handshake is answered with close code 4503, not an HTTP 500.
+        """
+        self.scope = scope
+        self.base_send = send
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = ""
+        self.accepted = False
+        self.disconnected = False
         self.groups_joined: set[str] = set()
         self.cursors: dict[int, int] = {}
-        self.last_typing: dict[int, tuple[bool, float]] = {}
+        self.typing_relays: dict[int, TypingRelay] = {}
+        self.frame: dict[str, Any] = {}  # the client frame being handled
+        try:
+            if self.channel_layer is None:
+                await await_many_dispatch([receive], self.dispatch)
+                return
+            try:
+                self.channel_name = await self.channel_layer.new_channel()
+            except UNAVAILABLE_ERRORS as exc:
+                logger.warning("%s refused: the channel layer is unavailable (%r)", type(self).__name__, exc)
+                if (await receive())["type"] == "websocket.connect":
+                    await self.refuse_unavailable()
+                return
+            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+            await await_many_dispatch([receive, self.channel_receive], self.dispatch)
+        except StopConsumer:
+            pass
+        finally:
+            # Shielded: when daphne cancels a socket that outlived its close, the clean-up still completes.
+            await asyncio.shield(asyncio.ensure_future(self.teardown()))
+
+    async def teardown(self) -> None:
+        try:
+            await self.typing_end()
+            await self.disconnect(1011)  # a no-op when the close already ran it
+        except Exception:
+            logger.exception("%s clean-up failed", type(self).__name__)
+        try:
+            await channel_release(self.channel_layer, self.channel_name)
+        except Exception as exc:
+            logger.warning("%s could not release its channel (%r)", type(self).__name__, exc)
+
+    async def connect(self) -> None:
         sweeper.ensure_started()
         realtime.bind_event_loop()  # also when mounted without the project's application (tests)
-        await self.open()
+        try:
+            await self.open()
+        except UNAVAILABLE_ERRORS as exc:
+            logger.warning("%s could not open (%r): closed with %s", type(self).__name__, exc, CLOSE_UNAVAILABLE)
+            await self.refuse_unavailable()
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        await super().accept(subprotocol, headers)
+        self.accepted = True
+
+    async def refuse_unavailable(self) -> None:
+        await self.refuse(
+            "unavailable", "The server cannot open the chat right now; reconnect in a moment.", CLOSE_UNAVAILABLE
+        )
 
     async def open(self) -> None:
         raise NotImplementedError
 
     async def refuse(self, code: str, message: str, close_code: int) -> None:
         """Accepts only to say why, then closes: the browser cannot read a refused handshake's reason."""
-        await self.accept()
+        if not self.accepted:
+            await self.accept()
         await self.send_frame({"type": "error", "code": code, "message": message, "fields": {}})
         await self.close(code=close_code)
 
@@ -103,9 +194,18 @@ class ChatSocket(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
-        for group in list(getattr(self, "groups_joined", ())):
-            await self.leave(group)
-        await self.closed()
+        """Leaves every group, then the subclass's clean-up; runs once, whatever fails on the way."""
+        if self.disconnected:
+            return
+        self.disconnected = True
+        try:
+            for group in list(self.groups_joined):
+                try:
+                    await self.leave(group)
+                except Exception as exc:  # Redis down: the channel release forgets it locally
+                    logger.warning("%s could not leave %s (%r)", type(self).__name__, group, exc)
+        finally:
+            await self.closed()
 
     async def closed(self) -> None:
         """Per-socket cleanup after the groups are left."""
@@ -160,20 +260,24 @@ class ChatSocket(AsyncWebsocketConsumer):
             await self.send_error(FrameError("bad_frame", f"A frame is at most {MAX_FRAME_CHARS} characters."))
             return
         try:
-            frame = json.loads(text_data)
-        except ValueError:
-            await self.send_error(FrameError("bad_json", "The frame is not valid JSON."))
+            frame = parse_json(text_data)  # any failure, nesting too deep for the parser included
+        except BadJson as exc:
+            await self.send_error(FrameError("bad_json", f"The frame is not valid JSON: {exc}"))
             return
         if not isinstance(frame, dict):
             await self.send_error(FrameError("bad_frame", "A frame is a JSON object with a type."))
             return
-        raw_request_id = frame.get("request_id")
-        request_id = (
-            raw_request_id if isinstance(raw_request_id, str) and len(raw_request_id) <= REQUEST_ID_MAX else None
-        )
-        raw_client_id = frame.get("client_id")
-        client_id = raw_client_id if isinstance(raw_client_id, str) and len(raw_client_id) <= 64 else None
+        request_id = _usable_id(frame.get("request_id"), REQUEST_ID_MAX)
+        client_id = _usable_id(frame.get("client_id"), 64)
         kind = frame.get("type")
+        try:
+            # A NUL or a lone surrogate anywhere would fail in PostgreSQL as a server_error, which clients
+            # resend forever: refused here as input that can never be stored.
+            ensure_storable(frame)
+        except UnstorableText as exc:
+            await self.send_error(exc, request_id=request_id, client_id=client_id if kind == "message.send" else None)
+            return
+        self.frame = frame
         method = self.handlers.get(kind) if isinstance(kind, str) else None
         if method is None:
             await self.send_error(FrameError("unknown_type", f"Unknown frame type {kind!r}."), request_id=request_id)
@@ -221,9 +325,13 @@ class ChatSocket(AsyncWebsocketConsumer):
             )
 
     async def subscribe(self, conversation_id: int, last_seq: int, request_id: str | None) -> None:
-        """Replays past `last_seq`, then lets live messages through (the groups are joined by the caller first)."""
-        self.cursors.pop(conversation_id, None)
-        cursor = await self.replay(conversation_id, last_seq)
+        """Replays past `last_seq`, then lets live messages through (the groups are joined by the caller first).
+
+        A conversation this socket already follows is replayed only past what the socket has been sent: a
+        second resume never sends a seq twice on one socket (docs/protocol.md §2.6).
+        """
+        position = self.cursors.pop(conversation_id, None)
+        cursor = await self.replay(conversation_id, last_seq if position is None else max(last_seq, position))
         self.cursors[conversation_id] = cursor
         # Anything committed during the replay's last read arrives live, or through the next gap check.
         frame: dict[str, Any] = {"type": "resume.done", "conversation_id": conversation_id, "last_seq": cursor}
@@ -286,14 +394,61 @@ class ChatSocket(AsyncWebsocketConsumer):
             frame["request_id"] = request_id
         await self.send_frame(frame)
 
+    # --- typing: throttled per socket and conversation --------------------------------------------------
+    #
+    # A change of state is forwarded at most every TYPING_CHANGE_INTERVAL and a repeated "still typing" at
+    # most every TYPING_MIN_INTERVAL. A change that comes too soon is held, and only the latest one: when
+    # its turn comes, the typing frame that carried it is handled again (so the subclass publishes it to
+    # the right group, with its own checks), unless the state went back to what was forwarded meanwhile.
+    # So a flood of toggles costs the viewers a few frames, and the last state is never lost: a "stopped
+    # typing" arrives at most TYPING_CHANGE_INTERVAL late. A socket that ends while viewers see it typing
+    # says it stopped.
+
     def typing_due(self, conversation_id: int, is_typing: bool) -> bool:
-        """Forward a change at once, a repeated "still typing" at most every TYPING_MIN_INTERVAL."""
+        """True when the subclass should forward this typing frame (`self.frame`) now."""
         now = time.monotonic()
-        previous = self.last_typing.get(conversation_id)
-        if previous is not None and previous[0] == is_typing and now - previous[1] < TYPING_MIN_INTERVAL:
+        relay = self.typing_relays.setdefault(conversation_id, TypingRelay())
+        relay.latest = self.frame
+        relay.pending = False
+        if is_typing == relay.sent:
+            if not is_typing or now - relay.sent_at < TYPING_MIN_INTERVAL:
+                return False
+        elif now - relay.sent_at < TYPING_CHANGE_INTERVAL:
+            relay.pending = True
+            if relay.timer is None:
+                delay = relay.sent_at + TYPING_CHANGE_INTERVAL - now
+                relay.timer = asyncio.ensure_future(self._typing_later(relay, delay))
             return False
-        self.last_typing[conversation_id] = (is_typing, now)
+        relay.sent, relay.sent_at = is_typing, now
         return True
+
+    async def _typing_later(self, relay: TypingRelay, delay: float) -> None:
+        await asyncio.sleep(delay)
+        relay.timer = None
+        await self._typing_rerun(relay)
+
+    async def _typing_rerun(self, relay: TypingRelay) -> None:
+        if not relay.pending or relay.latest is None:
+            return
+        frame = {key: value for key, value in relay.latest.items() if key != "request_id"}  # answered already
+        self.frame = frame  # read by typing_due before the handler's first await
+        try:
+            await getattr(self, self.handlers["typing"])(frame, None)
+        except ApplicationError:
+            pass  # no longer allowed (e.g. the conversation left this agent): nothing to say
+        except Exception:
+            logger.exception("%s failed to forward a held typing state", type(self).__name__)
+
+    async def typing_end(self) -> None:
+        """On the way out: drop held states, and tell viewers who see this socket typing that it stopped."""
+        for relay in self.typing_relays.values():
+            if relay.timer is not None:
+                relay.timer.cancel()
+                relay.timer = None
+            if relay.latest is not None and (relay.sent or relay.pending):
+                relay.latest = {**relay.latest, "is_typing": False}
+                relay.pending, relay.sent_at = True, float("-inf")
+                await self._typing_rerun(relay)
 
 
 class VisitorConsumer(ChatSocket):

@@ -4,7 +4,15 @@ channels_redis's `RedisPubSubChannelLayer.group_send` publishes one message per 
 lock for the whole round trip, so a process's group sends to one Redis leave one at a time, each waiting
 for the previous one's reply. `group_send_many` sends a batch as one pipeline (one write, one read) under
 that same lock, in order: Redis runs the PUBLISHes in the order given, so each group's subscribers get the
-batch's messages in that order. Everything else is the library's layer, unchanged.
+batch's messages in that order.
+
+Two more additions keep Redis's subscriptions equal to what is really open. `channel_release` unsubscribes a
+socket's own channel (and any group it is still in): Channels unsubscribes a consumer's channel only when
+its pending `receive` is cancelled, so a consumer that stops while an event sits received but undispatched
+(its own `message.new` arriving while it stores the message, then the close) left the channel subscribed
+for the life of the process. `ping` checks that Redis answers without subscribing anything (the health
+check used to call `new_channel`, one subscription per request, never released). Everything else is the
+library's layer, unchanged.
 
 It reaches into channels_redis's loop layer and shard (`_get_layer`, `_get_group_channel_name`,
 `_get_shard`, the shard's `_lock`, `_ensure_redis` and `_redis`); pyproject pins channels-redis to 4.3.x
@@ -13,10 +21,13 @@ and tests/realtime/test_channel_layer.py runs it against real Redis, so a change
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from channels_redis.pubsub import RedisPubSubChannelLayer
+
+logger = logging.getLogger(__name__)
 
 
 class PubSubChannelLayer(RedisPubSubChannelLayer):
@@ -45,3 +56,70 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
                 if isinstance(reply, BaseException):
                     errors[index] = reply
         return errors
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """The library's `new_channel`, forgetting the channel again when Redis refused the subscription."""
+        layer = self._get_layer()
+        before = set(layer.channels)
+        try:
+            return str(await layer.new_channel(prefix))
+        except BaseException:
+            for channel in set(layer.channels) - before:
+                await self.channel_release(channel)
+            raise
+
+    async def channel_release(self, channel: str) -> None:
+        """Unsubscribes `channel` and takes it out of every group of this process; safe to call twice.
+
+        When Redis cannot be told (it is down), the subscription is still dropped from this process's
+        bookkeeping, so reconnecting does not subscribe it again.
+        """
+        layer = self._get_layer()
+        names = [channel] if layer.channels.pop(channel, None) is not None else []
+        for group_channel, members in list(layer.groups.items()):
+            if channel in members:
+                members.discard(channel)
+                if not members:
+                    del layer.groups[group_channel]
+                    names.append(group_channel)
+        names.append(channel)  # also when the library's own clean-up forgot it but left it subscribed
+        for name in dict.fromkeys(names):
+            shard = layer._get_shard(name)
+            if name not in shard._subscribed_to:
+                continue
+            try:
+                await shard.unsubscribe(name)
+            except Exception as exc:
+                logger.warning("could not unsubscribe %s (%r); forgetting it", name, exc)
+                shard._subscribed_to.discard(name)
+                if shard._pubsub is not None:
+                    shard._pubsub.channels.pop(name.encode(), None)
+                    shard._pubsub.channels.pop(name, None)
+
+    async def ping(self) -> None:
+        """Raises unless every Redis shard answers PING; subscribes nothing (the health check)."""
+        layer = self._get_layer()
+        for shard in layer._shards:
+            async with shard._lock:
+                shard._ensure_redis()
+                await shard._redis.ping()
+
+
+async def channel_release(layer: Any, channel: str) -> None:
+    """Releases a consumer's channel on layers that keep a subscription per channel (the PubSub layer)."""
+    release = getattr(layer, "channel_release", None)
+    if release is not None and channel:
+        await release(channel)
+
+
+async def layer_ping(layer: Any) -> None:
+    """Raises unless the layer's backing service answers, leaving nothing behind.
+
+    The PubSub layer pings Redis; channels_redis's core layer has no such call, so a send to a throwaway
+    channel (which expires) stands in; the in-memory layer has nothing to check.
+    """
+    ping = getattr(layer, "ping", None)
+    if ping is not None:
+        await ping()
+    elif hasattr(layer, "connection"):
+        await layer.send(await layer.new_channel("health."), {"type": "health.check"})

@@ -1,0 +1,229 @@
+"""Redis subscriptions follow the open sockets, and a socket opened while Redis is down is told to retry.
+
+Each test runs its own redis-server and daphne, so Redis's PUBSUB CHANNELS shows this server's
+subscriptions and nothing else's, and Redis can be stopped without disturbing the session's services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from websockets.exceptions import ConnectionClosed
+
+from tests.realtime.test_protocol import (
+    Inbox,
+    make_setup,
+    open_conversation,
+    open_socket,
+    session_cookie,
+    visitor_token,
+)
+from tests.support.servers import DaphneServer, free_port
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server to run its own Redis"),
+]
+
+WAIT = 30.0  # only to keep a broken server from hanging the run
+GROUP = "asgi__group__"  # channels_redis's prefix for a group's Redis channel
+SPECIFIC = "asgispecific."  # ... and for a socket's own channel
+
+
+class OwnRedis:
+    """A redis-server on a free loopback port, stopped by pid; restartable on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                redis.Redis(port=self.port, socket_connect_timeout=1).ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=10)
+
+    def channels(self) -> set[str]:
+        client = redis.Redis(port=self.port, decode_responses=True)
+        return set(client.pubsub_channels())
+
+
+@pytest.fixture
+def own_services() -> Iterator[tuple[OwnRedis, DaphneServer]]:
+    own_redis = OwnRedis()
+    own_redis.start()
+    server = DaphneServer(env_overrides={"REDIS_URL": own_redis.url})
+    try:
+        server.start()
+        yield own_redis, server
+        assert "Traceback" not in server.log_path.read_text(errors="replace"), server.log_tail(80)
+    finally:
+        server.stop()
+        own_redis.stop()
+
+
+def settle(own_redis: OwnRedis, expected: set[str]) -> set[str]:
+    """Redis's channel set once it equals `expected` (closes are handled a moment after the client's)."""
+    deadline = time.monotonic() + WAIT
+    while (channels := own_redis.channels()) != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return channels
+
+
+def subscriptions(channels: set[str]) -> tuple[int, set[str]]:
+    """(how many sockets' own channels, which groups) Redis holds subscriptions for."""
+    return len([c for c in channels if c.startswith(SPECIFIC)]), {
+        c[len(GROUP) :] for c in channels if c.startswith(GROUP)
+    }
+
+
+def health(server: DaphneServer) -> int:
+    try:
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=WAIT) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_after_a_storm_of_connects_and_closes_redis_holds_the_open_sockets_subscriptions_only(own_services):
+    own_redis, server = own_services
+    setup = make_setup()
+    agent = setup.agents[0]
+    conversations = [open_conversation(setup, visitor_id=f"storm-{index}") for index in range(4)]
+    cookie = session_cookie(agent)
+    paths = {
+        c.pk: f"/ws/visitor/conversations/{c.pk}/?token={visitor_token(setup.widget, c.visitor_id)}"
+        for c in conversations
+    }
+    kept_conversation = conversations[0].pk
+    tenant = setup.tenant.pk
+
+    async def visitor_round(conversation_id: int, index: int) -> None:
+        """Opens, resumes, sends a message and goes away while it is being stored (closed or cut)."""
+        ws = await open_socket(server, paths[conversation_id])
+        try:
+            json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+            resume = {"type": "resume", "conversation_id": conversation_id, "last_seq": 0}
+            await ws.send(json.dumps(resume))
+            send = {"type": "message.send", "client_id": str(uuid.uuid4()), "body": f"storm {index}"}
+            await ws.send(json.dumps(send))
+            if index % 3 == 0:
+                ws.transport.abort()  # a network loss: no closing handshake
+            else:
+                await ws.close()
+        except ConnectionClosed:
+            pass
+
+    async def agent_round(conversation_id: int) -> None:
+        ws = await open_socket(server, "/ws/agent/", cookie=cookie)
+        try:
+            json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+            await ws.send(json.dumps({"type": "resume", "conversation_id": conversation_id, "last_seq": 0}))
+            await ws.send(json.dumps({"type": "typing", "conversation_id": conversation_id, "is_typing": True}))
+            await ws.close()
+        except ConnectionClosed:
+            pass
+
+    async def storm() -> None:
+        for wave in range(6):
+            rounds = [visitor_round(c.pk, wave * 10 + i) for i, c in enumerate(conversations * 2)]
+            rounds += [agent_round(c.pk) for c in conversations[:2]]
+            await asyncio.gather(*rounds)
+
+    async def scenario() -> dict[str, Any]:
+        visitor = Inbox(await open_socket(server, paths[kept_conversation]))
+        console = Inbox(await open_socket(server, "/ws/agent/", cookie=cookie))
+        await visitor.expect(type="hello")
+        await console.expect(type="hello")
+        resume = {"type": "resume", "conversation_id": kept_conversation, "last_seq": 0, "request_id": "r"}
+        for inbox in (visitor, console):
+            await inbox.ws.send(json.dumps(resume))
+            await inbox.expect(type="resume.done")
+        before = own_redis.channels()
+        await storm()
+        healthy = [await asyncio.to_thread(health, server) for _ in range(20)]  # each used to subscribe one
+        after_storm = await asyncio.to_thread(settle, own_redis, before)
+        await visitor.close()
+        await console.close()
+        after_all = await asyncio.to_thread(settle, own_redis, set())
+        return {"before": before, "healthy": healthy, "after storm": after_storm, "after all": after_all}
+
+    result = asyncio.run(scenario())
+    # Two open sockets: a visitor's and a console's, both following one conversation.
+    conversation_groups = {f"t{tenant}.conv.{kept_conversation}", f"t{tenant}.conv.{kept_conversation}.agents"}
+    assert subscriptions(result["before"]) == (
+        2,
+        conversation_groups | {f"t{tenant}.agent.{agent.pk}", f"t{tenant}.agents"},
+    )
+    assert set(result["healthy"]) == {200}
+    assert subscriptions(result["after storm"]) == subscriptions(result["before"])
+    assert result["after storm"] == result["before"]
+    assert result["after all"] == set()
+
+
+def test_a_socket_opened_while_redis_is_down_is_closed_with_4503_and_opens_once_it_is_back(own_services):
+    own_redis, server = own_services
+    setup = make_setup()
+    conversation = open_conversation(setup)
+    cookie = session_cookie(setup.agents[0])
+    visitor_path = (
+        f"/ws/visitor/conversations/{conversation.pk}/?token={visitor_token(setup.widget, conversation.visitor_id)}"
+    )
+
+    async def attempt(path: str, cookie: str = "") -> tuple[list[dict[str, Any]], int | None]:
+        ws = await open_socket(server, path, cookie=cookie)
+        frames = []
+        try:
+            async for raw in ws:
+                frames.append(json.loads(raw))
+                if frames[-1]["type"] == "hello":
+                    await ws.close()
+        except ConnectionClosed:
+            pass
+        return frames, ws.close_code
+
+    async def scenario() -> dict[str, Any]:
+        return {"visitor": await attempt(visitor_path), "agent": await attempt("/ws/agent/", cookie)}
+
+    own_redis.stop()
+    down_health = health(server)
+    down = asyncio.run(scenario())
+    own_redis.start()  # the same port: the server's layer reconnects on its own
+    up = asyncio.run(scenario())
+
+    assert down_health == 503
+    for side in ("visitor", "agent"):
+        frames, close_code = down[side]
+        assert close_code == 4503, (side, down[side])
+        assert [(frame["type"], frame["code"]) for frame in frames] == [("error", "unavailable")]
+        assert [frame["type"] for frame in up[side][0]][:1] == ["hello"], (side, up[side])
