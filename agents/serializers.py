@@ -7,7 +7,9 @@ from typing import Any
 from rest_framework import serializers
 
 from agents.models import CannedTemplate, Disposition, PauseReason, Presence
+from agents.services import MAX_CHATS_LIMIT
 from contactcenter.models import Membership, Role, user_display_name
+from contactcenter.serializers import TenantModelSerializer
 
 
 class AgentSerializer(serializers.Serializer[Membership]):
@@ -35,33 +37,40 @@ class AgentSerializer(serializers.Serializer[Membership]):
 
 
 class AgentInviteSerializer(serializers.Serializer[Any]):
-    email = serializers.EmailField(max_length=254)
+    email = serializers.EmailField(
+        max_length=254,
+        help_text="Their sign-in address.",
+    )
     role = serializers.ChoiceField(choices=Role.choices, default=Role.AGENT)
     first_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     last_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
-    max_chats = serializers.IntegerField(required=False, help_text="Concurrent chats, 1 to 50 (default 3).")
+    max_chats = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_CHATS_LIMIT, help_text="Concurrent chats (default 3)."
+    )
 
 
 class AgentUpdateSerializer(serializers.Serializer[Any]):
     role = serializers.ChoiceField(choices=Role.choices, required=False)
     first_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     last_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
-    max_chats = serializers.IntegerField(required=False, help_text="Concurrent chats, 1 to 50.")
+    max_chats = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_CHATS_LIMIT, help_text="Concurrent chats."
+    )
 
 
-class TemplateSerializer(serializers.ModelSerializer[CannedTemplate]):
+class TemplateSerializer(TenantModelSerializer[CannedTemplate]):
     class Meta:
         model = CannedTemplate
         fields = ["id", "name", "body", "created_at"]
 
 
-class DispositionSerializer(serializers.ModelSerializer[Disposition]):
+class DispositionSerializer(TenantModelSerializer[Disposition]):
     class Meta:
         model = Disposition
         fields = ["id", "name", "is_active", "position"]
 
 
-class PauseReasonSerializer(serializers.ModelSerializer[PauseReason]):
+class PauseReasonSerializer(TenantModelSerializer[PauseReason]):
     class Meta:
         model = PauseReason
         fields = ["id", "name", "paid", "is_active", "created_at"]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from rest_framework import serializers
-
 from channels_switch.models import ChannelConnector
+from contactcenter.serializers import TenantModelSerializer
 
 
-class ChannelConnectorSerializer(serializers.ModelSerializer[ChannelConnector]):
+class ChannelConnectorSerializer(TenantModelSerializer[ChannelConnector]):
     class Meta:
         model = ChannelConnector
         fields = ["id", "kind", "provider", "from_address", "enabled", "created_at"]

@@ -21,6 +21,7 @@ from chat.models import (
     Widget,
 )
 from contactcenter.models import Contact
+from contactcenter.serializers import StrictBooleanField, TenantModelSerializer
 
 
 class SurveyFieldSerializer(serializers.Serializer[Any]):
@@ -30,11 +31,11 @@ class SurveyFieldSerializer(serializers.Serializer[Any]):
             "key": serializers.CharField(max_length=40, help_text="Letters, digits and _; unique in the survey."),
             "label": serializers.CharField(max_length=80),
             "kind": serializers.ChoiceField(choices=SurveyFieldKind.choices, default=SurveyFieldKind.TEXT),
-            "required": serializers.BooleanField(default=False),
+            "required": StrictBooleanField(default=False),
         }
 
 
-class WidgetSerializer(serializers.ModelSerializer[Widget]):
+class WidgetSerializer(TenantModelSerializer[Widget]):
     allowed_origins = serializers.ListField(
         child=serializers.CharField(max_length=200),
         required=False,
@@ -69,13 +70,13 @@ class WidgetSerializer(serializers.ModelSerializer[Widget]):
         read_only_fields = ["public_key", "created_at"]
 
 
-class ContactSummarySerializer(serializers.ModelSerializer[Contact]):
+class ContactSummarySerializer(TenantModelSerializer[Contact]):
     class Meta:
         model = Contact
         fields = ["id", "name"]
 
 
-class ConversationSerializer(serializers.ModelSerializer[Conversation]):
+class ConversationSerializer(TenantModelSerializer[Conversation]):
     contact = ContactSummarySerializer(read_only=True)
 
     class Meta:
@@ -148,13 +149,13 @@ class ConversationFilterSerializer(serializers.Serializer[Any]):
     )
 
 
-class AttachmentSummarySerializer(serializers.ModelSerializer[Attachment]):
+class AttachmentSummarySerializer(TenantModelSerializer[Attachment]):
     class Meta:
         model = Attachment
         fields = ["id", "filename", "content_type", "size"]
 
 
-class MessageSerializer(serializers.ModelSerializer[Message]):
+class MessageSerializer(TenantModelSerializer[Message]):
     attachments = AttachmentSummarySerializer(many=True, read_only=True)
 
     class Meta:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import IntegrityError
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import Resolver404, resolve
@@ -72,6 +73,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, ApplicationError):
         set_rollback()
         return Response({"error": exc.as_dict()}, status=exc.status)
+    if isinstance(exc, IntegrityError) and _is_unique_violation(exc):
+        # The services check uniqueness first (400 on the field); only a concurrent twin gets this far.
+        set_rollback()
+        message = "Another request saved the same unique value at the same time; read it back or change yours."
+        return Response({"error": {"code": "duplicate", "message": message, "fields": {}}}, status=409)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, DjangoPermissionDenied):
@@ -92,6 +98,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         code = "not_authenticated"
     response.data = {"error": {"code": code, "message": message, "fields": fields}}
     return response
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    cause = exc.__cause__
+    if getattr(cause, "sqlstate", None) == "23505":  # PostgreSQL's unique_violation
+        return True
+    return "UNIQUE constraint failed" in str(exc)  # SQLite (embedded mode)
 
 
 @csrf_exempt
@@ -122,7 +135,8 @@ ERROR_RESPONSES = {
     "a console session also needs its CSRF token for writes.",
     "404": "No such object in your tenant. Another tenant's object answers exactly like a missing one.",
     "409": "Refused because of other rows: `in_use`/`*_in_use` (still referenced), `email_taken` "
-    "(the email already has an account), `identity_taken` (a verified address of another contact).",
+    "(the email already has an account), `identity_taken` (a verified address of another contact), "
+    "`duplicate` (a unique value saved by a concurrent request in the same instant).",
     "429": "Request budget of this key (or console user) used up: retry after `Retry-After` seconds.",
 }
 
@@ -135,7 +149,8 @@ class SwitchboardAutoSchema(AutoSchema):
         codes = ["401", "403", "429"]
         if "{" in self.path:
             codes.append("404")
-        if self.method in ("POST", "PUT", "PATCH") or self.get_override_parameters():
+        paginated = self._is_list_view() and getattr(self.view, "pagination_class", None) is not None
+        if self.method in ("POST", "PUT", "PATCH") or self.get_override_parameters() or paginated:
             codes.append("400")
         if self.method in ("POST", "PUT", "PATCH", "DELETE"):
             codes.append("409")

@@ -133,8 +133,39 @@ class PrincipalRateThrottle(throttling.SimpleRateThrottle):
 
 
 class DefaultPagination(pagination.LimitOffsetPagination):
+    """`limit` and `offset` as documented, or a 400 naming them (DRF falls back to defaults on anything)."""
+
     default_limit = 50
     max_limit = 200
+    limit_query_description = (
+        f"At most this many results, 1 or more (default {default_limit}; above {max_limit} counts as "
+        f"{max_limit}). Anything but a whole number answers 400 on `limit`."
+    )
+    offset_query_description = (
+        "Skip this many results first, 0 or more (default 0). Anything but a whole number answers 400 on `offset`."
+    )
+
+    def _whole_number(self, request: Request, name: str, minimum: int) -> int | None:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return None
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < minimum:
+            raise exceptions.ValidationError({name: [f"Must be a whole number, {minimum} or more."]})
+        return int(raw)
+
+    def get_limit(self, request: Request) -> int:
+        limit = self._whole_number(request, self.limit_query_param, 1)
+        return self.default_limit if limit is None else min(limit, self.max_limit)
+
+    def get_offset(self, request: Request) -> int:
+        return self._whole_number(request, self.offset_query_param, 0) or 0
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
+        minimum = {self.limit_query_param: 1, self.offset_query_param: 0}
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = minimum[parameter["name"]]
+        return parameters
 
 
 # --- parsers: what the database cannot store is invalid input, refused before any serializer sees it ----------

@@ -2,13 +2,66 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
+from django.db import models
 from django.db.models import QuerySet
+from django.http import QueryDict
 from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
 from contactcenter.models import ApiKey, Contact, ContactIdentity
+
+_M = TypeVar("_M", bound=models.Model)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A real boolean: JSON `true`/`false`; in a form body or a query string (text only) exactly "true"/"false".
+
+    DRF's BooleanField also takes "yes", "on", "1", 0, "False"…; the schema says `boolean`, so this does too.
+    """
+
+    default_error_messages = {"invalid": "Must be a boolean: true or false."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if isinstance(data, bool):
+            return data
+        if data in ("true", "false") and isinstance(getattr(self.root, "initial_data", None), QueryDict):
+            return data == "true"
+        self.fail("invalid")
+
+
+def tenant_unique_fields(model: type[models.Model]) -> list[str]:
+    """Fields unique within a tenant: the models' `(tenant, field)` constraints without a condition."""
+    out = []
+    for constraint in model._meta.constraints:
+        if isinstance(constraint, models.UniqueConstraint) and constraint.condition is None:
+            names = list(constraint.fields)
+            if len(names) == 2 and names[0] == "tenant":
+                out.append(names[1])
+    return out
+
+
+class TenantModelSerializer(serializers.ModelSerializer[_M]):
+    """The API's model serializers: strict booleans, and the tenant-wide uniqueness of a field said in the schema.
+
+    Uniqueness is checked by the service (validated_save), which answers 400 `invalid` on the field; a
+    concurrent duplicate that slips past it answers 409 `duplicate` (contactcenter.api.exception_handler).
+    """
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.BooleanField: StrictBooleanField,
+    }
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        fields = super().get_fields()
+        for name in tenant_unique_fields(self.Meta.model):
+            field = fields.get(name)
+            if field is not None and not field.read_only:
+                note = f"Unique in your tenant: one already used answers 400 `invalid` with `fields.{name}`."
+                field.help_text = f"{field.help_text} {note}" if field.help_text else note
+        return fields
 
 
 class ErrorBodySerializer(serializers.Serializer[Any]):
@@ -61,14 +114,21 @@ class TenantPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         return queryset.filter(**{self.tenant_field: self.context["tenant"]})
 
 
-class ContactIdentitySerializer(serializers.ModelSerializer[ContactIdentity]):
+class ContactIdentitySerializer(TenantModelSerializer[ContactIdentity]):
     class Meta:
         model = ContactIdentity
         fields = ["id", "kind", "value", "verified", "created_at"]
         read_only_fields = ["verified", "created_at"]
+        extra_kwargs = {
+            "value": {
+                "help_text": "By `kind`: `email` an email address (RFC 5322, stored lower-cased); `phone` and "
+                "`whatsapp` a number in international format, + and the country code (stored as E.164, "
+                "`^\\+[1-9][0-9]{1,14}$`). Anything else answers 400 (`invalid` or `invalid_phone`) on `value`."
+            }
+        }
 
 
-class ContactSerializer(serializers.ModelSerializer[Contact]):
+class ContactSerializer(TenantModelSerializer[Contact]):
     identities = ContactIdentitySerializer(many=True, read_only=True)
 
     class Meta:
@@ -76,7 +136,7 @@ class ContactSerializer(serializers.ModelSerializer[Contact]):
         fields = ["id", "name", "identities", "created_at", "updated_at"]
 
 
-class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
+class ApiKeySerializer(TenantModelSerializer[ApiKey]):
     prefix = serializers.CharField(read_only=True, help_text="Public part of the key, to tell keys apart.")
 
     class Meta:

@@ -7,11 +7,11 @@ from rest_framework import serializers
 
 from chat.models import Widget
 from contactcenter.models import user_display_name
-from contactcenter.serializers import TenantPrimaryKeyRelatedField
+from contactcenter.serializers import TenantModelSerializer, TenantPrimaryKeyRelatedField
 from queueing.models import Queue, QueueMember
 
 
-class QueueSerializer(serializers.ModelSerializer[Queue]):
+class QueueSerializer(TenantModelSerializer[Queue]):
     widgets = TenantPrimaryKeyRelatedField(
         many=True,
         queryset=Widget.objects.all(),
@@ -24,7 +24,7 @@ class QueueSerializer(serializers.ModelSerializer[Queue]):
         fields = ["id", "name", "description", "widgets", "created_at"]
 
 
-class QueueMemberSerializer(serializers.ModelSerializer[QueueMember]):
+class QueueMemberSerializer(TenantModelSerializer[QueueMember]):
     agent = TenantPrimaryKeyRelatedField(
         source="user",
         queryset=get_user_model().objects.all(),
