@@ -18,6 +18,14 @@ class LoginView(auth_views.LoginView):
     form_class = LoginForm
     redirect_authenticated_user = True
 
+    def form_invalid(self, form: Any) -> HttpResponse:
+        response = super().form_invalid(form)
+        retry_after = getattr(form, "retry_after", None)
+        if retry_after is not None:  # refused for too many failures: 429, and when to come back
+            response.status_code = 429
+            response["Retry-After"] = str(retry_after)
+        return response
+
 
 class LogoutView(auth_views.LogoutView):
     """POST only (Django refuses GET): a link or an image cannot sign someone out."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.contrib.auth.models import User
 
 from contactcenter.errors import ApplicationError
+from contactcenter.ratelimit import client_ip, signin_failed, signin_succeeded, signin_wait
 
 
 def apply_application_error(form: forms.BaseForm, exc: ApplicationError, aliases: dict[str, str] | None = None) -> None:
@@ -47,13 +49,43 @@ class LoginForm(AuthenticationForm):
         ),
     }
 
+    # Seconds until this account may try again from this address (set when a sign-in is refused for it).
+    retry_after: int | None = None
+
     def clean_username(self) -> str:
         return (self.cleaned_data.get("username") or "").strip().lower()
+
+    def clean(self) -> dict[str, Any]:
+        """Refuses, without looking at the password, an account and address past their failed-sign-in limits."""
+        account = self.cleaned_data.get("username") or ""
+        address = client_ip(self.request.META) if self.request is not None else "unknown"
+        if account:
+            self.retry_after = signin_wait(account=account, address=address)
+            if self.retry_after is not None:
+                raise forms.ValidationError(throttled_message(self.retry_after), code="throttled")
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError:
+            if account and self.user_cache is None:  # a wrong password (not a refused but right one)
+                signin_failed(account=account, address=address)
+            raise
+        if account:
+            signin_succeeded(account=account, address=address)
+        return cleaned
 
     def confirm_login_allowed(self, user: Any) -> None:
         super().confirm_login_allowed(user)
         if not user.is_superuser and getattr(user, "membership", None) is None:
             raise forms.ValidationError(self.error_messages["no_membership"], code="no_membership")
+
+
+def throttled_message(seconds: int) -> str:
+    minutes = max(1, math.ceil(seconds / 60))
+    when = f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return (
+        f"Too many failed sign-in attempts for this account from your network. Try again in {when}, "
+        "or reset your password."
+    )
 
 
 class PasswordResetRequestForm(PasswordResetForm):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import re
@@ -58,6 +59,22 @@ def ratelimit_hit(*, scope: str, key: str, rate: Rate, now: float | None = None)
     if count <= rate.count:
         return None
     return max(1, math.ceil((window + 1) * rate.seconds - now))
+
+
+def ratelimit_peek(*, scope: str, key: str, rate: Rate, now: float | None = None) -> int | None:
+    """Like `ratelimit_hit` without counting: None while `key` has hits left in this window, else the wait."""
+    now = time.time() if now is None else now
+    window = int(now // rate.seconds)
+    count = caches["default"].get(f"ratelimit:{scope}:{key}:{window}") or 0
+    if int(count) < rate.count:
+        return None
+    return max(1, math.ceil((window + 1) * rate.seconds - now))
+
+
+def ratelimit_clear(*, scope: str, key: str, rate: Rate, now: float | None = None) -> None:
+    """Forgets the hits of `key` in this window (e.g. a right password after a typo)."""
+    now = time.time() if now is None else now
+    caches["default"].delete(f"ratelimit:{scope}:{key}:{int(now // rate.seconds)}")
 
 
 def _count_hit(cache_key: str, ttl: int) -> int:
@@ -133,3 +150,53 @@ def _address_key(raw: str) -> str:
             return str(ipaddress.IPv6Network((address, 64), strict=False))
         return str(address)
     return ""
+
+
+# --- sign-in: failed passwords, counted three ways -----------------------------------------------------
+#
+# Per (account, address) with a low limit: a guesser is stopped, while the same account still signs in
+# from anywhere else, so nobody can lock a colleague out by typing wrong passwords at their email. Per
+# address over all accounts: one address trying many accounts. Per account over all addresses, with a
+# much higher limit: guessing spread over many addresses. Only failures count; a right password clears
+# its (account, address) count. Each refusal says when to try again; a password reset always works.
+
+SIGNIN_LIMITS = (
+    ("signin-pair", "SIGNIN_FAILURE_RATE"),
+    ("signin-address", "SIGNIN_FAILURE_RATE_ADDRESS"),
+    ("signin-account", "SIGNIN_FAILURE_RATE_ACCOUNT"),
+)
+
+
+def _signin_keys(account: str, address: str) -> dict[str, str]:
+    # Hashed: the cache never holds an email address, and any typed text makes a well-formed key.
+    account_key = hashlib.sha256(account.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return {"signin-pair": f"{account_key}:{address}", "signin-address": address, "signin-account": account_key}
+
+
+def _signin_rates() -> list[tuple[str, Rate]]:
+    rates = []
+    for scope, setting in SIGNIN_LIMITS:
+        rate = rate_parse(getattr(settings, setting), setting=setting)
+        if rate is not None:
+            rates.append((scope, rate))
+    return rates
+
+
+def signin_wait(*, account: str, address: str, now: float | None = None) -> int | None:
+    """Seconds before `account` may try a password again from `address`; None when it may now."""
+    keys = _signin_keys(account, address)
+    waits = [ratelimit_peek(scope=scope, key=keys[scope], rate=rate, now=now) for scope, rate in _signin_rates()]
+    return max((wait for wait in waits if wait is not None), default=None)
+
+
+def signin_failed(*, account: str, address: str, now: float | None = None) -> None:
+    keys = _signin_keys(account, address)
+    for scope, rate in _signin_rates():
+        ratelimit_hit(scope=scope, key=keys[scope], rate=rate, now=now)
+
+
+def signin_succeeded(*, account: str, address: str, now: float | None = None) -> None:
+    keys = _signin_keys(account, address)
+    for scope, rate in _signin_rates():
+        if scope == "signin-pair":
+            ratelimit_clear(scope=scope, key=keys[scope], rate=rate, now=now)

@@ -309,6 +309,12 @@ MESSAGE_RATE_WINDOW_SECONDS = env_int("MESSAGE_RATE_WINDOW_SECONDS", 10)
 # widget, and per widget from everywhere. "N/s", "N/min", "N/hour" or "N/day"; empty turns one off.
 WIDGET_SESSION_RATE = env_str("WIDGET_SESSION_RATE", "10/min")
 WIDGET_SESSION_RATE_WIDGET = env_str("WIDGET_SESSION_RATE_WIDGET", "120/min")
+# Failed sign-ins (wrong password) allowed per account and client address, per address over all accounts,
+# and per account over all addresses ("N/15min" style; empty turns one off). Past one, sign-in is refused
+# until its window ends (contactcenter/ratelimit.py says why three).
+SIGNIN_FAILURE_RATE = env_str("SIGNIN_FAILURE_RATE", "5/15min")
+SIGNIN_FAILURE_RATE_ADDRESS = env_str("SIGNIN_FAILURE_RATE_ADDRESS", "30/15min")
+SIGNIN_FAILURE_RATE_ACCOUNT = env_str("SIGNIN_FAILURE_RATE_ACCOUNT", "100/hour")
 # How long a visitor's signed token (kept in the widget's storage) resumes their conversation.
 VISITOR_TOKEN_MAX_AGE = env_int("VISITOR_TOKEN_MAX_AGE", 30 * 24 * 3600)
 # How long a visitor's signed attachment link works.
