@@ -360,7 +360,6 @@ def _check_start_rate(widget: Widget, client_ip: str) -> None:
             raise RateLimited(f"{problem}: try again in {retry_after} {unit}.", retry_after)
 
 
-@transaction.atomic
 def _visitor_contact(widget: Widget, visitor_id: str) -> Contact | None:
     """The contact a returning visitor's browser already is: the one holding its web identity (oldest first).
 
@@ -376,6 +375,7 @@ def _visitor_contact(widget: Widget, visitor_id: str) -> Contact | None:
     return identity.contact if identity is not None else None
 
 
+@transaction.atomic
 def conversation_start(
     *,
     widget: Widget,
