@@ -22,8 +22,9 @@ from chat.serializers import (
     MessageSerializer,
     WidgetSerializer,
 )
-from chat.services import widget_delete, widget_save
+from chat.services import widget_delete
 from contactcenter.api import TenantScopedViewSet
+from queueing.services import widget_save_routed
 
 
 @extend_schema_view(
@@ -34,7 +35,9 @@ from contactcenter.api import TenantScopedViewSet
         description=(
             "Admins only. `public_key` is generated and read-only. Origins are normalised to "
             "`scheme://host[:port]`; a path, a wildcard or an HTML/SVG upload type answers 400 on its field, "
-            "and so does a name already used."
+            "and so does a name already used. When the tenant has exactly one queue, the new widget is routed "
+            "to it; otherwise it is routed nowhere (visitors are told no one is available) until a queue takes it "
+            "(`PUT /queues/{id}/` with its `widgets`)."
         ),
         examples=[
             OpenApiExample(
@@ -64,7 +67,7 @@ class WidgetViewSet(TenantScopedViewSet):
     queryset = Widget.objects.order_by("name")
     serializer_class = WidgetSerializer
 
-    save_service = staticmethod(widget_save)
+    save_service = staticmethod(widget_save_routed)  # a new widget joins the tenant's only queue
     delete_service = staticmethod(lambda instance: widget_delete(widget=instance))
 
 

@@ -24,13 +24,28 @@ from contactcenter.settings_views import (
     SettingsListView,
     TenantObjectMixin,
 )
-from queueing.models import QueueRoute
+from queueing.models import Queue, QueueRoute
+from queueing.services import widget_save_routed
 
 
 def embed_snippet(widget: Widget) -> str:
     return (
         f'<script src="{settings.SITE_URL}/static/widget/loader.js" data-widget="{widget.public_key}" async></script>'
     )
+
+
+def widget_routing(widget: Widget) -> dict[str, Any]:
+    """The queue a widget routes to, or where to fix it: a widget routed nowhere answers "No one is available"."""
+    route = QueueRoute.objects.for_tenant(widget.tenant_id).filter(widget=widget).select_related("queue").first()
+    if route is not None:
+        return {"route_queue": route.queue}
+    queues = list(Queue.objects.for_tenant(widget.tenant_id).order_by("pk")[:2])
+    if not queues:
+        return {"route_queue": None, "fix_url": reverse("settings-queues-create"), "fix_label": "Create a queue"}
+    if len(queues) == 1:
+        url = reverse("settings-queues-edit", kwargs={"pk": queues[0].pk})
+        return {"route_queue": None, "fix_url": url, "fix_label": f"Route it to “{queues[0].name}”"}
+    return {"route_queue": None, "fix_url": reverse("settings-queues-list"), "fix_label": "Choose its queue"}
 
 
 class WidgetsMixin:
@@ -47,7 +62,12 @@ class WidgetListView(WidgetsMixin, SettingsListView):
     def get(self, request: HttpRequest) -> HttpResponse:
         routes = {r.widget_id: r.queue for r in QueueRoute.objects.for_tenant(self.tenant).select_related("queue")}
         rows = [{"widget": w, "queue": routes.get(w.pk)} for w in self.get_queryset()]
-        return self.page(request, self.template_name, {"rows": rows})
+        context = {
+            "rows": rows,
+            "unrouted": [row["widget"] for row in rows if row["queue"] is None],
+            "has_queues": Queue.objects.for_tenant(self.tenant).exists(),
+        }
+        return self.page(request, self.template_name, context)
 
 
 class WidgetFormView(WidgetsMixin, SettingsFormView):
@@ -63,11 +83,11 @@ class WidgetFormView(WidgetsMixin, SettingsFormView):
     def extra_context(self) -> dict[str, Any]:
         if self.object is None:
             return {}
-        return {"tab": "general", "snippet": embed_snippet(self.object)}
+        return {"tab": "general", "snippet": embed_snippet(self.object), **widget_routing(self.object)}
 
     def save(self, form: forms.Form) -> Widget:
         assert isinstance(form, WidgetForm)
-        return widget_save(tenant=self.tenant, instance=self.object, **form.service_fields())
+        return widget_save_routed(tenant=self.tenant, instance=self.object, **form.service_fields())
 
     def success_url(self, obj: Any) -> str:
         return reverse("settings-widgets-edit", kwargs={"pk": obj.pk})
@@ -88,6 +108,7 @@ class WidgetSurveyView(WidgetsMixin, TenantObjectMixin, AdminRequiredView):
             "formset": formset,
             "tab": "survey",
             "snippet": embed_snippet(widget),
+            **widget_routing(widget),
         }
         return self.page(request, self.template_name, context)
 

@@ -31,6 +31,7 @@ from chat.services import (
     conversation_start,
     conversation_updated_publish,
     system_notice_post,
+    widget_save,
 )
 from contactcenter.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from contactcenter.models import Membership, Role, user_display_name
@@ -84,6 +85,21 @@ def queue_widgets_set(*, queue: Queue, widgets: Iterable[Widget | int]) -> None:
     QueueRoute.objects.for_tenant(queue.tenant).filter(queue=queue).exclude(widget__in=found).delete()
     for widget in found:
         QueueRoute.objects.update_or_create(tenant=queue.tenant, widget=widget, defaults={"queue": queue})
+
+
+@transaction.atomic
+def widget_save_routed(*, tenant: Any, instance: Widget | None = None, **fields: Any) -> Widget:
+    """Saves a widget; a new one is routed to the tenant's queue when there is exactly one.
+
+    A widget routed nowhere tells every visitor "No one is available", so a new widget should not start
+    that way when the choice is obvious. With no queue or several it stays unrouted (the settings pages warn).
+    """
+    widget = widget_save(tenant=tenant, instance=instance, **fields)
+    if instance is None:
+        queues = list(Queue.objects.for_tenant(tenant).order_by("pk")[:2])
+        if len(queues) == 1:
+            QueueRoute.objects.get_or_create(tenant=tenant, widget=widget, defaults={"queue": queues[0]})
+    return widget
 
 
 def queue_delete(*, queue: Queue) -> None:
