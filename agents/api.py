@@ -79,7 +79,10 @@ class AgentViewSet(TenantScopedViewSet):
         summary="Invite a teammate",
         description=(
             "Creates the account without a password and emails an invitation link (`pending` until they "
-            "choose one). An email that already has an account answers 409 `email_taken`."
+            "choose one). An address already on your team answers 409 `email_taken`. Whether the address has "
+            "an account elsewhere changes nothing in the answer: it is invited and listed as `pending` all the "
+            "same, but its owner is told that an account belongs to one contact center (no link), so they "
+            "stay pending until you remove them; invite another address of theirs."
         ),
         request=AgentInviteSerializer,
         responses={201: AgentSerializer},

@@ -135,7 +135,7 @@ ERROR_RESPONSES = {
     "a console session also needs its CSRF token for writes.",
     "404": "No such object in your tenant. Another tenant's object answers exactly like a missing one.",
     "409": "Refused because of other rows: `in_use`/`*_in_use` (still referenced), `email_taken` "
-    "(the email already has an account), `identity_taken` (a verified address of another contact), "
+    "(the address is already on your team), `identity_taken` (a verified address of another contact), "
     "`duplicate` (a unique value saved by a concurrent request in the same instant).",
     "429": "Request budget of this key (or console user) used up: retry after `Retry-After` seconds.",
 }

@@ -129,4 +129,5 @@ class ContactIdentity(TenantOwned):
 
 
 def user_display_name(user: User) -> str:
-    return user.get_full_name() or user.get_username()
+    # The email, not the sign-in name: they are the same for every account but a pending placeholder's.
+    return user.get_full_name() or user.email or user.get_username()

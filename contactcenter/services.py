@@ -107,27 +107,76 @@ def membership_invite(
     first_name: str = "",
     last_name: str = "",
 ) -> Membership:
-    """Creates the teammate without a password and emails a link that lets them set one."""
-    membership = membership_create(tenant=tenant, email=email, role=role, first_name=first_name, last_name=last_name)
+    """Creates the teammate without a password and emails a link that lets them set one.
+
+    The answer never tells one tenant's admin whether the address has an account elsewhere (a user belongs to
+    one tenant): such an address gets a pending teammate all the same, held by a placeholder user that has no
+    password and no sign-in name of its own, and its owner gets a notice instead of a link. Only an address
+    already on this tenant's team is refused (`email_taken`): that is the admin's own data.
+    """
+    email = _normalise_email(email)
+    if role not in Role.values:
+        raise ApplicationError("invalid", "Unknown role.", {"role": [f"Choose one of {', '.join(Role.values)}."]})
+    if Membership.objects.filter(tenant=tenant, user__email__iexact=email).exists():
+        message = "Someone on your team already has an account with this email."
+        raise ApplicationError("email_taken", message, {"email": [message]}, status=409)
+    if not get_user_model().objects.filter(username__iexact=email).exists():
+        membership = membership_create(
+            tenant=tenant, email=email, role=role, first_name=first_name, last_name=last_name
+        )
+    else:
+        membership = _placeholder_membership_create(
+            tenant=tenant, email=email, role=role, first_name=first_name, last_name=last_name
+        )
     _invite_send_on_commit(membership=membership, invited_by=invited_by)
     return membership
+
+
+PLACEHOLDER_USERNAME_PREFIX = "pending-invite-"
+
+
+def _placeholder_membership_create(
+    *, tenant: Tenant, email: str, role: str, first_name: str, last_name: str
+) -> Membership:
+    # The sign-in name is the email for every real account; this one's is unguessable and never typed, so
+    # the address keeps signing in to its own account, and no link to choose a password is ever sent for it.
+    user = get_user_model().objects.create_user(
+        username=PLACEHOLDER_USERNAME_PREFIX + secrets.token_hex(12),
+        email=email,
+        password=None,
+        first_name=first_name,
+        last_name=last_name,
+    )
+    return Membership.objects.create(tenant=tenant, user=user, role=role)
+
+
+def membership_is_placeholder(membership: Membership) -> bool:
+    """Invited with an address that already had an account (in another tenant): can never be accepted."""
+    return membership.user.get_username().startswith(PLACEHOLDER_USERNAME_PREFIX)
 
 
 def _invite_send_on_commit(*, membership: Membership, invited_by: User | None) -> None:
     tenant = membership.tenant
     user = membership.user
-    link = invite_link(user=user)
     # An API key invites on behalf of nobody in particular.
     inviter = (invited_by.get_full_name() or invited_by.get_username()) if invited_by else "An administrator"
+    invited = f"{inviter} invited you to join {tenant.name} on Switchboard as {membership.get_role_display()}."
+    if membership_is_placeholder(membership):
+        message = (
+            f"{invited}\n\nThis address already has a Switchboard account, and an account belongs to one "
+            f"contact center, so it cannot join {tenant.name}. To join, ask them to invite another address of "
+            f"yours. If you did not expect this, you can ignore this email: nothing changes for your account.\n"
+        )
+    else:
+        message = (
+            f"{invited}\n\nChoose your password here (the link works once and expires in "
+            f"{settings.PASSWORD_RESET_TIMEOUT // 86400} days):\n{invite_link(user=user)}\n"
+        )
 
     def send() -> None:
         send_mail(
             subject=f"You are invited to {tenant.name} on Switchboard",
-            message=(
-                f"{inviter} invited you to join {tenant.name} on Switchboard as {membership.get_role_display()}.\n\n"
-                f"Choose your password here (the link works once and expires in "
-                f"{settings.PASSWORD_RESET_TIMEOUT // 86400} days):\n{link}\n"
-            ),
+            message=message,
             from_email=None,
             recipient_list=[user.email],
         )
