@@ -11,7 +11,10 @@ socket's own channel (and any group it is still in): Channels unsubscribes a con
 its pending `receive` is cancelled, so a consumer that stops while an event sits received but undispatched
 (its own `message.new` arriving while it stores the message, then the close) left the channel subscribed
 for the life of the process. `ping` checks that Redis answers without subscribing anything (the health
-check used to call `new_channel`, one subscription per request, never released). Everything else is the
+check used to call `new_channel`, one subscription per request, never released). And when the connection
+to Redis comes back (a Redis restart), redis-py subscribes again to every channel it still lists, those
+whose unsubscribe failed while Redis was away included: the layer first prunes that list to the channels
+and groups this process still has, so sockets closed during the outage stay gone. Everything else is the
 library's layer, unchanged.
 
 It reaches into channels_redis's loop layer and shard (`_get_layer`, `_get_group_channel_name`,
@@ -22,6 +25,7 @@ and tests/realtime/test_channel_layer.py runs it against real Redis, so a change
 from __future__ import annotations
 
 import logging
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +35,14 @@ logger = logging.getLogger(__name__)
 
 
 class PubSubChannelLayer(RedisPubSubChannelLayer):
+    def _get_layer(self) -> Any:
+        layer = super()._get_layer()
+        if not getattr(layer, "resubscribes_only_live", False):
+            layer.resubscribes_only_live = True
+            for shard in layer._shards:
+                _prune_on_reconnect(layer, shard)
+        return layer
+
     async def group_send_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[BaseException | None]:
         """Publishes each (group, message) in order; per item, None when sent or the error Redis answered.
 
@@ -103,6 +115,33 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
             async with shard._lock:
                 shard._ensure_redis()
                 await shard._redis.ping()
+
+
+def _prune_on_reconnect(layer: Any, shard: Any) -> None:
+    """Makes the shard's PubSub subscribe again, on each reconnect, only to what the layer still has."""
+    ensure_redis = shard._ensure_redis
+
+    def ensure_redis_pruning() -> None:
+        created = shard._redis is None
+        ensure_redis()
+        if not created:
+            return
+        pubsub = shard._pubsub
+        resubscribe = pubsub.on_connect
+
+        async def on_connect(pubsub: Any, connection: Any) -> None:
+            live = set(layer.channels) | set(layer.groups)
+            for key in list(pubsub.channels):
+                if (key.decode() if isinstance(key, bytes) else key) not in live:
+                    del pubsub.channels[key]
+            shard._subscribed_to &= live
+            await resubscribe(connection)
+
+        # redis-py registers it as the connection's callback on first connect, by weak reference to a bound
+        # method: bound to the PubSub, which keeps it alive.
+        pubsub.on_connect = types.MethodType(on_connect, pubsub)
+
+    shard._ensure_redis = ensure_redis_pruning
 
 
 async def channel_release(layer: Any, channel: str) -> None:
