@@ -8,6 +8,7 @@ check, a crash (Django's 500 page), and text that cannot be stored in a form fie
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -152,6 +153,35 @@ def _as_json_error(response: HttpResponseBase) -> HttpResponse:
         if header in response:
             replaced[header] = response[header]
     return replaced
+
+
+def daphne_leaves_bodies_to_django() -> None:
+    """Stops daphne's Twisted request from parsing form bodies itself (idempotent; nothing if daphne is absent).
+
+    Twisted's `Request.requestReceived` parses every POST form body into `request.args`, which daphne never
+    reads (it hands the raw body to the application), and answers a multipart body it cannot parse (no
+    boundary) with an empty 400 of its own, before Django or this module see the request. Without that
+    parse, Django reads the body once, within its limits, and the error is answered in the API's shape.
+    """
+    try:
+        from daphne.http_protocol import WebRequest
+    except ImportError:  # pragma: no cover - daphne is a dependency; other servers need nothing
+        return
+    original = WebRequest.__init__
+    if getattr(original, "leaves_bodies_to_django", False):
+        return
+
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self._parsePOSTFormSubmission = False
+
+    __init__.leaves_bodies_to_django = True  # type: ignore[attr-defined]
+    WebRequest.__init__ = __init__
+
+
+# Imported by Django's handler as it loads the middleware, i.e. in every daphne process serving the app.
+daphne_leaves_bodies_to_django()
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
