@@ -129,7 +129,8 @@ ERROR_RESPONSES = {
     "400": "Invalid input (body or query parameters): `fields` names each one at fault, `field.sub` for "
     "nested ones. A duplicate (a name already used in your tenant) is reported here too, on its field. "
     "`bad_json`: the body is not JSON; `invalid_text`: a string holds a NUL character or an unpaired UTF-16 "
-    "surrogate, which cannot be stored. A body over 2.5 MiB answers 413 `too_large`.",
+    "surrogate, which cannot be stored. A body over 2.5 MiB answers 413 `too_large`. Booleans are JSON `true` "
+    "or `false` (in a form body or a query string exactly `true` or `false`).",
     "401": "No credentials, or an unknown or revoked API key.",
     "403": "Your role does not allow this: agents read, admins write (API keys act as admins); "
     "a console session also needs its CSRF token for writes.",

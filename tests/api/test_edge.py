@@ -169,3 +169,13 @@ def test_a_message_cursor_past_bigint(api_client, tenant):
     conversation = ConversationFactory(tenant=tenant)
     response = api_client.get(f"/api/v1/conversations/{conversation.pk}/messages/?after={HUGE}")
     assert response.status_code in (200, 400), response.content
+
+
+@pytest.mark.parametrize("query", [f"before={HUGE}", f"limit={HUGE}", "before=-1", "limit=abc", "before=%00"])
+def test_console_history_parameters_never_give_a_500(agent, tenant, query):
+    conversation = ConversationFactory(tenant=tenant, assignee=agent)
+    client = Client()
+    client.force_login(agent)
+    response = client.get(f"/console/api/conversations/{conversation.pk}/history?{query}")
+    assert response.status_code in (200, 400), response.content
+    assert response["Content-Type"] == "application/json"
