@@ -46,7 +46,9 @@ CLOSE_NOT_AUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_UNAVAILABLE = 4503  # Redis or the database did not answer while opening: reconnect with backoff
-CHANNEL_OPEN_TIMEOUT = 10.0  # seconds the channel layer may take to subscribe a new socket's channel
+# Seconds the channel layer may take to subscribe a new socket's channel: well inside daphne's handshake
+# limit (--websocket_connect_timeout, 5 s by default), past which daphne drops the connection unanswered.
+CHANNEL_OPEN_TIMEOUT = 3.0
 
 # What a service the socket needs raises when it is down or unreachable (logged without a traceback).
 UNAVAILABLE_ERRORS = (RedisError, OSError, asyncio.TimeoutError, DatabaseError)
@@ -131,8 +133,8 @@ class ChatSocket(AsyncWebsocketConsumer):
                 await await_many_dispatch([receive], self.dispatch)
                 return
             try:
-                # Bounded: an unreachable Redis host (no refusal, no answer) would hold the handshake for
-                # the operating system's connect timeout, minutes.
+                # Bounded: a Redis that accepts but does not answer (or an unreachable host) would hold the
+                # handshake until daphne drops it with no answer at all.
                 self.channel_name = await asyncio.wait_for(self.channel_layer.new_channel(), CHANNEL_OPEN_TIMEOUT)
             except UNAVAILABLE_ERRORS as exc:
                 logger.warning("%s refused: the channel layer is unavailable (%r)", type(self).__name__, exc)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 import urllib.error
@@ -74,6 +76,11 @@ class OwnRedis:
         if process is not None:
             process.terminate()
             process.wait(timeout=10)
+
+    def pause(self, paused: bool) -> None:
+        """SIGSTOP/SIGCONT: a stopped Redis still accepts connections (the kernel does) but never answers."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP if paused else signal.SIGCONT)
 
     def channels(self) -> set[str]:
         client = redis.Redis(port=self.port, decode_responses=True)
@@ -300,3 +307,37 @@ def test_sockets_closed_while_redis_is_down_are_not_subscribed_again_when_it_is_
     assert result["tried"]  # the outage really met the closes
     assert subscriptions(result["after"]) == result["expected"]
     assert result["typing"]["is_typing"] is True
+
+
+def test_a_socket_opened_while_redis_hangs_is_closed_with_4503_and_the_layer_recovers(own_services, tolerated_errors):
+    own_redis, server = own_services
+    tolerated_errors.append("Service Unavailable: /healthz")
+    setup = make_setup()
+    conversation = open_conversation(setup)
+    path = f"/ws/visitor/conversations/{conversation.pk}/?token={visitor_token(setup.widget, conversation.visitor_id)}"
+
+    async def attempt() -> tuple[list[dict[str, Any]], int | None]:
+        ws = await open_socket(server, path)
+        frames = []
+        try:
+            async for raw in ws:
+                frames.append(json.loads(raw))
+                if frames[-1]["type"] == "hello":
+                    await ws.close()
+        except ConnectionClosed:
+            pass
+        return frames, ws.close_code
+
+    own_redis.pause(True)
+    try:
+        hung_health = health(server)
+        hung = asyncio.run(attempt())
+    finally:
+        own_redis.pause(False)
+    back = asyncio.run(attempt())
+    settled = settle(own_redis, set())
+
+    assert hung_health == 503  # the health check gives up instead of waiting on Redis
+    assert hung == ([{"type": "error", "code": "unavailable", "message": hung[0][0]["message"], "fields": {}}], 4503)
+    assert [frame["type"] for frame in back[0]][:1] == ["hello"], back  # the layer works again
+    assert settled == set()  # and what the cancelled subscription left behind is gone
