@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET
 from agents.models import AgentProfile, Presence
 from chat.selectors import AgentActor, contact_conversation_list, contact_get, conversation_search
 from contactcenter.models import Membership, Role, user_display_name
+from contactcenter.security import content_security_policy
 
 CONVERSATIONS_PER_PAGE = 25
 SELECTABLE_PRESENCE = [Presence.ONLINE, Presence.AWAY, Presence.OFFLINE]
@@ -29,19 +30,7 @@ View = Callable[..., HttpResponse]
 
 
 def _console_csp(request: HttpRequest) -> str:
-    ws_scheme = "wss" if request.is_secure() else "ws"
-    return "; ".join(
-        [
-            "default-src 'self'",
-            "script-src 'self'",
-            "style-src 'self'",
-            "img-src 'self' data: blob:",
-            f"connect-src 'self' {ws_scheme}://{request.get_host()}",
-            "object-src 'none'",
-            "base-uri 'none'",
-            "frame-ancestors 'none'",
-        ]
-    )
+    return content_security_policy(request, sockets=True)
 
 
 def console_page(view: View) -> View:

@@ -93,6 +93,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The default Content-Security-Policy for every response whose view set none (contactcenter/security.py).
+    "contactcenter.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -249,7 +251,17 @@ CSRF_FAILURE_VIEW = "contactcenter.middleware.csrf_failure"  # JSON under the AP
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
+# Plain-HTTP requests are redirected to HTTPS (default: on behind a TLS proxy). /healthz stays plain: the
+# load balancer's and compose's health checks call it directly.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", BEHIND_TLS_PROXY)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# HTTP Strict Transport Security: browsers refuse plain HTTP to this host for that many seconds (0: off).
+# Once sent it cannot be taken back before it expires: turn it on when HTTPS is there to stay.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 # How many reverse proxies of ours append to X-Forwarded-For in front of daphne. 0: the client address is
 # REMOTE_ADDR. N: it is the Nth X-Forwarded-For entry from the right (the one our outermost proxy wrote;
 # entries left of it are whatever the client sent). See contactcenter.ratelimit.client_ip.

@@ -178,3 +178,42 @@ def test_a_malformed_port_is_refused_by_name():
     result = run_settings(PORT="eighty")
     assert result.returncode != 0
     assert "PORT" in result.stderr
+
+
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": "a-long-random-production-secret-" + "x" * 40,
+    "ALLOWED_HOSTS": "chat.example.com",
+    "SITE_URL": "https://chat.example.com",
+    "BEHIND_TLS_PROXY": "1",
+    "SECURE_HSTS_SECONDS": "31536000",
+    # Without these two `check --deploy` warns (W005, W021): the deployer decides, for their whole domain.
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",
+    "SECURE_HSTS_PRELOAD": "1",
+}
+
+
+def test_deploy_check_passes_with_the_production_variables(tmp_path):
+    env = clean_env(**PRODUCTION, SQLITE_PATH=str(tmp_path / "db.sqlite3"))
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_behind_a_tls_proxy_plain_http_is_redirected_except_the_health_check():
+    s = load_settings(**PRODUCTION)
+    assert s["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert s["SECURE_SSL_REDIRECT"] is True
+    assert s["SECURE_REDIRECT_EXEMPT"] == ["^healthz$"]
+    assert s["SECURE_HSTS_SECONDS"] == 31536000
+    assert s["SESSION_COOKIE_SECURE"] is True and s["CSRF_COOKIE_SECURE"] is True
+    embedded = load_settings()
+    assert embedded["SECURE_SSL_REDIRECT"] is False and embedded["SECURE_HSTS_SECONDS"] == 0
+    assert load_settings(**PRODUCTION, SECURE_SSL_REDIRECT="0")["SECURE_SSL_REDIRECT"] is False
