@@ -124,6 +124,7 @@ class ChatSocket(AsyncWebsocketConsumer):
         self.channel_name = ""
         self.accepted = False
         self.disconnected = False
+        self.closing = False  # the server closes it: frames and held typing states still queued do nothing
         self.groups_joined: set[str] = set()
         self.cursors: dict[int, int] = {}
         self.typing_relays: dict[int, TypingRelay] = {}
@@ -172,6 +173,10 @@ class ChatSocket(AsyncWebsocketConsumer):
     async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
         await super().accept(subprotocol, headers)
         self.accepted = True
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        self.closing = True
+        await super().close(code, reason)
 
     async def refuse_unavailable(self) -> None:
         await self.refuse(
@@ -430,7 +435,8 @@ class ChatSocket(AsyncWebsocketConsumer):
     async def _typing_later(self, relay: TypingRelay, delay: float) -> None:
         await asyncio.sleep(delay)
         relay.timer = None
-        await self._typing_rerun(relay)
+        if not self.closing:  # e.g. an agent whose access was just withdrawn: the teardown says "stopped"
+            await self._typing_rerun(relay)
 
     async def _typing_rerun(self, relay: TypingRelay) -> None:
         if not relay.pending or relay.latest is None:
