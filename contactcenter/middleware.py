@@ -3,7 +3,8 @@
 DRF's exception handler (contactcenter.api.exception_handler) and the widget/console `json_endpoint` shape
 the errors their views raise. What they never see is answered here: a body Django refuses to read (too large,
 too many fields, a malformed multipart body), a route or method no view takes (Django's 404/405), the CSRF
-check, a crash (Django's 500 page), and text that cannot be stored in a form field or the query string.
+check, a crash (Django's 500 page), and text that cannot be stored in a form field or the query string (the
+query string of pages too, answered there with a plain 400).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
-from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, UnreadablePostError
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -102,6 +103,15 @@ class JsonErrorMiddleware:
         self, request: HttpRequest, view: Callable[..., Any], args: Iterable[Any], kwargs: dict[str, Any]
     ) -> HttpResponseBase | None:
         if not is_json_path(request.path_info):
+            # Pages too: views read search boxes straight from the query string (the console's history), and a
+            # NUL there would reach PostgreSQL. Their forms keep their own field errors (Django's CharField
+            # refuses NUL), so only the query string is checked here.
+            try:
+                _check_query(request)
+            except UnstorableText:
+                return HttpResponseBadRequest(
+                    "Bad request: the address holds a character that cannot be stored (NUL).", content_type="text/plain"
+                )
             return None
         try:
             _check_query(request)

@@ -179,3 +179,12 @@ def test_console_history_parameters_never_give_a_500(agent, tenant, query):
     response = client.get(f"/console/api/conversations/{conversation.pk}/history?{query}")
     assert response.status_code in (200, 400), response.content
     assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("query", ["q=a%00b", "contact=a%00b"])
+def test_a_nul_in_a_pages_query_string_is_a_400_not_a_500(agent, query):
+    client = Client(raise_request_exception=False)
+    client.force_login(agent)
+    response = client.get(f"/console/conversations/?{query}")
+    assert response.status_code == 400
+    assert b"cannot be stored" in response.content
