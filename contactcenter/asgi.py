@@ -7,6 +7,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contactcenter.settings")
 django_asgi_app = get_asgi_application()
 
+from contactcenter.middleware import daphne_leaves_bodies_to_django  # noqa: E402
 from contactcenter.routing import build_application  # noqa: E402  (needs the app registry loaded)
+
+# Under daphne, a malformed form body reaches Django (and so the one error shape), not Twisted's empty 400.
+daphne_leaves_bodies_to_django()
 
 application = build_application(django_asgi_app)

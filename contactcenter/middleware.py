@@ -190,10 +190,6 @@ def daphne_leaves_bodies_to_django() -> None:
     WebRequest.__init__ = __init__
 
 
-# Imported by Django's handler as it loads the middleware, i.e. in every daphne process serving the app.
-daphne_leaves_bodies_to_django()
-
-
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF_FAILURE_VIEW: the JSON endpoints say what to send; pages keep Django's explanation."""
     if is_json_path(request.path_info):
