@@ -159,6 +159,9 @@ def _address_key(raw: str) -> str:
 # address over all accounts: one address trying many accounts. Per account over all addresses, with a
 # much higher limit: guessing spread over many addresses. Only failures count; a right password clears
 # its (account, address) count. Each refusal says when to try again; a password reset always works.
+# The per-account limit is the one a colleague could trip from a few machines: so it never applies to an
+# address this account has signed in from before (remembered for SIGNIN_KNOWN_ADDRESS_DAYS), and the
+# owner keeps signing in at their own desk while a guesser elsewhere is stopped.
 
 SIGNIN_LIMITS = (
     ("signin-pair", "SIGNIN_FAILURE_RATE"),
@@ -182,10 +185,19 @@ def _signin_rates() -> list[tuple[str, Rate]]:
     return rates
 
 
+def _known_address_key(keys: dict[str, str]) -> str:
+    return f"signin-known:{keys['signin-pair']}"
+
+
 def signin_wait(*, account: str, address: str, now: float | None = None) -> int | None:
     """Seconds before `account` may try a password again from `address`; None when it may now."""
     keys = _signin_keys(account, address)
-    waits = [ratelimit_peek(scope=scope, key=keys[scope], rate=rate, now=now) for scope, rate in _signin_rates()]
+    known = caches["default"].get(_known_address_key(keys)) is not None
+    waits = [
+        ratelimit_peek(scope=scope, key=keys[scope], rate=rate, now=now)
+        for scope, rate in _signin_rates()
+        if not (known and scope == "signin-account")
+    ]
     return max((wait for wait in waits if wait is not None), default=None)
 
 
@@ -197,6 +209,7 @@ def signin_failed(*, account: str, address: str, now: float | None = None) -> No
 
 def signin_succeeded(*, account: str, address: str, now: float | None = None) -> None:
     keys = _signin_keys(account, address)
+    caches["default"].set(_known_address_key(keys), 1, timeout=settings.SIGNIN_KNOWN_ADDRESS_DAYS * 86400)
     for scope, rate in _signin_rates():
         if scope == "signin-pair":
             ratelimit_clear(scope=scope, key=keys[scope], rate=rate, now=now)

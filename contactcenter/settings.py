@@ -327,6 +327,8 @@ WIDGET_SESSION_RATE_WIDGET = env_str("WIDGET_SESSION_RATE_WIDGET", "120/min")
 SIGNIN_FAILURE_RATE = env_str("SIGNIN_FAILURE_RATE", "5/15min")
 SIGNIN_FAILURE_RATE_ADDRESS = env_str("SIGNIN_FAILURE_RATE_ADDRESS", "30/15min")
 SIGNIN_FAILURE_RATE_ACCOUNT = env_str("SIGNIN_FAILURE_RATE_ACCOUNT", "100/hour")
+# Days an address this account signed in from stays exempt from the per-account limit.
+SIGNIN_KNOWN_ADDRESS_DAYS = env_int("SIGNIN_KNOWN_ADDRESS_DAYS", 30)
 # How long a visitor's signed token (kept in the widget's storage) resumes their conversation.
 VISITOR_TOKEN_MAX_AGE = env_int("VISITOR_TOKEN_MAX_AGE", 30 * 24 * 3600)
 # How long a visitor's signed attachment link works.

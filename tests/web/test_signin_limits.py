@@ -109,6 +109,23 @@ def test_guessing_one_account_from_many_addresses_is_stopped(clock, tenant, sett
     assert sign_in(Client(), user.email, PASSWORD, address="203.0.113.20").status_code == 302
 
 
+def test_guessing_from_many_addresses_never_locks_the_owner_out_of_their_own_desk(clock, tenant, settings):
+    settings.SIGNIN_FAILURE_RATE_ACCOUNT = "12/hour"
+    user = MembershipFactory(tenant=tenant).user
+    desk = "203.0.113.20"
+    assert sign_in(Client(), user.email, PASSWORD, address=desk).status_code == 302
+    for i in range(12):
+        sign_in(Client(), user.email, "wrong-password", address=f"192.0.2.{i}")
+    # A colleague typing wrong passwords from a few machines does not lock the owner out at their desk...
+    assert sign_in(Client(), user.email, PASSWORD, address=desk).status_code == 302
+    # ...while a new address (the guesser's next one) is still stopped by the per-account limit.
+    assert sign_in(Client(), user.email, PASSWORD, address="198.51.100.99").status_code == 429
+    # The desk's own typos still count against that desk's pair limit.
+    for _ in range(5):
+        sign_in(Client(), user.email, "wrong-password", address=desk)
+    assert sign_in(Client(), user.email, PASSWORD, address=desk).status_code == 429
+
+
 def test_a_refused_team_less_account_is_not_counted_as_a_guess(clock):
     from tests.factories import UserFactory
 
