@@ -45,6 +45,12 @@ from queueing.services import (
 CLOSE_ACCESS_CHANGED = 4000
 
 
+def _access_and_ping(actor: AgentActor) -> tuple[AgentActor | None, list[int]]:
+    """A ping's one trip to the database thread: the member as it is now and, while unchanged, the heartbeat."""
+    fresh = agent_actor_refresh(actor=actor)
+    return fresh, agent_console_ping(actor=actor) if fresh is actor else []
+
+
 def _conversation_id(frame: dict[str, Any]) -> int:
     value = int_field(frame, "conversation_id", minimum=1)
     assert value is not None
@@ -115,7 +121,10 @@ class AgentConsumer(ChatSocket):
 
     async def _check_access(self) -> bool:
         """Re-reads the actor; closes the socket (True) when the member was removed, deactivated or re-roled."""
-        actor = await database_sync_to_async(agent_actor_refresh)(actor=self.agent)
+        return await self._apply_access(await database_sync_to_async(agent_actor_refresh)(actor=self.agent))
+
+    async def _apply_access(self, actor: AgentActor | None) -> bool:
+        """Closes the socket (True) unless `actor`, the member as the database has it now, is unchanged."""
         if actor is self.agent:
             return False
         self.revoked = True
@@ -243,9 +252,10 @@ class AgentConsumer(ChatSocket):
 
     async def on_ping(self, frame: dict[str, Any], request_id: str | None) -> None:
         # The event closes the socket at once; this catches a change made past the services (Django admin).
-        if await self._check_access():
+        actor, queue_ids = await database_sync_to_async(_access_and_ping)(self.agent)
+        if await self._apply_access(actor):
             return
-        self.queue_ids = set(await database_sync_to_async(agent_console_ping)(actor=self.agent))
+        self.queue_ids = set(queue_ids)
         await self.catch_up()
         await self.pong(request_id)
 
