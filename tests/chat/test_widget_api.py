@@ -277,6 +277,15 @@ def test_an_upload_with_a_nul_in_a_form_field_is_invalid_input(client, widget, q
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + b"0" * 32
 
 
+def upload_in_new_session(client, widget, file):
+    session = start(client, widget, {"answers": {"name": "Jane"}}).json()
+    return client.post(
+        f"/widget/api/{widget.public_key}/uploads",
+        data={"conversation_id": session["conversation"]["id"], "file": file},
+        HTTP_X_VISITOR_TOKEN=session["token"],
+    )
+
+
 @pytest.mark.parametrize(
     "name, data, declared, code",
     [
@@ -304,12 +313,7 @@ def test_an_upload_whose_content_name_and_type_disagree_is_refused(
     client, widget, queue, online, settings, tmp_path, name, data, declared, code
 ):
     settings.MEDIA_ROOT = tmp_path
-    session = start(client, widget, {"answers": {"name": "Jane"}}).json()
-    response = client.post(
-        f"/widget/api/{widget.public_key}/uploads",
-        data={"conversation_id": session["conversation"]["id"], "file": SimpleUploadedFile(name, data, declared)},
-        HTTP_X_VISITOR_TOKEN=session["token"],
-    )
+    response = upload_in_new_session(client, widget, SimpleUploadedFile(name, data, declared))
     assert response.status_code == 415, response.content
     assert response.json()["error"]["code"] == code
     assert not Attachment.objects.exists()
@@ -331,11 +335,6 @@ def test_an_upload_whose_content_name_and_type_agree_is_stored(
     client, widget, queue, online, settings, tmp_path, name, data, declared, stored
 ):
     settings.MEDIA_ROOT = tmp_path
-    session = start(client, widget, {"answers": {"name": "Jane"}}).json()
-    response = client.post(
-        f"/widget/api/{widget.public_key}/uploads",
-        data={"conversation_id": session["conversation"]["id"], "file": SimpleUploadedFile(name, data, declared)},
-        HTTP_X_VISITOR_TOKEN=session["token"],
-    )
+    response = upload_in_new_session(client, widget, SimpleUploadedFile(name, data, declared))
     assert response.status_code == 201, response.content
     assert response.json()["attachment"]["content_type"] == stored

@@ -126,6 +126,20 @@ def subscriptions(channels: set[str]) -> tuple[int, set[str]]:
     }
 
 
+async def attempt_socket(server: DaphneServer, path: str, cookie: str = "") -> tuple[list[dict[str, Any]], int | None]:
+    """Opens a socket, reads until its hello (then closes) or until the server closes it: (frames, close code)."""
+    ws = await open_socket(server, path, cookie=cookie)
+    frames = []
+    try:
+        async for raw in ws:
+            frames.append(json.loads(raw))
+            if frames[-1]["type"] == "hello":
+                await ws.close()
+    except ConnectionClosed:
+        pass
+    return frames, ws.close_code
+
+
 def health(server: DaphneServer) -> int:
     try:
         with urllib.request.urlopen(f"{server.url}/healthz", timeout=WAIT) as response:
@@ -222,20 +236,11 @@ def test_a_socket_opened_while_redis_is_down_is_closed_with_4503_and_opens_once_
         f"/ws/visitor/conversations/{conversation.pk}/?token={visitor_token(setup.widget, conversation.visitor_id)}"
     )
 
-    async def attempt(path: str, cookie: str = "") -> tuple[list[dict[str, Any]], int | None]:
-        ws = await open_socket(server, path, cookie=cookie)
-        frames = []
-        try:
-            async for raw in ws:
-                frames.append(json.loads(raw))
-                if frames[-1]["type"] == "hello":
-                    await ws.close()
-        except ConnectionClosed:
-            pass
-        return frames, ws.close_code
-
     async def scenario() -> dict[str, Any]:
-        return {"visitor": await attempt(visitor_path), "agent": await attempt("/ws/agent/", cookie)}
+        return {
+            "visitor": await attempt_socket(server, visitor_path),
+            "agent": await attempt_socket(server, "/ws/agent/", cookie),
+        }
 
     own_redis.stop()
     down_health = health(server)
@@ -316,25 +321,13 @@ def test_a_socket_opened_while_redis_hangs_is_closed_with_4503_and_the_layer_rec
     conversation = open_conversation(setup)
     path = f"/ws/visitor/conversations/{conversation.pk}/?token={visitor_token(setup.widget, conversation.visitor_id)}"
 
-    async def attempt() -> tuple[list[dict[str, Any]], int | None]:
-        ws = await open_socket(server, path)
-        frames = []
-        try:
-            async for raw in ws:
-                frames.append(json.loads(raw))
-                if frames[-1]["type"] == "hello":
-                    await ws.close()
-        except ConnectionClosed:
-            pass
-        return frames, ws.close_code
-
     own_redis.pause(True)
     try:
         hung_health = health(server)
-        hung = asyncio.run(attempt())
+        hung = asyncio.run(attempt_socket(server, path))
     finally:
         own_redis.pause(False)
-    back = asyncio.run(attempt())
+    back = asyncio.run(attempt_socket(server, path))
     settled = settle(own_redis, set())
 
     assert hung_health == 503  # the health check gives up instead of waiting on Redis
