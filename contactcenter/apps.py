@@ -1,8 +1,14 @@
 """App config of the tenancy core."""
 
 from django.apps import AppConfig
+from django.core import checks
 
 
 class ContactCenterConfig(AppConfig):
     name = "contactcenter"
     verbose_name = "Contact center core"
+
+    def ready(self) -> None:
+        from contactcenter.channel_layer import internals_check
+
+        checks.register(internals_check)

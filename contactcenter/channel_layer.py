@@ -30,11 +30,67 @@ from collections.abc import Sequence
 from typing import Any
 
 from channels_redis.pubsub import RedisPubSubChannelLayer
+from django.conf import settings
+from django.core.checks import CheckMessage, Error
+from django.core.exceptions import ImproperlyConfigured
 
 logger = logging.getLogger(__name__)
 
 
+def internals_missing() -> list[str]:
+    """What this module reaches into that the installed channels_redis and redis-py do not have (empty: all).
+
+    Builds a loop layer, a shard and its (unconnected) Redis client and PubSub the way the library does, and
+    looks for every private name used here, so a library upgrade that renames one fails at start-up, by
+    name, instead of as an AttributeError on the first publish or socket close.
+    """
+    from channels_redis.pubsub import RedisPubSubLoopLayer
+
+    missing: list[str] = []
+
+    def need(owner: Any, label: str, names: Sequence[str]) -> None:
+        missing.extend(f"{label}.{name}" for name in names if not hasattr(owner, name))
+
+    need(RedisPubSubChannelLayer, "RedisPubSubChannelLayer", ["_get_layer", "serialize"])
+    try:
+        loop_layer = RedisPubSubLoopLayer(hosts=["redis://127.0.0.1:1"], channel_layer=None)
+    except Exception as exc:  # the constructor itself changed
+        return [*missing, f"RedisPubSubLoopLayer(hosts=..., channel_layer=...): {exc!r}"]
+    need(loop_layer, "RedisPubSubLoopLayer", ["channels", "groups", "_shards", "_get_shard", "_get_group_channel_name"])
+    shards = getattr(loop_layer, "_shards", None) or []
+    if not shards:
+        return [*missing, "RedisPubSubLoopLayer._shards (no shard for a host)"]
+    shard = shards[0]
+    need(shard, "RedisSingleShardConnection", ["_lock", "_redis", "_pubsub", "_subscribed_to", "_ensure_redis"])
+    need(shard, "RedisSingleShardConnection", ["unsubscribe"])
+    if not missing:
+        shard._ensure_redis()  # creates the client and its PubSub; connects nothing
+        need(shard._redis, "redis.asyncio.Redis", ["pipeline", "ping"])
+        need(shard._pubsub, "redis.asyncio.client.PubSub", ["channels", "on_connect"])
+    return missing
+
+
+def internals_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Django system check (manage.py check, migrate): the configured PubSub layer's internals are there."""
+    backends = [str(alias.get("BACKEND", "")) for alias in getattr(settings, "CHANNEL_LAYERS", {}).values()]
+    if f"{__name__}.PubSubChannelLayer" not in backends:
+        return []
+    return [
+        Error(f"channels_redis/redis-py lack {name}, which PubSubChannelLayer uses.", id="contactcenter.E001")
+        for name in internals_missing()
+    ]
+
+
 class PubSubChannelLayer(RedisPubSubChannelLayer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        missing = internals_missing()
+        if missing:
+            raise ImproperlyConfigured(
+                "contactcenter.channel_layer.PubSubChannelLayer relies on channels_redis/redis-py internals that "
+                f"the installed versions lack: {', '.join(missing)}. Install the versions pyproject.toml pins."
+            )
+        super().__init__(*args, **kwargs)
+
     def _get_layer(self) -> Any:
         layer = super()._get_layer()
         if not getattr(layer, "resubscribes_only_live", False):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -111,22 +112,44 @@ async def _send_outbox() -> None:
             _sender = None
 
 
-async def _send_batch(layer: Any, batch: list[tuple[str, dict[str, Any]]]) -> None:
-    """Sends a batch in order; a failure is logged and never stops the events behind it.
+@dataclass
+class PublishStats:
+    """This process's publishing since start: what needed the per-event fallback, and what was lost anyway."""
 
-    The database is the truth and clients resume by seq: a lost hint must not hold up the rest.
+    batches: int = 0
+    fallbacks: int = 0  # batches (or events of one) that `group_send_many` could not send, sent one by one
+    events_failed: int = 0  # events not sent even on their own: a hint lost, repaired from the database
+
+
+publish_stats = PublishStats()
+
+
+async def _send_batch(layer: Any, batch: list[tuple[str, dict[str, Any]]]) -> None:
+    """Sends a batch in order; whatever the pipeline could not send goes again event by event.
+
+    A failed pipeline (a dropped connection, a Redis restart between two batches) falls back to one
+    `group_send` per event, in order per group, so one bad round trip does not drop a batch of offers or
+    presence changes. Redis may have run part of a failed pipeline, so an event can arrive twice: every
+    event is idempotent for its clients (messages by seq, conversations by version, offers and waiting
+    items keyed by conversation). An event that fails on its own too is counted and logged, and never
+    stops the events behind it: the database is the truth and clients resume by seq.
     """
+    publish_stats.batches += 1
     many = getattr(layer, "group_send_many", None)
     if many is not None:
         try:
             errors = await many(batch)
-        except Exception:
-            logger.exception("group_send_many of %d events failed", len(batch))
-            return
-        for (group, event), error in zip(batch, errors, strict=True):
-            if error is not None:
-                logger.error("group_send to %s failed (type %s): %r", group, event.get("type"), error)
-        return
+        except Exception as exc:
+            logger.warning("group_send_many of %d events failed (%r): sending them one by one", len(batch), exc)
+        else:
+            failed = [item for item, error in zip(batch, errors, strict=True) if error is not None]
+            for (group, event), error in zip(batch, errors, strict=True):
+                if error is not None:
+                    logger.warning("group_send to %s failed in a batch (type %s): %r", group, event.get("type"), error)
+            if not failed:
+                return
+            batch = failed
+        publish_stats.fallbacks += 1
     by_group: dict[str, list[dict[str, Any]]] = {}
     for group, event in batch:
         by_group.setdefault(group, []).append(event)
@@ -138,6 +161,7 @@ async def _send_group(layer: Any, group: str, events: list[dict[str, Any]]) -> N
         try:
             await layer.group_send(group, event)
         except Exception:
+            publish_stats.events_failed += 1
             logger.exception("group_send to %s failed (type %s)", group, event.get("type"))
 
 
