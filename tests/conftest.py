@@ -1,15 +1,36 @@
-"""Shared fixtures: tenants, members of each role, API clients. Service plumbing lives in tests/support."""
+"""Shared fixtures: tenants, members of each role, API clients, and live chat's (a widget routed to a queue, an
+online agent, a visitor and their conversation). Service plumbing lives in tests/support."""
 
 from __future__ import annotations
 
 import pytest
 from rest_framework.test import APIClient
 
+from agents.models import AgentProfile, Presence
+from chat.selectors import VisitorActor, agent_actor_for
+from chat.services import conversation_start
+from contactcenter import realtime
 from contactcenter.models import Role
 from contactcenter.services import apikey_create
-from tests.factories import PASSWORD, MembershipFactory, TenantFactory
+from tests.factories import (
+    PASSWORD,
+    DispositionFactory,
+    MembershipFactory,
+    QueueFactory,
+    QueueMemberFactory,
+    QueueRouteFactory,
+    TenantFactory,
+    WidgetFactory,
+)
 
 pytest_plugins = ["tests.support.services"]
+
+SURVEY = [
+    {"key": "name", "label": "Your name", "kind": "name", "required": True},
+    {"key": "email", "label": "Email", "kind": "email", "required": False},
+    {"key": "phone", "label": "Phone", "kind": "phone", "required": False},
+    {"key": "topic", "label": "Topic", "kind": "text", "required": False},
+]
 
 
 @pytest.fixture(autouse=True)
@@ -69,3 +90,66 @@ def other_api_client(other_tenant):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {apikey_create(tenant=other_tenant, name='other').plaintext}")
     return client
+
+
+# --- live chat: a widget routed to a queue, an online agent, a visitor and their conversation ---------------
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """Every (group, event) committed for the channel layer; the real send still happens."""
+    sent: list[tuple[str, dict]] = []
+    real_dispatch = realtime._dispatch
+
+    def spy(group, event):
+        sent.append((group, event))
+        real_dispatch(group, event)
+
+    monkeypatch.setattr(realtime, "_dispatch", spy)
+    return sent
+
+
+@pytest.fixture
+def widget(tenant):
+    return WidgetFactory(tenant=tenant, survey_fields=SURVEY, max_upload_bytes=64 * 1024)
+
+
+@pytest.fixture
+def queue(tenant, widget, agent):
+    queue = QueueFactory(tenant=tenant, name="Sales")
+    QueueMemberFactory(tenant=tenant, queue=queue, user=agent)
+    QueueRouteFactory(tenant=tenant, queue=queue, widget=widget)
+    return queue
+
+
+@pytest.fixture
+def online(agent):
+    AgentProfile.objects.filter(user=agent).update(presence=Presence.ONLINE)
+    return agent
+
+
+@pytest.fixture
+def visitor(widget):
+    return VisitorActor(tenant_id=widget.tenant_id, widget_id=widget.pk, visitor_id="visitor-one")
+
+
+@pytest.fixture
+def agent_actor(agent):
+    return agent_actor_for(agent)
+
+
+@pytest.fixture
+def conversation(widget, visitor):
+    return conversation_start(widget=widget, visitor_id=visitor.visitor_id, answers={"name": "Jane"}).conversation
+
+
+@pytest.fixture
+def assigned(conversation, agent_actor, queue):
+    from queueing.services import conversation_accept
+
+    return conversation_accept(actor=agent_actor, conversation_id=conversation.pk)
+
+
+@pytest.fixture
+def disposition(tenant):
+    return DispositionFactory(tenant=tenant, name="Solved")

@@ -1,4 +1,5 @@
-"""Agents' wrappers of the core's membership services: every member gets an agent profile, all or nothing."""
+"""Agents' wrappers of the core's membership services: every member gets an agent profile, all or nothing.
+Presence: an agent whose sockets are gone past the grace period goes offline."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
 
-from agents.models import AgentProfile
-from agents.services import agent_create, agent_invite, tenant_setup
+from agents.models import AgentProfile, Presence
+from agents.services import (
+    agent_create,
+    agent_invite,
+    agent_socket_closed,
+    agent_socket_opened,
+    presence_sweep,
+    tenant_setup,
+)
 from contactcenter.errors import ApplicationError
 from contactcenter.models import Membership, Role
 from contactcenter.services import membership_create
@@ -48,3 +56,18 @@ def test_a_new_tenants_first_admin_has_a_profile():
     assert membership.role == Role.ADMIN
     assert Membership.objects.filter(tenant=membership.tenant).count() == 1
     assert AgentProfile.objects.filter(user=membership.user, tenant=membership.tenant).exists()
+
+
+# --- presence ---------------------------------------------------------------------------------------------
+
+
+def test_an_agent_whose_sockets_are_gone_past_the_grace_period_goes_offline(agent, settings):
+    settings.PRESENCE_GRACE_SECONDS = 0
+    AgentProfile.objects.filter(user=agent).update(presence=Presence.ONLINE)
+    agent_socket_opened(user=agent)
+    assert presence_sweep() == []  # a socket is open
+    agent_socket_closed(user=agent)
+    agent_socket_closed(user=agent)  # a second close never goes below zero
+    assert AgentProfile.objects.get(user=agent).open_sockets == 0
+    assert presence_sweep() == [agent.pk]
+    assert AgentProfile.objects.get(user=agent).presence == Presence.OFFLINE
