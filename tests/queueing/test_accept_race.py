@@ -19,12 +19,11 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from agents.models import AgentProfile, Presence
+from agents.models import AgentProfile
 from chat.models import Conversation, ConversationStatus
-from contactcenter.models import Role
 from queueing.models import Offer, OfferStatus
 from queueing.services import conversation_request
-from tests.factories import MembershipFactory, QueueFactory, QueueMemberFactory, QueueRouteFactory, WidgetFactory
+from tests.realtime.test_protocol import make_setup
 from tests.support.servers import database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -137,16 +136,9 @@ def test_processes_accepting_the_same_chats_at_once_get_exactly_one_winner_each(
     what a run shows (typically most chats overlap and every process wins some), so they do not flake, yet a
     run that raced nothing (processes serialised one after the other) fails them.
     """
-    widget = WidgetFactory()
-    tenant = widget.tenant
-    queue = QueueFactory(tenant=tenant)
-    QueueRouteFactory(tenant=tenant, queue=queue, widget=widget)
-    agent_ids = []
-    for _ in range(AGENTS):
-        user = MembershipFactory(tenant=tenant, role=Role.AGENT).user
-        QueueMemberFactory(tenant=tenant, queue=queue, user=user)
-        AgentProfile.objects.filter(user=user).update(presence=Presence.ONLINE, max_chats=MAX_CHATS)
-        agent_ids.append(user.pk)
+    setup = make_setup(agents=AGENTS, max_chats=MAX_CHATS)
+    widget = setup.widget
+    agent_ids = [user.pk for user in setup.agents]
     conversation_ids = []
     for n in range(CONVERSATIONS):
         request = conversation_request(widget=widget, visitor_id=f"racer-{n}", answers={"name": f"Visitor {n}"})
