@@ -12,8 +12,9 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from agents.models import AgentProfile, CannedTemplate, Disposition, Presence
+from agents.models import AgentProfile, CannedTemplate, Presence
 from agents.services import (
+    active_disposition_list,
     agent_heartbeat,
     agent_socket_closed,
     agent_socket_opened,
@@ -528,9 +529,7 @@ def agent_console_open(*, actor: AgentActor) -> ConsoleSession:
         "conversations": conversations,
         "offers": pending_offer_list(actor=actor),
         "waiting": waiting_list(actor=actor),
-        "dispositions": list(
-            Disposition.objects.for_tenant(actor.tenant_id).filter(is_active=True).values("id", "name")
-        ),
+        "dispositions": active_disposition_list(tenant_id=actor.tenant_id),
         "templates": list(CannedTemplate.objects.for_tenant(actor.tenant_id).values("id", "name", "body")),
         "limits": {"max_chars": settings.MESSAGE_MAX_CHARS},
     }
