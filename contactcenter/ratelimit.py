@@ -45,36 +45,34 @@ def rate_parse(text: str, *, setting: str = "rate") -> Rate | None:
     return Rate(count=int(match.group(1)), seconds=seconds)
 
 
+def _window(scope: str, key: str, rate: Rate, now: float | None) -> tuple[str, int]:
+    """The cache key of `key`'s current fixed window, and the seconds until that window ends."""
+    now = time.time() if now is None else now
+    window = int(now // rate.seconds)
+    return f"ratelimit:{scope}:{key}:{window}", max(1, math.ceil((window + 1) * rate.seconds - now))
+
+
 def ratelimit_hit(*, scope: str, key: str, rate: Rate, now: float | None = None) -> int | None:
     """Counts one hit of `key`; None while within `rate`, else the seconds until its window ends.
 
     A fixed window (the count restarts every `rate.seconds`) keeps it to one cache key and one atomic
     increment; the price is that a burst straddling a window boundary may reach twice the rate.
     """
-    now = time.time() if now is None else now
-    window = int(now // rate.seconds)
-    cache_key = f"ratelimit:{scope}:{key}:{window}"
+    cache_key, wait = _window(scope, key, rate, now)
     # The key outlives its window by a little, so a late increment still finds it.
     count = _count_hit(cache_key, rate.seconds + 5)
-    if count <= rate.count:
-        return None
-    return max(1, math.ceil((window + 1) * rate.seconds - now))
+    return None if count <= rate.count else wait
 
 
 def ratelimit_peek(*, scope: str, key: str, rate: Rate, now: float | None = None) -> int | None:
     """Like `ratelimit_hit` without counting: None while `key` has hits left in this window, else the wait."""
-    now = time.time() if now is None else now
-    window = int(now // rate.seconds)
-    count = caches["default"].get(f"ratelimit:{scope}:{key}:{window}") or 0
-    if int(count) < rate.count:
-        return None
-    return max(1, math.ceil((window + 1) * rate.seconds - now))
+    cache_key, wait = _window(scope, key, rate, now)
+    return None if int(caches["default"].get(cache_key) or 0) < rate.count else wait
 
 
 def ratelimit_clear(*, scope: str, key: str, rate: Rate, now: float | None = None) -> None:
     """Forgets the hits of `key` in this window (e.g. a right password after a typo)."""
-    now = time.time() if now is None else now
-    caches["default"].delete(f"ratelimit:{scope}:{key}:{int(now // rate.seconds)}")
+    caches["default"].delete(_window(scope, key, rate, now)[0])
 
 
 def _count_hit(cache_key: str, ttl: int) -> int:
