@@ -110,12 +110,12 @@ def test_the_rate_limit_refuses_new_messages_but_a_resend_still_acks(visitor, co
 def test_each_side_has_its_own_window_and_the_count_restarts_with_the_next(
     visitor, assigned, agent_actor, settings, monkeypatch
 ):
-    import chat.services
+    from chat.services import message_sql
 
     settings.MESSAGE_RATE_COUNT = 2
     settings.MESSAGE_RATE_WINDOW_SECONDS = 60
     now = 60 * 29_000_000 + 10.0
-    monkeypatch.setattr(chat.services.time, "time", lambda: now)
+    monkeypatch.setattr(message_sql.time, "time", lambda: now)
     for i in range(2):
         post(visitor, assigned, body=f"v{i}")
     with pytest.raises(ApplicationError) as error:

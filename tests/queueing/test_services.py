@@ -22,6 +22,7 @@ from contactcenter.errors import ApplicationError
 from contactcenter.models import user_display_name
 from contactcenter.realtime import agent_group, tenant_agents_group
 from queueing.models import Offer, OfferStatus
+from queueing.selectors import waiting_list
 from queueing.services import (
     OfflineSweep,
     agent_presence_change,
@@ -30,7 +31,6 @@ from queueing.services import (
     conversation_end,
     conversation_request,
     offer_reject,
-    waiting_list,
 )
 from tests.factories import (
     DispositionFactory,

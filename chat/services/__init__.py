@@ -1,0 +1,36 @@
+"""State changes of chat, one module per concept; the names callers use are re-exported here.
+
+Every conversation operation authorises through chat.selectors.conversation_get_for, writes in one
+transaction and announces the change only through publish_on_commit (docs/protocol.md).
+"""
+
+from chat.services.attachments import attachment_served_type, attachment_upload
+from chat.services.messages import PostResult, RateLimited, conversation_mark_read, message_post, system_notice_post
+from chat.services.starting import conversation_start, survey_validate
+from chat.services.state import (
+    CloseResult,
+    conversation_close,
+    conversation_mark_important,
+    conversation_set_disposition,
+    conversation_updated_publish,
+)
+from chat.services.widgets import widget_delete, widget_save
+
+__all__ = [
+    "CloseResult",
+    "PostResult",
+    "RateLimited",
+    "attachment_served_type",
+    "attachment_upload",
+    "conversation_close",
+    "conversation_mark_important",
+    "conversation_mark_read",
+    "conversation_set_disposition",
+    "conversation_start",
+    "conversation_updated_publish",
+    "message_post",
+    "survey_validate",
+    "system_notice_post",
+    "widget_delete",
+    "widget_save",
+]

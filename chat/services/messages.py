@@ -1,0 +1,315 @@
+"""Message storage: posting (deduplicated by client_id, rate-limited), system notices, read marks, previews."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from chat import events
+from chat.models import (
+    Attachment,
+    Conversation,
+    ConversationStatus,
+    Message,
+    SenderKind,
+)
+from chat.selectors import (
+    Actor,
+    VisitorActor,
+    conversation_get_for,
+    conversation_preview,
+    conversation_queue,
+)
+from chat.services.message_sql import _post_fast, _rate_window, _take_seq, message_rate_limit
+from contactcenter.errors import ApplicationError, NotFound
+from contactcenter.realtime import (
+    conversation_agents_group,
+    conversation_group,
+    publish_on_commit,
+    tenant_agents_group,
+)
+
+CLIENT_ID_MAX = 64
+
+
+class RateLimited(ApplicationError):
+    def __init__(self, message: str, retry_after: int):
+        super().__init__("rate_limited", message, status=429)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class PostResult:
+    message: Message
+    # False when the client_id was already stored: the caller acks the stored message, nothing is announced.
+    created: bool
+
+
+def _clean_client_id(client_id: Any) -> str:
+    if not isinstance(client_id, str) or not client_id.strip() or len(client_id) > CLIENT_ID_MAX:
+        raise ApplicationError(
+            "client_id_required",
+            f"Each message needs a client_id of 1 to {CLIENT_ID_MAX} characters (a UUID).",
+            {"client_id": ["Required, 1 to 64 characters."]},
+        )
+    return client_id
+
+
+def _clean_body(body: Any, *, allow_empty: bool) -> str:
+    if body is None:
+        body = ""
+    if not isinstance(body, str):
+        raise ApplicationError("invalid", "The body is text.", {"body": ["Expected a string."]})
+    limit = settings.MESSAGE_MAX_CHARS
+    if len(body) > limit:
+        raise ApplicationError(
+            "message_too_long", f"A message is at most {limit} characters.", {"body": [f"At most {limit} characters."]}
+        )
+    if not body.strip() and not allow_empty:
+        raise ApplicationError("message_empty", "Write something or attach a file.", {"body": ["Empty message."]})
+    return body
+
+
+def _append_message(conversation: Conversation, **fields: Any) -> Message:
+    """Next seq for a conversation whose row the caller holds locked (or has just created)."""
+    now = timezone.now()
+    conversation.last_seq += 1
+    conversation.last_message_at = now
+    Conversation.objects.filter(pk=conversation.pk).update(last_seq=conversation.last_seq, last_message_at=now)
+    return Message.objects.create(
+        tenant_id=conversation.tenant_id,
+        conversation=conversation,
+        seq=conversation.last_seq,
+        channel=conversation.channel,
+        **fields,
+    )
+
+
+def _publish_message(conversation: Conversation, message: Message, attachments: list[Attachment] | None = None) -> None:
+    _publish(conversation.tenant_id, message, attachments)
+
+
+def _publish(tenant_id: int, message: Message, attachments: list[Attachment] | None = None) -> None:
+    if message.is_private:
+        group = conversation_agents_group(tenant_id, message.conversation_id)
+    else:
+        group = conversation_group(tenant_id, message.conversation_id)
+    publish_on_commit(group=group, event=events.message_new(message, attachments or []))
+
+
+def system_notice_post(
+    *, conversation: Conversation, event: str, body: str, event_data: dict[str, Any] | None = None
+) -> Message:
+    """A stored system notice ("agent.joined", "conversation.closed"); the caller holds the row lock."""
+    message = _append_message(
+        conversation, sender_kind=SenderKind.SYSTEM, body=body, event=event, event_data=event_data or {}
+    )
+    _publish_message(conversation, message)
+    return message
+
+
+def _existing_message(conversation_id: int, client_id: str, actor: Actor) -> Message | None:
+    message = Message.objects.filter(
+        tenant_id=actor.tenant_id, conversation_id=conversation_id, client_id=client_id
+    ).first()
+    if message is None:
+        return None
+    # The resend path only: the first try was authorised, but this actor may not be the one who made it.
+    conversation_get_for(actor=actor, conversation_id=conversation_id, write=True)
+    if isinstance(actor, VisitorActor):
+        same_sender = message.sender_kind == SenderKind.VISITOR
+    else:
+        same_sender = message.sender_kind == SenderKind.AGENT and message.sender_user_id == actor.user.pk
+    if not same_sender:
+        raise ApplicationError("duplicate_client_id", "This client_id belongs to another message.")
+    return message
+
+
+def message_post(
+    *,
+    actor: Actor,
+    conversation_id: int,
+    body: Any,
+    client_id: Any,
+    private: bool = False,
+    attachment_ids: Sequence[int] = (),
+) -> PostResult:
+    """Stores a message with the conversation's next seq, once per client_id, and announces it after commit.
+
+    On PostgreSQL outside a caller's transaction, a text message is one statement (_post_fast_sql), which
+    also counts the rate window. Everything else, and every case that statement declines (a resend, a
+    closed or foreign conversation, the rate used up, a lost race), takes the full path: the dedupe SELECT, then the
+    UPDATE … RETURNING that authorises and takes the seq (docs/protocol.md §2) and the INSERT in one
+    transaction, with exact errors.
+    """
+    client_id = _clean_client_id(client_id)
+    if not isinstance(attachment_ids, list | tuple) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in attachment_ids
+    ):
+        raise ApplicationError("invalid", "attachment_ids is a list of ids.", {"attachment_ids": ["Expected ids."]})
+    if private and isinstance(actor, VisitorActor):
+        raise ApplicationError("invalid", "Only agents write private notes.", {"private": ["Not allowed."]})
+    if not isinstance(conversation_id, int) or isinstance(conversation_id, bool):
+        raise NotFound("conversation")
+    if not attachment_ids and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        try:
+            text = _clean_body(body, allow_empty=False)
+        except ApplicationError:
+            text = None  # the full path says so, after the errors that come first (closed, not found)
+        if text is not None:
+            fast = _post_fast(
+                actor=actor, conversation_id=conversation_id, text=text, client_id=client_id, private=private
+            )
+            if fast is not None:
+                message, status = fast
+                _publish(actor.tenant_id, message, [])
+                if status == ConversationStatus.WAITING:
+                    _waiting_preview_publish(message)
+                return PostResult(message=message, created=True)
+    # Dedupe comes first: a resend is answered with the stored message, even once the conversation closed.
+    existing = _existing_message(conversation_id, client_id, actor)
+    if existing is not None:
+        return PostResult(message=existing, created=False)
+    try:
+        # One transaction (a savepoint inside a caller's): a resend racing its original waits on the row
+        # lock of the UPDATE, then hits the client_id constraint, and the rollback takes its seq back too,
+        # so the stored seqs keep no hole.
+        with transaction.atomic():
+            message = _store_message(
+                actor=actor,
+                conversation_id=conversation_id,
+                body=body,
+                client_id=client_id,
+                private=private,
+                attachment_ids=attachment_ids,
+            )
+    except IntegrityError:
+        existing = _existing_message(conversation_id, client_id, actor)
+        if existing is None:
+            raise
+        return PostResult(message=existing, created=False)
+    return PostResult(message=message, created=True)
+
+
+def _store_message(
+    *,
+    actor: Actor,
+    conversation_id: int,
+    body: Any,
+    client_id: str,
+    private: bool,
+    attachment_ids: Sequence[int],
+) -> Message:
+    rate = _rate_window()
+    taken = _take_seq(actor, conversation_id, rate)
+    if taken is None:
+        # Not writable, not found, closed or over the rate: the full check (under the row lock) says which.
+        conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
+        if conversation.status == ConversationStatus.CLOSED:
+            raise ApplicationError("conversation_closed", "This conversation is closed.", status=409)
+        side = "visitor" if isinstance(actor, VisitorActor) else "agent"
+        if (
+            getattr(conversation, f"{side}_rate_window") == rate.index
+            and getattr(conversation, f"{side}_rate_count") >= rate.limit
+        ):
+            count, seconds = message_rate_limit()
+            raise RateLimited(f"Too many messages: at most {count} every {seconds} seconds.", rate.retry_after)
+        taken = _take_seq(actor, conversation_id, rate)  # the access changed in between (say, just assigned)
+        if taken is None:
+            raise NotFound("conversation")
+    seq, channel, status = taken
+    text = _clean_body(body, allow_empty=bool(attachment_ids))
+    attachments: list[Attachment] = []
+    if attachment_ids:
+        wanted = set(attachment_ids)
+        candidates = Attachment.objects.for_tenant(actor.tenant_id).filter(
+            pk__in=wanted, conversation_id=conversation_id, message__isnull=True
+        )
+        if isinstance(actor, VisitorActor):
+            candidates = candidates.filter(uploaded_by_visitor=True)
+        else:
+            candidates = candidates.filter(uploaded_by_visitor=False, uploaded_by=actor.user)
+        attachments = list(candidates.select_for_update())
+        if len(attachments) != len(wanted):
+            raise ApplicationError(
+                "invalid_attachment",
+                "An attachment is unknown, already sent, or not yours.",
+                {"attachment_ids": ["Invalid attachment."]},
+            )
+    fields: dict[str, Any] = {"body": text, "client_id": client_id, "is_private": bool(private)}
+    if isinstance(actor, VisitorActor):
+        fields["sender_kind"] = SenderKind.VISITOR
+    else:
+        fields.update(sender_kind=SenderKind.AGENT, sender_user=actor.user)
+    message = Message.objects.create(
+        tenant_id=actor.tenant_id, conversation_id=conversation_id, seq=seq, channel=channel, **fields
+    )
+    if attachments:
+        Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(message=message)
+    _publish(actor.tenant_id, message, attachments)
+    if status == ConversationStatus.WAITING:
+        _waiting_preview_publish(message)
+    return message
+
+
+def _waiting_preview_publish(message: Message) -> None:
+    """A waiting conversation's first visitor words, for the offers and waiting items shown without them.
+
+    Offers and waiting items carry a preview (the first visitor message) when they are made; a chat started
+    without a message gets its first one later, and the agents' sockets do not follow a conversation before
+    accepting it. Only a waiting conversation's visitor messages come here (nobody else writes to it), and
+    only the first one with text is announced: one extra read per message while the chat waits.
+    """
+    if message.sender_kind != SenderKind.VISITOR or not message.body:
+        return
+    first = (
+        Message.objects.filter(
+            tenant_id=message.tenant_id, conversation_id=message.conversation_id, sender_kind=SenderKind.VISITOR
+        )
+        .exclude(body="")
+        .order_by("seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+    if first != message.seq:
+        return
+    conversation = Conversation.objects.select_related("widget").get(pk=message.conversation_id)
+    queue = conversation_queue(conversation)
+    publish_on_commit(
+        group=tenant_agents_group(message.tenant_id),
+        event={
+            "type": "waiting.preview",
+            "conversation_id": message.conversation_id,
+            "preview": conversation_preview(conversation),
+            "queue_id": queue["id"] if queue else None,
+        },
+    )
+
+
+@transaction.atomic
+def conversation_mark_read(*, actor: Actor, conversation_id: int, seq: Any) -> int:
+    """Moves this side's "seen up to" marker forward (never back); returns the marker."""
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise ApplicationError("invalid", "seq is a whole number.", {"seq": ["Expected a whole number ≥ 0."]})
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True)
+    side = "visitor" if isinstance(actor, VisitorActor) else "agent"
+    field = f"{side}_read_seq"
+    seq = min(seq, conversation.last_seq)
+    moved = Conversation.objects.filter(pk=conversation.pk, **{f"{field}__lt": seq}).update(**{field: seq})
+    if moved:
+        publish_on_commit(
+            group=conversation_group(conversation.tenant_id, conversation.pk),
+            event=events.read_event(
+                conversation_id=conversation.pk,
+                side=side,
+                seq=seq,
+                user_id=None if isinstance(actor, VisitorActor) else actor.user.pk,
+            ),
+        )
+        return seq
+    return max(seq, getattr(conversation, field))

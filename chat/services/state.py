@@ -1,0 +1,120 @@
+"""Conversation state changes: important flag, disposition, close; each announced with a new version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agents.models import Disposition
+from chat import events
+from chat.models import (
+    Conversation,
+    ConversationStatus,
+)
+from chat.selectors import (
+    Actor,
+    AgentActor,
+    conversation_get_for,
+)
+from chat.services.messages import system_notice_post
+from contactcenter.errors import ApplicationError
+from contactcenter.realtime import (
+    conversation_agents_group,
+    conversation_group,
+    publish_on_commit,
+)
+
+
+def conversation_updated_publish(conversation: Conversation, *, agents_only: bool) -> None:
+    """Announces the conversation's state with a new version, after commit.
+
+    The version is taken by an UPDATE, which holds the row's lock to the end of the transaction: two changes
+    in two processes get their versions in commit order, whichever event Redis delivers first.
+    """
+    Conversation.objects.filter(pk=conversation.pk).update(state_version=F("state_version") + 1)
+    conversation.refresh_from_db()
+    group = (
+        conversation_agents_group(conversation.tenant_id, conversation.pk)
+        if agents_only
+        else conversation_group(conversation.tenant_id, conversation.pk)
+    )
+    publish_on_commit(group=group, event=events.conversation_updated(conversation))
+
+
+@transaction.atomic
+def conversation_mark_important(*, actor: AgentActor, conversation_id: int, important: Any) -> Conversation:
+    if not isinstance(important, bool):
+        raise ApplicationError("invalid", "important is true or false.", {"important": ["Expected a boolean."]})
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
+    if conversation.important != important:
+        conversation.important = important
+        conversation.save(update_fields=["important"])
+        conversation_updated_publish(conversation, agents_only=True)
+    return conversation
+
+
+def _disposition_for(tenant_id: int, disposition_id: Any) -> Disposition:
+    if not isinstance(disposition_id, int) or isinstance(disposition_id, bool):
+        raise ApplicationError("invalid_disposition", "Choose a status.", {"disposition_id": ["Expected an id."]})
+    disposition = Disposition.objects.for_tenant(tenant_id).filter(pk=disposition_id, is_active=True).first()
+    if disposition is None:
+        raise ApplicationError(
+            "invalid_disposition", "No such status.", {"disposition_id": ["Not an active status of yours."]}
+        )
+    return disposition
+
+
+@transaction.atomic
+def conversation_set_disposition(*, actor: AgentActor, conversation_id: int, disposition_id: Any) -> Conversation:
+    """The outcome the agent picks; allowed after a close too (the visitor may have ended the chat first)."""
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
+    disposition = None if disposition_id is None else _disposition_for(conversation.tenant_id, disposition_id)
+    new_id = disposition.pk if disposition is not None else None
+    if conversation.disposition_id != new_id:
+        if new_id is None and conversation.status == ConversationStatus.CLOSED:
+            raise ApplicationError("disposition_required", "A closed conversation keeps its status.")
+        conversation.disposition = disposition
+        conversation.save(update_fields=["disposition"])
+        conversation_updated_publish(conversation, agents_only=True)
+    return conversation
+
+
+@dataclass(frozen=True)
+class CloseResult:
+    conversation: Conversation
+    closed_now: bool
+    previous_status: str
+
+
+@transaction.atomic
+def conversation_close(*, actor: Actor, conversation_id: int, disposition_id: Any = None) -> CloseResult:
+    """Closes once (a second close is a no-op); agents must have picked a disposition first."""
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
+    previous = conversation.status
+    if conversation.status == ConversationStatus.CLOSED:
+        return CloseResult(conversation=conversation, closed_now=False, previous_status=previous)
+    data: dict[str, Any]
+    if isinstance(actor, AgentActor):
+        if disposition_id is not None:
+            conversation.disposition = _disposition_for(conversation.tenant_id, disposition_id)
+        if conversation.disposition_id is None:
+            raise ApplicationError(
+                "disposition_required",
+                "Pick a status before closing.",
+                {"disposition_id": ["Choose a status first."]},
+            )
+        data = {"by": "agent", "agent_name": events.agent_public_name(actor.user)}
+        body = f"{data['agent_name']} closed the chat."
+    else:
+        data = {"by": "visitor"}
+        body = "The visitor ended the chat."
+    conversation.status = ConversationStatus.CLOSED
+    conversation.closed_at = timezone.now()
+    conversation.save(update_fields=["status", "closed_at", "disposition"])
+    system_notice_post(conversation=conversation, event="conversation.closed", body=body, event_data=data)
+    conversation_updated_publish(conversation, agents_only=False)
+    return CloseResult(conversation=conversation, closed_now=True, previous_status=previous)

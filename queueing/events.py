@@ -1,0 +1,44 @@
+"""Queueing's event payloads: a waiting conversation, an offer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chat.events import iso
+from chat.models import Conversation
+from chat.selectors import contact_data, conversation_preview
+from queueing.models import Offer, Queue
+
+
+def waiting_item(conversation: Conversation, queue: Queue | None) -> dict[str, Any]:
+    widget = conversation.widget if conversation.widget_id else None
+    return {
+        "conversation_id": conversation.pk,
+        "queue": {"id": queue.pk, "name": queue.name} if queue is not None else None,
+        "waiting_since": iso(conversation.created_at),
+        "contact_name": conversation.contact.name,
+        "widget": {"id": widget.pk, "name": widget.name} if widget is not None else None,
+        "preview": conversation_preview(conversation),
+        "started_offline": conversation.started_offline,
+    }
+
+
+def offer_data(offer: Offer, conversation: Conversation) -> dict[str, Any]:
+    widget = conversation.widget if conversation.widget_id else None
+    queue = offer.queue if offer.queue_id else None
+    return {
+        "offer_id": offer.pk,
+        "conversation_id": conversation.pk,
+        "queue": {"id": queue.pk, "name": queue.name} if queue is not None else None,
+        "waiting_since": iso(conversation.created_at),
+        "offered_at": iso(offer.created_at),
+        "contact": contact_data(conversation.contact),
+        "survey": list(conversation.survey or []),
+        "widget": (
+            {"id": widget.pk, "name": widget.name, "agent_external_url": widget.agent_external_url}
+            if widget is not None
+            else None
+        ),
+        "preview": conversation_preview(conversation),
+        "started_offline": conversation.started_offline,
+    }

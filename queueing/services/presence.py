@@ -1,0 +1,117 @@
+"""Agents' availability: presence changes and their follow-up on offers, the offline sweep, console sessions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from agents.models import AgentProfile, CannedTemplate, Presence
+from agents.services import (
+    active_disposition_list,
+    agent_heartbeat,
+    agent_socket_closed,
+    agent_socket_opened,
+    agent_sockets_sweep,
+    presence_set,
+    presence_sweep,
+)
+from chat import events
+from chat.models import ConversationStatus
+from chat.selectors import AgentActor, agent_open_conversation_list
+from contactcenter.models import Role, user_display_name
+from contactcenter.realtime import publish_on_commit, tenant_agents_group
+from queueing.models import Offer, OfferStatus
+from queueing.selectors import agent_queue_ids, pending_offer_list, waiting_list
+from queueing.services.routing import _offers_refresh, _withdraw_offers, agent_offers_refresh
+
+
+def _presence_followup(*, actor: AgentActor, presence: str, changed: bool) -> int:
+    """What follows a presence change, whoever made it: colleagues hear of it, and online brings offers
+    while any other presence withdraws the pending ones. Returns how many offers were withdrawn."""
+    if changed:
+        publish_on_commit(group=tenant_agents_group(actor.tenant_id), event=events.agent_presence(actor.user, presence))
+    if presence == Presence.ONLINE:
+        agent_offers_refresh(actor=actor)
+        return 0
+    pending = list(Offer.objects.filter(tenant_id=actor.tenant_id, agent=actor.user, status=OfferStatus.PENDING))
+    _withdraw_offers(pending, reason_for={}, default="unavailable")
+    return len(pending)
+
+
+@transaction.atomic
+def agent_presence_change(*, actor: AgentActor, presence: str) -> AgentProfile:
+    """The agent's chosen presence: online brings offers, away/offline withdraws the pending ones."""
+    profile, changed = presence_set(user=actor.user, presence=presence)
+    _presence_followup(actor=actor, presence=presence, changed=changed)
+    return profile
+
+
+@dataclass(frozen=True)
+class OfflineSweep:
+    sockets_cleared: int
+    user_ids: list[int]  # the agents taken offline
+    offers_withdrawn: int
+
+
+@transaction.atomic
+def agents_offline_sweep() -> OfflineSweep:
+    """The sweep's presence pass: forgets sockets of dead server processes, takes agents whose sockets are
+    gone past the grace period offline, and follows up on each as on a manual `presence.set offline`."""
+    sockets_cleared = agent_sockets_sweep()
+    user_ids = presence_sweep()
+    withdrawn = 0
+    profiles = AgentProfile.objects.filter(user_id__in=user_ids).select_related("user").order_by("pk")
+    for profile in profiles:
+        # The role does not matter for going offline (only for picking up work), as in conversation_end.
+        actor = AgentActor(tenant_id=profile.tenant_id, user=profile.user, role=Role.AGENT)
+        withdrawn += _presence_followup(actor=actor, presence=Presence.OFFLINE, changed=True)
+    return OfflineSweep(sockets_cleared=sockets_cleared, user_ids=user_ids, offers_withdrawn=withdrawn)
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """What an agent socket needs at connect: the hello frame and the queues that filter waiting events."""
+
+    hello: dict[str, Any]
+    queue_ids: list[int]
+
+
+@transaction.atomic
+def agent_console_open(*, actor: AgentActor) -> ConsoleSession:
+    """Counts the socket, re-offers waiting work if the agent is online, and reads the console's state."""
+    agent_socket_opened(user=actor.user)
+    profile = AgentProfile.objects.get(tenant_id=actor.tenant_id, user=actor.user)
+    _offers_refresh(actor, profile)  # already in this transaction: no savepoint, no second profile read
+    conversations = agent_open_conversation_list(actor=actor)
+    hello = {
+        "type": "hello",
+        "v": events.PROTOCOL_VERSION,
+        "me": {
+            "user_id": actor.user.pk,
+            "name": user_display_name(actor.user),
+            "role": actor.role,
+            "presence": profile.presence,
+            "max_chats": profile.max_chats,
+            "open_chats": sum(1 for c in conversations if c["status"] == ConversationStatus.OPEN),
+        },
+        "conversations": conversations,
+        "offers": pending_offer_list(actor=actor),
+        "waiting": waiting_list(actor=actor),
+        "dispositions": active_disposition_list(tenant_id=actor.tenant_id),
+        "templates": list(CannedTemplate.objects.for_tenant(actor.tenant_id).values("id", "name", "body")),
+        "limits": {"max_chars": settings.MESSAGE_MAX_CHARS},
+    }
+    return ConsoleSession(hello=hello, queue_ids=agent_queue_ids(actor=actor))
+
+
+def agent_console_ping(*, actor: AgentActor) -> list[int]:
+    """The heartbeat; returns the agent's queues afresh (membership may have changed since connect)."""
+    agent_heartbeat(user=actor.user)
+    return agent_queue_ids(actor=actor)
+
+
+def agent_console_close(*, actor: AgentActor) -> None:
+    agent_socket_closed(user=actor.user)
