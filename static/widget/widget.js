@@ -9,951 +9,819 @@
  *     resent with the same client_id after a reconnect until it is acked (the server dedupes);
  *   - the database is the truth: after every (re)connect the widget resumes from its highest seq.
  */
-(() => {
-  "use strict";
+import { api as fetchJson } from "../js/http.js";
+import { clock, formatBytes, h, scrollToEnd, uuid } from "../js/dom.js";
+import { ProtocolClient, isStale, socketUrl } from "../js/protocol.js";
 
-  const boot = JSON.parse(document.getElementById("sb-boot").textContent);
-  const API = `/widget/api/${encodeURIComponent(boot.publicKey)}`;
-  const STORE_KEY = `sb-visitor:${boot.publicKey}`;
-  const MSG_SOURCE = "switchboard-widget";
-  // The embedding page, as checked by the server against the widget's allowed origins ("" when the
-  // page is opened directly or from an origin that is not allowed: then nothing is posted anywhere).
-  const PARENT = window.parent !== window ? boot.parentOrigin : "";
-  const PING_MS = 20000;
-  const TYPING_IDLE_MS = 3000;
-  const TYPING_REPEAT_MS = 2000;
-  const FORM_HEIGHT_MAX = 640;
+const boot = JSON.parse(document.getElementById("sb-boot").textContent);
+const API = `/widget/api/${encodeURIComponent(boot.publicKey)}`;
+const STORE_KEY = `sb-visitor:${boot.publicKey}`;
+const MSG_SOURCE = "switchboard-widget";
+// The embedding page, as checked by the server against the widget's allowed origins ("" when the
+// page is opened directly or from an origin that is not allowed: then nothing is posted anywhere).
+const PARENT = window.parent !== window ? boot.parentOrigin : "";
+const TYPING_IDLE_MS = 3000;
+const TYPING_REPEAT_MS = 2000;
+const FORM_HEIGHT_MAX = 640;
 
-  const $ = (id) => document.getElementById(id);
-  const ui = {
-    avatar: $("sb-avatar"),
-    title: $("sb-title"),
-    subtitle: $("sb-subtitle"),
-    end: $("sb-end"),
-    minimize: $("sb-minimize"),
-    notice: $("sb-notice"),
-    banner: $("sb-banner"),
-    body: $("sb-body"),
-    loading: $("sb-view-loading"),
-    formView: $("sb-view-form"),
-    intro: $("sb-intro"),
-    form: $("sb-form"),
-    fields: $("sb-fields"),
-    formError: $("sb-form-error"),
-    submit: $("sb-submit"),
-    chatView: $("sb-view-chat"),
-    log: $("sb-log"),
-    typing: $("sb-typing"),
-    composer: $("sb-composer"),
-    pending: $("sb-pending"),
-    attach: $("sb-attach"),
-    file: $("sb-file"),
-    text: $("sb-text"),
-    send: $("sb-send"),
-    ended: $("sb-ended"),
-    restart: $("sb-restart"),
-  };
+const $ = (id) => document.getElementById(id);
+const ui = {
+  avatar: $("sb-avatar"),
+  title: $("sb-title"),
+  subtitle: $("sb-subtitle"),
+  end: $("sb-end"),
+  minimize: $("sb-minimize"),
+  notice: $("sb-notice"),
+  banner: $("sb-banner"),
+  body: $("sb-body"),
+  loading: $("sb-view-loading"),
+  formView: $("sb-view-form"),
+  intro: $("sb-intro"),
+  form: $("sb-form"),
+  fields: $("sb-fields"),
+  formError: $("sb-form-error"),
+  submit: $("sb-submit"),
+  chatView: $("sb-view-chat"),
+  log: $("sb-log"),
+  typing: $("sb-typing"),
+  composer: $("sb-composer"),
+  pending: $("sb-pending"),
+  attach: $("sb-attach"),
+  file: $("sb-file"),
+  text: $("sb-text"),
+  send: $("sb-send"),
+  ended: $("sb-ended"),
+  restart: $("sb-restart"),
+};
 
-  const state = {
-    config: null, // widget config from GET config
-    available: true,
-    token: null,
-    conversation: null, // visitor conversation object (§5)
-    lastSeq: 0, // highest seq known, including private notes this side never sees (from resume.done)
-    bySeq: new Map(), // seq -> <li>
-    byClientId: new Map(), // own messages: client_id -> {el, body, attachmentIds, acked}
-    unacked: new Map(), // client_id -> frame to resend until acked
-    socket: null,
-    backoffMs: 1000,
-    reconnectTimer: null,
-    typingSentAt: 0,
-    typingIdleTimer: null,
-    agentTypingTimer: null,
-    open: !PARENT, // opened directly: always "open"
-    seenSeq: 0,
-    agentReadSeq: 0,
-    endArmed: null,
-    seenTimer: null,
-    // The client_id of the start request, kept until a start succeeds (see startSession).
-    startClientId: null,
-  };
+const state = {
+  config: null, // widget config from GET config
+  available: true,
+  token: null,
+  conversation: null, // visitor conversation object (§5)
+  thread: null, // the conversation's messages and sends (static/js/protocol.js)
+  typingSentAt: 0,
+  typingIdleTimer: null,
+  agentTypingTimer: null,
+  open: !PARENT, // opened directly: always "open"
+  seenSeq: 0,
+  agentReadSeq: 0,
+  endArmed: null,
+  seenTimer: null,
+  // The client_id of the start request, kept until a start succeeds (see startSession).
+  startClientId: null,
+};
 
-  // --- small helpers -----------------------------------------------------------------------------
+// --- small helpers -----------------------------------------------------------------------------
 
-  // Element builder (text always through textContent), UUIDs, times and sizes: static/js/dom.js.
-  const { h, uuid, clock, formatBytes, openSocket } = window.SwitchboardDom;
-
-  // localStorage can be unavailable (privacy settings); the widget then lives for this page only.
-  const store = {
-    read() {
-      try {
-        return JSON.parse(localStorage.getItem(STORE_KEY) || "{}") || {};
-      } catch (_) {
-        return {};
-      }
-    },
-    write(patch) {
-      try {
-        localStorage.setItem(STORE_KEY, JSON.stringify({ ...store.read(), ...patch }));
-      } catch (_) {
-        /* see above */
-      }
-    },
-  };
-
-  class ApiError extends Error {
-    constructor(status, error, retryAfter = 0) {
-      super((error && error.message) || `HTTP ${status}`);
-      this.status = status;
-      this.code = (error && error.code) || "error";
-      this.fields = (error && error.fields) || {};
-      // Seconds to wait before trying again (429): from the body, else the Retry-After header.
-      this.retryAfter = Number(error && error.retry_after) || retryAfter;
-    }
-  }
-
-  async function api(path, { method = "GET", json, form } = {}) {
-    const headers = {};
-    if (state.token) headers["X-Visitor-Token"] = state.token;
-    if (json) headers["Content-Type"] = "application/json";
-    let response;
+// localStorage can be unavailable (privacy settings); the widget then lives for this page only.
+const store = {
+  read() {
     try {
-      response = await fetch(API + path, {
-        method,
-        headers,
-        body: json ? JSON.stringify(json) : form,
-        credentials: "omit",
-        cache: "no-store",
-      });
+      return JSON.parse(localStorage.getItem(STORE_KEY) || "{}") || {};
     } catch (_) {
-      throw new ApiError(0, { code: "network", message: "You seem to be offline. Please try again." });
+      return {};
     }
-    let data = null;
+  },
+  write(patch) {
     try {
-      data = await response.json();
+      localStorage.setItem(STORE_KEY, JSON.stringify({ ...store.read(), ...patch }));
     } catch (_) {
-      data = null;
+      /* see above */
     }
-    if (!response.ok) {
-      throw new ApiError(response.status, data && data.error, Number(response.headers.get("Retry-After")) || 0);
-    }
-    return data;
-  }
+  },
+};
 
-  // --- the embedding page (loader.js) ------------------------------------------------------------
-
-  function toParent(message) {
-    if (PARENT) window.parent.postMessage({ source: MSG_SOURCE, ...message }, PARENT);
-  }
-
-  window.addEventListener("message", (event) => {
-    if (!PARENT || event.origin !== PARENT || event.source !== window.parent) return;
-    const data = event.data;
-    if (!data || data.source !== MSG_SOURCE) return;
-    if (data.type === "opened") {
-      state.open = true;
-      markSeen();
-      if (!ui.composer.hidden) ui.text.focus();
-      else if (!ui.formView.hidden) ui.form.querySelector("input, textarea")?.focus();
-    } else if (data.type === "closed") {
-      state.open = false;
-    }
+function api(path, { method = "GET", json, form } = {}) {
+  return fetchJson(API + path, {
+    method,
+    json,
+    form,
+    headers: state.token ? { "X-Visitor-Token": state.token } : {},
+    credentials: "omit",
+    cache: "no-store",
+    offlineMessage: "You seem to be offline. Please try again.",
   });
+}
 
-  function requestHeight(height) {
-    toParent({ type: "resize", height: Math.min(FORM_HEIGHT_MAX, Math.ceil(height)) });
+// --- the embedding page (loader.js) ------------------------------------------------------------
+
+function toParent(message) {
+  if (PARENT) window.parent.postMessage({ source: MSG_SOURCE, ...message }, PARENT);
+}
+
+window.addEventListener("message", (event) => {
+  if (!PARENT || event.origin !== PARENT || event.source !== window.parent) return;
+  const data = event.data;
+  if (!data || data.source !== MSG_SOURCE) return;
+  if (data.type === "opened") {
+    state.open = true;
+    markSeen();
+    if (!ui.composer.hidden) ui.text.focus();
+    else if (!ui.formView.hidden) ui.form.querySelector("input, textarea")?.focus();
+  } else if (data.type === "closed") {
+    state.open = false;
   }
+});
 
-  // --- views -------------------------------------------------------------------------------------
+function requestHeight(height) {
+  toParent({ type: "resize", height: Math.min(FORM_HEIGHT_MAX, Math.ceil(height)) });
+}
 
-  function applyTheme(accent, title) {
-    if (/^#[0-9a-f]{6}$/i.test(accent || "")) {
-      const n = parseInt(accent.slice(1), 16);
-      const lin = [(n >> 16) & 255, (n >> 8) & 255, n & 255].map((c) => {
-        const s = c / 255;
-        return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
-      });
-      const luminance = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
-      // CSSOM writes are allowed by the page's CSP (style-src 'self'), unlike inline style attributes.
-      document.documentElement.style.setProperty("--accent", accent);
-      document.documentElement.style.setProperty("--on-accent", luminance > 0.45 ? "#111827" : "#ffffff");
-    }
-    if (title) {
-      ui.title.textContent = title;
-      document.title = title;
-    }
-  }
+// --- views -------------------------------------------------------------------------------------
 
-  function showView(name) {
-    ui.loading.hidden = name !== "loading";
-    ui.formView.hidden = name !== "form";
-    ui.chatView.hidden = name !== "chat";
-    ui.composer.hidden = name !== "chat";
-    ui.ended.hidden = true;
-    if (name !== "chat") {
-      ui.typing.hidden = true;
-      ui.notice.hidden = true;
-    }
-    if (name === "chat") requestHeight(FORM_HEIGHT_MAX);
-    if (name === "form") {
-      const header = document.querySelector(".sb-header").offsetHeight;
-      requestHeight(header + ui.formView.scrollHeight + 8);
-    }
-  }
-
-  function showBanner(text, isError = false) {
-    ui.banner.textContent = text;
-    ui.banner.classList.toggle("is-error", isError);
-    ui.banner.hidden = !text;
-  }
-
-  function setSubtitle() {
-    const conversation = state.conversation;
-    let text = "We are online";
-    if (conversation && conversation.status === "open") {
-      text = conversation.agent_name ? `Chatting with ${conversation.agent_name}` : "An agent is with you";
-    } else if (conversation && conversation.status === "waiting") {
-      text = state.available ? "Waiting for an agent…" : "No one is available right now";
-    } else if (conversation && conversation.status === "closed") {
-      text = "This chat has ended";
-    } else if (!state.available) {
-      text = "No one is available right now";
-    }
-    ui.subtitle.textContent = text;
-    // Below the conversation while nobody can answer: the message is kept, the reply comes here.
-    const waitingOffline = Boolean(conversation && conversation.status === "waiting" && !state.available);
-    ui.notice.textContent = waitingOffline
-      ? "Thanks, your message was received. No one is available right now: we will reply here as soon as we can."
-      : "";
-    ui.notice.hidden = !waitingOffline || ui.chatView.hidden;
-    const initial = conversation && conversation.agent_name ? conversation.agent_name : ui.title.textContent;
-    ui.avatar.textContent = (initial.trim()[0] || "?").toUpperCase();
-  }
-
-  // --- the start form: pre-chat survey, or an offline message --------------------------------------
-
-  const FIELD_INPUT = {
-    name: { type: "text", autocomplete: "name" },
-    email: { type: "email", autocomplete: "email" },
-    phone: { type: "tel", autocomplete: "tel", placeholder: "+44 20 7946 0958" },
-    text: { type: "text", autocomplete: "off" },
-  };
-
-  function buildField({ key, label, kind, required, multiline, maxLength }) {
-    const id = `sb-field-${key}`;
-    const input = multiline ? h("textarea", { attrs: { rows: "3" } }) : h("input");
-    input.id = id;
-    input.name = key;
-    input.maxLength = maxLength || 500;
-    if (!multiline) {
-      const spec = FIELD_INPUT[kind] || FIELD_INPUT.text;
-      input.type = spec.type;
-      input.autocomplete = spec.autocomplete;
-      if (spec.placeholder) input.placeholder = spec.placeholder;
-    }
-    input.required = Boolean(required);
-    input.dataset.kind = kind;
-    const error = h("p", { cls: "sb-error", attrs: { id: `${id}-error`, "aria-live": "polite" } });
-    error.hidden = true;
-    input.setAttribute("aria-describedby", error.id);
-    const labelEl = h("label", { text: label, attrs: { for: id } });
-    if (!required) labelEl.appendChild(h("span", { cls: "sb-optional", text: " (optional)" }));
-    return h("div", { cls: "sb-field", attrs: { "data-key": key } }, [labelEl, input, error]);
-  }
-
-  function showForm() {
-    const widget = state.config.widget;
-    state.conversation = null;
-    ui.fields.replaceChildren();
-    ui.formError.hidden = true;
-    ui.intro.textContent = state.available ? widget.greeting : widget.offline_message;
-    ui.intro.classList.toggle("is-offline", !state.available);
-    ui.intro.hidden = !ui.intro.textContent;
-    const fields = widget.survey_enabled ? widget.survey_fields || [] : [];
-    for (const field of fields) ui.fields.appendChild(buildField(field));
-    ui.fields.appendChild(
-      buildField({
-        key: "message",
-        label: state.available ? "How can we help?" : "Your message",
-        kind: "text",
-        required: !state.available,
-        multiline: true,
-        maxLength: widget.max_message_chars,
-      }),
-    );
-    ui.submit.textContent = state.available ? "Start chat" : "Leave a message";
-    ui.submit.disabled = false;
-    setSubtitle();
-    showView("form");
-  }
-
-  function setFieldError(key, message) {
-    const field = ui.fields.querySelector(`[data-key="${CSS.escape(key)}"]`);
-    if (!field) return false;
-    const error = field.querySelector(".sb-error");
-    error.textContent = message || "";
-    error.hidden = !message;
-    field.classList.toggle("has-error", Boolean(message));
-    field.querySelector("input, textarea").setAttribute("aria-invalid", message ? "true" : "false");
-    return true;
-  }
-
-  // The browser's check; the server checks again and its field errors land in the same places.
-  function validateField(input) {
-    const value = input.value.trim();
-    if (input.required && !value) return "Please fill this in.";
-    if (!value) return "";
-    if (input.dataset.kind === "email" && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(value)) {
-      return "Please enter a valid email address.";
-    }
-    if (input.dataset.kind === "phone") {
-      const digits = value.replace(/\D/g, "");
-      if (!value.startsWith("+") || digits.length < 7 || digits.length > 15 || /[^\d\s().+-]/.test(value)) {
-        return "Please enter the number in international format, e.g. +44 20 7946 0958.";
-      }
-    }
-    return "";
-  }
-
-  ui.fields.addEventListener("input", (event) => {
-    const field = event.target.closest(".sb-field");
-    if (field && field.classList.contains("has-error")) setFieldError(field.dataset.key, validateField(event.target));
-  });
-
-  ui.form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    ui.formError.hidden = true;
-    let firstInvalid = null;
-    const answers = {};
-    let message = "";
-    for (const input of ui.fields.querySelectorAll("input, textarea")) {
-      const problem = validateField(input);
-      setFieldError(input.name, problem);
-      if (problem && !firstInvalid) firstInvalid = input;
-      if (input.name === "message") message = input.value.trim();
-      else answers[input.name] = input.value.trim();
-    }
-    if (firstInvalid) {
-      firstInvalid.focus();
-      return;
-    }
-    ui.submit.disabled = true;
-    // Kept across failed submits too (the user may send the form again after an error): only a start
-    // that succeeded, or a refused client_id, ends it.
-    state.startClientId = state.startClientId || uuid();
-    try {
-      const started = await startSession({ answers, message, client_id: state.startClientId });
-      state.startClientId = null;
-      saveToken(started.token);
-      enterChat(started.conversation, { offline: started.offline });
-    } catch (error) {
-      ui.submit.disabled = false;
-      if (error.code === "duplicate_client_id") state.startClientId = null;
-      if (error.code === "invalid_token") {
-        // A stale token: start afresh without it.
-        saveToken(null);
-        ui.formError.textContent = "Your previous session expired. Please send the form again.";
-      } else if (error.status === 429) {
-        // Nothing was started; the form keeps what the visitor typed for when they try again.
-        const seconds = Math.max(1, Math.ceil(error.retryAfter || 60));
-        const unit = seconds === 1 ? "second" : "seconds";
-        ui.formError.textContent = `Too many chats started from here; try again in ${seconds} ${unit}.`;
-      } else {
-        let placed = false;
-        for (const [key, messages] of Object.entries(error.fields)) {
-          placed = setFieldError(key, messages.join(" ")) || placed;
-        }
-        if (error.code === "offline_message_required" || error.code === "message_too_long") {
-          placed = setFieldError("message", error.message) || placed;
-        }
-        ui.formError.textContent = placed ? "Please check the fields above." : error.message;
-      }
-      ui.formError.hidden = false;
-    }
-  });
-
-  // A start whose answer was lost (network, a proxy's 5xx) may still have made the conversation: every
-  // retry resends the same client_id, and the server answers with that conversation instead of a second.
-  const START_ATTEMPTS = 3;
-
-  async function startSession(json) {
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        return await api("/sessions", { method: "POST", json });
-      } catch (error) {
-        const transient = error.status === 0 || error.status >= 500;
-        if (!transient || attempt >= START_ATTEMPTS) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 1000 * 2 ** (attempt - 1)));
-      }
-    }
-  }
-
-  function saveToken(token) {
-    state.token = token;
-    store.write({ token });
-  }
-
-  // --- the conversation --------------------------------------------------------------------------
-
-  function resetLog() {
-    ui.log.replaceChildren();
-    state.bySeq.clear();
-    state.byClientId.clear();
-    state.unacked.clear();
-    ui.pending.replaceChildren();
-    state.lastSeq = 0;
-    state.agentReadSeq = 0;
-  }
-
-  function enterChat(conversation, { offline = false } = {}) {
-    resetLog();
-    state.conversation = conversation;
-    state.seenSeq = Number(store.read()[`seen:${conversation.id}`]) || 0;
-    state.agentReadSeq = conversation.agent_read_seq || 0;
-    if (offline) state.available = false;
-    const greeting = state.config.widget.greeting;
-    if (greeting) ui.log.appendChild(h("li", { cls: "sb-event", text: greeting }));
-    showView("chat");
-    setSubtitle();
-    if (conversation.status === "closed") showEnded();
-    connect();
-    if (state.open) ui.text.focus();
-  }
-
-  function showEnded() {
-    ui.composer.hidden = true;
-    ui.typing.hidden = true;
-    ui.ended.hidden = false;
-    setSubtitle();
-  }
-
-  function scrollToEnd() {
-    ui.body.scrollTop = ui.body.scrollHeight;
-  }
-
-  function nearEnd() {
-    return ui.body.scrollHeight - ui.body.scrollTop - ui.body.clientHeight < 80;
-  }
-
-  /** Places a message element by seq; pending own messages (no seq yet) stay at the end. */
-  function placeBySeq(el, seq) {
-    for (const other of ui.log.children) {
-      const otherSeq = other.dataset.seq ? Number(other.dataset.seq) : Infinity;
-      if (other.classList.contains("sb-msg") || other.dataset.seq) {
-        if (otherSeq > seq) {
-          ui.log.insertBefore(el, other);
-          return;
-        }
-      }
-    }
-    ui.log.appendChild(el);
-  }
-
-  function attachmentNode(attachment, localPreviewUrl) {
-    const url = attachment.url;
-    if (attachment.is_image || localPreviewUrl) {
-      const img = h("img", { attrs: { alt: attachment.filename, loading: "lazy" } });
-      img.src = localPreviewUrl || url;
-      const link = h("a", { cls: "sb-file", attrs: { target: "_blank", rel: "noopener" } }, [img]);
-      if (url) link.href = url;
-      return h("div", { cls: "sb-bubble is-file" }, [link]);
-    }
-    const chip = h("a", {
-      cls: "sb-file sb-file-chip",
-      text: `${attachment.filename} (${formatBytes(attachment.size || 0)})`,
-      attrs: { rel: "noopener" },
+function applyTheme(accent, title) {
+  if (/^#[0-9a-f]{6}$/i.test(accent || "")) {
+    const n = parseInt(accent.slice(1), 16);
+    const lin = [(n >> 16) & 255, (n >> 8) & 255, n & 255].map((c) => {
+      const s = c / 255;
+      return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
     });
-    if (url) {
-      chip.href = url;
-      chip.setAttribute("download", attachment.filename);
-    }
-    return h("div", { cls: "sb-bubble is-file" }, [chip]);
+    const luminance = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
+    // CSSOM writes are allowed by the page's CSP (style-src 'self'), unlike inline style attributes.
+    document.documentElement.style.setProperty("--accent", accent);
+    document.documentElement.style.setProperty("--on-accent", luminance > 0.45 ? "#111827" : "#ffffff");
   }
+  if (title) {
+    ui.title.textContent = title;
+    document.title = title;
+  }
+}
 
-  function messageNode(message, { status } = {}) {
-    if (message.sender === "system") {
-      const li = h("li", { cls: "sb-event" });
-      if (message.event === "agent.joined" && message.event_data && message.event_data.agent_name) {
-        li.append(h("strong", { text: message.event_data.agent_name }), document.createTextNode(" joined the chat"));
-      } else {
-        li.textContent = message.body || "";
+function showView(name) {
+  ui.loading.hidden = name !== "loading";
+  ui.formView.hidden = name !== "form";
+  ui.chatView.hidden = name !== "chat";
+  ui.composer.hidden = name !== "chat";
+  ui.ended.hidden = true;
+  if (name !== "chat") {
+    ui.typing.hidden = true;
+    ui.notice.hidden = true;
+  }
+  if (name === "chat") requestHeight(FORM_HEIGHT_MAX);
+  if (name === "form") {
+    const header = document.querySelector(".sb-header").offsetHeight;
+    requestHeight(header + ui.formView.scrollHeight + 8);
+  }
+}
+
+function showBanner(text, isError = false) {
+  ui.banner.textContent = text;
+  ui.banner.classList.toggle("is-error", isError);
+  ui.banner.hidden = !text;
+}
+
+function setSubtitle() {
+  const conversation = state.conversation;
+  let text = "We are online";
+  if (conversation && conversation.status === "open") {
+    text = conversation.agent_name ? `Chatting with ${conversation.agent_name}` : "An agent is with you";
+  } else if (conversation && conversation.status === "waiting") {
+    text = state.available ? "Waiting for an agent…" : "No one is available right now";
+  } else if (conversation && conversation.status === "closed") {
+    text = "This chat has ended";
+  } else if (!state.available) {
+    text = "No one is available right now";
+  }
+  ui.subtitle.textContent = text;
+  // Below the conversation while nobody can answer: the message is kept, the reply comes here.
+  const waitingOffline = Boolean(conversation && conversation.status === "waiting" && !state.available);
+  ui.notice.textContent = waitingOffline
+    ? "Thanks, your message was received. No one is available right now: we will reply here as soon as we can."
+    : "";
+  ui.notice.hidden = !waitingOffline || ui.chatView.hidden;
+  const initial = conversation && conversation.agent_name ? conversation.agent_name : ui.title.textContent;
+  ui.avatar.textContent = (initial.trim()[0] || "?").toUpperCase();
+}
+
+// --- the start form: pre-chat survey, or an offline message --------------------------------------
+
+const FIELD_INPUT = {
+  name: { type: "text", autocomplete: "name" },
+  email: { type: "email", autocomplete: "email" },
+  phone: { type: "tel", autocomplete: "tel", placeholder: "+44 20 7946 0958" },
+  text: { type: "text", autocomplete: "off" },
+};
+
+function buildField({ key, label, kind, required, multiline, maxLength }) {
+  const id = `sb-field-${key}`;
+  const input = multiline ? h("textarea", { attrs: { rows: "3" } }) : h("input");
+  input.id = id;
+  input.name = key;
+  input.maxLength = maxLength || 500;
+  if (!multiline) {
+    const spec = FIELD_INPUT[kind] || FIELD_INPUT.text;
+    input.type = spec.type;
+    input.autocomplete = spec.autocomplete;
+    if (spec.placeholder) input.placeholder = spec.placeholder;
+  }
+  input.required = Boolean(required);
+  input.dataset.kind = kind;
+  const error = h("p", { cls: "sb-error", attrs: { id: `${id}-error`, "aria-live": "polite" } });
+  error.hidden = true;
+  input.setAttribute("aria-describedby", error.id);
+  const labelEl = h("label", { text: label, attrs: { for: id } });
+  if (!required) labelEl.appendChild(h("span", { cls: "sb-optional", text: " (optional)" }));
+  return h("div", { cls: "sb-field", attrs: { "data-key": key } }, [labelEl, input, error]);
+}
+
+function showForm() {
+  const widget = state.config.widget;
+  state.conversation = null;
+  ui.fields.replaceChildren();
+  ui.formError.hidden = true;
+  ui.intro.textContent = state.available ? widget.greeting : widget.offline_message;
+  ui.intro.classList.toggle("is-offline", !state.available);
+  ui.intro.hidden = !ui.intro.textContent;
+  const fields = widget.survey_enabled ? widget.survey_fields || [] : [];
+  for (const field of fields) ui.fields.appendChild(buildField(field));
+  ui.fields.appendChild(
+    buildField({
+      key: "message",
+      label: state.available ? "How can we help?" : "Your message",
+      kind: "text",
+      required: !state.available,
+      multiline: true,
+      maxLength: widget.max_message_chars,
+    }),
+  );
+  ui.submit.textContent = state.available ? "Start chat" : "Leave a message";
+  ui.submit.disabled = false;
+  setSubtitle();
+  showView("form");
+}
+
+function setFieldError(key, message) {
+  const field = ui.fields.querySelector(`[data-key="${CSS.escape(key)}"]`);
+  if (!field) return false;
+  const error = field.querySelector(".sb-error");
+  error.textContent = message || "";
+  error.hidden = !message;
+  field.classList.toggle("has-error", Boolean(message));
+  field.querySelector("input, textarea").setAttribute("aria-invalid", message ? "true" : "false");
+  return true;
+}
+
+// The browser's check; the server checks again and its field errors land in the same places.
+function validateField(input) {
+  const value = input.value.trim();
+  if (input.required && !value) return "Please fill this in.";
+  if (!value) return "";
+  if (input.dataset.kind === "email" && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(value)) {
+    return "Please enter a valid email address.";
+  }
+  if (input.dataset.kind === "phone") {
+    const digits = value.replace(/\D/g, "");
+    if (!value.startsWith("+") || digits.length < 7 || digits.length > 15 || /[^\d\s().+-]/.test(value)) {
+      return "Please enter the number in international format, e.g. +44 20 7946 0958.";
+    }
+  }
+  return "";
+}
+
+ui.fields.addEventListener("input", (event) => {
+  const field = event.target.closest(".sb-field");
+  if (field && field.classList.contains("has-error")) setFieldError(field.dataset.key, validateField(event.target));
+});
+
+ui.form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  ui.formError.hidden = true;
+  let firstInvalid = null;
+  const answers = {};
+  let message = "";
+  for (const input of ui.fields.querySelectorAll("input, textarea")) {
+    const problem = validateField(input);
+    setFieldError(input.name, problem);
+    if (problem && !firstInvalid) firstInvalid = input;
+    if (input.name === "message") message = input.value.trim();
+    else answers[input.name] = input.value.trim();
+  }
+  if (firstInvalid) {
+    firstInvalid.focus();
+    return;
+  }
+  ui.submit.disabled = true;
+  // Kept across failed submits too (the user may send the form again after an error): only a start
+  // that succeeded, or a refused client_id, ends it.
+  state.startClientId = state.startClientId || uuid();
+  try {
+    const started = await startSession({ answers, message, client_id: state.startClientId });
+    state.startClientId = null;
+    saveToken(started.token);
+    enterChat(started.conversation, { offline: started.offline });
+  } catch (error) {
+    ui.submit.disabled = false;
+    if (error.code === "duplicate_client_id") state.startClientId = null;
+    if (error.code === "invalid_token") {
+      // A stale token: start afresh without it.
+      saveToken(null);
+      ui.formError.textContent = "Your previous session expired. Please send the form again.";
+    } else if (error.status === 429) {
+      // Nothing was started; the form keeps what the visitor typed for when they try again.
+      const seconds = Math.max(1, Math.ceil(error.retryAfter || 60));
+      const unit = seconds === 1 ? "second" : "seconds";
+      ui.formError.textContent = `Too many chats started from here; try again in ${seconds} ${unit}.`;
+    } else {
+      let placed = false;
+      for (const [key, messages] of Object.entries(error.fields)) {
+        placed = setFieldError(key, messages.join(" ")) || placed;
       }
-      return li;
+      if (error.code === "offline_message_required" || error.code === "message_too_long") {
+        placed = setFieldError("message", error.message) || placed;
+      }
+      ui.formError.textContent = placed ? "Please check the fields above." : error.message;
     }
-    const mine = message.sender === "visitor";
-    const li = h("li", { cls: `sb-msg ${mine ? "is-visitor" : "is-agent"}` });
-    if (!mine) li.appendChild(h("span", { cls: "sb-sender", text: message.sender_name || "Agent" }));
-    if (message.body) li.appendChild(h("div", { cls: "sb-bubble", text: message.body }));
-    for (const attachment of message.attachments || []) {
-      li.appendChild(attachmentNode(attachment, message.localPreviews && message.localPreviews[attachment.id]));
+    ui.formError.hidden = false;
+  }
+});
+
+// A start whose answer was lost (network, a proxy's 5xx) may still have made the conversation: every
+// retry resends the same client_id, and the server answers with that conversation instead of a second.
+const START_ATTEMPTS = 3;
+
+async function startSession(json) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await api("/sessions", { method: "POST", json });
+    } catch (error) {
+      const transient = error.status === 0 || error.status >= 500;
+      if (!transient || attempt >= START_ATTEMPTS) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 1000 * 2 ** (attempt - 1)));
     }
-    const meta = h("span", { cls: "sb-meta" });
-    li.appendChild(meta);
-    setMeta(li, message.created_at, mine ? status : null);
+  }
+}
+
+function saveToken(token) {
+  state.token = token;
+  store.write({ token });
+}
+
+// --- the conversation --------------------------------------------------------------------------
+
+function resetLog() {
+  ui.log.replaceChildren();
+  if (state.thread) client.forget(state.thread.id);
+  state.thread = null;
+  ui.pending.replaceChildren();
+  state.agentReadSeq = 0;
+}
+
+/** The highest seq known, including private notes this side never sees (from resume.done). */
+function lastSeq() {
+  return state.thread ? state.thread.lastSeq : 0;
+}
+
+function enterChat(conversation, { offline = false } = {}) {
+  resetLog();
+  state.conversation = conversation;
+  state.seenSeq = Number(store.read()[`seen:${conversation.id}`]) || 0;
+  state.agentReadSeq = conversation.agent_read_seq || 0;
+  if (offline) state.available = false;
+  state.thread = client.thread(conversation.id, {
+    log: ui.log,
+    scroller: ui.body,
+    render: messageNode,
+    onMessage: onMessageNew,
+    onAck: (el, frame) => setMeta(el, frame.created_at, frame.seq <= state.agentReadSeq ? "seen" : "sent"),
+    onFailed: onSendFailed,
+    onResumed: markSeen,
+  });
+  const greeting = state.config.widget.greeting;
+  if (greeting) ui.log.appendChild(h("li", { cls: "sb-event", text: greeting }));
+  showView("chat");
+  setSubtitle();
+  if (conversation.status === "closed") showEnded();
+  client.connect();
+  if (state.open) ui.text.focus();
+}
+
+function showEnded() {
+  ui.composer.hidden = true;
+  ui.typing.hidden = true;
+  ui.ended.hidden = false;
+  setSubtitle();
+}
+
+function attachmentNode(attachment, localPreviewUrl) {
+  const url = attachment.url;
+  if (attachment.is_image || localPreviewUrl) {
+    const img = h("img", { attrs: { alt: attachment.filename, loading: "lazy" } });
+    img.src = localPreviewUrl || url;
+    const link = h("a", { cls: "sb-file", attrs: { target: "_blank", rel: "noopener" } }, [img]);
+    if (url) link.href = url;
+    return h("div", { cls: "sb-bubble is-file" }, [link]);
+  }
+  const chip = h("a", {
+    cls: "sb-file sb-file-chip",
+    text: `${attachment.filename} (${formatBytes(attachment.size || 0)})`,
+    attrs: { rel: "noopener" },
+  });
+  if (url) {
+    chip.href = url;
+    chip.setAttribute("download", attachment.filename);
+  }
+  return h("div", { cls: "sb-bubble is-file" }, [chip]);
+}
+
+function messageNode(message, { status } = {}) {
+  if (message.sender === "system") {
+    const li = h("li", { cls: "sb-event" });
+    if (message.event === "agent.joined" && message.event_data && message.event_data.agent_name) {
+      li.append(h("strong", { text: message.event_data.agent_name }), document.createTextNode(" joined the chat"));
+    } else {
+      li.textContent = message.body || "";
+    }
     return li;
   }
-
-  function setMeta(li, createdAt, status) {
-    const meta = li.querySelector(".sb-meta");
-    if (!meta) return;
-    li.dataset.time = createdAt || li.dataset.time || "";
-    const label = { sending: "Sending…", sent: "Sent", seen: "Seen", failed: "Not sent" }[status] || "";
-    meta.textContent = label ? `${clock(li.dataset.time)} · ${label}` : clock(li.dataset.time);
-    if (status) li.dataset.status = status;
-    li.classList.toggle("is-failed", status === "failed");
+  const mine = message.sender === "visitor";
+  const li = h("li", { cls: `sb-msg ${mine ? "is-visitor" : "is-agent"}` });
+  if (!mine) li.appendChild(h("span", { cls: "sb-sender", text: message.sender_name || "Agent" }));
+  if (message.body) li.appendChild(h("div", { cls: "sb-bubble", text: message.body }));
+  for (const attachment of message.attachments || []) {
+    li.appendChild(attachmentNode(attachment, message.localPreviews && message.localPreviews[attachment.id]));
   }
+  const meta = h("span", { cls: "sb-meta" });
+  li.appendChild(meta);
+  setMeta(li, message.created_at, mine ? status : null);
+  return li;
+}
 
-  function refreshSeen() {
-    for (const li of ui.log.querySelectorAll(".sb-msg.is-visitor[data-seq]")) {
-      const status = Number(li.dataset.seq) <= state.agentReadSeq ? "seen" : "sent";
-      if (li.dataset.status !== "failed" && li.dataset.status !== status) setMeta(li, null, status);
-    }
+function setMeta(li, createdAt, status) {
+  const meta = li.querySelector(".sb-meta");
+  if (!meta) return;
+  li.dataset.time = createdAt || li.dataset.time || "";
+  const label = { sending: "Sending…", sent: "Sent", seen: "Seen", failed: "Not sent" }[status] || "";
+  meta.textContent = label ? `${clock(li.dataset.time)} · ${label}` : clock(li.dataset.time);
+  if (status) li.dataset.status = status;
+  li.classList.toggle("is-failed", status === "failed");
+}
+
+function refreshSeen() {
+  for (const li of ui.log.querySelectorAll(".sb-msg.is-visitor[data-seq]")) {
+    const status = Number(li.dataset.seq) <= state.agentReadSeq ? "seen" : "sent";
+    if (li.dataset.status !== "failed" && li.dataset.status !== status) setMeta(li, null, status);
   }
+}
 
-  function onMessageNew(message, replay) {
-    const seq = message.seq;
-    if (state.bySeq.has(seq)) {
-      // Already shown (an own message placed by its ack, or a replay after a reconnect).
-      state.lastSeq = Math.max(state.lastSeq, seq);
-      return;
-    }
-    const stick = nearEnd();
-    const own = message.client_id ? state.byClientId.get(message.client_id) : null;
-    let li;
-    if (own) {
-      // The server's copy of a message already on screen: keep the element, give it its seq.
-      li = own.el;
-      li.remove();
-      li.replaceChildren(...messageNode(message, { status: "sent" }).childNodes);
-      own.acked = true;
-      state.unacked.delete(message.client_id);
-    } else {
-      li = messageNode(message, { status: "sent" });
-    }
-    li.dataset.seq = String(seq);
-    state.bySeq.set(seq, li);
-    placeBySeq(li, seq);
-    state.lastSeq = Math.max(state.lastSeq, seq);
-    if (message.sender === "visitor") setMeta(li, message.created_at, seq <= state.agentReadSeq ? "seen" : "sent");
-    if (message.sender === "agent") hideAgentTyping();
-    if (message.event === "agent.joined" && state.conversation) {
-      state.conversation.agent_name = message.event_data.agent_name || state.conversation.agent_name;
-      setSubtitle();
-    }
-    if (message.event === "conversation.closed" && state.conversation) {
-      state.conversation.status = "closed";
-      showEnded();
-    }
-    if (stick || !replay) scrollToEnd();
-    markSeen();
-  }
-
-  function unreadCount() {
-    let count = 0;
-    for (const [seq, li] of state.bySeq) {
-      if (seq > state.seenSeq && !li.classList.contains("is-visitor")) count += 1;
-    }
-    return count;
-  }
-
-  /** The visitor has seen everything when the window is open and the tab visible. */
-  function markSeen() {
-    // Batched: a replay of fifty messages sends one read marker, not fifty.
-    clearTimeout(state.seenTimer);
-    state.seenTimer = setTimeout(flushSeen, 200);
-  }
-
-  function flushSeen() {
-    if (state.open && document.visibilityState === "visible" && state.lastSeq > state.seenSeq) {
-      state.seenSeq = state.lastSeq;
-      if (state.conversation) store.write({ [`seen:${state.conversation.id}`]: state.seenSeq });
-      send({ type: "read", seq: state.seenSeq });
-    }
-    toParent({ type: "unread", count: unreadCount() });
-  }
-
-  document.addEventListener("visibilitychange", markSeen);
-
-  // --- the socket ----------------------------------------------------------------------------------
-
-  function send(frame) {
-    if (state.socket && state.socket.readyState === WebSocket.OPEN) {
-      state.socket.send(JSON.stringify(frame));
-      return true;
-    }
-    return false;
-  }
-
-  function connect() {
-    disconnect();
-    const conversation = state.conversation;
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const url = `${scheme}://${location.host}/ws/visitor/conversations/${conversation.id}/?token=${encodeURIComponent(state.token)}`;
-    state.socket = openSocket(url, {
-      isCurrent: (socket) => socket === state.socket,
-      onOpen: () => {
-        state.backoffMs = 1000;
-        showBanner("");
-        send({ type: "resume", conversation_id: conversation.id, last_seq: state.lastSeq });
-      },
-      onFrame,
-      onClose: (event) => {
-        state.socket = null;
-        onSocketClosed(event.code);
-      },
-      ping: () => send({ type: "ping" }),
-      pingMs: PING_MS,
-    });
-  }
-
-  function disconnect() {
-    clearTimeout(state.reconnectTimer);
-    if (state.socket) {
-      const socket = state.socket;
-      state.socket = null;
-      socket.close(1000);
-    }
-  }
-
-  async function onSocketClosed(code) {
-    if (code === 4401) {
-      // The token is no longer good: forget it and start over.
-      saveToken(null);
-      resetLog();
-      showForm();
-      return;
-    }
-    if (code === 4404) {
-      await restoreSession();
-      return;
-    }
-    if (code === 4403) {
-      showBanner("This chat is not available.", true);
-      return;
-    }
-    showBanner("Connection lost. Reconnecting…");
-    state.reconnectTimer = setTimeout(connect, state.backoffMs);
-    state.backoffMs = Math.min(state.backoffMs * 2, 30000);
-  }
-
-  function onFrame(frame) {
-    switch (frame.type) {
-      case "hello":
-        updateConversation(frame.conversation);
-        if (frame.limits) {
-          state.config.widget.max_upload_bytes = frame.limits.max_upload_bytes;
-          state.config.widget.allowed_file_types = frame.limits.allowed_file_types;
-          state.config.widget.max_message_chars = frame.limits.max_chars;
-        }
-        break;
-      case "message.new":
-        onMessageNew(frame.message, frame.replay);
-        break;
-      case "message.ack": {
-        const own = state.byClientId.get(frame.client_id);
-        state.unacked.delete(frame.client_id);
-        // With last_seq the ack is the delivery of this message: no message.new of it follows (protocol §2).
-        if (frame.last_seq) state.lastSeq = Math.max(state.lastSeq, frame.last_seq);
-        if (own && !own.acked) {
-          own.acked = true;
-          own.el.dataset.seq = String(frame.seq);
-          if (!state.bySeq.has(frame.seq)) state.bySeq.set(frame.seq, own.el);
-          own.el.remove();
-          placeBySeq(own.el, frame.seq);
-          setMeta(own.el, frame.created_at, frame.seq <= state.agentReadSeq ? "seen" : "sent");
-        }
-        break;
-      }
-      case "resume.done":
-        state.lastSeq = Math.max(state.lastSeq, frame.last_seq);
-        // Whatever is still unacked was not stored (or its ack was lost): resending is safe.
-        for (const resend of state.unacked.values()) send(resend);
-        markSeen();
-        break;
-      case "typing":
-        if (frame.side === "agent") {
-          if (frame.is_typing) showAgentTyping(frame.name);
-          else hideAgentTyping();
-        }
-        break;
-      case "read":
-        if (frame.side === "agent") {
-          state.agentReadSeq = Math.max(state.agentReadSeq, frame.seq);
-          refreshSeen();
-        }
-        break;
-      case "conversation.updated":
-        updateConversation(frame.conversation);
-        break;
-      case "error":
-        onError(frame);
-        break;
-      default:
-        break; // pong, ok, and types of later protocol versions
-    }
-  }
-
-  function updateConversation(conversation) {
-    if (!conversation || !state.conversation || conversation.id !== state.conversation.id) return;
-    // Older than what is shown (it was overtaken by a later one from another server process): dropped.
-    if (conversation.version < state.conversation.version) return;
-    state.conversation = conversation;
-    state.agentReadSeq = Math.max(state.agentReadSeq, conversation.agent_read_seq || 0);
-    refreshSeen();
+/** After the thread placed a new message (its own copy of a pending one included). */
+function onMessageNew(message, li, { replay, stick }) {
+  if (message.sender === "visitor") setMeta(li, message.created_at, message.seq <= state.agentReadSeq ? "seen" : "sent");
+  if (message.sender === "agent") hideAgentTyping();
+  if (message.event === "agent.joined" && state.conversation) {
+    state.conversation.agent_name = message.event_data.agent_name || state.conversation.agent_name;
     setSubtitle();
-    if (conversation.status === "closed") showEnded();
   }
-
-  function onError(frame) {
-    const own = frame.client_id ? state.byClientId.get(frame.client_id) : null;
-    if (own) {
-      if (frame.code === "server_error" || frame.code === "rate_limited") {
-        // Not lost: resend the same client_id a little later.
-        const delay = (frame.retry_after || 2) * 1000;
-        setTimeout(() => {
-          const resend = state.unacked.get(frame.client_id);
-          if (resend) send(resend);
-        }, delay);
-        return;
-      }
-      state.unacked.delete(frame.client_id);
-      setMeta(own.el, null, "failed");
-      own.el.title = frame.message || "";
-    }
-    if (frame.code === "conversation_closed" && state.conversation) {
-      state.conversation.status = "closed";
-      showEnded();
-      return;
-    }
-    if (!own && frame.message) {
-      showBanner(frame.message, true);
-      setTimeout(() => showBanner(""), 5000);
-    }
+  if (message.event === "conversation.closed" && state.conversation) {
+    state.conversation.status = "closed";
+    showEnded();
   }
+  if (stick || !replay) scrollToEnd(ui.body);
+  markSeen();
+}
 
-  function showAgentTyping(name) {
-    ui.typing.replaceChildren(
-      h("span", { cls: "sb-dots", attrs: { "aria-hidden": "true" } }, [h("i"), h("i"), h("i")]),
-      document.createTextNode(`${name || "The agent"} is typing…`),
-    );
-    ui.typing.hidden = false;
-    clearTimeout(state.agentTypingTimer);
-    // A lost "stopped typing" frame must not leave the indicator on for ever.
-    state.agentTypingTimer = setTimeout(hideAgentTyping, 8000);
+function unreadCount() {
+  let count = 0;
+  for (const [seq, li] of state.thread ? state.thread.bySeq : []) {
+    if (seq > state.seenSeq && !li.classList.contains("is-visitor")) count += 1;
   }
+  return count;
+}
 
-  function hideAgentTyping() {
-    clearTimeout(state.agentTypingTimer);
-    ui.typing.hidden = true;
-    ui.typing.replaceChildren();
+/** The visitor has seen everything when the window is open and the tab visible. */
+function markSeen() {
+  // Batched: a replay of fifty messages sends one read marker, not fifty.
+  clearTimeout(state.seenTimer);
+  state.seenTimer = setTimeout(flushSeen, 200);
+}
+
+function flushSeen() {
+  if (state.open && document.visibilityState === "visible" && lastSeq() > state.seenSeq) {
+    state.seenSeq = lastSeq();
+    if (state.conversation) store.write({ [`seen:${state.conversation.id}`]: state.seenSeq });
+    send({ type: "read", seq: state.seenSeq });
   }
+  toParent({ type: "unread", count: unreadCount() });
+}
 
-  // --- composing and sending -----------------------------------------------------------------------
+document.addEventListener("visibilitychange", markSeen);
 
-  function sendMessage(body, attachments = [], localPreviews = {}) {
-    const clientId = uuid();
-    const frame = { type: "message.send", client_id: clientId, body, attachment_ids: attachments.map((a) => a.id) };
-    const el = messageNode(
-      { sender: "visitor", body, attachments, localPreviews, created_at: new Date().toISOString() },
-      { status: "sending" },
-    );
-    ui.log.appendChild(el);
-    state.byClientId.set(clientId, { el, acked: false });
-    state.unacked.set(clientId, frame);
-    send(frame); // when the socket is down, the resume after the reconnect sends it
-    scrollToEnd();
-  }
+// --- the socket ----------------------------------------------------------------------------------
 
-  function submitText() {
-    const body = ui.text.value.trim();
-    if (!body) return;
-    const max = state.config.widget.max_message_chars || 4000;
-    if (body.length > max) {
-      showBanner(`Messages can be at most ${max} characters.`, true);
-      setTimeout(() => showBanner(""), 4000);
-      return;
-    }
-    ui.text.value = "";
-    autoGrow();
-    stopTyping();
-    sendMessage(body);
-  }
+const client = new ProtocolClient({
+  url: () =>
+    socketUrl(`/ws/visitor/conversations/${state.conversation.id}/?token=${encodeURIComponent(state.token)}`),
+  onOpen: () => {
+    showBanner("");
+    state.thread.resume();
+  },
+  onFrame,
+  onClose: onSocketClosed,
+});
 
-  function autoGrow() {
-    ui.text.style.height = "auto";
-    ui.text.style.height = `${Math.min(ui.text.scrollHeight + 2, 120)}px`;
-  }
+const send = (frame) => client.send(frame);
 
-  function stopTyping() {
-    clearTimeout(state.typingIdleTimer);
-    if (state.typingSentAt) {
-      state.typingSentAt = 0;
-      send({ type: "typing", is_typing: false });
-    }
-  }
-
-  ui.text.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      submitText();
-    }
-  });
-
-  ui.text.addEventListener("input", () => {
-    autoGrow();
-    if (!ui.text.value.trim()) {
-      stopTyping();
-      return;
-    }
-    const now = Date.now();
-    if (now - state.typingSentAt > TYPING_REPEAT_MS) {
-      state.typingSentAt = now;
-      send({ type: "typing", is_typing: true });
-    }
-    clearTimeout(state.typingIdleTimer);
-    state.typingIdleTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
-  });
-
-  ui.send.addEventListener("click", submitText);
-
-  // --- files ---------------------------------------------------------------------------------------
-
-  function fileProblem(file) {
-    const widget = state.config.widget;
-    const types = widget.allowed_file_types || [];
-    if (types.length && !types.includes(file.type)) {
-      return `${file.name}: this type of file cannot be sent.`;
-    }
-    if (file.size > widget.max_upload_bytes) {
-      return `${file.name} is larger than ${formatBytes(widget.max_upload_bytes)}.`;
-    }
-    if (file.size === 0) return `${file.name} is empty.`;
-    return "";
-  }
-
-  function pendingChip(file, text, isError) {
-    const chip = h("span", { cls: `sb-pending-item${isError ? " is-error" : ""}` });
-    chip.appendChild(h("span", { text }));
-    ui.pending.appendChild(chip);
-    if (isError) setTimeout(() => chip.remove(), 6000);
-    return chip;
-  }
-
-  async function uploadFiles(files) {
-    for (const file of files) {
-      const problem = fileProblem(file);
-      if (problem) {
-        pendingChip(file, problem, true);
-        continue;
-      }
-      const chip = pendingChip(file, `Uploading ${file.name}…`, false);
-      const form = new FormData();
-      form.append("file", file);
-      form.append("conversation_id", String(state.conversation.id));
-      try {
-        const { attachment } = await api("/uploads", { method: "POST", form });
-        chip.remove();
-        const previews = file.type.startsWith("image/") ? { [attachment.id]: URL.createObjectURL(file) } : {};
-        sendMessage("", [attachment], previews);
-      } catch (error) {
-        chip.remove();
-        pendingChip(file, `${file.name}: ${error.message}`, true);
-      }
-    }
-  }
-
-  ui.attach.addEventListener("click", () => ui.file.click());
-  ui.file.addEventListener("change", () => {
-    const files = [...ui.file.files];
-    ui.file.value = "";
-    uploadFiles(files);
-  });
-  for (const target of [ui.composer, ui.chatView]) {
-    target.addEventListener("dragover", (event) => {
-      if (!event.dataTransfer || ![...event.dataTransfer.types].includes("Files")) return;
-      event.preventDefault();
-      ui.composer.classList.add("is-dragging");
-    });
-    target.addEventListener("dragleave", () => ui.composer.classList.remove("is-dragging"));
-    target.addEventListener("drop", (event) => {
-      event.preventDefault();
-      ui.composer.classList.remove("is-dragging");
-      if (event.dataTransfer && event.dataTransfer.files.length) uploadFiles([...event.dataTransfer.files]);
-    });
-  }
-
-  // --- ending, restarting, minimising -----------------------------------------------------------------
-
-  function disarmEnd() {
-    clearTimeout(state.endArmed);
-    state.endArmed = null;
-    ui.end.textContent = "End chat";
-    ui.end.classList.remove("is-armed");
-  }
-
-  ui.end.addEventListener("click", () => {
-    // A second click within a few seconds confirms: ending by accident would lose the agent.
-    if (!state.endArmed) {
-      ui.end.textContent = "Click again to end the chat";
-      ui.end.classList.add("is-armed");
-      state.endArmed = setTimeout(disarmEnd, 4000);
-      return;
-    }
-    disarmEnd();
-    send({ type: "conversation.close" });
-  });
-
-  ui.restart.addEventListener("click", () => {
-    disconnect();
+async function onSocketClosed(code, { reconnecting }) {
+  if (code === 4401) {
+    // The token is no longer good: forget it and start over.
+    saveToken(null);
     resetLog();
-    refreshAvailability().then(showForm);
-  });
-
-  if (PARENT) {
-    ui.minimize.hidden = false;
-    ui.minimize.addEventListener("click", () => toParent({ type: "close" }));
-    document.addEventListener("keydown", (event) => {
-      if (event.key === "Escape") toParent({ type: "close" });
-    });
+    showForm();
+    return;
   }
-
-  // --- start -------------------------------------------------------------------------------------------
-
-  async function refreshAvailability() {
-    const config = await api("/config");
-    state.config = config;
-    state.available = Boolean(config.available);
-  }
-
-  async function restoreSession() {
-    if (!state.token) {
-      showForm();
-      return;
-    }
-    try {
-      const session = await api("/session");
-      if (session.conversation) enterChat(session.conversation);
-      else showForm();
-    } catch (error) {
-      if (error.status === 401) saveToken(null);
-      showForm();
-    }
-  }
-
-  async function start() {
-    applyTheme(boot.accent, boot.title);
-    showView("loading");
-    try {
-      await refreshAvailability();
-    } catch (error) {
-      ui.loading.textContent = error.status === 404 ? "This chat is not available." : error.message;
-      return;
-    }
-    applyTheme(state.config.widget.accent_color, state.config.widget.title);
-    state.token = store.read().token || null;
-    toParent({ type: "ready", accent: state.config.widget.accent_color, title: state.config.widget.title });
+  if (code === 4404) {
     await restoreSession();
+    return;
   }
+  if (code === 4403) {
+    showBanner("This chat is not available.", true);
+    return;
+  }
+  if (reconnecting) showBanner("Connection lost. Reconnecting…");
+}
 
-  start();
-})();
+function onFrame(frame) {
+  switch (frame.type) {
+    case "hello":
+      updateConversation(frame.conversation);
+      if (frame.limits) {
+        state.config.widget.max_upload_bytes = frame.limits.max_upload_bytes;
+        state.config.widget.allowed_file_types = frame.limits.allowed_file_types;
+        state.config.widget.max_message_chars = frame.limits.max_chars;
+      }
+      break;
+    case "typing":
+      if (frame.side === "agent") {
+        if (frame.is_typing) showAgentTyping(frame.name);
+        else hideAgentTyping();
+      }
+      break;
+    case "read":
+      if (frame.side === "agent") {
+        state.agentReadSeq = Math.max(state.agentReadSeq, frame.seq);
+        refreshSeen();
+      }
+      break;
+    case "conversation.updated":
+      updateConversation(frame.conversation);
+      break;
+    // message.new, message.ack, resume.done and refused sends: handled by the thread (protocol.js).
+    case "error":
+      onError(frame);
+      break;
+    default:
+      break; // pong, ok, and types of later protocol versions
+  }
+}
+
+function updateConversation(conversation) {
+  if (!conversation || !state.conversation || conversation.id !== state.conversation.id) return;
+  // Older than what is shown (it was overtaken by a later one from another server process): dropped.
+  if (isStale(state.conversation, conversation)) return;
+  state.conversation = conversation;
+  state.agentReadSeq = Math.max(state.agentReadSeq, conversation.agent_read_seq || 0);
+  refreshSeen();
+  setSubtitle();
+  if (conversation.status === "closed") showEnded();
+}
+
+/** An own message the server refused for good (a retryable refusal is resent by the thread). */
+function onSendFailed(el, frame) {
+  setMeta(el, null, "failed");
+  el.title = frame.message || "";
+  if (frame.code === "conversation_closed") onError(frame);
+}
+
+/** Error frames the thread did not take (a send of ours refused for good comes here only when closed). */
+function onError(frame) {
+  if (frame.code === "conversation_closed" && state.conversation) {
+    state.conversation.status = "closed";
+    showEnded();
+    return;
+  }
+  if (frame.message) {
+    showBanner(frame.message, true);
+    setTimeout(() => showBanner(""), 5000);
+  }
+}
+
+function showAgentTyping(name) {
+  ui.typing.replaceChildren(
+    h("span", { cls: "sb-dots", attrs: { "aria-hidden": "true" } }, [h("i"), h("i"), h("i")]),
+    document.createTextNode(`${name || "The agent"} is typing…`),
+  );
+  ui.typing.hidden = false;
+  clearTimeout(state.agentTypingTimer);
+  // A lost "stopped typing" frame must not leave the indicator on for ever.
+  state.agentTypingTimer = setTimeout(hideAgentTyping, 8000);
+}
+
+function hideAgentTyping() {
+  clearTimeout(state.agentTypingTimer);
+  ui.typing.hidden = true;
+  ui.typing.replaceChildren();
+}
+
+// --- composing and sending -----------------------------------------------------------------------
+
+function sendMessage(body, attachments = [], localPreviews = {}) {
+  const el = messageNode(
+    { sender: "visitor", body, attachments, localPreviews, created_at: new Date().toISOString() },
+    { status: "sending" },
+  );
+  // When the socket is down, the resume after the reconnect sends it.
+  state.thread.send({ body, attachment_ids: attachments.map((a) => a.id) }, el);
+}
+
+function submitText() {
+  const body = ui.text.value.trim();
+  if (!body) return;
+  const max = state.config.widget.max_message_chars || 4000;
+  if (body.length > max) {
+    showBanner(`Messages can be at most ${max} characters.`, true);
+    setTimeout(() => showBanner(""), 4000);
+    return;
+  }
+  ui.text.value = "";
+  autoGrow();
+  stopTyping();
+  sendMessage(body);
+}
+
+function autoGrow() {
+  ui.text.style.height = "auto";
+  ui.text.style.height = `${Math.min(ui.text.scrollHeight + 2, 120)}px`;
+}
+
+function stopTyping() {
+  clearTimeout(state.typingIdleTimer);
+  if (state.typingSentAt) {
+    state.typingSentAt = 0;
+    send({ type: "typing", is_typing: false });
+  }
+}
+
+ui.text.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    submitText();
+  }
+});
+
+ui.text.addEventListener("input", () => {
+  autoGrow();
+  if (!ui.text.value.trim()) {
+    stopTyping();
+    return;
+  }
+  const now = Date.now();
+  if (now - state.typingSentAt > TYPING_REPEAT_MS) {
+    state.typingSentAt = now;
+    send({ type: "typing", is_typing: true });
+  }
+  clearTimeout(state.typingIdleTimer);
+  state.typingIdleTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
+});
+
+ui.send.addEventListener("click", submitText);
+
+// --- files ---------------------------------------------------------------------------------------
+
+function fileProblem(file) {
+  const widget = state.config.widget;
+  const types = widget.allowed_file_types || [];
+  if (types.length && !types.includes(file.type)) {
+    return `${file.name}: this type of file cannot be sent.`;
+  }
+  if (file.size > widget.max_upload_bytes) {
+    return `${file.name} is larger than ${formatBytes(widget.max_upload_bytes)}.`;
+  }
+  if (file.size === 0) return `${file.name} is empty.`;
+  return "";
+}
+
+function pendingChip(file, text, isError) {
+  const chip = h("span", { cls: `sb-pending-item${isError ? " is-error" : ""}` });
+  chip.appendChild(h("span", { text }));
+  ui.pending.appendChild(chip);
+  if (isError) setTimeout(() => chip.remove(), 6000);
+  return chip;
+}
+
+async function uploadFiles(files) {
+  for (const file of files) {
+    const problem = fileProblem(file);
+    if (problem) {
+      pendingChip(file, problem, true);
+      continue;
+    }
+    const chip = pendingChip(file, `Uploading ${file.name}…`, false);
+    const form = new FormData();
+    form.append("file", file);
+    form.append("conversation_id", String(state.conversation.id));
+    try {
+      const { attachment } = await api("/uploads", { method: "POST", form });
+      chip.remove();
+      const previews = file.type.startsWith("image/") ? { [attachment.id]: URL.createObjectURL(file) } : {};
+      sendMessage("", [attachment], previews);
+    } catch (error) {
+      chip.remove();
+      pendingChip(file, `${file.name}: ${error.message}`, true);
+    }
+  }
+}
+
+ui.attach.addEventListener("click", () => ui.file.click());
+ui.file.addEventListener("change", () => {
+  const files = [...ui.file.files];
+  ui.file.value = "";
+  uploadFiles(files);
+});
+for (const target of [ui.composer, ui.chatView]) {
+  target.addEventListener("dragover", (event) => {
+    if (!event.dataTransfer || ![...event.dataTransfer.types].includes("Files")) return;
+    event.preventDefault();
+    ui.composer.classList.add("is-dragging");
+  });
+  target.addEventListener("dragleave", () => ui.composer.classList.remove("is-dragging"));
+  target.addEventListener("drop", (event) => {
+    event.preventDefault();
+    ui.composer.classList.remove("is-dragging");
+    if (event.dataTransfer && event.dataTransfer.files.length) uploadFiles([...event.dataTransfer.files]);
+  });
+}
+
+// --- ending, restarting, minimising -----------------------------------------------------------------
+
+function disarmEnd() {
+  clearTimeout(state.endArmed);
+  state.endArmed = null;
+  ui.end.textContent = "End chat";
+  ui.end.classList.remove("is-armed");
+}
+
+ui.end.addEventListener("click", () => {
+  // A second click within a few seconds confirms: ending by accident would lose the agent.
+  if (!state.endArmed) {
+    ui.end.textContent = "Click again to end the chat";
+    ui.end.classList.add("is-armed");
+    state.endArmed = setTimeout(disarmEnd, 4000);
+    return;
+  }
+  disarmEnd();
+  send({ type: "conversation.close" });
+});
+
+ui.restart.addEventListener("click", () => {
+  client.disconnect();
+  resetLog();
+  refreshAvailability().then(showForm);
+});
+
+if (PARENT) {
+  ui.minimize.hidden = false;
+  ui.minimize.addEventListener("click", () => toParent({ type: "close" }));
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") toParent({ type: "close" });
+  });
+}
+
+// --- start -------------------------------------------------------------------------------------------
+
+async function refreshAvailability() {
+  const config = await api("/config");
+  state.config = config;
+  state.available = Boolean(config.available);
+}
+
+async function restoreSession() {
+  if (!state.token) {
+    showForm();
+    return;
+  }
+  try {
+    const session = await api("/session");
+    if (session.conversation) enterChat(session.conversation);
+    else showForm();
+  } catch (error) {
+    if (error.status === 401) saveToken(null);
+    showForm();
+  }
+}
+
+async function start() {
+  applyTheme(boot.accent, boot.title);
+  showView("loading");
+  try {
+    await refreshAvailability();
+  } catch (error) {
+    ui.loading.textContent = error.status === 404 ? "This chat is not available." : error.message;
+    return;
+  }
+  applyTheme(state.config.widget.accent_color, state.config.widget.title);
+  state.token = store.read().token || null;
+  toParent({ type: "ready", accent: state.config.widget.accent_color, title: state.config.widget.title });
+  await restoreSession();
+}
+
+start();

@@ -1,0 +1,107 @@
+"""The front end's native ES modules: the console and the widget load them under the page's CSP, both
+through the one shared protocol client (static/js/protocol.js), and every module stays small and safe.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Frame, Page, Request, expect
+
+from tests.browser.conftest import DemoSite, console_login, new_person, open_widget
+
+STATIC = Path(__file__).resolve().parents[2] / "static"
+SHARED = ["js/protocol.js", "js/http.js", "js/dom.js"]
+
+# Runs before any script of every frame: the violations each one reports are kept for the test to read.
+RECORD_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__cspViolations.push(event.violatedDirective + " " + event.blockedURI);
+});
+"""
+
+
+class Loads:
+    """The scripts a page asked for (by frame URL), and every console error and failed response."""
+
+    def __init__(self, page: Page) -> None:
+        self.scripts: dict[str, list[str]] = {}
+        self.problems: list[str] = []
+        page.on("request", self.on_request)
+        page.on("requestfailed", lambda request: self.problems.append(f"failed: {request.url}"))
+        page.on("response", self.on_response)
+        page.on("console", lambda message: message.type == "error" and self.problems.append(message.text))
+
+    def on_request(self, request: Request) -> None:
+        if request.resource_type == "script":
+            self.scripts.setdefault(request.frame.url.split("?")[0], []).append(request.url.split("?")[0])
+
+    async def on_response(self, response) -> None:
+        request = response.request
+        if request.resource_type != "script":
+            return
+        content_type = (await response.all_headers()).get("content-type", "")
+        # A module is refused by the browser unless it is served as JavaScript (304: the cached copy was).
+        if response.status == 304:
+            return
+        if response.status != 200 or "javascript" not in content_type:
+            self.problems.append(f"{request.url}: {response.status} {content_type}")
+
+    def of(self, frame_url: str) -> list[str]:
+        return [path for url, paths in self.scripts.items() if url.startswith(frame_url) for path in paths]
+
+
+def static_paths(urls: list[str]) -> set[str]:
+    return {re.sub(r"^https?://[^/]+/static/", "", url) for url in urls if "/static/" in url}
+
+
+async def csp_violations(frame: Page | Frame) -> list[str]:
+    return await frame.evaluate("window.__cspViolations || []")
+
+
+@pytest.mark.browser
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.asyncio(loop_scope="session")
+async def test_console_and_widget_load_the_shared_modules_cleanly(browser: Browser, demo: DemoSite):
+    agent = await console_login(browser, demo)
+    console = agent.page
+    await console.add_init_script(RECORD_VIOLATIONS)
+    console_loads = Loads(console)
+    await console.reload()
+    await expect(console.locator("#cc-presence")).to_be_enabled()  # the entry ran and the socket said hello
+    loaded = static_paths(console_loads.of(f"{demo.url}/console/"))
+    assert {"console/console.js", *SHARED} <= loaded, loaded
+    assert console_loads.problems == []
+    assert await csp_violations(console) == []
+    assert agent.errors == []
+
+    visitor = await new_person(browser)
+    await visitor.page.add_init_script(RECORD_VIOLATIONS)
+    widget_loads = Loads(visitor.page)
+    widget = await open_widget(visitor.page, demo)
+    await expect(widget.locator("#sb-submit")).to_be_visible()  # the entry built the start form
+    loaded = static_paths(widget_loads.of(f"{demo.url}/widget/"))
+    assert {"widget/widget.js", *SHARED} <= loaded, loaded
+    assert widget_loads.problems == []
+    assert await csp_violations(widget) == []
+    assert await csp_violations(visitor.page) == []
+    assert visitor.errors == []
+    await agent.context.close()
+    await visitor.context.close()
+
+
+def test_front_end_code_never_writes_markup():
+    """Text from people goes in through textContent only: no module may parse a string as HTML."""
+    sources = [*(STATIC / "js").glob("*.js"), *(STATIC / "console").glob("*.js"), *(STATIC / "widget").glob("*.js")]
+    markup_sinks = re.compile(r"\b(innerHTML|outerHTML|insertAdjacentHTML|document\.write|createContextualFragment)\b")
+    found = [
+        f"{path.name}:{n}"
+        for path in sources
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if markup_sinks.search(line)
+    ]
+    assert found == []
