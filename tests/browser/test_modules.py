@@ -14,6 +14,7 @@ from tests.browser.conftest import DemoSite, console_login, new_person, open_wid
 
 STATIC = Path(__file__).resolve().parents[2] / "static"
 SHARED = ["js/protocol.js", "js/http.js", "js/dom.js"]
+MAX_CONSOLE_MODULE_LINES = 350
 
 # Runs before any script of every frame: the violations each one reports are kept for the test to read.
 RECORD_VIOLATIONS = """
@@ -74,7 +75,7 @@ async def test_console_and_widget_load_the_shared_modules_cleanly(browser: Brows
     await console.reload()
     await expect(console.locator("#cc-presence")).to_be_enabled()  # the entry ran and the socket said hello
     loaded = static_paths(console_loads.of(f"{demo.url}/console/"))
-    assert {"console/console.js", *SHARED} <= loaded, loaded
+    assert {"console/main.js", *SHARED} <= loaded, loaded
     assert console_loads.problems == []
     assert await csp_violations(console) == []
     assert agent.errors == []
@@ -92,6 +93,13 @@ async def test_console_and_widget_load_the_shared_modules_cleanly(browser: Brows
     assert visitor.errors == []
     await agent.context.close()
     await visitor.context.close()
+
+
+def test_console_modules_are_each_small_enough_to_read_at_once():
+    modules = sorted((STATIC / "console").glob("*.js"))
+    assert len(modules) > 5
+    lines = {module.name: len(module.read_text().splitlines()) for module in modules}
+    assert {name: n for name, n in lines.items() if n > MAX_CONSOLE_MODULE_LINES} == {}
 
 
 def test_front_end_code_never_writes_markup():

@@ -1,0 +1,121 @@
+// A chat's header controls (important, external page, status, close) and its side panel.
+
+import { h } from "../js/dom.js";
+import { errorToast } from "./attention.js";
+import { removeChat, updateChat } from "./chat.js";
+import { addresses, contactName, contactUrl, dateTime, externalUrlOf, IDENTITY_KINDS } from "./format.js";
+import { loadOlder } from "./messages.js";
+import { request } from "./server.js";
+import { state } from "./state.js";
+
+export function renderSide(chat) {
+  const conv = chat.conv;
+  const { customer, survey, surveySection, info } = chat.els;
+  const row = (label, value) => [h("dt", { text: label }), h("dd", {}, [value])];
+  const contactRows = [];
+  const link = h("a", {
+    text: contactName(conv.contact),
+    attrs: { href: conv.contact ? contactUrl(conv.contact.id) : "#", target: "_blank", rel: "noopener" },
+  });
+  contactRows.push(...row("Name", link));
+  for (const identity of addresses(conv.contact)) {
+    const badge = h("span", {
+      cls: `cc-badge ${identity.verified ? "cc-badge-ok" : "cc-badge-warn"}`,
+      text: identity.verified ? "Verified" : "Unverified",
+      attrs: { title: identity.verified ? "Proved by the customer" : "Typed by the visitor" },
+    });
+    const value = h("span", {}, [document.createTextNode(`${identity.value} `), badge]);
+    contactRows.push(...row(IDENTITY_KINDS[identity.kind], value));
+  }
+  customer.replaceChildren(...contactRows);
+  const answers = (conv.survey || []).filter((answer) => answer.value);
+  surveySection.hidden = answers.length === 0;
+  survey.replaceChildren(...answers.flatMap((answer) => row(answer.label, document.createTextNode(answer.value))));
+  const infoRows = [];
+  if (conv.queue) infoRows.push(...row("Queue", document.createTextNode(conv.queue.name)));
+  if (conv.widget) infoRows.push(...row("Widget", document.createTextNode(conv.widget.name)));
+  if (conv.created_at) infoRows.push(...row("Started", document.createTextNode(dateTime(conv.created_at))));
+  if (conv.answered_at) infoRows.push(...row("Answered", document.createTextNode(dateTime(conv.answered_at))));
+  if (conv.started_offline) infoRows.push(...row("Started as", document.createTextNode("an offline message")));
+  infoRows.push(...row("Status", document.createTextNode(conv.status)));
+  info.replaceChildren(...infoRows);
+}
+
+/** The status picker from the tenant's active dispositions (hello, then `dispositions.updated`). A status
+ * already chosen that is no longer offered stays shown, so the chat does not look undecided. */
+export function fillDispositions(chat) {
+  const select = chat.els.disposition;
+  const current = chat.conv.disposition_id ? String(chat.conv.disposition_id) : "";
+  const shown = current ? select.querySelector(`option[value="${CSS.escape(current)}"]`) : null;
+  const shownName = shown ? shown.textContent : "";
+  select.replaceChildren(h("option", { text: "Choose a status…", attrs: { value: "" } }));
+  for (const disposition of state.dispositions) {
+    select.appendChild(h("option", { text: disposition.name, attrs: { value: String(disposition.id) } }));
+  }
+  if (current && !state.dispositions.some((d) => String(d.id) === current) && shownName) {
+    const kept = h("option", { text: shownName, attrs: { value: current } });
+    kept.disabled = true;
+    select.appendChild(kept);
+  }
+  select.value = current;
+  refreshCloseButton(chat);
+}
+
+export function refreshCloseButton(chat) {
+  const { close, disposition } = chat.els;
+  const chosen = Boolean(disposition.value);
+  const closed = chat.conv.status === "closed";
+  close.disabled = !chosen || chat.conv.access === "read";
+  close.textContent = closed ? "Close tab" : "Close chat";
+  close.title = chosen ? (closed ? "Remove this tab" : "End the chat: the visitor is told") : "Choose a status first";
+  disposition.classList.toggle("is-missing", !chosen);
+}
+
+export function wireControls(chat) {
+  const { els } = chat;
+  els.important.addEventListener("click", () => {
+    const important = !chat.conv.important;
+    request(
+      { type: "conversation.important", conversation_id: chat.id, important },
+      { ok: () => updateChat(chat, { important }), fail: (error) => errorToast(error.message) },
+    );
+  });
+  els.external.addEventListener("click", () => {
+    const url = externalUrlOf(chat.conv.widget);
+    if (url) window.open(url, "_blank", "noopener");
+  });
+  els.disposition.addEventListener("change", () => {
+    const value = els.disposition.value;
+    refreshCloseButton(chat);
+    request(
+      { type: "conversation.disposition", conversation_id: chat.id, disposition_id: value ? Number(value) : null },
+      {
+        ok: () => updateChat(chat, { disposition_id: value ? Number(value) : null }),
+        fail: (error) => {
+          els.disposition.value = chat.conv.disposition_id ? String(chat.conv.disposition_id) : "";
+          refreshCloseButton(chat);
+          errorToast(error.message);
+        },
+      },
+    );
+  });
+  els.close.addEventListener("click", () => {
+    if (chat.conv.status === "closed") {
+      removeChat(chat);
+      return;
+    }
+    els.close.disabled = true;
+    chat.closing = true;
+    request(
+      { type: "conversation.close", conversation_id: chat.id, disposition_id: Number(els.disposition.value) },
+      {
+        fail: (error) => {
+          chat.closing = false;
+          refreshCloseButton(chat);
+          errorToast(error.message);
+        },
+      },
+    );
+  });
+  els.older.addEventListener("click", () => loadOlder(chat));
+}

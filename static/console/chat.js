@@ -1,0 +1,177 @@
+// One accepted chat: its tab, its pane cloned from <template id="cc-chat-template">, its thread, its state.
+
+import { h } from "../js/dom.js";
+import { isStale } from "../js/protocol.js";
+import { errorToast, updateTitle } from "./attention.js";
+import { fillDispositions, refreshCloseButton, renderSide, wireControls } from "./chat-controls.js";
+import { hidePeerTyping, wireComposer } from "./composer.js";
+import { contactName, contactUrl, externalUrlOf } from "./format.js";
+import { delivered, markRead, messageNode, onMessageNew, refreshSeen, setMeta } from "./messages.js";
+import { removeOffer } from "./offers.js";
+import { client, send } from "./server.js";
+import { state, ui } from "./state.js";
+import { activate, renderHome } from "./tabs.js";
+import { renderWaiting } from "./waiting.js";
+
+export function createChat(conversation) {
+  const pane = ui.chatTemplate.content.firstElementChild.cloneNode(true);
+  const q = (cls) => pane.querySelector(`.${cls}`);
+  const tab = h("button", { cls: "cc-tab", attrs: { type: "button", role: "tab", "aria-selected": "false" } }, [
+    h("span", { cls: "cc-tab-dot", attrs: { "aria-hidden": "true" } }),
+    h("span", { cls: "cc-tab-label" }),
+  ]);
+  const chat = {
+    id: conversation.id,
+    conv: conversation,
+    thread: null, // its messages and sends (static/js/protocol.js)
+    visitorReadSeq: 0,
+    unread: false,
+    mode: "reply",
+    unfilled: new Set(), // placeholders a template left in the composer without a value
+    closing: false, // this agent pressed Close: the tab goes once the server confirms
+    olderBefore: null, // id of the oldest earlier conversation shown ("load older" pages from it)
+    olderExhausted: false,
+    readSent: 0,
+    typingSentAt: 0,
+    typingIdleTimer: null,
+    peerTypingTimer: null,
+    readTimer: null,
+    els: {
+      tab,
+      pane,
+      contact: q("js-contact"),
+      sub: q("js-sub"),
+      important: q("js-important"),
+      external: q("js-external"),
+      disposition: q("js-disposition"),
+      close: q("js-close"),
+      scroll: q("js-scroll"),
+      olderWrap: q("js-older-wrap"),
+      older: q("js-older"),
+      log: q("js-log"),
+      typing: q("js-typing"),
+      composer: q("js-composer"),
+      pending: q("js-pending"),
+      hint: q("js-hint"),
+      text: q("js-text"),
+      templatesBtn: q("js-templates-btn"),
+      templatesMenu: q("js-templates-menu"),
+      emojiBtn: q("js-emoji-btn"),
+      emojiMenu: q("js-emoji-menu"),
+      emojiGrid: q("js-emoji-grid"),
+      attach: q("js-attach"),
+      file: q("js-file"),
+      send: q("js-send"),
+      ended: q("js-ended"),
+      customer: q("js-customer"),
+      surveySection: q("js-survey-section"),
+      survey: q("js-survey"),
+      info: q("js-info"),
+    },
+  };
+  pane.id = `cc-pane-${chat.id}`;
+  tab.id = `cc-tab-${chat.id}`;
+  tab.setAttribute("aria-controls", pane.id);
+  pane.setAttribute("aria-labelledby", tab.id);
+  // A second click on the open chat's tab returns to the previous screen.
+  tab.addEventListener("click", () => activate(state.active === chat.id ? state.previous : chat.id));
+  chat.thread = client.thread(chat.id, {
+    log: chat.els.log,
+    scroller: chat.els.scroll,
+    render: (message, options) => messageNode(chat, message, options),
+    onMessage: (message, li, options) => onMessageNew(chat, message, li, options),
+    onAck: (el, frame) => setMeta(el, frame.created_at, delivered(chat, el)),
+    onFailed: (el, frame) => {
+      setMeta(el, null, "failed");
+      el.title = frame.message || "";
+      errorToast(frame.message);
+    },
+    onResumed: () => markRead(chat),
+  });
+  wireComposer(chat);
+  wireControls(chat);
+  ui.tabs.appendChild(tab);
+  ui.main.appendChild(pane);
+  state.chats.set(chat.id, chat);
+  fillDispositions(chat);
+  return chat;
+}
+
+export function resume(chat) {
+  chat.thread.resume({
+    fail: (error) => {
+      // No longer readable (closed and handed on while we were disconnected): show it as ended.
+      if (error.code === "not_found" && state.chats.has(chat.id)) updateChat(chat, { status: "closed", access: "read" });
+      else if (error.code !== "disconnected") errorToast(error.message); // the reconnect resumes again
+    },
+  });
+}
+
+export function removeChat(chat) {
+  send({ type: "unsubscribe", conversation_id: chat.id });
+  client.forget(chat.id);
+  chat.els.tab.remove();
+  chat.els.pane.remove();
+  state.chats.delete(chat.id);
+  if (state.active === chat.id) activate(state.previous !== chat.id && state.chats.has(state.previous) ? state.previous : "home");
+  if (state.previous === chat.id) state.previous = "home";
+  renderHome();
+  updateTitle();
+}
+
+export function onAssigned(conversation) {
+  const chat = state.chats.get(conversation.id) || createChat(conversation);
+  updateChat(chat, conversation);
+  resume(chat);
+  removeOffer(conversation.id);
+  state.waiting.delete(conversation.id);
+  renderWaiting();
+  if (state.focusOnAssign.delete(conversation.id)) activate(chat.id);
+  renderHome();
+}
+
+/** Applies a conversation object (agent conversation or conversation state: fields it lacks are kept).
+ * One older than the state on screen is dropped: with two server processes, an update can overtake an
+ * earlier one on its way here, and the version says which came last (protocol §4). */
+export function updateChat(chat, conversation) {
+  if (isStale(chat.conv, conversation)) return;
+  const wasClosed = chat.conv.status === "closed";
+  chat.conv = { ...chat.conv, ...conversation };
+  const conv = chat.conv;
+  const name = contactName(conv.contact);
+  const { els } = chat;
+  els.tab.querySelector(".cc-tab-label").textContent = name;
+  els.tab.title = name;
+  els.tab.classList.toggle("is-important", Boolean(conv.important));
+  els.contact.textContent = name;
+  if (conv.contact) els.contact.href = contactUrl(conv.contact.id);
+  const sub = [conv.queue ? `Queue: ${conv.queue.name}` : "", conv.widget ? conv.widget.name : "", `#${conv.id}`];
+  els.sub.textContent = sub.filter(Boolean).join(" · ");
+  els.important.setAttribute("aria-pressed", String(Boolean(conv.important)));
+  els.important.classList.toggle("is-on", Boolean(conv.important));
+  els.important.textContent = conv.important ? "★" : "☆";
+  els.important.title = conv.important ? "Marked as important (click to unmark)" : "Mark as important";
+  const externalUrl = externalUrlOf(conv.widget);
+  els.external.hidden = !externalUrl;
+  els.external.title = externalUrl || "";
+  els.disposition.value = conv.disposition_id ? String(conv.disposition_id) : "";
+  els.olderWrap.hidden = !conv.has_history || chat.olderExhausted;
+  if (conv.visitor_read_seq) chat.visitorReadSeq = Math.max(chat.visitorReadSeq, conv.visitor_read_seq);
+  renderSide(chat);
+  refreshCloseButton(chat);
+  refreshSeen(chat);
+
+  const closed = conv.status === "closed";
+  els.composer.hidden = closed || conv.access === "read";
+  els.ended.hidden = !closed;
+  if (closed && !wasClosed) {
+    if (chat.closing) {
+      // This agent closed it: the tab has done its job.
+      removeChat(chat);
+      return;
+    }
+    els.ended.textContent = "This chat has ended. Choose a status, then close the tab.";
+    hidePeerTyping(chat);
+  }
+  renderHome();
+}

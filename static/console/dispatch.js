@@ -1,0 +1,117 @@
+// Frames of the agent socket (protocol §4) that are not a thread's: each goes to the module of its concept.
+
+import { errorToast, toast } from "./attention.js";
+import { fillDispositions } from "./chat-controls.js";
+import { createChat, onAssigned, resume, updateChat } from "./chat.js";
+import { onTyping } from "./composer.js";
+import { refreshSeen } from "./messages.js";
+import { addOffer, onWaitingPreview, removeOffer } from "./offers.js";
+import { setPresence } from "./presence.js";
+import { state, ui } from "./state.js";
+import { renderHome } from "./tabs.js";
+import { setTemplates } from "./templates.js";
+import { renderWaiting } from "./waiting.js";
+
+export function onFrame(frame) {
+  switch (frame.type) {
+    case "hello":
+      onHello(frame);
+      break;
+    // message.new, message.ack, resume.done and refused sends: handled by the chat's thread (protocol.js).
+    case "typing":
+      onTyping(frame);
+      break;
+    case "read": {
+      const chat = state.chats.get(frame.conversation_id);
+      if (chat && frame.side === "visitor") {
+        chat.visitorReadSeq = Math.max(chat.visitorReadSeq, frame.seq);
+        refreshSeen(chat);
+      }
+      break;
+    }
+    case "conversation.updated": {
+      const chat = state.chats.get(frame.conversation.id);
+      if (chat) updateChat(chat, frame.conversation);
+      break;
+    }
+    case "conversation.assigned":
+      onAssigned(frame.conversation);
+      break;
+    case "offer.new":
+      addOffer(frame.offer, { alert: true });
+      break;
+    case "offer.withdrawn":
+      removeOffer(frame.conversation_id);
+      if (frame.reason === "taken") toast({ title: "Taken by a colleague", body: "That chat was answered." });
+      break;
+    case "waiting.added":
+      state.waiting.set(frame.item.conversation_id, frame.item);
+      renderWaiting();
+      break;
+    case "waiting.preview":
+      onWaitingPreview(frame);
+      break;
+    case "waiting.removed":
+      state.waiting.delete(frame.conversation_id);
+      renderWaiting();
+      break;
+    case "agent.presence":
+      if (frame.user_id === state.me.user_id) setPresence(frame.presence);
+      break;
+    case "template.updated":
+      setTemplates([...state.templates.filter((t) => t.id !== frame.template.id), frame.template]);
+      break;
+    case "template.deleted":
+      setTemplates(state.templates.filter((t) => t.id !== frame.template_id));
+      break;
+    case "dispositions.updated":
+      state.dispositions = frame.dispositions || [];
+      for (const chat of state.chats.values()) fillDispositions(chat);
+      break;
+    case "pong":
+      if (frame.server_time) state.serverOffsetMs = Date.parse(frame.server_time) - Date.now();
+      break;
+    case "error":
+      onError(frame);
+      break;
+    default:
+      break; // `ok`, and types of later protocol versions
+  }
+}
+
+function onHello(frame) {
+  state.me = frame.me;
+  state.limits = frame.limits || state.limits;
+  state.dispositions = frame.dispositions || [];
+  setTemplates(frame.templates || []);
+  setPresence(frame.me.presence);
+  ui.presence.disabled = false;
+
+  const current = new Set();
+  for (const conversation of frame.conversations || []) {
+    current.add(conversation.id);
+    const chat = state.chats.get(conversation.id) || createChat(conversation);
+    updateChat(chat, conversation);
+    fillDispositions(chat);
+    resume(chat);
+  }
+  // Chats on screen that the server no longer lists (closed while we were away) are resumed too:
+  // the replay carries their closing notice.
+  for (const chat of state.chats.values()) {
+    if (!current.has(chat.id) && chat.conv.status !== "closed") resume(chat);
+    fillDispositions(chat);
+  }
+
+  for (const conversationId of [...state.offers.keys()]) removeOffer(conversationId);
+  for (const offer of frame.offers || []) addOffer(offer, { alert: false });
+
+  state.waiting.clear();
+  for (const item of frame.waiting || []) state.waiting.set(item.conversation_id, item);
+  renderWaiting();
+  renderHome();
+}
+
+/** Error frames neither a thread (a refused send) nor a request's `fail` took. */
+function onError(frame) {
+  if (frame.message) errorToast(frame.message);
+}

@@ -1,0 +1,162 @@
+// A chat's log: message elements, receipts, new-message alerts, read markers, older conversations.
+
+import { clock, formatBytes, h, scrollToEnd as scrollLogToEnd } from "../js/dom.js";
+import { beep, errorToast, toast, updateTitle } from "./attention.js";
+import { updateChat } from "./chat.js";
+import { hidePeerTyping } from "./composer.js";
+import { contactName, dateTime } from "./format.js";
+import { api, send } from "./server.js";
+import { state } from "./state.js";
+import { activate, renderHome } from "./tabs.js";
+
+export function scrollToEnd(chat) {
+  scrollLogToEnd(chat.els.scroll);
+}
+
+function eventText(chat, message) {
+  const data = message.event_data || {};
+  if (message.event === "agent.joined" && data.agent_name) return [data.agent_name, " joined the chat"];
+  if (message.event === "conversation.closed") {
+    if (data.by === "visitor") return [contactName(chat.conv.contact), " ended the chat"];
+    if (data.agent_name) return [data.agent_name, " closed the chat"];
+  }
+  return [null, message.body || message.event];
+}
+
+function attachmentNode(attachment, localPreview) {
+  if (attachment.is_image || localPreview) {
+    const img = h("img", { attrs: { alt: attachment.filename, loading: "lazy" } });
+    img.src = localPreview || attachment.url;
+    const link = h("a", { cls: "cc-file", attrs: { target: "_blank", rel: "noopener" } }, [img]);
+    if (attachment.url) link.href = attachment.url;
+    return h("div", { cls: "cc-bubble is-file" }, [link]);
+  }
+  const chip = h("a", {
+    cls: "cc-file-chip",
+    text: `${attachment.filename} (${formatBytes(attachment.size || 0)})`,
+    attrs: { rel: "noopener" },
+  });
+  if (attachment.url) {
+    chip.href = attachment.url;
+    chip.setAttribute("download", attachment.filename);
+  }
+  return h("div", { cls: "cc-bubble is-file" }, [chip]);
+}
+
+export function messageNode(chat, message, { status, history } = {}) {
+  if (message.sender === "system") {
+    const [strong, rest] = eventText(chat, message);
+    const li = h("li", { cls: "cc-event" });
+    if (strong) li.appendChild(h("strong", { text: strong }));
+    li.appendChild(document.createTextNode(rest));
+    li.appendChild(h("span", { cls: "cc-muted", text: ` · ${clock(message.created_at)}` }));
+    return li;
+  }
+  const fromVisitor = message.sender === "visitor";
+  const mine = !fromVisitor && message.sender_user && message.sender_user.id === state.me.user_id;
+  let cls = `cc-msg ${fromVisitor ? "is-visitor" : "is-agent"}`;
+  if (message.private) cls += " is-note";
+  if (history) cls += " is-history";
+  const li = h("li", { cls });
+  let who = contactName(chat.conv.contact);
+  if (!fromVisitor) who = mine ? "You" : (message.sender_user && message.sender_user.name) || "Agent";
+  li.appendChild(h("span", { cls: "cc-msg-who", text: who }));
+  if (message.body) li.appendChild(h("div", { cls: "cc-bubble", text: message.body }));
+  for (const attachment of message.attachments || []) {
+    li.appendChild(attachmentNode(attachment, message.localPreviews && message.localPreviews[attachment.id]));
+  }
+  li.appendChild(h("span", { cls: "cc-msg-meta" }));
+  setMeta(li, message.created_at, mine ? status : null);
+  return li;
+}
+
+export function setMeta(li, createdAt, status) {
+  const meta = li.querySelector(".cc-msg-meta");
+  if (!meta) return;
+  if (createdAt) li.dataset.time = createdAt;
+  const label = { sending: "Sending…", sent: "Sent", seen: "Seen", saved: "Saved", failed: "Not sent" }[status] || "";
+  meta.textContent = label ? `${clock(li.dataset.time)} · ${label}` : clock(li.dataset.time);
+  if (status) li.dataset.status = status;
+  li.classList.toggle("is-failed", status === "failed");
+}
+
+export function refreshSeen(chat) {
+  for (const li of chat.els.log.querySelectorAll("li[data-status][data-seq]")) {
+    if (li.dataset.status === "failed") continue;
+    const status = delivered(chat, li);
+    if (li.dataset.status !== status) setMeta(li, null, status);
+  }
+}
+
+/** The receipt of an own stored message: a note is only saved (the visitor never gets it). */
+export function delivered(chat, li) {
+  if (li.classList.contains("is-note")) return "saved";
+  return Number(li.dataset.seq) <= chat.visitorReadSeq ? "seen" : "sent";
+}
+
+/** After the thread placed a new message (its own copy of a pending one included). */
+export function onMessageNew(chat, message, li, { replay, stick }) {
+  if (li.dataset.status) setMeta(li, null, delivered(chat, li));
+  if (message.sender === "visitor") hidePeerTyping(chat);
+  if (message.event === "conversation.closed" && chat.conv.status !== "closed") {
+    updateChat(chat, { status: "closed" });
+    if (!state.chats.has(chat.id)) return;
+  }
+  if (stick || !replay) scrollToEnd(chat);
+  if (!replay && message.sender === "visitor") notifyNewMessage(chat, message);
+  markRead(chat);
+  renderHome();
+}
+
+/** A visitor's message in a chat the agent is not looking at: flash its tab, a toast, a beep. */
+function notifyNewMessage(chat, message) {
+  const looking = state.active === chat.id && document.visibilityState === "visible";
+  if (looking) return;
+  chat.unread = true;
+  chat.els.tab.classList.add("is-flashing", "is-unread");
+  const preview = message.body || ((message.attachments || [])[0] || {}).filename || "";
+  if (document.visibilityState === "visible") {
+    toast({ title: `New message from ${contactName(chat.conv.contact)}`, body: preview, onClick: () => activate(chat.id) });
+  }
+  beep(1);
+  updateTitle();
+}
+
+export function markRead(chat) {
+  clearTimeout(chat.readTimer);
+  // Batched: a replay of many messages sends one read marker.
+  chat.readTimer = setTimeout(() => {
+    const visible = state.active === chat.id && document.visibilityState === "visible";
+    const { lastSeq, resumed } = chat.thread;
+    if (visible && resumed && chat.conv.status !== "closed" && lastSeq > chat.readSent) {
+      chat.readSent = lastSeq;
+      send({ type: "read", conversation_id: chat.id, seq: lastSeq });
+    }
+  }, 250);
+}
+
+export async function loadOlder(chat) {
+  const { older, olderWrap, log } = chat.els;
+  older.disabled = true;
+  try {
+    const query = chat.olderBefore ? `&before=${encodeURIComponent(chat.olderBefore)}` : "";
+    const data = await api(`/conversations/${chat.id}/history?limit=1${query}`);
+    const scroller = chat.els.scroll;
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+    for (const past of data.conversations) {
+      const nodes = [h("li", { cls: "cc-divider" }, [h("span", { text: `Earlier conversation · ${dateTime(past.created_at)}` })])];
+      for (const message of past.messages) nodes.push(messageNode(chat, message, { history: true }));
+      nodes.push(h("li", { cls: "cc-divider" }, [h("span", { text: "End of earlier conversation" })]));
+      // Newest first from the server: each older conversation goes above what is shown.
+      log.prepend(...nodes);
+      chat.olderBefore = past.id;
+    }
+    scroller.scrollTop = scroller.scrollHeight - fromBottom;
+    chat.olderExhausted = !data.has_more;
+    olderWrap.hidden = chat.olderExhausted;
+  } catch (error) {
+    errorToast(error.message);
+  } finally {
+    older.disabled = false;
+  }
+}

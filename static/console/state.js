@@ -1,0 +1,42 @@
+// The console's boot data, its page elements, and the one state object every module reads.
+
+export const boot = JSON.parse(document.getElementById("cc-boot").textContent);
+
+const $ = (id) => document.getElementById(id);
+export const ui = {
+  tabs: $("cc-tabs"),
+  homeTab: $("cc-tab-home"),
+  main: $("cc-main"),
+  homePane: $("cc-pane-home"),
+  homeStatus: $("cc-home-status"),
+  myChats: $("cc-my-chats"),
+  myChatsEmpty: $("cc-my-chats-empty"),
+  homeWaiting: $("cc-home-waiting"),
+  homeWaitingEmpty: $("cc-home-waiting-empty"),
+  waitingBtn: $("cc-waiting-btn"),
+  waitingCount: $("cc-waiting-count"),
+  waitingPanel: $("cc-waiting-panel"),
+  waitingList: $("cc-waiting-list"),
+  waitingEmpty: $("cc-waiting-empty"),
+  presence: $("cc-presence"),
+  presenceWrap: $("cc-presence-wrap"),
+  conn: $("cc-conn"),
+  offers: $("cc-offers"),
+  toasts: $("cc-toasts"),
+  chatTemplate: $("cc-chat-template"),
+};
+
+export const state = {
+  me: { user_id: boot.userId, name: boot.agentName, presence: boot.presence },
+  serverOffsetMs: 0, // server clock minus ours, from pong frames: waiting times use the server's clock
+  chats: new Map(), // conversation id -> chat (see createChat)
+  offers: new Map(), // conversation id -> {offer, el}
+  waiting: new Map(), // conversation id -> waiting item
+  dispositions: [],
+  templates: [],
+  limits: { max_chars: 4000 },
+  active: "home",
+  previous: "home",
+  focusOnAssign: new Set(),
+  titleTimer: null,
+};
