@@ -4,13 +4,15 @@ through the one shared protocol client (static/js/protocol.js), and every module
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Frame, Page, Request, expect
+from playwright.async_api import Browser, Frame, Page, Request, WebSocketRoute, expect
 
-from tests.browser.conftest import DemoSite, console_login, new_person, open_widget
+from chat.models import Message
+from tests.browser.conftest import DemoSite, console_login, in_thread, new_person, open_widget
 
 STATIC = Path(__file__).resolve().parents[2] / "static"
 SHARED = ["js/protocol.js", "js/http.js", "js/dom.js"]
@@ -93,6 +95,68 @@ async def test_console_and_widget_load_the_shared_modules_cleanly(browser: Brows
     assert visitor.errors == []
     await agent.context.close()
     await visitor.context.close()
+
+
+def _accepted_chat(agent_email: str, visitor_id: str, name: str) -> int:
+    """A demo-widget conversation the demo agent has accepted (as if on another tab)."""
+    from django.contrib.auth import get_user_model
+
+    from chat.models import Widget
+    from chat.selectors import agent_actor_for
+    from chat.services import conversation_start
+    from queueing.services import conversation_accept
+
+    widget = Widget.objects.get(tenant__slug="demo")
+    conversation = conversation_start(widget=widget, visitor_id=visitor_id, answers={"name": name}).conversation
+    actor = agent_actor_for(get_user_model().objects.get(email=agent_email))
+    assert actor is not None
+    conversation_accept(actor=actor, conversation_id=conversation.pk)
+    return conversation.pk
+
+
+@pytest.mark.browser
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_console_resends_an_unacked_reply_after_reconnecting(browser: Browser, demo: DemoSite):
+    """The console's sends go through the shared Thread too: a reply lost with the connection is shown at
+    once, sent again with the same client_id after the resume, and stored once."""
+    await in_thread(_accepted_chat, agent_email=demo.agent_email, visitor_id="v-resend", name="Rita Resend")
+    agent = await console_login(browser, demo)
+    console = agent.page
+    lost: list[str] = []
+
+    async def flaky_network(socket: WebSocketRoute) -> None:
+        server = socket.connect_to_server()
+
+        async def from_page(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("type") == "message.send" and frame.get("body") == "Lost in transit" and not lost:
+                lost.append(frame["client_id"])
+                await socket.close(code=1012, reason="network blip")
+                return
+            server.send(message)
+
+        socket.on_message(from_page)
+
+    await console.route_web_socket(re.compile(r"/ws/agent/"), flaky_network)
+    await console.reload()
+    await console.locator(".cc-tab", has_text="Rita Resend").click()
+    pane = console.locator(".cc-chat.is-active")
+    composer = pane.locator(".js-text")
+    await composer.fill("Lost in transit")
+    await composer.press("Enter")
+    await expect(console.locator("#cc-conn")).to_have_text("Connection lost. Reconnecting…")
+    mine = pane.locator(".cc-msg.is-agent").last
+    await expect(mine.locator(".cc-bubble")).to_have_text("Lost in transit")
+    await expect(mine).to_have_attribute("data-status", "sent")
+    await expect(console.locator("#cc-conn")).to_be_hidden()
+    await expect(pane.locator(".cc-msg.is-agent .cc-bubble")).to_have_text(["Lost in transit"])
+
+    stored = await in_thread(lambda: list(Message.objects.filter(body="Lost in transit").values_list("client_id")))
+    assert stored == [(lost[0],)]
+    assert agent.errors == []
+    await agent.context.close()
 
 
 def test_console_modules_are_each_small_enough_to_read_at_once():
