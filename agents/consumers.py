@@ -6,6 +6,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from agents.console_state import console_conversation, console_open
 from chat import events
 from chat.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED, ChatSocket, FrameError, bool_field, int_field
 from chat.message_writer import post_message
@@ -14,7 +15,6 @@ from chat.selectors import (
     AgentActor,
     agent_actor_for,
     agent_actor_refresh,
-    agent_conversation_get,
     conversation_get_for,
 )
 from chat.services import (
@@ -32,7 +32,6 @@ from contactcenter.realtime import (
 )
 from queueing.services import (
     agent_console_close,
-    agent_console_open,
     agent_console_ping,
     agent_presence_change,
     conversation_accept,
@@ -99,7 +98,7 @@ class AgentConsumer(ChatSocket):
         await self.join(agent_group(self.tenant_id, actor.user.pk))
         await self.join(tenant_agents_group(self.tenant_id))
         await self.accept()
-        session = await database_sync_to_async(agent_console_open)(actor=actor)
+        session = await database_sync_to_async(console_open)(actor=actor)
         self.counted = True
         self.queue_ids = set(session.queue_ids)
         await self.send_frame(session.hello)
@@ -266,7 +265,7 @@ class AgentConsumer(ChatSocket):
         if conversation_id in self.access:
             return
         try:
-            snapshot = await database_sync_to_async(agent_conversation_get)(
+            snapshot = await database_sync_to_async(console_conversation)(
                 actor=self.agent, conversation_id=conversation_id
             )
         except ApplicationError:

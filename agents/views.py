@@ -22,6 +22,7 @@ from agents.models import AgentProfile, Presence
 from chat.selectors import AgentActor, contact_conversation_list, contact_get, conversation_search
 from contactcenter.models import Membership, Role, user_display_name
 from contactcenter.security import content_security_policy
+from queueing.selectors import with_queue
 
 CONVERSATIONS_PER_PAGE = 25
 SELECTABLE_PRESENCE = [Presence.ONLINE, Presence.AWAY, Presence.OFFLINE]
@@ -88,11 +89,13 @@ def contact(request: HttpRequest, membership: Membership, contact_id: int) -> Ht
 def conversations(request: HttpRequest, membership: Membership) -> HttpResponse:
     contact_query = request.GET.get("contact", "")[:200]
     text_query = request.GET.get("q", "")[:200]
-    results = conversation_search(
-        tenant=membership.tenant,
-        taken_by=None if membership.has_role(Role.SUPERVISOR) else membership.user,
-        contact_query=contact_query,
-        text_query=text_query,
+    results = with_queue(
+        conversation_search(
+            tenant=membership.tenant,
+            taken_by=None if membership.has_role(Role.SUPERVISOR) else membership.user,
+            contact_query=contact_query,
+            text_query=text_query,
+        )
     )
     page = Paginator(results, CONVERSATIONS_PER_PAGE).get_page(request.GET.get("page"))
     return render(

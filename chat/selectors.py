@@ -240,15 +240,6 @@ def contact_data(contact: Contact) -> dict[str, Any]:
     }
 
 
-def conversation_queue(conversation: Conversation) -> dict[str, Any] | None:
-    """The queue the conversation's widget routes to, read through the relation (no import of queueing)."""
-    widget = conversation.widget if conversation.widget_id else None
-    route = getattr(widget, "route", None) if widget is not None else None
-    if route is None:
-        return None
-    return {"id": route.queue_id, "name": route.queue.name}
-
-
 def conversation_preview(conversation: Conversation, length: int = 200) -> str:
     first = (
         Message.objects.filter(tenant_id=conversation.tenant_id, conversation=conversation, sender_kind="visitor")
@@ -301,7 +292,6 @@ def agent_conversation_data(conversation: Conversation, *, access: str) -> dict[
                 if widget is not None
                 else None
             ),
-            "queue": conversation_queue(conversation),
             "has_history": conversation_has_history(conversation),
             "access": access,
         }
@@ -312,7 +302,7 @@ def agent_conversation_data(conversation: Conversation, *, access: str) -> dict[
 def _agent_conversations(tenant_id: int) -> QuerySet[Conversation]:
     return (
         Conversation.objects.for_tenant(tenant_id)
-        .select_related("contact", "assignee", "widget", "widget__route__queue")
+        .select_related("contact", "assignee", "widget")
         .prefetch_related("contact__identities", "participants")
         # A returning visitor's earlier chats (same contact), in the same statement: no query per conversation.
         .annotate(
@@ -496,9 +486,7 @@ def contact_get(*, tenant: Tenant, contact_id: int) -> Contact | None:
 
 
 def _conversation_base(*, tenant: Tenant | int) -> QuerySet[Conversation]:
-    return Conversation.objects.for_tenant(tenant).select_related(
-        "contact", "assignee", "disposition", "widget", "widget__route__queue"
-    )
+    return Conversation.objects.for_tenant(tenant).select_related("contact", "assignee", "disposition", "widget")
 
 
 def contact_conversation_list(

@@ -39,6 +39,26 @@ class QueueRoute(TenantOwned):
     widget = models.OneToOneField(Widget, on_delete=models.CASCADE, related_name="route")
 
 
+class ConversationRoute(TenantOwned):
+    """The queue a conversation was routed to, written once when it is routed (web, SMS, email alike).
+
+    Reports, the waiting list and offers read this, never the widget's route of today: re-routing a widget
+    does not move past or waiting chats.
+    """
+
+    conversation = models.OneToOneField("chat.Conversation", on_delete=models.CASCADE, related_name="queue_route")
+    # A deleted queue leaves its name here: past chats still say where they went.
+    queue = models.ForeignKey(Queue, null=True, on_delete=models.SET_NULL, related_name="conversation_routes")
+    queue_name = models.CharField(max_length=80)
+    routed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "queue"])]
+
+    def __str__(self) -> str:
+        return f"conv {self.conversation_id} → queue {self.queue_id}"
+
+
 class OfferStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     ACCEPTED = "accepted", "Accepted"

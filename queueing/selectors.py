@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from chat.models import Conversation, ConversationStatus
 from chat.selectors import AgentActor
 from queueing.events import offer_data, waiting_item
-from queueing.models import Offer, OfferStatus, QueueMember
+from queueing.models import ConversationRoute, Offer, OfferStatus, Queue, QueueMember
 
 WAITING_LIST_LIMIT = 200
 
@@ -20,20 +20,45 @@ def agent_queue_ids(*, actor: AgentActor) -> list[int]:
     )
 
 
+def conversation_queue(*, conversation: Conversation) -> Queue | None:
+    """The queue the conversation was routed to (None: routed nowhere, or its queue was deleted since)."""
+    route = (
+        ConversationRoute.objects.filter(tenant_id=conversation.tenant_id, conversation_id=conversation.pk)
+        .select_related("queue")
+        .first()
+    )
+    return route.queue if route is not None else None
+
+
+def conversation_queues(*, tenant_id: int, conversation_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """conversation id → `{"id", "name"}` of the queue each was routed to, in one query (absent: none)."""
+    if not conversation_ids:
+        return {}
+    rows = ConversationRoute.objects.filter(tenant_id=tenant_id, conversation_id__in=conversation_ids).values_list(
+        "conversation_id", "queue_id", "queue_name"
+    )
+    return {conversation_id: {"id": queue_id, "name": name} for conversation_id, queue_id, name in rows}
+
+
+def with_queue(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """The same conversations with their route joined: `conversation.queue_route.queue_name` costs no query."""
+    return conversations.select_related("queue_route")
+
+
 def waiting_list(*, actor: AgentActor) -> list[dict[str, Any]]:
     """Conversations the agent may pick up without an offer: waiting in their queues, or routed nowhere."""
     queryset = (
         Conversation.objects.for_tenant(actor.tenant_id)
         .filter(status=ConversationStatus.WAITING, assignee__isnull=True)
-        .select_related("widget", "contact", "widget__route__queue")
+        .select_related("widget", "contact", "queue_route__queue")
     )
     if not actor.supervises:
         queryset = queryset.filter(
-            Q(widget__route__queue__memberships__user=actor.user) | Q(widget__route__isnull=True)
+            Q(queue_route__queue__memberships__user=actor.user) | Q(queue_route__queue__isnull=True)
         ).distinct()
     items = []
     for conversation in queryset.order_by("created_at", "pk")[:WAITING_LIST_LIMIT]:
-        route = getattr(conversation.widget, "route", None) if conversation.widget_id else None
+        route = getattr(conversation, "queue_route", None)
         items.append(waiting_item(conversation, route.queue if route is not None else None))
     return items
 

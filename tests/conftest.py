@@ -140,7 +140,12 @@ def agent_actor(agent):
 
 @pytest.fixture
 def conversation(widget, visitor):
-    return conversation_start(widget=widget, visitor_id=visitor.visitor_id, answers={"name": "Jane"}).conversation
+    """Started and routed as a visitor's request is (to the widget's queue when the test made one first)."""
+    from queueing.services import conversation_route, widget_queue
+
+    started = conversation_start(widget=widget, visitor_id=visitor.visitor_id, answers={"name": "Jane"})
+    conversation_route(conversation=started.conversation, queue=widget_queue(widget))
+    return started.conversation
 
 
 @pytest.fixture

@@ -22,16 +22,14 @@ from chat.selectors import (
     Actor,
     VisitorActor,
     conversation_get_for,
-    conversation_preview,
-    conversation_queue,
 )
 from chat.services.message_sql import _post_fast, _rate_window, _take_seq, message_rate_limit
+from chat.signals import waiting_message_stored
 from contactcenter.errors import ApplicationError, NotFound
 from contactcenter.realtime import (
     conversation_agents_group,
     conversation_group,
     publish_on_commit,
-    tenant_agents_group,
 )
 
 CLIENT_ID_MAX = 64
@@ -278,17 +276,7 @@ def _waiting_preview_publish(message: Message) -> None:
     )
     if first != message.seq:
         return
-    conversation = Conversation.objects.select_related("widget").get(pk=message.conversation_id)
-    queue = conversation_queue(conversation)
-    publish_on_commit(
-        group=tenant_agents_group(message.tenant_id),
-        event={
-            "type": "waiting.preview",
-            "conversation_id": message.conversation_id,
-            "preview": conversation_preview(conversation),
-            "queue_id": queue["id"] if queue else None,
-        },
-    )
+    waiting_message_stored.send(sender=Message, message=message)
 
 
 @transaction.atomic

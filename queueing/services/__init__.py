@@ -1,7 +1,6 @@
 """State changes of queueing, one module per concept; the names callers use are re-exported here."""
 
 from queueing.services.presence import (
-    ConsoleSession,
     OfflineSweep,
     agent_console_close,
     agent_console_open,
@@ -26,13 +25,13 @@ from queueing.services.routing import (
     conversation_end,
     conversation_offer,
     conversation_request,
+    conversation_route,
     offer_reject,
     widget_available,
     widget_queue,
 )
 
 __all__ = [
-    "ConsoleSession",
     "ConversationRequest",
     "OfflineSweep",
     "agent_console_close",
@@ -45,6 +44,7 @@ __all__ = [
     "conversation_end",
     "conversation_offer",
     "conversation_request",
+    "conversation_route",
     "offer_reject",
     "queue_configure",
     "queue_delete",

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 
-from agents.models import AgentProfile, CannedTemplate, Presence
+from agents.models import AgentProfile, Presence
 from agents.services import (
-    active_disposition_list,
     agent_heartbeat,
     agent_socket_closed,
     agent_socket_opened,
@@ -19,12 +16,11 @@ from agents.services import (
     presence_sweep,
 )
 from chat import events
-from chat.models import ConversationStatus
-from chat.selectors import AgentActor, agent_open_conversation_list
-from contactcenter.models import Role, user_display_name
+from chat.selectors import AgentActor
+from contactcenter.models import Role
 from contactcenter.realtime import publish_on_commit, tenant_agents_group
 from queueing.models import Offer, OfferStatus
-from queueing.selectors import agent_queue_ids, pending_offer_list, waiting_list
+from queueing.selectors import agent_queue_ids
 from queueing.services.routing import _offers_refresh, _withdraw_offers, agent_offers_refresh
 
 
@@ -71,40 +67,13 @@ def agents_offline_sweep() -> OfflineSweep:
     return OfflineSweep(sockets_cleared=sockets_cleared, user_ids=user_ids, offers_withdrawn=withdrawn)
 
 
-@dataclass(frozen=True)
-class ConsoleSession:
-    """What an agent socket needs at connect: the hello frame and the queues that filter waiting events."""
-
-    hello: dict[str, Any]
-    queue_ids: list[int]
-
-
-@transaction.atomic
-def agent_console_open(*, actor: AgentActor) -> ConsoleSession:
-    """Counts the socket, re-offers waiting work if the agent is online, and reads the console's state."""
+@transaction.atomic(savepoint=False)  # one transaction with the console's snapshot read (agents.console_state)
+def agent_console_open(*, actor: AgentActor) -> AgentProfile:
+    """Counts the socket and re-offers waiting work if the agent is online; returns the agent's profile."""
     agent_socket_opened(user=actor.user)
     profile = AgentProfile.objects.get(tenant_id=actor.tenant_id, user=actor.user)
     _offers_refresh(actor, profile)  # already in this transaction: no savepoint, no second profile read
-    conversations = agent_open_conversation_list(actor=actor)
-    hello = {
-        "type": "hello",
-        "v": events.PROTOCOL_VERSION,
-        "me": {
-            "user_id": actor.user.pk,
-            "name": user_display_name(actor.user),
-            "role": actor.role,
-            "presence": profile.presence,
-            "max_chats": profile.max_chats,
-            "open_chats": sum(1 for c in conversations if c["status"] == ConversationStatus.OPEN),
-        },
-        "conversations": conversations,
-        "offers": pending_offer_list(actor=actor),
-        "waiting": waiting_list(actor=actor),
-        "dispositions": active_disposition_list(tenant_id=actor.tenant_id),
-        "templates": list(CannedTemplate.objects.for_tenant(actor.tenant_id).values("id", "name", "body")),
-        "limits": {"max_chars": settings.MESSAGE_MAX_CHARS},
-    }
-    return ConsoleSession(hello=hello, queue_ids=agent_queue_ids(actor=actor))
+    return profile
 
 
 def agent_console_ping(*, actor: AgentActor) -> list[int]:

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from agents.models import AgentProfile, Presence
 from chat import events
-from chat.models import Conversation, ConversationStatus, Widget
-from chat.selectors import Actor, AgentActor
+from chat.models import Conversation, ConversationStatus, Message, Widget
+from chat.selectors import Actor, AgentActor, conversation_preview
 from chat.services import (
     CloseResult,
     conversation_close,
@@ -27,7 +27,8 @@ from contactcenter.errors import ApplicationError, Conflict, NotFound, Permissio
 from contactcenter.models import Role
 from contactcenter.realtime import agent_group, publish_on_commit, tenant_agents_group
 from queueing.events import offer_data, waiting_item
-from queueing.models import Offer, OfferStatus, Queue, QueueMember, QueueRoute
+from queueing.models import ConversationRoute, Offer, OfferStatus, Queue, QueueMember, QueueRoute
+from queueing.selectors import conversation_queue
 
 
 def widget_queue(widget: Widget | None) -> Queue | None:
@@ -61,11 +62,11 @@ def _open_load(tenant_id: int, user_ids: Iterable[int]) -> dict[int, int]:
 
 @transaction.atomic
 def conversation_offer(*, conversation: Conversation, only_user_ids: Iterable[int] | None = None) -> list[Offer]:
-    """The one routing function: offers a waiting conversation to the online members of its widget's queue
-    that have room and were not offered it before (or only to `only_user_ids` among them)."""
+    """The one routing function: offers a waiting conversation to the online members of the queue it was routed
+    to that have room and were not offered it before (or only to `only_user_ids` among them)."""
     if conversation.status != ConversationStatus.WAITING or conversation.assignee_id is not None:
         return []
-    queue = widget_queue(conversation.widget if conversation.widget_id else None)
+    queue = conversation_queue(conversation=conversation)
     if queue is None:
         return []  # unrouted: stays in every agent's waiting list
     members = QueueMember.objects.filter(
@@ -92,6 +93,25 @@ def conversation_offer(*, conversation: Conversation, only_user_ids: Iterable[in
                 event=events.offer_new(offer_data(offer, conversation)),
             )
     return offers
+
+
+@transaction.atomic
+def conversation_route(*, conversation: Conversation, queue: Queue | None) -> list[Offer]:
+    """Routes a just-started conversation: writes the queue it goes to (the one place its queue comes from
+    from now on; None: routed nowhere, every agent may pick it up), puts it on the waiting list and offers it.
+
+    The second half of every start: conversation_request (web) calls it with the widget's queue; a channel's
+    inbound start calls it with that channel's queue.
+    """
+    if queue is not None:
+        ConversationRoute.objects.create(
+            tenant_id=conversation.tenant_id, conversation=conversation, queue=queue, queue_name=queue.name
+        )
+    publish_on_commit(
+        group=tenant_agents_group(conversation.tenant_id),
+        event=events.waiting_added(waiting_item(conversation, queue), queue.pk if queue is not None else None),
+    )
+    return conversation_offer(conversation=conversation)
 
 
 @dataclass(frozen=True)
@@ -130,12 +150,7 @@ def conversation_request(
     conversation = started.conversation
     if not started.created:
         return ConversationRequest(conversation=conversation, offline=conversation.started_offline, created=False)
-    queue = widget_queue(widget)
-    publish_on_commit(
-        group=tenant_agents_group(conversation.tenant_id),
-        event=events.waiting_added(waiting_item(conversation, queue), queue.pk if queue is not None else None),
-    )
-    conversation_offer(conversation=conversation)
+    conversation_route(conversation=conversation, queue=widget_queue(widget))
     return ConversationRequest(conversation=conversation, offline=offline)
 
 
@@ -168,7 +183,7 @@ def conversation_accept(*, actor: AgentActor, conversation_id: int) -> Conversat
     if conversation is None:
         raise NotFound("conversation")
     has_offer = Offer.objects.filter(conversation=conversation, agent=actor.user).exists()
-    queue = widget_queue(conversation.widget if conversation.widget_id else None)
+    queue = conversation_queue(conversation=conversation)
     member = (
         queue is None or QueueMember.objects.filter(tenant_id=actor.tenant_id, queue=queue, user=actor.user).exists()
     )
@@ -251,7 +266,7 @@ def _offers_refresh(actor: AgentActor, profile: AgentProfile | None) -> list[Off
         .filter(
             status=ConversationStatus.WAITING,
             assignee__isnull=True,
-            widget__route__queue__memberships__user=actor.user,
+            queue_route__queue__memberships__user=actor.user,
         )
         .exclude(offers__agent=actor.user)
         .select_related("widget", "contact")
@@ -281,3 +296,19 @@ def conversation_end(*, actor: Actor, conversation_id: int, disposition_id: Any 
         # The assignee has room again: the oldest waiting conversation of their queues comes to them.
         agent_offers_refresh(actor=AgentActor(tenant_id=conversation.tenant_id, user=assignee, role=Role.AGENT))
     return result
+
+
+def waiting_preview_publish(*, message: Message) -> None:
+    """Announces a waiting conversation's first visitor words (chat.signals.waiting_message_stored) to the
+    agents of its queue, for the offer cards and waiting items made before the visitor wrote."""
+    conversation = Conversation.objects.select_related("widget").get(pk=message.conversation_id)
+    queue = conversation_queue(conversation=conversation)
+    publish_on_commit(
+        group=tenant_agents_group(message.tenant_id),
+        event={
+            "type": "waiting.preview",
+            "conversation_id": message.conversation_id,
+            "preview": conversation_preview(conversation),
+            "queue_id": queue.pk if queue is not None else None,
+        },
+    )

@@ -120,7 +120,8 @@ def test_the_console_hello_costs_the_same_statements_for_one_open_chat_as_for_th
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from queueing.services import agent_console_open, conversation_accept
+    from agents.console_state import console_open
+    from queueing.services import conversation_accept
 
     AgentProfile.objects.filter(user=agent_actor.user).update(max_chats=5)
 
@@ -132,7 +133,7 @@ def test_the_console_hello_costs_the_same_statements_for_one_open_chat_as_for_th
 
     def hello_statements():
         with CaptureQueriesContext(connection) as queries:
-            hello = agent_console_open(actor=agent_actor).hello
+            hello = console_open(actor=agent_actor).hello
         return len(queries), len(hello["conversations"])
 
     start_and_accept("v-1")

@@ -1,0 +1,10 @@
+"""What chat announces to the apps above it, which it may not import (docs/architecture.md, import order).
+
+A receiver runs inside the sender's transaction; anything it publishes goes out through publish_on_commit.
+"""
+
+from django.dispatch import Signal
+
+# A waiting conversation's first visitor message with text was stored. Arguments: `message` (chat.Message).
+# queueing announces it as `waiting.preview` to the agents of the conversation's queue.
+waiting_message_stored = Signal()
