@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from agents.models import AgentProfile, Presence
 from chat.selectors import VisitorActor, agent_actor_for
-from chat.services import conversation_start
+from chat.services.starting import conversation_start
 from contactcenter import realtime
 from contactcenter.models import Role
 from contactcenter.services import apikey_create

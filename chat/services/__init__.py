@@ -2,14 +2,18 @@
 
 Every conversation operation authorises through chat.selectors.conversation_get_for, writes in one
 transaction and announces the change only through publish_on_commit (docs/protocol.md).
+
+Not re-exported: the lower halves that queueing wraps. A chat starts with queueing.services.conversation_request
+(starting.conversation_start alone would leave it unrouted and unoffered) and ends with conversation_end
+(state.conversation_close alone would leave its offers pending); tests/test_architecture.py checks who
+imports them.
 """
 
 from chat.services.attachments import attachment_served_type, attachment_upload
 from chat.services.messages import PostResult, RateLimited, conversation_mark_read, message_post, system_notice_post
-from chat.services.starting import conversation_start, survey_validate
+from chat.services.starting import survey_validate
 from chat.services.state import (
     CloseResult,
-    conversation_close,
     conversation_mark_important,
     conversation_set_disposition,
     conversation_updated_publish,
@@ -22,11 +26,9 @@ __all__ = [
     "RateLimited",
     "attachment_served_type",
     "attachment_upload",
-    "conversation_close",
     "conversation_mark_important",
     "conversation_mark_read",
     "conversation_set_disposition",
-    "conversation_start",
     "conversation_updated_publish",
     "message_post",
     "survey_validate",

@@ -16,13 +16,9 @@ from agents.models import AgentProfile, Presence
 from chat import events
 from chat.models import Conversation, ConversationStatus, Message, Widget
 from chat.selectors import Actor, AgentActor, conversation_preview
-from chat.services import (
-    CloseResult,
-    conversation_close,
-    conversation_start,
-    conversation_updated_publish,
-    system_notice_post,
-)
+from chat.services import CloseResult, conversation_updated_publish, system_notice_post
+from chat.services.starting import conversation_start
+from chat.services.state import conversation_close
 from contactcenter.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from contactcenter.models import Role
 from contactcenter.realtime import agent_group, publish_on_commit, tenant_agents_group

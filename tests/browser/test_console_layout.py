@@ -41,7 +41,7 @@ def _accepted(agent_email: str, visitor_id: str, name: str) -> int:
     from django.contrib.auth import get_user_model
 
     from chat.selectors import agent_actor_for
-    from chat.services import conversation_start
+    from chat.services.starting import conversation_start
     from queueing.services import conversation_accept
 
     started = conversation_start(widget=_demo_widget(), visitor_id=visitor_id, answers={"name": name})

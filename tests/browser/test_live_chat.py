@@ -13,7 +13,8 @@ from playwright.async_api import Browser, Route, WebSocketRoute, expect
 
 from chat.models import Conversation, ConversationStatus, Message, Widget
 from chat.selectors import VisitorActor
-from chat.services import conversation_start, message_post, widget_save
+from chat.services import message_post, widget_save
+from chat.services.starting import conversation_start
 from contactcenter.services import contact_create, contact_identity_add
 from tests.browser.conftest import (
     DemoSite,

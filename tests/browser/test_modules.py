@@ -103,7 +103,7 @@ def _accepted_chat(agent_email: str, visitor_id: str, name: str) -> int:
 
     from chat.models import Widget
     from chat.selectors import agent_actor_for
-    from chat.services import conversation_start
+    from chat.services.starting import conversation_start
     from queueing.services import conversation_accept
 
     widget = Widget.objects.get(tenant__slug="demo")

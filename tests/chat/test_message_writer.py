@@ -12,7 +12,7 @@ from django.db import connections
 from chat import message_writer
 from chat.models import Message
 from chat.selectors import VisitorActor
-from chat.services import conversation_start
+from chat.services.starting import conversation_start
 from contactcenter.errors import ApplicationError
 from tests.factories import WidgetFactory
 

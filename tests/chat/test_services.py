@@ -26,14 +26,14 @@ from chat.selectors import (
 from chat.services import (
     RateLimited,
     attachment_upload,
-    conversation_close,
     conversation_mark_read,
     conversation_set_disposition,
-    conversation_start,
     message_post,
     survey_validate,
     widget_delete,
 )
+from chat.services.starting import conversation_start
+from chat.services.state import conversation_close
 from contactcenter.errors import ApplicationError
 from contactcenter.models import Contact, ContactIdentity, Role
 from contactcenter.services import contact_create, contact_identity_add

@@ -10,7 +10,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 
 from chat.selectors import agent_actor_for
-from chat.services import conversation_start
+from chat.services.starting import conversation_start
 from queueing.models import ConversationRoute, QueueRoute
 from queueing.selectors import conversation_queue, conversation_queues, waiting_list
 from queueing.services import conversation_route

@@ -17,7 +17,8 @@ from agents.models import AgentProfile, Presence
 from agents.services import agent_socket_opened
 from chat.models import ConversationStatus, Message
 from chat.selectors import agent_actor_for
-from chat.services import conversation_set_disposition, conversation_start
+from chat.services import conversation_set_disposition
+from chat.services.starting import conversation_start
 from contactcenter.errors import ApplicationError
 from contactcenter.models import user_display_name
 from contactcenter.realtime import agent_group, tenant_agents_group

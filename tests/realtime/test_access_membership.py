@@ -10,7 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from chat.models import Conversation, ConversationStatus, Message
-from chat.services import conversation_start
+from chat.services.starting import conversation_start
 from contactcenter.models import Membership, Role
 from contactcenter.services import membership_remove, membership_update
 from queueing.services import conversation_request

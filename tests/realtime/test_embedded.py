@@ -20,7 +20,7 @@ from django.utils import timezone
 from agents.models import AgentProfile, Presence
 from chat.models import Conversation, ConversationStatus
 from chat.selectors import agent_actor_for
-from chat.services import conversation_start
+from chat.services.starting import conversation_start
 from chat.tokens import visitor_token_issue
 from contactcenter import sweeper
 from contactcenter.asgi import application

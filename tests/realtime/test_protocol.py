@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from agents.models import AgentProfile, Presence
 from chat.models import Conversation, Message
 from chat.selectors import agent_actor_for
-from chat.services import conversation_start
+from chat.services.starting import conversation_start
 from chat.tokens import visitor_token_issue
 from contactcenter.models import Role
 from queueing.models import Offer, OfferStatus
