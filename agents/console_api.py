@@ -17,10 +17,10 @@ from chat.selectors import (
     attachment_get_for,
     conversation_history,
 )
-from chat.services import attachment_upload
+from chat.services import attachment_served_type, attachment_upload
 from chat.tokens import agent_attachment_url
-from chat.widget_api import attachment_response, json_endpoint
 from contactcenter.errors import ApplicationError
+from contactcenter.jsonhttp import download_response, json_endpoint
 
 
 def console_endpoint(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
@@ -63,7 +63,10 @@ def console_upload(request: HttpRequest, actor: AgentActor, conversation_id: int
 @require_http_methods(["GET"])
 @console_endpoint
 def console_attachment(request: HttpRequest, actor: AgentActor, attachment_id: int) -> HttpResponseBase:
-    return attachment_response(attachment_get_for(actor=actor, attachment_id=attachment_id))
+    attachment = attachment_get_for(actor=actor, attachment_id=attachment_id)
+    return download_response(
+        attachment.file, filename=attachment.filename, content_type=attachment_served_type(attachment)
+    )
 
 
 @require_http_methods(["GET"])

@@ -1,5 +1,5 @@
 """Websocket routes of this app: the agent console socket, session-authenticated (the project's router checks
-the Origin of every socket: contactcenter.routing.SameOriginOnly)."""
+the Origin of every socket: contactcenter.origin.SameOriginOnly)."""
 
 from typing import Any
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
+from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
@@ -28,7 +29,7 @@ from chat.selectors import Actor, VisitorActor, message_replay, visitor_hello
 from chat.selectors import conversation_positions as _conversation_positions
 from chat.services import RateLimited, conversation_mark_read
 from chat.tokens import visitor_token_read
-from contactcenter import realtime, sweeper
+from contactcenter import realtime
 from contactcenter.channel_layer import channel_release
 from contactcenter.errors import ApplicationError
 from contactcenter.realtime import conversation_group, publish_ephemeral
@@ -95,6 +96,16 @@ def _usable_id(value: Any, limit: int) -> str | None:
     return value if isinstance(value, str) and len(value) <= limit and text_is_storable(value) else None
 
 
+async def send_unless_gone(send: Callable[[dict[str, Any]], Awaitable[None]], message: dict[str, Any]) -> None:
+    """daphne's send, as a no-op once the client has begun closing: between the client's close frame and
+    daphne's disconnect event the protocol refuses frames (autobahn's `Disconnected`), which would otherwise
+    end the socket's task with an error instead of the disconnect that is already on its way."""
+    try:
+        await send(message)
+    except Disconnected:
+        logger.debug("frame %s dropped: the client is closing", message.get("type"))
+
+
 class ChatSocket(AsyncWebsocketConsumer):
     """Frame parsing, error frames, group bookkeeping and the per-conversation seq cursor.
 
@@ -119,7 +130,7 @@ class ChatSocket(AsyncWebsocketConsumer):
         (Redis down), the handshake is answered with close code 4503, not an HTTP 500.
         """
         self.scope = scope
-        self.base_send = send
+        self.base_send = functools.partial(send_unless_gone, send)
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = ""
         self.accepted = False
@@ -162,7 +173,6 @@ class ChatSocket(AsyncWebsocketConsumer):
             logger.warning("%s could not release its channel (%r)", type(self).__name__, exc)
 
     async def connect(self) -> None:
-        sweeper.ensure_started()
         realtime.bind_event_loop()  # also when mounted without the project's application (tests)
         try:
             await self.open()

@@ -1,5 +1,5 @@
 """Websocket routes of this app: the visitor socket (the widget is our iframe: the project's router lets only
-our own origins open it, contactcenter.routing.SameOriginOnly)."""
+our own origins open it, contactcenter.origin.SameOriginOnly)."""
 
 from typing import Any
 

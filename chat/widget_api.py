@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
-from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -29,66 +26,17 @@ from chat.tokens import (
     visitor_token_read,
 )
 from contactcenter.errors import ApplicationError, NotFound
+from contactcenter.jsonhttp import download_response, json_endpoint, read_json
 from contactcenter.ratelimit import client_ip
-from contactcenter.textinput import BadJson, ensure_storable, parse_json
 from queueing.services import conversation_request, widget_available
 
 TOKEN_HEADER = "HTTP_X_VISITOR_TOKEN"
-MAX_JSON_BODY = 64 * 1024
-
-
-def error_response(exc: ApplicationError) -> JsonResponse:
-    error = exc.as_dict()
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        error["retry_after"] = retry_after
-    response = JsonResponse({"error": error}, status=exc.status)
-    if retry_after is not None:
-        response["Retry-After"] = str(retry_after)
-    return response
-
-
-def json_endpoint(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
-    """Maps ApplicationError to `{"error": {...}}` with its status; responses are never cached."""
-
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        try:
-            return view(request, *args, **kwargs)
-        except ApplicationError as exc:
-            return error_response(exc)
-
-    return never_cache(wrapper)
-
-
-def read_json(request: HttpRequest) -> dict[str, Any]:
-    """The body as a JSON object of storable text (contactcenter.textinput), or the error that says why not."""
-    if len(request.body) > MAX_JSON_BODY:
-        raise ApplicationError("too_large", "The request body is too large.", status=413)
-    try:
-        data = parse_json(request.body or b"{}")
-    except BadJson as exc:
-        raise ApplicationError("bad_json", str(exc)) from exc
-    if not isinstance(data, dict):
-        raise ApplicationError("invalid", "The body is a JSON object.")
-    ensure_storable(data)
-    return data
 
 
 def attachment_response(attachment: Attachment) -> FileResponse:
-    """The file as a download only, in a type no browser will run (see docs/protocol.md §6)."""
-    try:
-        handle = attachment.file.open("rb")
-    except (FileNotFoundError, OSError) as exc:
-        raise NotFound("attachment") from exc
-    response = FileResponse(
-        handle, as_attachment=True, filename=attachment.filename, content_type=attachment_served_type(attachment)
+    return download_response(
+        attachment.file, filename=attachment.filename, content_type=attachment_served_type(attachment)
     )
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response["Cross-Origin-Resource-Policy"] = "same-origin"
-    response["Cache-Control"] = "private, max-age=300"
-    return response
 
 
 def _widget(public_key: str) -> Widget:

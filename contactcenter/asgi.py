@@ -9,7 +9,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contactcenter.settings")
 django_asgi_app = get_asgi_application()
 
 from contactcenter.middleware import daphne_leaves_bodies_to_django  # noqa: E402
-from contactcenter.routing import build_application  # noqa: E402  (needs the app registry loaded)
+from contactcenter.wiring.routing import build_application  # noqa: E402  (needs the app registry loaded)
 
 # The channel layer is built now, so one that cannot work (channels_redis internals that PubSubChannelLayer
 # relies on are gone) stops the server at start-up, by name, rather than failing the first socket.

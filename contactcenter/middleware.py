@@ -1,6 +1,6 @@
 """The JSON endpoints' edge: every error under /api/, /widget/api/ and /console/api/ in the one error shape.
 
-DRF's exception handler (contactcenter.api.exception_handler) and the widget/console `json_endpoint` shape
+DRF's exception handler (contactcenter.api.exception_handler) and `contactcenter.jsonhttp.json_endpoint` shape
 the errors their views raise. What they never see is answered here: a body Django refuses to read (too large,
 too many fields, a malformed multipart body), a route or method no view takes (Django's 404/405), the CSRF
 check, a crash (Django's 500 page), and text that cannot be stored in a form field or the query string (the

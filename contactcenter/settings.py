@@ -157,8 +157,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Threads (per server process, each with its own connection) that store websocket messages, so the
 # database round trips of different sockets overlap; every other database call of a socket runs on
 # Channels' one shared thread. 0: messages use that thread too (the default on SQLite, one writer at a time).
-# More is not faster: the threads share the GIL with the event loop (make bench: 1 or 2 threads ~760 msg/s,
-# 4 threads 600).
+# More is not faster: the threads share the GIL with the event loop (figures in bench/README.md).
 MESSAGE_POST_THREADS = env_int("MESSAGE_POST_THREADS", 2 if env_str("DATABASE_URL") else 0)
 
 # --- Redis: channel layer, cache and Celery broker --------------------------------------------------

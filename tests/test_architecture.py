@@ -1,12 +1,18 @@
-"""The apps' import order: models, services and selectors import only the apps below them.
+"""The house's layout, checked (docs/architecture.md): what may import what.
 
-`channels_switch → queueing → chat → agents → contactcenter`. Interfaces (views, consumers, API views, tasks,
-settings views, management commands, the demo) may compose several apps and are not checked here.
+- Domain modules (models, services, selectors, events) import only the apps below them:
+  `channels_switch → queueing → chat → agents → contactcenter`, and their ORM lookups do not follow a relation
+  that a model of a higher app added to theirs.
+- The core (`contactcenter/` outside `wiring/`) imports no app; the wiring is imported by the project's entry
+  points only.
+- No app imports another app's interface; the templates of one interface do not include another's.
+- The lower half of a wrapped operation is called only by its wrapper.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -106,3 +112,181 @@ def test_the_lower_operations_check_sees_a_misuse(tmp_path):
     module = tmp_path / "view.py"
     module.write_text("from chat.services.starting import conversation_start\nimport chat\nchat.x.tenant_create()\n")
     assert lower_operation_uses(module) == {"conversation_start", "tenant_create"}
+
+
+# --- contactcenter: the core and the wiring -----------------------------------------------------------------
+
+CORE = ROOT / "contactcenter"
+# The project's entry points: Django and Celery look for them here. They reach the apps through wiring/ only.
+ENTRY_POINTS = {"settings.py", "urls.py", "asgi.py", "celery.py"}
+APPS_ABOVE_CORE = set(ORDER) - {"contactcenter"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports by absolute name (`from a.b import c` gives `a.b` and `a.b.c`)."""
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module)
+            modules |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return modules
+
+
+def core_files() -> list[Path]:
+    skipped = {"wiring", "management", "migrations"}
+    return [
+        path
+        for path in sorted(CORE.rglob("*.py"))
+        if not skipped & set(path.relative_to(CORE).parts) and path.name not in ENTRY_POINTS
+    ]
+
+
+def test_the_core_imports_no_app():
+    assert core_files(), "the core has files"
+    for path in core_files():
+        upward = imported_apps(path) & APPS_ABOVE_CORE
+        assert not upward, f"{path.relative_to(ROOT)} is core and imports {sorted(upward)}: move it to wiring/"
+
+
+def test_the_entry_points_reach_the_apps_through_the_wiring_only():
+    for name in sorted(ENTRY_POINTS):
+        upward = imported_apps(CORE / name) & APPS_ABOVE_CORE
+        assert not upward, f"contactcenter/{name} imports {sorted(upward)}: let contactcenter/wiring/ do it"
+
+
+def test_nothing_but_the_entry_points_imports_the_wiring():
+    wiring = ("contactcenter.wiring", "contactcenter.urls", "contactcenter.asgi", "contactcenter.celery")
+    for path in code_files():
+        relative = path.relative_to(ROOT)
+        if relative.parts[0] in ("scripts", "bench") or relative.parts[:2] in (
+            ("contactcenter", "wiring"),
+            ("contactcenter", "management"),
+        ):
+            continue
+        if path.parent == CORE and path.name in ENTRY_POINTS:
+            continue
+        reached = {module for module in imported_modules(path) if module.startswith(wiring)}
+        assert not reached, f"{relative} imports {sorted(reached)}, the wiring, which nothing below imports back"
+
+
+# --- interfaces ------------------------------------------------------------------------------------------------
+
+# What each app's interfaces are: sockets, HTTP endpoints, pages, URL tables, forms and serializers of its pages.
+INTERFACE_MODULES = {
+    "admin",
+    "api",
+    "console_api",
+    "console_state",
+    "console_urls",
+    "consumers",
+    "forms",
+    "routing",
+    "serializers",
+    "settings_views",
+    "urls",
+    "views",
+    "widget_api",
+    "widget_urls",
+}
+# Known reaches being taken apart (issue 9): each entry must still exist (the list only shrinks), no new one may
+# appear. The agent socket still subclasses the conversation socket of chat/consumers.py.
+INTERFACE_REACHES_BEING_REMOVED = {("agents/consumers.py", "chat.consumers")}
+
+
+def interface_reaches() -> set[tuple[str, str]]:
+    reaches = set()
+    for app in APPS_ABOVE_CORE:
+        for path in sorted((ROOT / app).glob("*.py")):
+            for module in imported_modules(path):
+                parts = module.split(".")
+                if len(parts) >= 2 and parts[0] in APPS_ABOVE_CORE - {app} and parts[1] in INTERFACE_MODULES:
+                    reaches.add((path.relative_to(ROOT).as_posix(), ".".join(parts[:2])))
+    return reaches
+
+
+def test_no_app_imports_another_apps_interface():
+    reaches = interface_reaches()
+    new = reaches - INTERFACE_REACHES_BEING_REMOVED
+    assert not new, f"an interface imports another app's interface: {sorted(new)}; share it through a domain module"
+    gone = INTERFACE_REACHES_BEING_REMOVED - reaches
+    assert not gone, f"{sorted(gone)} no longer happen: take them off INTERFACE_REACHES_BEING_REMOVED"
+
+
+def test_the_templates_of_one_interface_do_not_include_another_ones():
+    pattern = re.compile(r"{%\s*(?:include|extends)\s+[\"']([\w/.-]+)[\"']")
+    for owner in ("agents", "chat"):
+        for path in sorted((ROOT / "templates" / owner).rglob("*.html")):
+            for name in pattern.findall(path.read_text()):
+                other = name.split("/")[0]
+                assert other not in {"agents", "chat"} - {owner}, f"{path.relative_to(ROOT)} uses {name}"
+
+
+# --- ORM lookups ---------------------------------------------------------------------------------------------
+
+DOMAIN_MODULES = ["models.py", "services", "selectors.py", "events.py", "signals.py", "tokens.py"]
+
+
+def reverse_names_from_above() -> dict[str, dict[str, str]]:
+    """app → {relation name → the app above it that adds it}: the reverse accessors and query names that a
+    model of a higher app puts on this app's models (`Widget.route` from queueing's QueueRoute)."""
+    from django.apps import apps
+
+    names: dict[str, dict[str, str]] = {app: {} for app in ORDER}
+    for model in apps.get_models():
+        owner = model._meta.app_label
+        if owner not in ORDER:
+            continue
+        for field in model._meta.get_fields():
+            if not field.is_relation or field.auto_created or field.related_model is None:
+                continue
+            target = field.related_model._meta.app_label
+            if target in ORDER and ORDER.index(target) < ORDER.index(owner):
+                remote = field.remote_field
+                for name in {remote.get_accessor_name(), field.related_query_name()} - {None}:
+                    if not name.endswith("+"):  # related_name="+": no reverse relation at all
+                        names[target][name] = owner
+    return names
+
+
+def lookup_strings(path: Path) -> set[str]:
+    """String constants that read as ORM lookups: `a__b`, or the arguments of select_related/prefetch_related."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"\w+__\w+", node.value):
+            found.add(node.value)
+        elif isinstance(node, ast.keyword) and node.arg and "__" in node.arg:
+            found.add(node.arg)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("select_related", "prefetch_related", "values", "values_list", "only", "order_by")
+        ):
+            found |= {arg.value for arg in node.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str)}
+    return found
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("app", ORDER)
+def test_domain_lookups_do_not_follow_a_relation_an_app_above_added(app):
+    reverse = reverse_names_from_above()
+    for name in DOMAIN_MODULES:
+        for path in module_files(ROOT / app / name):
+            for lookup in lookup_strings(path):
+                segments = lookup.lstrip("-").split("__")
+                # Starting from this app's own models, the first segment that names a reverse relation
+                # from above is the reach (later segments belong to other models).
+                reached = [segment for segment in segments[:2] if segment in reverse[app]]
+                assert not reached, (
+                    f"{path.relative_to(ROOT)} looks up {lookup!r}: {reached[0]} is added by "
+                    f"{reverse[app][reached[0]]}, above {app}"
+                )
+
+
+@pytest.mark.django_db
+def test_the_lookup_check_sees_a_reach_from_below(tmp_path):
+    module = tmp_path / "selectors.py"
+    module.write_text('q.select_related("widget__route__queue")\nq.filter(queue_route__queue=1)\n')
+    assert lookup_strings(module) == {"widget__route__queue", "queue_route__queue"}
+    assert {"route", "queue_route", "offers"} <= reverse_names_from_above()["chat"].keys()

@@ -92,7 +92,7 @@ def test_server_stops_by_pid_and_reports_its_log():
 @pytest.mark.celery
 @pytest.mark.django_db(transaction=True)
 def test_sweep_sent_through_the_broker_runs_on_the_worker(celery_worker, settings):
-    from contactcenter.tasks import sweep
+    from contactcenter.wiring.tasks import sweep
 
     assert not settings.CELERY_TASK_ALWAYS_EAGER, "this test must go through the real broker"
     # No result backend (sweep ignores its result): the worker proves it ran the task by the row it changes,

@@ -12,7 +12,7 @@ def test_health_endpoint_answers_ok(client):
 
 
 def test_sweep_task_runs_in_process():
-    from contactcenter.tasks import sweep
+    from contactcenter.wiring.tasks import sweep
 
     # apply() runs the task here whatever the broker: with Redis configured, delay() would queue it for a worker.
     assert sweep.apply().get() == {"sockets_cleared": 0, "agents_offline": 0, "offers_withdrawn": 0}

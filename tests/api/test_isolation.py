@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 from django.urls import reverse
 
-from contactcenter import api_urls
+from contactcenter.wiring import api_urls
 from tests.factories import (
     ApiKeyFactory,
     CannedTemplateFactory,

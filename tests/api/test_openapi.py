@@ -24,7 +24,7 @@ def schema(tmp_path_factory) -> dict:
 
 def schema_path(route: Route) -> str:
     """`^contacts/(?P<contact_pk>[^/.]+)/identities/$` → `/api/v1/contacts/{contact_pk}/identities/`."""
-    from contactcenter import api_urls
+    from contactcenter.wiring import api_urls
 
     (pattern,) = [
         p for p in api_urls.urlpatterns if p.name == route.name and "format" not in p.pattern.regex.groupindex

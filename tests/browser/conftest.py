@@ -25,8 +25,8 @@ from django.db import connections
 from playwright.async_api import Browser, BrowserContext, Frame, Page, async_playwright, expect
 
 from chat.models import Widget
-from contactcenter.demo import DEMO_LOGINS, demo_seed
 from contactcenter.models import Role
+from contactcenter.wiring.demo import DEMO_LOGINS, demo_seed
 from tests.support.servers import DaphneServer
 
 T = TypeVar("T")

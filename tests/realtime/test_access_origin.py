@@ -8,7 +8,7 @@ import json
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from contactcenter.routing import origin_allowed
+from contactcenter.origin import origin_allowed
 from tests.realtime.test_protocol import WAIT, make_setup, open_conversation, open_socket, session_cookie, visitor_token
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]

@@ -22,9 +22,10 @@ from chat.models import Conversation, ConversationStatus
 from chat.selectors import agent_actor_for
 from chat.services.starting import conversation_start
 from chat.tokens import visitor_token_issue
-from contactcenter import sweeper
 from contactcenter.asgi import application
 from contactcenter.realtime import conversation_group, tenant_agents_group
+from contactcenter.wiring import sweeper
+from contactcenter.wiring.routing import build_application
 from queueing.services import conversation_accept
 from tests.factories import (
     DispositionFactory,
@@ -171,6 +172,32 @@ def test_the_in_process_sweeper_runs_the_beat_sweep_and_starts_once(settings):
     assert not thread.is_alive()
 
 
+@pytest.mark.django_db
+async def test_the_application_starts_the_sweeper_at_its_first_connection_on_the_servers_loop(settings):
+    """The wiring starts the embedded sweeper (not a socket): the first connection of any kind, an HTTP request
+    here, starts it once, with the loop it runs on as the loop its passes publish from."""
+    settings.SWEEP_IN_PROCESS = True
+    settings.CELERY_BEAT_SCHEDULE = {"sweep": {"schedule": 3600.0}}
+    seen: list[str] = []
+
+    async def http_app(scope, receive, send):
+        seen.append(scope["type"])
+
+    application = build_application(http_app)
+    sweeper.stop()
+    try:
+        assert sweeper._started is None
+        await application({"type": "http", "path": "/healthz"}, None, None)
+        thread = sweeper._started
+        assert thread is not None and thread.is_alive()
+        assert sweeper._server_loop is asyncio.get_running_loop()
+        await application({"type": "http", "path": "/healthz"}, None, None)
+        assert sweeper._started is thread
+    finally:
+        sweeper.stop()
+    assert seen == ["http", "http"]
+
+
 def gone_agent() -> dict:
     agent = MembershipFactory().user
     long_ago = timezone.now() - timedelta(hours=1)
@@ -203,7 +230,7 @@ async def test_a_sweeper_pass_publishes_from_the_servers_loop(settings):
     channel = await layer.new_channel()
     await layer.group_add(tenant_agents_group(data["tenant"]), channel)
     try:
-        assert sweeper.ensure_started() is True  # as a consumer's connect does, on the server's loop
+        assert sweeper.ensure_started() is True  # as the application does at a connection, on the server's loop
         await asyncio.to_thread(sweeper._pass, 1.0)  # what the sweeper thread does every interval
         event = await asyncio.wait_for(layer.receive(channel), 5)
     finally:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from contactcenter.demo import demo_seed, demo_summary
+from contactcenter.wiring.demo import demo_seed, demo_summary
 
 
 class Command(BaseCommand):

@@ -1,32 +1,16 @@
-"""The ASGI protocol router; websocket routes are collected from the apps that own them, behind one origin check."""
+"""The one origin check of every websocket handshake (the core: both sockets sit behind it, see wiring/routing.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlsplit
 
-from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from agents.routing import websocket_urlpatterns as agent_patterns
-from chat.routing import websocket_urlpatterns as chat_patterns
-from contactcenter import realtime
-
 Origin = tuple[str, str, int]  # scheme, host, port: what "same origin" compares
 DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class BindEventLoop:
-    """Tells `realtime` which loop serves this process, so committed events are sent from it (see there)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
-        realtime.bind_event_loop()
-        return await self.app(scope, receive, send)
 
 
 def parse_origin(value: str) -> Origin | None:
@@ -114,8 +98,3 @@ class SameOriginOnly:
         if scope["type"] == "websocket" and not origin_allowed(scope):
             return await WebsocketDenier()(scope, receive, send)
         return await self.app(scope, receive, send)
-
-
-def build_application(http_app: Any) -> BindEventLoop:
-    websocket = SameOriginOnly(URLRouter(chat_patterns + agent_patterns))
-    return BindEventLoop(ProtocolTypeRouter({"http": http_app, "websocket": websocket}))

@@ -8,7 +8,7 @@ from queueing.services import agents_offline_sweep
 
 
 def sweep_once() -> dict[str, int]:
-    """One pass over every deadline; the beat task and the embedded mode's loop (contactcenter.sweeper) run this."""
+    """One pass over every deadline; the beat task and the embedded mode's loop (wiring/sweeper.py) run this."""
     offline = agents_offline_sweep()
     return {
         "sockets_cleared": offline.sockets_cleared,
@@ -17,6 +17,7 @@ def sweep_once() -> dict[str, int]:
     }
 
 
+# The name it had before it moved into wiring/: beat schedules and queued messages name it.
 @shared_task(name="contactcenter.tasks.sweep", ignore_result=True)
 def sweep() -> dict[str, int]:
     return sweep_once()

@@ -10,12 +10,14 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connections
 
+from contactcenter.wiring.tasks import sweep_once
+
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _started: threading.Thread | None = None
 _stop = threading.Event()
-# The server's event loop, seen by the first socket that started the sweeper (see _pass).
+# The server's event loop, seen by the first connection that started the sweeper (routing.ServerLoop; see _pass).
 _server_loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -25,9 +27,7 @@ def interval_seconds() -> float:
 
 
 def run_once() -> dict[str, int]:
-    """One pass of exactly what beat runs: the function behind contactcenter.tasks.sweep."""
-    from contactcenter.tasks import sweep_once
-
+    """One pass of exactly what beat runs (the function behind the sweep task of tasks.py)."""
     return sweep_once()
 
 
