@@ -9,14 +9,22 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from agents.models import CannedTemplate
+from agents.models import AgentProfile, CannedTemplate
 from agents.services import active_disposition_list
 from chat import events
 from chat.models import ConversationStatus
-from chat.selectors import AgentActor, agent_conversation_get, agent_open_conversation_list
+from chat.selectors import AgentActor, agent_actor_refresh, agent_conversation_get, agent_open_conversation_list
 from contactcenter.models import user_display_name
-from queueing.selectors import agent_queue_ids, conversation_queues, pending_offer_list, waiting_list
-from queueing.services import agent_console_open
+from queueing.selectors import (
+    WAITING_LIST_LIMIT,
+    agent_queue_ids,
+    conversation_queues,
+    pending_offer_ids,
+    pending_offer_list,
+    waiting_ids,
+    waiting_list,
+)
+from queueing.services import agent_console_open, agent_console_ping
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,75 @@ class ConsoleSession:
 
     hello: dict[str, Any]
     queue_ids: list[int]
+
+
+@dataclass
+class LiveState:
+    """What a console shows that no message seq repairs: its pending offers and waiting list (conversation ids)
+    and the agent's own presence. The socket keeps the state it has told its console; a ping compares it with
+    the database's and, when they differ, sends the whole state again (`state.sync`): so an `offer.new`,
+    `offer.withdrawn`, `waiting.*` or `agent.presence` lost on the way is repaired within one heartbeat."""
+
+    offers: set[int]
+    waiting: set[int]
+    presence: str
+
+    @classmethod
+    def of_frame(cls, frame: dict[str, Any]) -> LiveState:
+        """The state a `hello` or `state.sync` frame gives the console."""
+        presence = frame["me"]["presence"] if "me" in frame else frame["presence"]
+        return cls(
+            offers={offer["conversation_id"] for offer in frame["offers"]},
+            waiting={item["conversation_id"] for item in frame["waiting"]},
+            presence=presence,
+        )
+
+    def agrees_with(self, truth: LiveState) -> bool:
+        if self.offers != truth.offers or self.presence != truth.presence:
+            return False
+        if len(truth.waiting) >= WAITING_LIST_LIMIT:
+            # The list is cut at the limit and live `waiting.added` events go past it: only what the
+            # database lists must be there.
+            return truth.waiting <= self.waiting
+        return self.waiting == truth.waiting
+
+
+@dataclass(frozen=True)
+class ConsolePing:
+    """A ping's one trip to the database: the member as it is now (None: access gone; another actor: a new
+    role) and, while unchanged, the queues afresh and the live state to check the console's against."""
+
+    actor: AgentActor | None
+    queue_ids: list[int]
+    live: LiveState | None
+
+
+def _presence(actor: AgentActor) -> str:
+    presence = (
+        AgentProfile.objects.filter(tenant_id=actor.tenant_id, user=actor.user)
+        .values_list("presence", flat=True)
+        .first()
+    )
+    return presence or "offline"
+
+
+def console_ping(*, actor: AgentActor) -> ConsolePing:
+    fresh = agent_actor_refresh(actor=actor)
+    if fresh is not actor:
+        return ConsolePing(actor=fresh, queue_ids=[], live=None)
+    queue_ids = agent_console_ping(actor=actor)
+    live = LiveState(offers=pending_offer_ids(actor=actor), waiting=waiting_ids(actor=actor), presence=_presence(actor))
+    return ConsolePing(actor=actor, queue_ids=queue_ids, live=live)
+
+
+def console_state_sync(*, actor: AgentActor) -> dict[str, Any]:
+    """The `state.sync` frame: the console's offers, waiting list and presence, whole (docs/protocol.md §4)."""
+    return {
+        "type": "state.sync",
+        "offers": pending_offer_list(actor=actor),
+        "waiting": waiting_list(actor=actor),
+        "presence": _presence(actor),
+    }
 
 
 def _with_queues(tenant_id: int, conversations: list[dict[str, Any]]) -> list[dict[str, Any]]:

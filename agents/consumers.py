@@ -6,7 +6,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from agents.console_state import console_conversation, console_open
+from agents.console_state import LiveState, console_conversation, console_open, console_ping, console_state_sync
 from chat import events
 from chat.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED, ChatSocket, FrameError, bool_field, int_field
 from chat.message_writer import post_message
@@ -32,7 +32,6 @@ from contactcenter.realtime import (
 )
 from queueing.services import (
     agent_console_close,
-    agent_console_ping,
     agent_presence_change,
     conversation_accept,
     conversation_end,
@@ -42,12 +41,6 @@ from queueing.services import (
 # The member's role changed while the socket was open: the client reconnects at once and gets a hello for its
 # new role (docs/protocol.md §1). Outside 44xx, which clients never reconnect after.
 CLOSE_ACCESS_CHANGED = 4000
-
-
-def _access_and_ping(actor: AgentActor) -> tuple[AgentActor | None, list[int]]:
-    """A ping's one trip to the database thread: the member as it is now and, while unchanged, the heartbeat."""
-    fresh = agent_actor_refresh(actor=actor)
-    return fresh, agent_console_ping(actor=actor) if fresh is actor else []
 
 
 def _conversation_id(frame: dict[str, Any]) -> int:
@@ -101,6 +94,7 @@ class AgentConsumer(ChatSocket):
         session = await database_sync_to_async(console_open)(actor=actor)
         self.counted = True
         self.queue_ids = set(session.queue_ids)
+        self.shown = LiveState.of_frame(session.hello)
         await self.send_frame(session.hello)
 
     async def closed(self) -> None:
@@ -226,7 +220,9 @@ class AgentConsumer(ChatSocket):
         await self.send_ok(request_id)
 
     async def on_reject(self, frame: dict[str, Any], request_id: str | None) -> None:
-        await database_sync_to_async(offer_reject)(actor=self.agent, conversation_id=_conversation_id(frame))
+        conversation_id = _conversation_id(frame)
+        await database_sync_to_async(offer_reject)(actor=self.agent, conversation_id=conversation_id)
+        self.shown.offers.discard(conversation_id)  # the console drops the card at this `ok`
         await self.send_ok(request_id)
 
     async def on_important(self, frame: dict[str, Any], request_id: str | None) -> None:
@@ -251,11 +247,17 @@ class AgentConsumer(ChatSocket):
 
     async def on_ping(self, frame: dict[str, Any], request_id: str | None) -> None:
         # The event closes the socket at once; this catches a change made past the services (Django admin).
-        actor, queue_ids = await database_sync_to_async(_access_and_ping)(self.agent)
-        if await self._apply_access(actor):
+        ping = await database_sync_to_async(console_ping)(actor=self.agent)
+        if await self._apply_access(ping.actor):
             return
-        self.queue_ids = set(queue_ids)
+        self.queue_ids = set(ping.queue_ids)
         await self.catch_up()
+        if ping.live is not None and not self.shown.agrees_with(ping.live):
+            # An offer, waiting or presence event was lost (or is still on its way: the events behind this
+            # frame then apply on top of it, as they would on the hello).
+            sync = await database_sync_to_async(console_state_sync)(actor=self.agent)
+            self.shown = LiveState.of_frame(sync)
+            await self.send_frame(sync)
         await self.pong(request_id)
 
     # --- layer events -----------------------------------------------------------------------------------
@@ -305,15 +307,21 @@ class AgentConsumer(ChatSocket):
     async def conversation_updated(self, event: dict[str, Any]) -> None:
         await self.send_frame({"type": "conversation.updated", "conversation": event["conversation"]})
 
+    # Offers, the waiting list and the agent's presence: what the console is told is noted in self.shown,
+    # which each ping checks against the database (LiveState).
+
     async def offer_new(self, event: dict[str, Any]) -> None:
+        self.shown.offers.add(event["offer"]["conversation_id"])
         await self.send_frame({"type": "offer.new", "offer": event["offer"]})
 
     async def offer_withdrawn(self, event: dict[str, Any]) -> None:
+        self.shown.offers.discard(event["conversation_id"])
         await self.send_frame({key: event[key] for key in ("type", "conversation_id", "offer_id", "reason")})
 
     async def waiting_added(self, event: dict[str, Any]) -> None:
         queue_id = event.get("queue_id")
         if queue_id is None or queue_id in self.queue_ids or self.agent.supervises:
+            self.shown.waiting.add(event["item"]["conversation_id"])
             await self.send_frame({"type": "waiting.added", "item": event["item"]})
 
     async def waiting_preview(self, event: dict[str, Any]) -> None:
@@ -328,9 +336,12 @@ class AgentConsumer(ChatSocket):
             await self.send_frame(frame)
 
     async def waiting_removed(self, event: dict[str, Any]) -> None:
+        self.shown.waiting.discard(event["conversation_id"])
         await self.send_frame({"type": "waiting.removed", "conversation_id": event["conversation_id"]})
 
     async def agent_presence(self, event: dict[str, Any]) -> None:
+        if event["user_id"] == self.agent.user.pk:
+            self.shown.presence = event["presence"]
         await self.send_frame({key: event[key] for key in ("type", "user_id", "name", "presence")})
 
     # Tenant settings the console shows, changed while it is open (agents/services.py publishes them with

@@ -45,33 +45,47 @@ def with_queue(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
     return conversations.select_related("queue_route")
 
 
-def waiting_list(*, actor: AgentActor) -> list[dict[str, Any]]:
-    """Conversations the agent may pick up without an offer: waiting in their queues, or routed nowhere."""
-    queryset = (
-        Conversation.objects.for_tenant(actor.tenant_id)
-        .filter(status=ConversationStatus.WAITING, assignee__isnull=True)
-        .select_related("widget", "contact", "queue_route__queue")
+def _waiting(actor: AgentActor) -> QuerySet[Conversation]:
+    """Conversations the agent may pick up without an offer: waiting in their queues, or routed nowhere; oldest
+    first, at most WAITING_LIST_LIMIT."""
+    queryset = Conversation.objects.for_tenant(actor.tenant_id).filter(
+        status=ConversationStatus.WAITING, assignee__isnull=True
     )
     if not actor.supervises:
         queryset = queryset.filter(
             Q(queue_route__queue__memberships__user=actor.user) | Q(queue_route__queue__isnull=True)
         ).distinct()
+    return queryset.order_by("created_at", "pk")[:WAITING_LIST_LIMIT]
+
+
+def waiting_list(*, actor: AgentActor) -> list[dict[str, Any]]:
+    """The waiting list as the console shows it (`waiting_item`s)."""
     items = []
-    for conversation in queryset.order_by("created_at", "pk")[:WAITING_LIST_LIMIT]:
+    for conversation in _waiting(actor).select_related("widget", "contact", "queue_route__queue"):
         route = getattr(conversation, "queue_route", None)
         items.append(waiting_item(conversation, route.queue if route is not None else None))
     return items
 
 
-def pending_offer_list(*, actor: AgentActor) -> list[dict[str, Any]]:
-    offers = (
-        Offer.objects.filter(
-            tenant_id=actor.tenant_id,
-            agent=actor.user,
-            status=OfferStatus.PENDING,
-            conversation__status=ConversationStatus.WAITING,
-        )
-        .select_related("conversation__widget", "conversation__contact", "queue")
-        .order_by("created_at", "pk")
+def waiting_ids(*, actor: AgentActor) -> set[int]:
+    """The ids of the waiting list, without building it: what a console's state is checked against."""
+    return set(_waiting(actor).values_list("pk", flat=True))
+
+
+def _pending_offers(actor: AgentActor) -> QuerySet[Offer]:
+    return Offer.objects.filter(
+        tenant_id=actor.tenant_id,
+        agent=actor.user,
+        status=OfferStatus.PENDING,
+        conversation__status=ConversationStatus.WAITING,
     )
-    return [offer_data(offer, offer.conversation) for offer in offers]
+
+
+def pending_offer_list(*, actor: AgentActor) -> list[dict[str, Any]]:
+    offers = _pending_offers(actor).select_related("conversation__widget", "conversation__contact", "queue")
+    return [offer_data(offer, offer.conversation) for offer in offers.order_by("created_at", "pk")]
+
+
+def pending_offer_ids(*, actor: AgentActor) -> set[int]:
+    """The conversation ids of the agent's pending offers (offers are keyed by conversation on the console)."""
+    return set(_pending_offers(actor).values_list("conversation_id", flat=True))

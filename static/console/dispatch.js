@@ -55,6 +55,9 @@ export function onFrame(frame) {
       state.waiting.delete(frame.conversation_id);
       renderWaiting();
       break;
+    case "state.sync":
+      onStateSync(frame);
+      break;
     case "agent.presence":
       if (frame.user_id === state.me.user_id) setPresence(frame.presence);
       break;
@@ -102,13 +105,30 @@ function onHello(frame) {
     fillDispositions(chat);
   }
 
-  for (const conversationId of [...state.offers.keys()]) removeOffer(conversationId);
-  for (const offer of frame.offers || []) addOffer(offer, { alert: false });
+  replaceLiveState(frame, { alertNewOffers: false });
+  renderHome();
+}
 
+/** The server found this console's offers, waiting list or presence behind the database (an event lost on
+ * the way) and sends them whole: offers it never showed ring like new ones, vanished ones go quietly. */
+function onStateSync(frame) {
+  setPresence(frame.presence);
+  replaceLiveState(frame, { alertNewOffers: true });
+}
+
+function replaceLiveState(frame, { alertNewOffers }) {
+  const offered = new Set((frame.offers || []).map((offer) => offer.conversation_id));
+  for (const conversationId of [...state.offers.keys()]) {
+    if (!offered.has(conversationId)) removeOffer(conversationId);
+  }
+  for (const offer of frame.offers || []) {
+    const known = state.offers.has(offer.conversation_id);
+    if (known && alertNewOffers) continue; // a sync keeps the card (and its timers) the agent is looking at
+    addOffer(offer, { alert: alertNewOffers });
+  }
   state.waiting.clear();
   for (const item of frame.waiting || []) state.waiting.set(item.conversation_id, item);
   renderWaiting();
-  renderHome();
 }
 
 /** Error frames neither a thread (a refused send) nor a request's `fail` took. */

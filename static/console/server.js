@@ -25,6 +25,12 @@ export const client = new ProtocolClient({
 });
 
 export const send = (frame) => client.send(frame);
+
+// Back to the tab (or the laptop woken): ping at once rather than within 20 s, so an offer or waiting chat
+// whose event was lost meanwhile is shown now (the pong comes after a `state.sync` when anything differs).
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") send({ type: "ping" });
+});
 export const request = (frame, handlers) => client.request(frame, handlers);
 
 function onSocketClosed(code, { reconnecting }) {

@@ -15,6 +15,7 @@ from chat.models import Widget
 from chat.selectors import VisitorActor
 from chat.services import message_post
 from tests.browser.conftest import DemoSite, console_login, in_thread, set_presence
+from tests.support.events import events_lost
 
 pytestmark = [
     pytest.mark.browser,
@@ -172,3 +173,30 @@ async def test_offers_cover_nothing_get_their_preview_and_templates_and_settings
 
     assert agent.errors == []
     await agent.context.close()
+
+
+def _start_with_events_lost(visitor_id: str, name: str) -> int:
+    """A chat started while every event it publishes is lost on the way (a failed publish)."""
+    with events_lost():
+        return _start(visitor_id=visitor_id, name=name)
+
+
+async def test_an_offer_whose_event_was_lost_shows_when_the_console_tab_is_visible_again(
+    browser: Browser, demo: DemoSite
+):
+    agent = await console_login(browser, demo)
+    console = agent.page
+    await set_presence(console, "online")
+
+    await in_thread(_start_with_events_lost, visitor_id="v-lorna", name="Lorna Lost")
+    offer = console.locator(".cc-offer", has_text="Lorna Lost")
+    await console.wait_for_timeout(300)
+    await expect(offer).to_have_count(0)  # its offer.new never came
+
+    # The agent comes back to the tab: the console pings at once and the server sends what it missed.
+    await console.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    await expect(offer).to_be_visible()
+    await expect(console.locator("#cc-waiting-count")).to_have_text("1")
+    await offer.get_by_role("button", name="Accept").click()
+    await expect(console.locator(".cc-tab", has_text="Lorna Lost")).to_be_visible()
+    assert agent.errors == []
