@@ -38,6 +38,10 @@ TARGET_RATIO = 0.50
 TARGET_P99_MS = 100.0
 TARGET_P99_RATE = 200.0
 TARGET_KIB = 100.0
+TARGET_CONNECT_RATIO = 0.50  # real sockets opened per second against the bare relay's
+TARGET_P99_FACTOR = 1.5  # real p99 at most this many times the bare relay's, at each of TARGET_P99_LOADS
+TARGET_P99_LOADS = (200.0, 400.0)
+TARGET_STORM_S = 10.0  # every socket dropped at once: all back, resumed and caught up within this
 
 
 class RelayDriver:
@@ -68,6 +72,9 @@ class RelayDriver:
 
     async def after_open(self, pair: int, visitor: Any, agent: Any) -> None:
         return None
+
+    def replayed(self, pair: int) -> list[str]:
+        return []
 
     def notes(self) -> list[str]:
         return []
@@ -212,6 +219,14 @@ async def drive(
         from bench import profile
 
         result.profile = profile.summarise(profile_path)
+    if args.storm:
+        await client.settle(args.grace)  # what the phases before sent has arrived: the storm's losses are its own
+        storm = await client.reconnect_storm(args.storm_concurrency, with_messages=spec.real)
+        messages = f", {storm.delivered}/{storm.sent} in-flight messages delivered in {storm.elapsed_s:.1f} s"
+        say(
+            f"reconnect storm: {2 * storm.reopened}/{result.sockets} sockets back and resumed in "
+            f"{storm.reopen_s:.1f} s ({args.storm_concurrency} handshakes in flight)" + (messages if spec.real else "")
+        )
     await client.final_grace(args.grace)
     result.log_offset = server.log_path.stat().st_size  # what the server logs while closing is not load
     await client.close_all()
@@ -519,6 +534,10 @@ def print_report(
             f"{real.kib_per_socket:.1f} KiB",
             real.kib_per_socket <= TARGET_KIB,
         )
+    real = by_key.get(("real", "pubsub"))
+    if real is not None and bare is not None:
+        for line in connect_and_storm_verdicts(real, bare, args):
+            verdict(*line)
     every = [r for _, r in runs] + (list(paired.results.values()) if paired is not None else [])
     clean = all(r.lost == 0 and r.duplicated == 0 for r in every)
     lost = sum(r.lost for r in every)
@@ -546,6 +565,49 @@ def print_report(
                 print(f"  {line}")
     print("=" * 100)
     return clean
+
+
+def connect_and_storm_verdicts(
+    real: RunResult, bare: RunResult, args: argparse.Namespace
+) -> list[tuple[str, str, bool]]:
+    """The socket targets: opening rate and tail latency against the bare relay's (same run), the storm."""
+    lines: list[tuple[str, str, bool]] = []
+    if real.connections_per_s and bare.connections_per_s:
+        ratio = real.connections_per_s / bare.connections_per_s
+        lines.append(
+            (
+                f"real [pubsub] opens sockets at ≥ {TARGET_CONNECT_RATIO:.0%} of the bare relay's rate (separate runs)",
+                f"{real.connections_per_s:.0f} / {bare.connections_per_s:.0f} per s = {ratio:.0%}",
+                ratio >= TARGET_CONNECT_RATIO,
+            )
+        )
+    for load in TARGET_P99_LOADS:
+        mine, theirs = real.phases.get(f"{load:g}/s"), bare.phases.get(f"{load:g}/s")
+        if mine is None or theirs is None:
+            continue
+        if mine.overloaded or theirs.overloaded:
+            figure, ok = "overloaded", False
+        else:
+            factor = mine.percentile_ms(0.99) / theirs.percentile_ms(0.99)
+            figure = f"{mine.percentile_ms(0.99):.1f} / {theirs.percentile_ms(0.99):.1f} ms = {factor:.2f}x"
+            ok = factor <= TARGET_P99_FACTOR
+        lines.append((f"real [pubsub] p99 ≤ {TARGET_P99_FACTOR:g}x the bare relay's at {load:g} msg/s", figure, ok))
+    storm = real.phases.get("storm")
+    if storm is not None:
+        complete = storm.reopened * 2 == real.sockets and storm.delivered == storm.sent
+        lines.append(
+            (
+                f"real [pubsub] reconnect storm: all {real.sockets} sockets back, resumed and caught up "
+                f"≤ {TARGET_STORM_S:.0f} s",
+                f"{2 * storm.reopened} back in {storm.reopen_s:.1f} s, {storm.delivered}/{storm.sent} in-flight "
+                f"messages delivered in {storm.elapsed_s:.1f} s",
+                complete and storm.elapsed_s <= TARGET_STORM_S,
+            )
+        )
+    bare_storm = bare.phases.get("storm")
+    if bare_storm is not None:
+        print(f"  (the bare relay's sockets came back in {bare_storm.reopen_s:.1f} s)")
+    return lines
 
 
 def print_paired(paired: PairedResult, args: argparse.Namespace) -> None:
@@ -606,6 +668,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--grace", type=float, default=5.0, help="at the end, seconds without a delivery before the rest is lost"
     )
     parser.add_argument("--connect-concurrency", type=int, default=20, help="handshakes in flight at once")
+    parser.add_argument(
+        "--storm-concurrency",
+        type=int,
+        default=200,
+        help="reconnect storm: handshakes in flight at once while every socket comes back (default 200)",
+    )
+    parser.add_argument(
+        "--no-storm", dest="storm", action="store_false", help="skip the reconnect storm at the end of each run"
+    )
     parser.add_argument(
         "--paths",
         default="bare,real,real-core,paired",

@@ -38,6 +38,11 @@ class Driver(Protocol):
         ...
 
     async def after_open(self, pair: int, visitor: ClientConnection, agent: ClientConnection) -> None: ...
+
+    def replayed(self, pair: int) -> list[str]:
+        """Agent frames `after_open` read past (a resume's replay): deliveries the readers never saw."""
+        ...
+
     def notes(self) -> list[str]: ...
 
 
@@ -53,6 +58,9 @@ class PhaseStats:
     max_send_lag_ms: float = 0.0
     overloaded: bool = False
     cpu: dict[str, float] = field(default_factory=dict)
+
+    reopened: int = 0  # reconnect storm: pairs back and resumed
+    reopen_s: float = 0.0  # reconnect storm: from the drop until every pair is back and resumed
 
     def percentile_ms(self, q: float) -> float:
         if not self.latencies_ns:
@@ -189,6 +197,11 @@ class LoadClient:
                 opened.append(visitor)
                 pair = Pair(index, visitor, agent)
                 await self.driver.after_open(index, visitor, agent)
+                now = time.perf_counter_ns()
+                for frame in self.driver.replayed(index):
+                    msg_id = self.driver.decode_delivery(index, frame)
+                    if msg_id is not None:
+                        self._delivered(msg_id, now)
             except Exception as exc:
                 self.result.connect_failures += 1
                 self._error(f"connect pair {index}: {exc!r}")
@@ -403,8 +416,54 @@ class LoadClient:
             if now_remaining != last:
                 last, last_change = now_remaining, time.monotonic()
 
-    async def final_grace(self, grace_s: float) -> None:
+    async def reconnect_storm(self, concurrency: int, with_messages: bool) -> PhaseStats:
+        """Every socket dropped at once (a replica restarting), then all back: reopened and resumed.
+
+        With messages (paths that store them): each visitor first sends one message, then every socket is
+        aborted with it possibly in flight; back, the agent resumes from the last seq it saw (its replay
+        delivers what it missed) and the visitor resends what was never delivered with the same client_id,
+        as the widget does after `resume.done`. Nothing may be lost or delivered twice.
+        """
+        phase = PhaseStats("storm")
+        unanswered: dict[int, list[int]] = {}
+        if with_messages:
+            for pair in self.pairs:
+                unanswered[pair.index] = [await self._send(pair, phase)]
+        self.closing = True
+        for pair in self.pairs:
+            pair.visitor.transport.abort()
+            pair.agent.transport.abort()
+        for task in self.readers:
+            task.cancel()
+        await asyncio.gather(*self.readers, return_exceptions=True)
+        self.readers.clear()
+        self.closing = False
+        started = time.perf_counter_ns()
+        gate = asyncio.Semaphore(concurrency)
+
+        async def back(index: int) -> Pair | None:
+            pair = await self._open_pair(index, gate)
+            if pair is not None:
+                for msg_id in unanswered.get(index, []):
+                    if msg_id in self.pending:
+                        await pair.visitor.send(self.driver.encode(index, msg_id))
+            return pair
+
+        reopened = await asyncio.gather(*(back(pair.index) for pair in self.pairs))
+        phase.reopen_s = (time.perf_counter_ns() - started) / NS
+        self.pairs = [pair for pair in reopened if pair is not None]
+        phase.reopened = len(self.pairs)
+        await self._drain(phase, 5.0)
+        phase.elapsed_s = (time.perf_counter_ns() - started) / NS
+        self.result.phases[phase.name] = phase
+        return phase
+
+    async def settle(self, grace_s: float) -> None:
+        """Until every message sent so far has arrived, or none has for `grace_s`."""
         await self._wait_progress(lambda: len(self.pending), grace_s, 120.0)
+
+    async def final_grace(self, grace_s: float) -> None:
+        await self.settle(grace_s)
         await asyncio.sleep(0.5)  # a late duplicate still counts
         self.result.lost = len(self.pending)
         for msg_id in itertools.islice(self.pending, 3):

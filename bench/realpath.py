@@ -120,6 +120,7 @@ class RealDriver:
         self.pairs = pairs
         self.prefix = f"b{secrets.token_hex(3)}-"
         self.agent_seq: dict[int, int] = {}
+        self.replays: dict[int, list[str]] = {}
         self.seq_repeats = 0
         self.seq_holes = 0
         self.acks = 0
@@ -183,22 +184,27 @@ class RealDriver:
             self.error_samples.append(f"{side} error frame: {json.dumps(data)[:200]}")
 
     async def after_open(self, pair: int, visitor: ClientConnection, agent: ClientConnection) -> None:
-        """hello, then `resume` from the position hello gives; ready once `resume.done` arrives."""
+        """hello, then `resume`: from the last seq this agent saw when it saw one (a reconnect), else from the
+        position hello gives; ready once `resume.done` arrives. The replay's frames are kept for `replayed`."""
         conversation_id = self.pairs[pair].conversation_id
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
             hello = await _expect(agent, "hello")
             mine = [c for c in hello["conversations"] if c["id"] == conversation_id]
             if not mine:
                 raise RuntimeError(f"agent hello lacks conversation {conversation_id}")
-            await agent.send(
-                json.dumps({"type": "resume", "conversation_id": conversation_id, "last_seq": mine[0]["last_seq"]})
-            )
-            done = await _expect(agent, "resume.done")
+            last_seq = self.agent_seq.get(pair, mine[0]["last_seq"])
+            await agent.send(json.dumps({"type": "resume", "conversation_id": conversation_id, "last_seq": last_seq}))
+            skipped: list[str] = []
+            done = await _expect(agent, "resume.done", skipped)
+            self.replays[pair] = [frame for frame in skipped if frame.startswith('{"type":"message.new"')]
             self.agent_seq[pair] = done["last_seq"]
             hello = await _expect(visitor, "hello")
             last_seq = hello["conversation"]["last_seq"]
             await visitor.send(json.dumps({"type": "resume", "conversation_id": conversation_id, "last_seq": last_seq}))
             await _expect(visitor, "resume.done")
+
+    def replayed(self, pair: int) -> list[str]:
+        return self.replays.pop(pair, [])
 
     def notes(self) -> list[str]:
         lines = [f"visitor acks received: {self.acks}"]
@@ -210,12 +216,16 @@ class RealDriver:
         return lines
 
 
-async def _expect(ws: ClientConnection, kind: str) -> dict[str, Any]:
-    """Reads frames until one of `kind` (others, e.g. replays or presence, are skipped); errors raise."""
+async def _expect(ws: ClientConnection, kind: str, skipped: list[str] | None = None) -> dict[str, Any]:
+    """Reads frames until one of `kind` (others, e.g. replays or presence, are skipped, and kept in `skipped`
+    when given); errors raise."""
     while True:
         raw = await ws.recv()
-        data = json.loads(raw)
+        text = raw if isinstance(raw, str) else raw.decode()
+        data = json.loads(text)
         if data.get("type") == kind:
             return data
+        if skipped is not None:
+            skipped.append(text)
         if data.get("type") == "error":
             raise RuntimeError(f"error frame while waiting for {kind}: {raw!r}"[:300])

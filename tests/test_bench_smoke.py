@@ -113,3 +113,59 @@ def test_paired_ratio_is_unknown_without_both_paths():
 
     assert math.isnan(paired.ratio())
     assert paired.window_ratios() == []
+
+
+def test_the_reconnect_storm_brings_every_relay_socket_back(tmp_path):
+    driver = RelayDriver()
+    server = start_daphne(_env(), RunSpec("storm", "pubsub", lambda: driver, real=False), tmp_path)
+
+    async def scenario() -> tuple[RunResult, int, int]:
+        client = LoadClient(
+            driver=driver,
+            base_url=server.base_url,
+            origin=server.origin,
+            server_pid=server.proc.pid,
+            cpu=CpuMeter({}),
+            label="storm",
+        )
+        await client.open_all(PAIRS, concurrency=5)
+        before = [id(pair.visitor) for pair in client.pairs]
+        storm = await client.reconnect_storm(concurrency=4, with_messages=False)
+        after = [id(pair.visitor) for pair in client.pairs]
+        # The relay still carries messages over the new sockets.
+        await client.open_loop(rate=100, duration_s=MESSAGES / 100, drain_s=1.0)
+        await client.final_grace(1.0)
+        await client.close_all()
+        return client.result, storm.reopened, len(set(before) & set(after))
+
+    try:
+        result, reopened, same_sockets = asyncio.run(scenario())
+    finally:
+        stop_pid(server.proc)
+    assert reopened == PAIRS and same_sockets == 0
+    assert result.phases["storm"].reopen_s > 0
+    assert (result.sent, result.lost, result.duplicated, result.closed_early) == (MESSAGES, 0, 0, 0)
+
+
+def test_the_socket_verdicts_compare_with_the_relay_of_the_same_run():
+    import argparse
+
+    from bench.chat_load import connect_and_storm_verdicts
+    from bench.loadclient import PhaseStats
+
+    bare = RunResult(label="bare", sockets=2000, connect_s=4.0)  # 500/s
+    real = RunResult(label="real", sockets=2000, connect_s=10.0)  # 200/s
+    for run, p99_ms in ((bare, 10.0), (real, 14.0)):
+        for load in ("200/s", "400/s"):
+            run.phases[load] = PhaseStats(load, latencies_ns=[int(p99_ms * 1e6)] * 10)
+    real.phases["400/s"].latencies_ns = [int(16e6)] * 10
+    real.phases["storm"] = PhaseStats("storm", sent=1000, delivered=1000, reopened=1000, reopen_s=6.0, elapsed_s=7.5)
+
+    lines = connect_and_storm_verdicts(real, bare, argparse.Namespace())
+
+    assert [(figure, ok) for _, figure, ok in lines] == [
+        ("200 / 500 per s = 40%", False),
+        ("14.0 / 10.0 ms = 1.40x", True),
+        ("16.0 / 10.0 ms = 1.60x", False),
+        ("2000 back in 6.0 s, 1000/1000 in-flight messages delivered in 7.5 s", True),
+    ]
