@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 
 from agents.console_state import LiveState, console_conversation, console_open, console_ping, console_state_sync
 from chat import events
-from chat.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED, ChatSocket, FrameError, bool_field, int_field
+from chat.conversation_stream import ConversationSocket
 from chat.message_writer import post_message
 from chat.selectors import (
     WRITE,
@@ -30,6 +30,17 @@ from contactcenter.realtime import (
     publish_ephemeral,
     tenant_agents_group,
 )
+from contactcenter.sockets import (
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_AUTHENTICATED,
+    FrameError,
+    bool_field,
+    client_id_field,
+    ids_field,
+    int_field,
+    optional_int_field,
+    text_field,
+)
 from queueing.services import (
     agent_console_close,
     agent_presence_change,
@@ -44,12 +55,10 @@ CLOSE_ACCESS_CHANGED = 4000
 
 
 def _conversation_id(frame: dict[str, Any]) -> int:
-    value = int_field(frame, "conversation_id", minimum=1)
-    assert value is not None
-    return value
+    return int_field(frame, "conversation_id", minimum=1)
 
 
-class AgentConsumer(ChatSocket):
+class AgentConsumer(ConversationSocket):
     """`/ws/agent/`, authenticated by the console's session (AuthMiddlewareStack) behind an origin check."""
 
     include_private = True
@@ -70,11 +79,16 @@ class AgentConsumer(ChatSocket):
 
     agent: AgentActor
 
-    async def open(self) -> None:
+    def setup(self) -> None:
+        super().setup()
         self.counted = False
         self.revoked = False
         self.access: dict[int, str] = {}
         self.queue_ids: set[int] = set()
+        # What this socket has told its console of offers, waiting list and presence (see on_ping).
+        self.shown = LiveState(offers=set(), waiting=set(), presence="offline")
+
+    async def open(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.refuse("not_authenticated", "Sign in to the console first.", CLOSE_NOT_AUTHENTICATED)
@@ -147,7 +161,6 @@ class AgentConsumer(ChatSocket):
     async def on_resume(self, frame: dict[str, Any], request_id: str | None) -> None:
         conversation_id = _conversation_id(frame)
         last_seq = int_field(frame, "last_seq")
-        assert last_seq is not None
         _, access = await database_sync_to_async(conversation_get_for)(
             actor=self.agent, conversation_id=conversation_id
         )
@@ -167,10 +180,10 @@ class AgentConsumer(ChatSocket):
         result = await post_message(
             actor=self.agent,
             conversation_id=conversation_id,
-            body=frame.get("body", ""),
-            client_id=frame.get("client_id"),
+            body=text_field(frame, "body"),
+            client_id=client_id_field(frame),
             private=bool_field(frame, "private"),
-            attachment_ids=frame.get("attachment_ids") or [],
+            attachment_ids=ids_field(frame, "attachment_ids"),
         )
         await self.ack(conversation_id, result, result.message.client_id, request_id)
 
@@ -227,7 +240,9 @@ class AgentConsumer(ChatSocket):
 
     async def on_important(self, frame: dict[str, Any], request_id: str | None) -> None:
         await database_sync_to_async(conversation_mark_important)(
-            actor=self.agent, conversation_id=_conversation_id(frame), important=frame.get("important")
+            actor=self.agent,
+            conversation_id=_conversation_id(frame),
+            important=bool_field(frame, "important", required=True),
         )
         await self.send_ok(request_id)
 
@@ -235,13 +250,17 @@ class AgentConsumer(ChatSocket):
         if "disposition_id" not in frame:
             raise FrameError("bad_frame", "`disposition_id` is required (null clears it).")
         await database_sync_to_async(conversation_set_disposition)(
-            actor=self.agent, conversation_id=_conversation_id(frame), disposition_id=frame.get("disposition_id")
+            actor=self.agent,
+            conversation_id=_conversation_id(frame),
+            disposition_id=optional_int_field(frame, "disposition_id", minimum=1),
         )
         await self.send_ok(request_id)
 
     async def on_close(self, frame: dict[str, Any], request_id: str | None) -> None:
         await database_sync_to_async(conversation_end)(
-            actor=self.agent, conversation_id=_conversation_id(frame), disposition_id=frame.get("disposition_id")
+            actor=self.agent,
+            conversation_id=_conversation_id(frame),
+            disposition_id=optional_int_field(frame, "disposition_id", minimum=1),
         )
         await self.send_ok(request_id)
 

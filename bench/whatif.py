@@ -32,7 +32,9 @@ def _db_pool() -> None:
 
     import agents.consumers
     import chat.consumers
+    import chat.conversation_stream
 
     pooled = functools.partial(DatabaseSyncToAsync, thread_sensitive=False)
     chat.consumers.database_sync_to_async = pooled  # type: ignore[assignment]
+    chat.conversation_stream.database_sync_to_async = pooled  # type: ignore[assignment]
     agents.consumers.database_sync_to_async = pooled  # type: ignore[assignment]

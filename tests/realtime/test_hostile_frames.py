@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agents.models import AgentProfile
-from chat.consumers import TYPING_CHANGE_INTERVAL
+from chat.conversation_stream import TYPING_CHANGE_INTERVAL
 from chat.models import Message
 from chat.services import message_post
 from tests.realtime.test_protocol import (

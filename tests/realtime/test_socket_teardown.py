@@ -13,9 +13,9 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections
 
 from agents.models import AgentProfile
-from chat.consumers import ChatSocket
 from chat.models import Conversation
 from contactcenter.asgi import application
+from contactcenter.sockets import ProtocolSocket
 from tests.realtime.test_embedded import ORIGIN, build, next_of
 
 pytestmark = [pytest.mark.smoke]
@@ -37,10 +37,10 @@ async def test_a_socket_killed_by_an_unexpected_error_still_leaves_its_groups_an
     await next_of(agent, "hello")
     opened = await database_sync_to_async(open_sockets_of_assignee)(data["conversation"])
 
-    async def crash(self: ChatSocket, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+    async def crash(self: ProtocolSocket, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         raise RuntimeError("a bug outside every handler's error frame")
 
-    monkeypatch.setattr(ChatSocket, "receive", crash)
+    monkeypatch.setattr(ProtocolSocket, "receive", crash)
     await agent.send_to(text_data="{}")
     with pytest.raises(RuntimeError):
         await agent.wait(timeout=10)  # the consumer died of it, as daphne's 1011 close would show
