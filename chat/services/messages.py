@@ -48,8 +48,8 @@ class PostResult:
     created: bool
 
 
-def _clean_client_id(client_id: Any) -> str:
-    if not isinstance(client_id, str) or not client_id.strip() or len(client_id) > CLIENT_ID_MAX:
+def _clean_client_id(client_id: str | None) -> str:
+    if client_id is None or not client_id.strip() or len(client_id) > CLIENT_ID_MAX:
         raise ApplicationError(
             "client_id_required",
             f"Each message needs a client_id of 1 to {CLIENT_ID_MAX} characters (a UUID).",
@@ -58,11 +58,7 @@ def _clean_client_id(client_id: Any) -> str:
     return client_id
 
 
-def _clean_body(body: Any, *, allow_empty: bool) -> str:
-    if body is None:
-        body = ""
-    if not isinstance(body, str):
-        raise ApplicationError("invalid", "The body is text.", {"body": ["Expected a string."]})
+def _clean_body(body: str, *, allow_empty: bool) -> str:
     limit = settings.MESSAGE_MAX_CHARS
     if len(body) > limit:
         raise ApplicationError(
@@ -132,8 +128,8 @@ def message_post(
     *,
     actor: Actor,
     conversation_id: int,
-    body: Any,
-    client_id: Any,
+    body: str,
+    client_id: str | None,
     private: bool = False,
     attachment_ids: Sequence[int] = (),
 ) -> PostResult:
@@ -144,16 +140,13 @@ def message_post(
     closed or foreign conversation, the rate used up, a lost race), takes the full path: the dedupe SELECT, then the
     UPDATE … RETURNING that authorises and takes the seq (docs/protocol.md §2) and the INSERT in one
     transaction, with exact errors.
+
+    The arguments come typed from the edge (contactcenter.sockets' field readers); this checks their values.
+    A `client_id` None is one the client did not send usably (`client_id_required`).
     """
     client_id = _clean_client_id(client_id)
-    if not isinstance(attachment_ids, list | tuple) or not all(
-        isinstance(i, int) and not isinstance(i, bool) for i in attachment_ids
-    ):
-        raise ApplicationError("invalid", "attachment_ids is a list of ids.", {"attachment_ids": ["Expected ids."]})
     if private and isinstance(actor, VisitorActor):
         raise ApplicationError("invalid", "Only agents write private notes.", {"private": ["Not allowed."]})
-    if not isinstance(conversation_id, int) or isinstance(conversation_id, bool):
-        raise NotFound("conversation")
     if not attachment_ids and connection.vendor == "postgresql" and not connection.in_atomic_block:
         try:
             text = _clean_body(body, allow_empty=False)
@@ -198,7 +191,7 @@ def _store_message(
     *,
     actor: Actor,
     conversation_id: int,
-    body: Any,
+    body: str,
     client_id: str,
     private: bool,
     attachment_ids: Sequence[int],
@@ -280,9 +273,9 @@ def _waiting_preview_publish(message: Message) -> None:
 
 
 @transaction.atomic
-def conversation_mark_read(*, actor: Actor, conversation_id: int, seq: Any) -> int:
+def conversation_mark_read(*, actor: Actor, conversation_id: int, seq: int) -> int:
     """Moves this side's "seen up to" marker forward (never back); returns the marker."""
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+    if seq < 0:
         raise ApplicationError("invalid", "seq is a whole number.", {"seq": ["Expected a whole number ≥ 0."]})
     conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True)
     side = "visitor" if isinstance(actor, VisitorActor) else "agent"

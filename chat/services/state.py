@@ -46,9 +46,7 @@ def conversation_updated_publish(conversation: Conversation, *, agents_only: boo
 
 
 @transaction.atomic
-def conversation_mark_important(*, actor: AgentActor, conversation_id: int, important: Any) -> Conversation:
-    if not isinstance(important, bool):
-        raise ApplicationError("invalid", "important is true or false.", {"important": ["Expected a boolean."]})
+def conversation_mark_important(*, actor: AgentActor, conversation_id: int, important: bool) -> Conversation:
     conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
     if conversation.important != important:
         conversation.important = important
@@ -57,9 +55,7 @@ def conversation_mark_important(*, actor: AgentActor, conversation_id: int, impo
     return conversation
 
 
-def _disposition_for(tenant_id: int, disposition_id: Any) -> Disposition:
-    if not isinstance(disposition_id, int) or isinstance(disposition_id, bool):
-        raise ApplicationError("invalid_disposition", "Choose a status.", {"disposition_id": ["Expected an id."]})
+def _disposition_for(tenant_id: int, disposition_id: int) -> Disposition:
     disposition = Disposition.objects.for_tenant(tenant_id).filter(pk=disposition_id, is_active=True).first()
     if disposition is None:
         raise ApplicationError(
@@ -69,7 +65,9 @@ def _disposition_for(tenant_id: int, disposition_id: Any) -> Disposition:
 
 
 @transaction.atomic
-def conversation_set_disposition(*, actor: AgentActor, conversation_id: int, disposition_id: Any) -> Conversation:
+def conversation_set_disposition(
+    *, actor: AgentActor, conversation_id: int, disposition_id: int | None
+) -> Conversation:
     """The outcome the agent picks; allowed after a close too (the visitor may have ended the chat first)."""
     conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
     disposition = None if disposition_id is None else _disposition_for(conversation.tenant_id, disposition_id)
@@ -91,7 +89,7 @@ class CloseResult:
 
 
 @transaction.atomic
-def conversation_close(*, actor: Actor, conversation_id: int, disposition_id: Any = None) -> CloseResult:
+def conversation_close(*, actor: Actor, conversation_id: int, disposition_id: int | None = None) -> CloseResult:
     """Closes once (a second close is a no-op); agents must have picked a disposition first."""
     conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
     previous = conversation.status

@@ -275,7 +275,7 @@ def _offers_refresh(actor: AgentActor, profile: AgentProfile | None) -> list[Off
 
 
 @transaction.atomic
-def conversation_end(*, actor: Actor, conversation_id: int, disposition_id: Any = None) -> CloseResult:
+def conversation_end(*, actor: Actor, conversation_id: int, disposition_id: int | None = None) -> CloseResult:
     """Closes a conversation (visitor's "end chat" or an agent's close) and releases what routing held for it."""
     result = conversation_close(actor=actor, conversation_id=conversation_id, disposition_id=disposition_id)
     if not result.closed_now:
