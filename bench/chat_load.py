@@ -121,9 +121,9 @@ class Daphne:
         return f"http://127.0.0.1:{self.port}"
 
 
-def start_daphne(env: dict[str, str], spec: RunSpec, log_dir: Path) -> Daphne:
+def start_daphne(env: dict[str, str], spec: RunSpec, log_dir: Path, suffix: str = "") -> Daphne:
     port = free_port()
-    log_path = log_dir / f"daphne-{spec.label.replace(' ', '-')}-{spec.layer}.log"
+    log_path = log_dir / f"daphne-{spec.label.replace(' ', '-')}-{spec.layer}{suffix}.log"
     run_env = {**env, "CHANNEL_LAYER_BACKEND": spec.layer, "BENCH_WHAT_IF": spec.what_if}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -158,8 +158,16 @@ def log_problems(path: Path, upto: int | None, limit: int = 5) -> tuple[int, lis
 
 
 async def drive(
-    *, driver: Driver, spec: RunSpec, server: Daphne, args: argparse.Namespace, cpu: CpuMeter, tag: str
+    *,
+    driver: Driver,
+    spec: RunSpec,
+    servers: list[Daphne],
+    env: dict[str, str],
+    args: argparse.Namespace,
+    cpu: CpuMeter,
+    tag: str,
 ) -> RunResult:
+    server = servers[0]
     client = LoadClient(
         driver=driver,
         base_url=server.base_url,
@@ -221,14 +229,24 @@ async def drive(
         result.profile = profile.summarise(profile_path)
     if args.storm:
         await client.settle(args.grace)  # what the phases before sent has arrived: the storm's losses are its own
-        storm = await client.reconnect_storm(args.storm_concurrency, with_messages=spec.real)
+        # A replica restarting: the one that takes over is up first (as in a rolling deploy), then the old one
+        # is killed, and every client comes back to the new one at once.
+        replacement = await asyncio.to_thread(start_daphne, env, spec, args.log_dir, "-replacement")
+        servers.append(replacement)
+
+        def restart() -> tuple[str, str]:
+            server.proc.kill()
+            server.proc.wait(10)
+            return replacement.base_url, replacement.origin
+
+        storm = await client.reconnect_storm(args.storm_concurrency, with_messages=spec.real, restart=restart)
         messages = f", {storm.delivered}/{storm.sent} in-flight messages delivered in {storm.elapsed_s:.1f} s"
         say(
             f"reconnect storm: {2 * storm.reopened}/{result.sockets} sockets back and resumed in "
             f"{storm.reopen_s:.1f} s ({args.storm_concurrency} handshakes in flight)" + (messages if spec.real else "")
         )
     await client.final_grace(args.grace)
-    result.log_offset = server.log_path.stat().st_size  # what the server logs while closing is not load
+    result.log_offset = servers[-1].log_path.stat().st_size  # what the server logs while closing is not load
     await client.close_all()
     return result
 
@@ -263,23 +281,24 @@ def run_one(spec: RunSpec, env: dict[str, str], args: argparse.Namespace, servic
     # The working tree may have gained migrations since the data was made (shared tree, long runs).
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True)
     print(f"{tag} starting daphne on CPU {SERVER_CPU} (other work on the machine: {busy:.0f}% of a core)", flush=True)
-    server = start_daphne(env, spec, args.log_dir)
+    servers = [start_daphne(env, spec, args.log_dir)]  # the storm adds the one that takes over
     try:
         assert services.redis is not None and services.postgres is not None
         redis_pid, postmaster = services.redis.pid, services.postgres.pid
         cpu = CpuMeter(
             {
-                "server": lambda: [server.proc.pid],
+                "server": lambda: [servers[-1].proc.pid],
                 "redis": lambda: [redis_pid],
                 "postgres": lambda: [postmaster, *children_of(postmaster)],
             }
         )
         driver = spec.make_driver()
-        result = asyncio.run(drive(driver=driver, spec=spec, server=server, args=args, cpu=cpu, tag=tag))
-        if server.proc.poll() is not None:
-            result.first_errors.append(f"daphne exited with {server.proc.returncode} during the run")
+        result = asyncio.run(drive(driver=driver, spec=spec, servers=servers, env=env, args=args, cpu=cpu, tag=tag))
+        if servers[-1].proc.poll() is not None:
+            result.first_errors.append(f"daphne exited with {servers[-1].proc.returncode} during the run")
     finally:
-        stop_pid(server.proc)
+        for server in servers:
+            stop_pid(server.proc)
     result.background_busy = busy
     if spec.real:
         from bench.realpath import RealDriver, stored_count
@@ -287,8 +306,10 @@ def run_one(spec: RunSpec, env: dict[str, str], args: argparse.Namespace, servic
         assert isinstance(driver, RealDriver)
         stored = stored_count(driver.prefix)
         result.notes.append(f"visitor messages sent {result.sent}, stored in PostgreSQL {stored}, acked {driver.acks}")
-    count, lines = log_problems(server.log_path, result.log_offset)
-    if count:
+    for server in servers:
+        count, lines = log_problems(server.log_path, result.log_offset if server is servers[-1] else None)
+        if not count:
+            continue
         result.notes.append(f"server log ({server.log_path}) has {count} warning/error lines under load, e.g.:")
         result.notes.extend("    " + line[:200] for line in lines)
     return result

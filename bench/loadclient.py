@@ -416,11 +416,20 @@ class LoadClient:
             if now_remaining != last:
                 last, last_change = now_remaining, time.monotonic()
 
-    async def reconnect_storm(self, concurrency: int, with_messages: bool) -> PhaseStats:
-        """Every socket dropped at once (a replica restarting), then all back: reopened and resumed.
+    async def reconnect_storm(
+        self,
+        concurrency: int,
+        with_messages: bool,
+        restart: Callable[[], tuple[str, str]] | None = None,
+    ) -> PhaseStats:
+        """Every socket dropped at once, then all back: reopened and resumed.
+
+        `restart` (a replica restarting): kills the server and returns the base URL and origin of the one
+        that takes over, already up, as a load balancer would send the clients there; without it the
+        client drops its sockets and the same server takes them back (a network blip).
 
         With messages (paths that store them): each visitor first sends one message, then every socket is
-        aborted with it possibly in flight; back, the agent resumes from the last seq it saw (its replay
+        dropped with it possibly in flight; back, the agent resumes from the last seq it saw (its replay
         delivers what it missed) and the visitor resends what was never delivered with the same client_id,
         as the widget does after `resume.done`. Nothing may be lost or delivered twice.
         """
@@ -430,6 +439,9 @@ class LoadClient:
             for pair in self.pairs:
                 unanswered[pair.index] = [await self._send(pair, phase)]
         self.closing = True
+        if restart is not None:
+            self.base_url, origin = restart()
+            self.origin = Origin(origin)
         for pair in self.pairs:
             pair.visitor.transport.abort()
             pair.agent.transport.abort()

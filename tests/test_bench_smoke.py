@@ -115,11 +115,18 @@ def test_paired_ratio_is_unknown_without_both_paths():
     assert paired.window_ratios() == []
 
 
-def test_the_reconnect_storm_brings_every_relay_socket_back(tmp_path):
+def test_the_reconnect_storm_brings_every_relay_socket_back_to_the_replacement_server(tmp_path):
     driver = RelayDriver()
-    server = start_daphne(_env(), RunSpec("storm", "pubsub", lambda: driver, real=False), tmp_path)
+    spec = RunSpec("storm", "pubsub", lambda: driver, real=False)
+    server = start_daphne(_env(), spec, tmp_path)
+    replacement = start_daphne(_env(), spec, tmp_path, "-replacement")
 
-    async def scenario() -> tuple[RunResult, int, int]:
+    def restart() -> tuple[str, str]:
+        server.proc.kill()
+        server.proc.wait(10)
+        return replacement.base_url, replacement.origin
+
+    async def scenario() -> tuple[RunResult, int]:
         client = LoadClient(
             driver=driver,
             base_url=server.base_url,
@@ -129,20 +136,20 @@ def test_the_reconnect_storm_brings_every_relay_socket_back(tmp_path):
             label="storm",
         )
         await client.open_all(PAIRS, concurrency=5)
-        before = [id(pair.visitor) for pair in client.pairs]
-        storm = await client.reconnect_storm(concurrency=4, with_messages=False)
-        after = [id(pair.visitor) for pair in client.pairs]
-        # The relay still carries messages over the new sockets.
+        storm = await client.reconnect_storm(concurrency=4, with_messages=False, restart=restart)
+        # The relay carries messages over the new sockets, to the new server.
         await client.open_loop(rate=100, duration_s=MESSAGES / 100, drain_s=1.0)
         await client.final_grace(1.0)
         await client.close_all()
-        return client.result, storm.reopened, len(set(before) & set(after))
+        return client.result, storm.reopened
 
     try:
-        result, reopened, same_sockets = asyncio.run(scenario())
+        result, reopened = asyncio.run(scenario())
     finally:
         stop_pid(server.proc)
-    assert reopened == PAIRS and same_sockets == 0
+        stop_pid(replacement.proc)
+    assert server.proc.returncode == -9  # the first server was killed, as a crashed or replaced replica is
+    assert reopened == PAIRS
     assert result.phases["storm"].reopen_s > 0
     assert (result.sent, result.lost, result.duplicated, result.closed_early) == (MESSAGES, 0, 0, 0)
 
