@@ -59,9 +59,14 @@ def test_core_modules_import_only_downward(app):
 LOWER_OPERATIONS = {
     "conversation_start": {"queueing/services/routing.py"},  # → queueing.services.conversation_request
     "conversation_close": {"queueing/services/routing.py"},  # → queueing.services.conversation_end
-    "membership_create": {"agents/services.py"},  # → agents.services.agent_create / agent_invite
-    "membership_invite": {"agents/services.py"},  # → agents.services.agent_invite
-    "tenant_create": {"agents/services.py"},  # → agents.services.tenant_setup
+    "membership_create": {"agents/services/team.py"},  # → agents.services.agent_create / agent_invite
+    "membership_invite": {"agents/services/team.py"},  # → agents.services.agent_invite
+    "tenant_create": {"agents/services/team.py"},  # → agents.services.tenant_setup
+    # Presence: queueing's wrappers also tell colleagues and withdraw or make offers.
+    "presence_set": {"queueing/services/presence.py"},  # → queueing.services.agent_presence_change
+    "presence_sweep": {"queueing/services/presence.py"},  # → queueing.services.agents_offline_sweep
+    "agent_socket_opened": {"queueing/services/presence.py"},  # → queueing.services.agent_console_open
+    "agent_socket_closed": {"queueing/services/presence.py"},  # → queueing.services.agent_console_close
 }
 CODE_DIRS = [*ORDER, "scripts", "bench"]
 

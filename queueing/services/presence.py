@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from agents.models import AgentProfile, Presence
-from agents.services import (
+from agents.services.presence import (
     agent_heartbeat,
     agent_socket_closed,
     agent_socket_opened,

@@ -8,17 +8,11 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 
 from agents.models import AgentProfile, Presence
-from agents.services import (
-    agent_create,
-    agent_invite,
-    agent_socket_closed,
-    agent_socket_opened,
-    presence_sweep,
-    tenant_setup,
-)
+from agents.services import agent_create, agent_invite, tenant_setup
+from agents.services.presence import agent_socket_closed, agent_socket_opened, presence_sweep
 from contactcenter.errors import ApplicationError
 from contactcenter.models import Membership, Role
-from contactcenter.services import membership_create
+from contactcenter.services.team import membership_create
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from django.db import connections
 from django.utils import timezone
 
 from agents.models import AgentProfile, Presence
-from agents.services import agent_socket_opened
+from agents.services.presence import agent_socket_opened
 from chat.models import ConversationStatus, Message
 from chat.selectors import agent_actor_for
 from chat.services import conversation_set_disposition
