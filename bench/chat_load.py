@@ -243,7 +243,8 @@ async def drive(
         messages = f", {storm.delivered}/{storm.sent} in-flight messages delivered in {storm.elapsed_s:.1f} s"
         say(
             f"reconnect storm: {2 * storm.reopened}/{result.sockets} sockets back and resumed in "
-            f"{storm.reopen_s:.1f} s ({args.storm_concurrency} handshakes in flight)" + (messages if spec.real else "")
+            f"{storm.reopen_s:.1f} s ({storm.retries} attempts retried, at most {args.storm_concurrency} handshakes "
+            "in flight)" + (messages if spec.real else "")
         )
     await client.final_grace(args.grace)
     result.log_offset = servers[-1].log_path.stat().st_size  # what the server logs while closing is not load
@@ -620,8 +621,8 @@ def connect_and_storm_verdicts(
             (
                 f"real [pubsub] reconnect storm: all {real.sockets} sockets back, resumed and caught up "
                 f"≤ {TARGET_STORM_S:.0f} s",
-                f"{2 * storm.reopened} back in {storm.reopen_s:.1f} s, {storm.delivered}/{storm.sent} in-flight "
-                f"messages delivered in {storm.elapsed_s:.1f} s",
+                f"{2 * storm.reopened} back in {storm.reopen_s:.1f} s ({storm.retries} retried), "
+                f"{storm.delivered}/{storm.sent} in-flight messages delivered in {storm.elapsed_s:.1f} s",
                 complete and storm.elapsed_s <= TARGET_STORM_S,
             )
         )

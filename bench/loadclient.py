@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from websockets.typing import Origin
 from bench.infra import cpu_busy_seconds, cpu_seconds, rss_kib
 
 NS = 1_000_000_000
+STORM_GIVE_UP_S = 180.0  # a storm's client stops retrying after this long (and counts the pair as failed)
 
 
 class Driver(Protocol):
@@ -60,6 +62,7 @@ class PhaseStats:
     cpu: dict[str, float] = field(default_factory=dict)
 
     reopened: int = 0  # reconnect storm: pairs back and resumed
+    retries: int = 0  # reconnect storm: failed attempts, each retried after the client's backoff
     reopen_s: float = 0.0  # reconnect storm: from the drop until every pair is back and resumed
 
     def percentile_ms(self, q: float) -> float:
@@ -183,7 +186,7 @@ class LoadClient:
             max_queue=None,
         )
 
-    async def _open_pair(self, index: int, gate: asyncio.Semaphore) -> Pair | None:
+    async def _open_pair(self, index: int, gate: asyncio.Semaphore, *, retrying: bool = False) -> Pair | None:
         opened: list[ClientConnection] = []
         async with gate:
             try:
@@ -203,8 +206,9 @@ class LoadClient:
                     if msg_id is not None:
                         self._delivered(msg_id, now)
             except Exception as exc:
-                self.result.connect_failures += 1
-                self._error(f"connect pair {index}: {exc!r}")
+                if not retrying:  # a storm's failed attempt is retried, as the browser's client does
+                    self.result.connect_failures += 1
+                    self._error(f"connect pair {index}: {exc!r}")
                 for ws in opened:
                     ws.transport.abort()
                 return None
@@ -454,8 +458,19 @@ class LoadClient:
         gate = asyncio.Semaphore(concurrency)
 
         async def back(index: int) -> Pair | None:
-            pair = await self._open_pair(index, gate)
-            if pair is not None:
+            # As static/js/protocol.js reconnects: after a jittered backoff (1 s, 2 s, 4 s … 30 s), until it works.
+            backoff = 1.0
+            pair = None
+            while pair is None and time.perf_counter_ns() - started < STORM_GIVE_UP_S * NS:
+                await asyncio.sleep(backoff / 2 + random.random() * backoff / 2)
+                pair = await self._open_pair(index, gate, retrying=True)
+                if pair is None:
+                    phase.retries += 1
+                    backoff = min(backoff * 2, 30.0)
+            if pair is None:
+                self.result.connect_failures += 1
+                self._error(f"storm: pair {index} not back after {STORM_GIVE_UP_S:.0f} s")
+            else:
                 for msg_id in unanswered.get(index, []):
                     if msg_id in self.pending:
                         await pair.visitor.send(self.driver.encode(index, msg_id))

@@ -2,7 +2,7 @@
  * The client side of docs/protocol.md, shared by the widget (visitor socket, §3) and the console (agent
  * socket, §4). A native ES module, no build step.
  *
- * ProtocolClient owns one socket: connect, ping every 20 s, reconnect with backoff (1 s, 2 s, 4 s … 30 s)
+ * ProtocolClient owns one socket: connect, ping every 20 s, reconnect with jittered backoff (1 s, 2 s, 4 s … 30 s)
  * unless the server closed for good (4401, 4403, 4404), request_id answers, and the routing of the
  * message frames to the Thread of their conversation.
  *
@@ -305,7 +305,10 @@ export class ProtocolClient {
     this.failRequests();
     const reconnecting = !FINAL_CLOSE_CODES.has(code);
     if (reconnecting) {
-      this.reconnectTimer = setTimeout(() => this.connect(), this.backoffMs);
+      // Jittered (half the backoff, plus up to half again at random): when a server restarts, its thousands
+      // of clients come back spread over the interval instead of all in the same millisecond, again and again.
+      const delay = this.backoffMs / 2 + Math.random() * (this.backoffMs / 2);
+      this.reconnectTimer = setTimeout(() => this.connect(), delay);
       this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
     }
     this.hooks.onClose(code, { reconnecting });
