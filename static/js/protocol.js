@@ -20,6 +20,8 @@ const BACKOFF_FIRST_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 // Closes after which the page decides what happens (§1): no automatic reconnect.
 const FINAL_CLOSE_CODES = new Set([4401, 4403, 4404]);
+// The member's role changed (docs/protocol.md §1): reconnect at once for a hello with the new role.
+const CLOSE_ACCESS_CHANGED = 4000;
 // A send refused with these was not lost: the same client_id goes again a little later (§8).
 const RETRY_CODES = new Set(["server_error", "rate_limited"]);
 
@@ -307,7 +309,8 @@ export class ProtocolClient {
     if (reconnecting) {
       // Jittered (half the backoff, plus up to half again at random): when a server restarts, its thousands
       // of clients come back spread over the interval instead of all in the same millisecond, again and again.
-      const delay = this.backoffMs / 2 + Math.random() * (this.backoffMs / 2);
+      const delay =
+        code === CLOSE_ACCESS_CHANGED ? 0 : this.backoffMs / 2 + Math.random() * (this.backoffMs / 2);
       this.reconnectTimer = setTimeout(() => this.connect(), delay);
       this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
     }

@@ -159,6 +159,48 @@ async def test_the_console_resends_an_unacked_reply_after_reconnecting(browser: 
     await agent.context.close()
 
 
+@pytest.mark.browser
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_console_reconnects_at_once_after_a_role_change_and_after_a_jittered_wait_otherwise(
+    browser: Browser, demo: DemoSite
+):
+    """docs/protocol.md §1: after 4000 (role changed) the client reconnects at once; after any other drop it
+    waits its backoff, between half and all of the 1 s first step. The page's clock is Playwright's, so
+    nothing here depends on how fast the machine is."""
+    agent = await console_login(browser, demo)
+    console = agent.page
+    opened: list[WebSocketRoute] = []
+
+    async def proxied(socket: WebSocketRoute) -> None:
+        socket.connect_to_server()
+        opened.append(socket)
+
+    await console.clock.install()
+    await console.route_web_socket(re.compile(r"/ws/agent/"), proxied)
+    await console.reload()
+    await expect(console.locator("#cc-presence")).to_be_enabled()
+    assert len(opened) == 1
+
+    await console.clock.pause_at(await console.evaluate("Date.now()"))  # from here timers fire only when told
+    await opened[-1].close(code=4000, reason="role changed")
+    await expect(console.locator("#cc-presence")).to_be_disabled()  # the console saw the close
+    await console.clock.run_for(1)  # a reconnect scheduled at once is due; one after a backoff is not
+    await expect(console.locator("#cc-presence")).to_be_enabled()  # back, with a new hello
+    assert len(opened) == 2
+
+    await opened[-1].close(code=1012, reason="network blip")
+    await expect(console.locator("#cc-conn")).to_have_text("Connection lost. Reconnecting…")
+    await console.clock.run_for(490)  # under half the first step: no attempt yet
+    assert len(opened) == 2
+    await console.clock.run_for(520)  # past the whole first step: it has tried again
+    await expect(console.locator("#cc-conn")).to_be_hidden()
+    assert len(opened) == 3
+    assert agent.errors == []
+    await agent.context.close()
+
+
 def test_console_modules_are_each_small_enough_to_read_at_once():
     modules = sorted((STATIC / "console").glob("*.js"))
     assert len(modules) > 5
