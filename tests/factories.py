@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 
 import factory
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
+from django.test import Client
 
-from agents.models import AgentProfile, CannedTemplate, Disposition, PauseReason
+from agents.models import AgentProfile, CannedTemplate, Disposition, PauseReason, Presence
 from channels_switch.models import ChannelConnector
 from chat.models import Attachment, Conversation, Message, SenderKind, Widget
 from contactcenter.models import ApiKey, Contact, ContactIdentity, Membership, Role, Tenant
@@ -204,3 +206,21 @@ class ChannelConnectorFactory(factory.django.DjangoModelFactory):
     kind = "email"
     provider = "sandbox"
     from_address = "support@example.com"
+
+
+def online_agent_in_routed_queue() -> tuple[Widget, object]:
+    """A new tenant's widget routed to a queue whose one member is online: (widget, agent user)."""
+    widget = WidgetFactory()
+    queue = QueueFactory(tenant=widget.tenant)
+    QueueRouteFactory(tenant=widget.tenant, queue=queue, widget=widget)
+    agent = MembershipFactory(tenant=widget.tenant).user
+    QueueMemberFactory(tenant=widget.tenant, queue=queue, user=agent)
+    AgentProfile.objects.filter(user=agent).update(presence=Presence.ONLINE)
+    return widget, agent
+
+
+def session_cookie(user: object) -> str:
+    """The `Cookie` header value of a signed-in session of `user`."""
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"

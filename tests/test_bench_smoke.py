@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.chat_load import PairedResult, RelayDriver, RunSpec, start_daphne
+from bench.chat_load import Daphne, PairedResult, RelayDriver, RunSpec, start_daphne
 from bench.infra import stop_pid
 from bench.loadclient import CpuMeter, Driver, LoadClient, RunResult
 
@@ -50,18 +50,22 @@ def _env() -> dict[str, str]:
     }
 
 
+def _client(driver: Driver, server: Daphne) -> LoadClient:
+    return LoadClient(
+        driver=driver,
+        base_url=server.base_url,
+        origin=server.origin,
+        server_pid=server.proc.pid,
+        cpu=CpuMeter({}),
+        label="smoke",
+    )
+
+
 def _run(driver: Driver, log_dir: Path) -> RunResult:
     server = start_daphne(_env(), RunSpec("smoke", "pubsub", lambda: driver, real=False), log_dir)
 
     async def scenario() -> RunResult:
-        client = LoadClient(
-            driver=driver,
-            base_url=server.base_url,
-            origin=server.origin,
-            server_pid=server.proc.pid,
-            cpu=CpuMeter({}),
-            label="smoke",
-        )
+        client = _client(driver, server)
         await client.open_all(PAIRS, concurrency=5)
         await client.open_loop(rate=100, duration_s=MESSAGES / 100, drain_s=1.0)
         await client.final_grace(1.0)
@@ -127,14 +131,7 @@ def test_the_reconnect_storm_brings_every_relay_socket_back_to_the_replacement_s
         return replacement.base_url, replacement.origin
 
     async def scenario() -> tuple[RunResult, int]:
-        client = LoadClient(
-            driver=driver,
-            base_url=server.base_url,
-            origin=server.origin,
-            server_pid=server.proc.pid,
-            cpu=CpuMeter({}),
-            label="storm",
-        )
+        client = _client(driver, server)
         await client.open_all(PAIRS, concurrency=5)
         storm = await client.reconnect_storm(concurrency=4, with_messages=False, restart=restart)
         # The relay carries messages over the new sockets, to the new server.

@@ -10,16 +10,14 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.db import connections
-from django.test import Client
 
 from agents.console_state import LiveState
 from agents.models import AgentProfile, Presence
 from queueing.models import Offer, OfferStatus
 from queueing.selectors import WAITING_LIST_LIMIT
 from queueing.services import conversation_request
-from tests.factories import MembershipFactory, QueueFactory, QueueMemberFactory, QueueRouteFactory, WidgetFactory
+from tests.factories import online_agent_in_routed_queue, session_cookie
 from tests.realtime.test_embedded import ORIGIN
 from tests.support.events import events_lost
 
@@ -27,16 +25,8 @@ pytestmark = [pytest.mark.smoke, pytest.mark.django_db(transaction=True)]
 
 
 def online_agent() -> dict:
-    widget = WidgetFactory()
-    queue = QueueFactory(tenant=widget.tenant)
-    QueueRouteFactory(tenant=widget.tenant, queue=queue, widget=widget)
-    agent = MembershipFactory(tenant=widget.tenant).user
-    QueueMemberFactory(tenant=widget.tenant, queue=queue, user=agent)
-    AgentProfile.objects.filter(user=agent).update(presence=Presence.ONLINE)
-    client = Client()
-    client.force_login(agent)
-    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
-    return {"widget": widget, "agent": agent, "cookie": cookie}
+    widget, agent = online_agent_in_routed_queue()
+    return {"widget": widget, "agent": agent, "cookie": session_cookie(agent).encode()}
 
 
 def visitor_starts(widget, visitor_id: str) -> int:

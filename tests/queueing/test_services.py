@@ -36,10 +36,8 @@ from queueing.services import (
 from tests.factories import (
     DispositionFactory,
     MembershipFactory,
-    QueueFactory,
     QueueMemberFactory,
-    QueueRouteFactory,
-    WidgetFactory,
+    online_agent_in_routed_queue,
 )
 
 pytestmark = pytest.mark.django_db
@@ -248,12 +246,7 @@ def test_the_sweep_takes_agents_whose_sockets_died_offline_and_withdraws_their_o
 
 
 def _an_online_agent_with_an_offer_whose_server_died() -> dict:
-    widget = WidgetFactory()
-    queue = QueueFactory(tenant=widget.tenant)
-    QueueRouteFactory(tenant=widget.tenant, queue=queue, widget=widget)
-    agent = MembershipFactory(tenant=widget.tenant).user
-    QueueMemberFactory(tenant=widget.tenant, queue=queue, user=agent)
-    AgentProfile.objects.filter(user=agent).update(presence=Presence.ONLINE)
+    widget, agent = online_agent_in_routed_queue()
     conversation = conversation_request(widget=widget, visitor_id="v1", answers={"name": "A"}).conversation
     gone_since_long(agent)
     return {

@@ -12,9 +12,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.db import connections
-from django.test import Client
 from django.utils import timezone
 
 from agents.models import AgentProfile, Presence
@@ -30,10 +28,8 @@ from queueing.services import conversation_accept
 from tests.factories import (
     DispositionFactory,
     MembershipFactory,
-    QueueFactory,
-    QueueMemberFactory,
-    QueueRouteFactory,
-    WidgetFactory,
+    online_agent_in_routed_queue,
+    session_cookie,
 )
 
 pytestmark = [pytest.mark.smoke]
@@ -42,23 +38,26 @@ ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 
 
 def build() -> dict:
-    widget = WidgetFactory()
-    queue = QueueFactory(tenant=widget.tenant)
-    QueueRouteFactory(tenant=widget.tenant, queue=queue, widget=widget)
-    agent = MembershipFactory(tenant=widget.tenant).user
-    QueueMemberFactory(tenant=widget.tenant, queue=queue, user=agent)
-    AgentProfile.objects.filter(user=agent).update(presence=Presence.ONLINE)
+    widget, agent = online_agent_in_routed_queue()
     conversation = conversation_start(widget=widget, visitor_id="v-embedded", answers={"name": "Jane"}).conversation
     conversation_accept(actor=agent_actor_for(agent), conversation_id=conversation.pk)
-    client = Client()
-    client.force_login(agent)
     return {
         "tenant": widget.tenant_id,
         "conversation": conversation.pk,
         "disposition": DispositionFactory(tenant=widget.tenant).pk,
         "token": visitor_token_issue(tenant_id=widget.tenant_id, widget_id=widget.pk, visitor_id="v-embedded"),
-        "cookie": f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode(),
+        "cookie": session_cookie(agent).encode(),
     }
+
+
+async def open_both(data: dict) -> tuple[WebsocketCommunicator, WebsocketCommunicator]:
+    """The visitor's and the agent's socket of `build()`'s conversation, both connected (hello not read yet)."""
+    visitor = WebsocketCommunicator(
+        application, f"/ws/visitor/conversations/{data['conversation']}/?token={data['token']}", headers=[ORIGIN]
+    )
+    agent = WebsocketCommunicator(application, "/ws/agent/", headers=[ORIGIN, (b"cookie", data["cookie"])])
+    assert (await visitor.connect())[0] and (await agent.connect())[0]
+    return visitor, agent
 
 
 async def next_of(socket: WebsocketCommunicator, kind: str) -> dict:
@@ -73,11 +72,7 @@ async def test_visitor_and_agent_chat_in_one_process(settings):
     settings.SWEEP_IN_PROCESS = False  # the loop is tested below; here it would only share the test database
     data = await database_sync_to_async(build)()
     conversation_id = data["conversation"]
-    visitor = WebsocketCommunicator(
-        application, f"/ws/visitor/conversations/{conversation_id}/?token={data['token']}", headers=[ORIGIN]
-    )
-    agent = WebsocketCommunicator(application, "/ws/agent/", headers=[ORIGIN, (b"cookie", data["cookie"])])
-    assert (await visitor.connect())[0] and (await agent.connect())[0]
+    visitor, agent = await open_both(data)
     assert (await next_of(visitor, "hello"))["conversation"]["status"] == "open"
     hello = await next_of(agent, "hello")
     assert [c["id"] for c in hello["conversations"]] == [conversation_id]

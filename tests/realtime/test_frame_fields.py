@@ -12,8 +12,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections
 
 from chat.models import Conversation, Message
-from contactcenter.asgi import application
-from tests.realtime.test_embedded import ORIGIN, build, next_of
+from tests.realtime.test_embedded import build, next_of, open_both
 
 pytestmark = [pytest.mark.smoke, pytest.mark.django_db(transaction=True)]
 
@@ -41,11 +40,7 @@ async def test_wrong_types_are_refused_at_the_edge_of_both_sockets_and_change_no
     settings.SWEEP_IN_PROCESS = False
     data = await database_sync_to_async(build)()
     conversation_id = data["conversation"]
-    visitor = WebsocketCommunicator(
-        application, f"/ws/visitor/conversations/{conversation_id}/?token={data['token']}", headers=[ORIGIN]
-    )
-    agent = WebsocketCommunicator(application, "/ws/agent/", headers=[ORIGIN, (b"cookie", data["cookie"])])
-    assert (await visitor.connect())[0] and (await agent.connect())[0]
+    visitor, agent = await open_both(data)
     await next_of(visitor, "hello")
     await next_of(agent, "hello")
     before = await database_sync_to_async(state)(conversation_id)

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.test import Client
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -24,7 +23,14 @@ from chat.tokens import visitor_token_issue
 from contactcenter.models import Role
 from queueing.models import Offer, OfferStatus
 from queueing.services import conversation_accept, conversation_request
-from tests.factories import MembershipFactory, QueueFactory, QueueMemberFactory, QueueRouteFactory, WidgetFactory
+from tests.factories import (
+    MembershipFactory,
+    QueueFactory,
+    QueueMemberFactory,
+    QueueRouteFactory,
+    WidgetFactory,
+    session_cookie,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -59,12 +65,6 @@ def make_setup(agents: int = 1, max_chats: int = 50) -> Setup:
         AgentProfile.objects.filter(user=user).update(presence=Presence.ONLINE, max_chats=max_chats)
         users.append(user)
     return Setup(tenant=tenant, widget=widget, queue=queue, agents=users)
-
-
-def session_cookie(user: Any) -> str:
-    client = Client()
-    client.force_login(user)
-    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
 def visitor_token(widget: Any, visitor_id: str) -> str:
