@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -34,6 +35,7 @@ from contactcenter.sockets import (
     CLOSE_FORBIDDEN,
     CLOSE_NOT_AUTHENTICATED,
     FrameError,
+    UndoOnce,
     bool_field,
     client_id_field,
     ids_field,
@@ -81,7 +83,10 @@ class AgentConsumer(ConversationSocket):
 
     def setup(self) -> None:
         super().setup()
-        self.counted = False
+        # Counting the socket as one of the agent's open ones (presence), undone at close exactly once, also
+        # when the open ran past its deadline while the count was being written.
+        self.counted = UndoOnce()
+        self.counting = False
         self.revoked = False
         self.access: dict[int, str] = {}
         self.queue_ids: set[int] = set()
@@ -105,16 +110,16 @@ class AgentConsumer(ConversationSocket):
         await self.join(agent_group(self.tenant_id, actor.user.pk))
         await self.join(tenant_agents_group(self.tenant_id))
         await self.accept()
-        session = await database_sync_to_async(console_open)(actor=actor)
-        self.counted = True
+        self.counting = True
+        session = await database_sync_to_async(self.counted.do)(functools.partial(console_open, actor=actor))
         self.queue_ids = set(session.queue_ids)
         self.shown = LiveState.of_frame(session.hello)
         await self.send_frame(session.hello)
 
     async def closed(self) -> None:
-        if getattr(self, "counted", False):
-            self.counted = False
-            await database_sync_to_async(agent_console_close)(actor=self.agent)
+        if getattr(self, "counting", False):
+            self.counting = False
+            await database_sync_to_async(self.counted.undo)(functools.partial(agent_console_close, actor=self.agent))
 
     def render_message(self, data: events.MessageData) -> dict[str, Any] | None:
         return events.agent_message_view(data)

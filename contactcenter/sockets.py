@@ -7,8 +7,9 @@ import asyncio
 import functools
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
@@ -36,9 +37,50 @@ CLOSE_UNAVAILABLE = 4503  # Redis or the database did not answer while opening: 
 # Seconds the channel layer may take to subscribe a new socket's channel: well inside daphne's handshake
 # limit (--websocket_connect_timeout, 5 s by default), past which daphne drops the connection unanswered.
 CHANNEL_OPEN_TIMEOUT = 3.0
+# Seconds from the handshake's arrival (scope["arrived_at"], stamped by the server's outermost app; else the
+# socket's start) within which a socket must have opened, or it is refused with 4503 and its database work
+# still queued is cancelled. Inside daphne's 5 s limit: past it daphne drops the handshake unanswered, the
+# client retries, and a server that went on with the abandoned handshake's queries would spend a reconnect
+# storm on sockets nobody waits for any more (congestion collapse; bench/README.md).
+OPEN_DEADLINE = 4.0
+ARRIVED_AT = "arrived_at"
+
+T = TypeVar("T")
 
 # What a service the socket needs raises when it is down or unreachable (logged without a traceback).
 UNAVAILABLE_ERRORS = (RedisError, OSError, asyncio.TimeoutError, DatabaseError)
+
+
+class SocketGone(Exception):
+    """The socket closed before a database call of its opening started: the call did nothing."""
+
+
+class UndoOnce:
+    """An effect of a socket's opening (counting it as open) kept paired with its undoing at close, also when
+    the socket stopped waiting for the effect half-way: a database call that a cancelled await left behind
+    still runs to its end if its thread had started it, so only that thread knows whether it took effect.
+    Both halves run on database threads under one lock: the undo runs only after an effect that completed,
+    and an effect that had not started when the undo came never runs (`SocketGone`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = False
+        self._undone = False
+
+    def do(self, effect: Callable[[], T]) -> T:
+        with self._lock:
+            if self._undone:
+                raise SocketGone
+            result = effect()  # raises: nothing took effect (the effect is one transaction)
+            self._done = True
+            return result
+
+    def undo(self, undo: Callable[[], object]) -> None:
+        with self._lock:
+            self._undone = True
+            if self._done:
+                self._done = False
+                undo()
 
 
 class FrameError(ApplicationError):
@@ -137,6 +179,7 @@ class ProtocolSocket(AsyncWebsocketConsumer):
         self.closing = False  # the server closes it: frames and held typing states still queued do nothing
         self.groups_joined: set[str] = set()
         self.frame: dict[str, Any] = {}  # the client frame being handled
+        self.open_deadline = scope.get(ARRIVED_AT, asyncio.get_running_loop().time()) + OPEN_DEADLINE
         self.setup()
         try:
             if self.channel_layer is None:
@@ -179,7 +222,20 @@ class ProtocolSocket(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         realtime.bind_event_loop()  # also when mounted without the project's application (tests)
         try:
-            await self.open()
+            # Cancelling at the deadline also cancels the open's database calls still queued behind other
+            # sockets' on the database thread: a storm of reconnects does only work that someone waits for.
+            async with asyncio.timeout_at(self.open_deadline):
+                if asyncio.get_running_loop().time() >= self.open_deadline:
+                    raise TimeoutError  # waited out its time before it started: not one query for it
+                await self.open()
+        except TimeoutError:
+            logger.warning(
+                "%s not open %.0f s after its handshake: closed with %s",
+                type(self).__name__,
+                OPEN_DEADLINE,
+                CLOSE_UNAVAILABLE,
+            )
+            await self.refuse_unavailable()
         except UNAVAILABLE_ERRORS as exc:
             logger.warning("%s could not open (%r): closed with %s", type(self).__name__, exc, CLOSE_UNAVAILABLE)
             await self.refuse_unavailable()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -12,10 +14,12 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.db import connections
 
+import agents.consumers
 from agents.models import AgentProfile
 from chat.models import Conversation
+from contactcenter import sockets
 from contactcenter.asgi import application
-from contactcenter.sockets import ProtocolSocket
+from contactcenter.sockets import ARRIVED_AT, ProtocolSocket, SocketGone, UndoOnce
 from tests.realtime.test_embedded import ORIGIN, build, next_of
 
 pytestmark = [pytest.mark.smoke]
@@ -84,4 +88,98 @@ async def test_a_frame_sent_while_the_client_is_closing_is_dropped_and_the_socke
     left = await database_sync_to_async(open_sockets_of_assignee)(data["conversation"])
     await sync_to_async(connections.close_all)()
     assert '"type":"pong"' in refused[0]
+    assert left == 0
+
+
+def test_an_undo_runs_only_after_its_effect_and_an_effect_after_its_undo_never_runs():
+    ran: list[str] = []
+    counted = UndoOnce()
+    counted.do(lambda: ran.append("count"))
+    counted.undo(lambda: ran.append("uncount"))
+    counted.undo(lambda: ran.append("uncount again"))
+    assert ran == ["count", "uncount"]
+
+    abandoned = UndoOnce()
+    abandoned.undo(lambda: ran.append("uncount of nothing"))
+    with pytest.raises(SocketGone):
+        abandoned.do(lambda: ran.append("count too late"))
+    assert ran == ["count", "uncount"]
+
+    failed = UndoOnce()
+    with pytest.raises(ZeroDivisionError):
+        failed.do(lambda: 1 / 0)
+    failed.undo(lambda: ran.append("uncount of a failed count"))
+    assert ran == ["count", "uncount"]
+
+
+async def refused_with(agent: WebsocketCommunicator) -> tuple[list[str], int]:
+    """The error codes a socket got before its close, and the close code (after its clean-up ended)."""
+    codes: list[str] = []
+    while True:
+        output = await agent.receive_output(timeout=10)
+        if output["type"] == "websocket.close":
+            await agent.wait(timeout=10)
+            return codes, output["code"]
+        if output["type"] == "websocket.send":
+            frame = json.loads(output["text"])
+            codes.append(frame.get("code", frame["type"]))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_console_socket_that_opens_past_its_deadline_is_closed_with_4503_and_its_late_count_undone(
+    settings, monkeypatch
+):
+    """A reconnect storm queues openings behind each other on the database thread: one whose hello is still
+    being read at the deadline is refused (the client retries), and the count its thread went on to write is
+    taken back at its close, so presence does not drift."""
+    settings.SWEEP_IN_PROCESS = False
+    data = await database_sync_to_async(build)()
+    real_console_open = agents.consumers.console_open
+    counted: list[int] = []
+
+    def slow_console_open(*, actor):
+        time.sleep(0.6)  # the database thread is busy with other sockets' openings
+        session = real_console_open(actor=actor)
+        counted.append(actor.user.pk)
+        return session
+
+    monkeypatch.setattr(agents.consumers, "console_open", slow_console_open)
+    monkeypatch.setattr(sockets, "OPEN_DEADLINE", 0.3)
+    agent = WebsocketCommunicator(application, "/ws/agent/", headers=[ORIGIN, (b"cookie", data["cookie"])])
+    assert (await agent.connect())[0]  # the console accepts before reading its hello
+    codes, close_code = await refused_with(agent)
+
+    left = await database_sync_to_async(open_sockets_of_assignee)(data["conversation"])
+    await sync_to_async(connections.close_all)()
+    assert (codes, close_code) == (["unavailable"], 4503)
+    assert len(counted) == 1  # the thread did count the socket after the deadline …
+    assert left == 0  # … and its close took it back
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_handshake_that_arrives_past_its_deadline_does_no_database_work(settings, monkeypatch):
+    """A handshake that waited out its deadline before its socket started (daphne has dropped it by then) is
+    refused before any of its queries run."""
+    settings.SWEEP_IN_PROCESS = False
+    data = await database_sync_to_async(build)()
+    reads: list[object] = []
+    real_actor_for = agents.consumers.agent_actor_for
+
+    def actor_for(user):
+        reads.append(user)
+        return real_actor_for(user)
+
+    monkeypatch.setattr(agents.consumers, "agent_actor_for", actor_for)
+
+    async def late(scope, receive, send):
+        await application(dict(scope, **{ARRIVED_AT: asyncio.get_running_loop().time() - 10}), receive, send)
+
+    agent = WebsocketCommunicator(late, "/ws/agent/", headers=[ORIGIN, (b"cookie", data["cookie"])])
+    assert (await agent.connect())[0]
+    codes, close_code = await refused_with(agent)
+
+    left = await database_sync_to_async(open_sockets_of_assignee)(data["conversation"])
+    await sync_to_async(connections.close_all)()
+    assert (codes, close_code) == (["unavailable"], 4503)
+    assert reads == []
     assert left == 0
