@@ -248,7 +248,22 @@ def conversation_preview(conversation: Conversation, length: int = 200) -> str:
         .values_list("body", flat=True)
         .first()
     )
-    return (first or "")[:length]
+    return preview_text(first, length)
+
+
+def first_visitor_words(conversation: str = "pk") -> Subquery:
+    """A conversation's first visitor words as a subquery correlated on the outer query's `conversation` field
+    (conversation_preview for a list: annotate it and pass preview_text of it on, no query per conversation)."""
+    return Subquery(
+        Message.objects.filter(conversation_id=OuterRef(conversation), sender_kind="visitor")
+        .exclude(body="")
+        .order_by("seq")
+        .values("body")[:1]
+    )
+
+
+def preview_text(first_words: str | None, length: int = 200) -> str:
+    return (first_words or "")[:length]
 
 
 def contact_has_verified_identity(contact_id: int, tenant_id: int) -> bool:

@@ -6,11 +6,13 @@ from typing import Any
 
 from chat.events import iso
 from chat.models import Conversation
-from chat.selectors import contact_data, conversation_preview
+from chat.selectors import contact_data
 from queueing.models import Offer, Queue
 
 
-def waiting_item(conversation: Conversation, queue: Queue | None) -> dict[str, Any]:
+def waiting_item(conversation: Conversation, queue: Queue | None, *, preview: str) -> dict[str, Any]:
+    """`preview`: chat.selectors.conversation_preview, or for a list preview_text of a first_visitor_words
+    annotation (one statement for all)."""
     widget = conversation.widget if conversation.widget_id else None
     return {
         "conversation_id": conversation.pk,
@@ -18,12 +20,13 @@ def waiting_item(conversation: Conversation, queue: Queue | None) -> dict[str, A
         "waiting_since": iso(conversation.created_at),
         "contact_name": conversation.contact.name,
         "widget": {"id": widget.pk, "name": widget.name} if widget is not None else None,
-        "preview": conversation_preview(conversation),
+        "preview": preview,
         "started_offline": conversation.started_offline,
     }
 
 
-def offer_data(offer: Offer, conversation: Conversation) -> dict[str, Any]:
+def offer_data(offer: Offer, conversation: Conversation, *, preview: str) -> dict[str, Any]:
+    """`preview` as for waiting_item; the contact's identities are read through the relation (prefetch them)."""
     widget = conversation.widget if conversation.widget_id else None
     queue = offer.queue if offer.queue_id else None
     return {
@@ -39,6 +42,6 @@ def offer_data(offer: Offer, conversation: Conversation) -> dict[str, Any]:
             if widget is not None
             else None
         ),
-        "preview": conversation_preview(conversation),
+        "preview": preview,
         "started_offline": conversation.started_offline,
     }

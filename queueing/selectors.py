@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from chat.models import Conversation, ConversationStatus
-from chat.selectors import AgentActor
+from chat.selectors import AgentActor, first_visitor_words, preview_text
 from queueing.events import offer_data, waiting_item
 from queueing.models import ConversationRoute, Offer, OfferStatus, Queue, QueueMember
 
@@ -61,9 +61,11 @@ def _waiting(actor: AgentActor) -> QuerySet[Conversation]:
 def waiting_list(*, actor: AgentActor) -> list[dict[str, Any]]:
     """The waiting list as the console shows it (`waiting_item`s)."""
     items = []
-    for conversation in _waiting(actor).select_related("widget", "contact", "queue_route__queue"):
+    waiting = _waiting(actor).select_related("widget", "contact", "queue_route__queue")
+    for conversation in waiting.annotate(first_words=first_visitor_words()):
         route = getattr(conversation, "queue_route", None)
-        items.append(waiting_item(conversation, route.queue if route is not None else None))
+        queue = route.queue if route is not None else None
+        items.append(waiting_item(conversation, queue, preview=preview_text(conversation.first_words)))
     return items
 
 
@@ -82,8 +84,14 @@ def _pending_offers(actor: AgentActor) -> QuerySet[Offer]:
 
 
 def pending_offer_list(*, actor: AgentActor) -> list[dict[str, Any]]:
-    offers = _pending_offers(actor).select_related("conversation__widget", "conversation__contact", "queue")
-    return [offer_data(offer, offer.conversation) for offer in offers.order_by("created_at", "pk")]
+    offers = (
+        _pending_offers(actor)
+        .select_related("conversation__widget", "conversation__contact", "queue")
+        .prefetch_related("conversation__contact__identities")
+        .annotate(first_words=first_visitor_words("conversation_id"))
+        .order_by("created_at", "pk")
+    )
+    return [offer_data(offer, offer.conversation, preview=preview_text(offer.first_words)) for offer in offers]
 
 
 def pending_offer_ids(*, actor: AgentActor) -> set[int]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, prefetch_related_objects
 from django.utils import timezone
 
 from agents.models import AgentProfile, Presence
@@ -76,6 +76,7 @@ def conversation_offer(*, conversation: Conversation, only_user_ids: Iterable[in
     candidates = list(members.values_list("user_id", "user__agent_profile__max_chats"))
     load = _open_load(conversation.tenant_id, [user_id for user_id, _ in candidates])
     offers: list[Offer] = []
+    preview: str | None = None  # read once, for the first offer made
     for user_id, max_chats in candidates:
         if load.get(user_id, 0) >= max_chats:
             continue
@@ -84,9 +85,12 @@ def conversation_offer(*, conversation: Conversation, only_user_ids: Iterable[in
         )
         if created:
             offers.append(offer)
+            if preview is None:  # what every offer card shows of the conversation, read once
+                preview = conversation_preview(conversation)
+                prefetch_related_objects([conversation], "contact__identities")
             publish_on_commit(
                 group=agent_group(conversation.tenant_id, user_id),
-                event=events.offer_new(offer_data(offer, conversation)),
+                event=events.offer_new(offer_data(offer, conversation, preview=preview)),
             )
     return offers
 
@@ -105,7 +109,10 @@ def conversation_route(*, conversation: Conversation, queue: Queue | None) -> li
         )
     publish_on_commit(
         group=tenant_agents_group(conversation.tenant_id),
-        event=events.waiting_added(waiting_item(conversation, queue), queue.pk if queue is not None else None),
+        event=events.waiting_added(
+            waiting_item(conversation, queue, preview=conversation_preview(conversation)),
+            queue.pk if queue is not None else None,
+        ),
     )
     return conversation_offer(conversation=conversation)
 

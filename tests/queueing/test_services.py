@@ -144,6 +144,48 @@ def test_the_console_hello_costs_the_same_statements_for_one_open_chat_as_for_th
     assert three[0] == one[0]
 
 
+def test_the_console_hello_reads_waiting_chats_and_offers_with_their_first_words_in_fixed_statements(
+    tenant, widget, queue, online, agent_actor
+):
+    """An agent who connects while chats wait gets each one's first visitor words and contact on its offer card
+    and waiting item, in as many statements for three waiting chats as for one (no query per chat)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from agents.console_state import console_open
+    from contactcenter.models import ContactIdentity
+
+    def request(visitor_id, words):
+        conversation = conversation_request(
+            widget=widget, visitor_id=visitor_id, answers={"name": visitor_id}, message=words
+        ).conversation
+        ContactIdentity.objects.create(
+            tenant=tenant, contact=conversation.contact, kind="email", value=f"{visitor_id}@example.com"
+        )
+        return conversation
+
+    def hello():
+        with CaptureQueriesContext(connection) as queries:
+            frame = console_open(actor=agent_actor).hello
+        return len(queries), frame
+
+    request("v-1", "first words of one")
+    one, frame = hello()
+    request("v-2", "")  # has not written yet
+    request("v-3", "x" * 250)
+    three, frame = hello()
+    assert three == one
+    assert [item["preview"] for item in frame["waiting"]] == ["first words of one", "", "x" * 200]
+    assert [offer["preview"] for offer in frame["offers"]] == ["first words of one", "", "x" * 200]
+    assert [offer["contact"]["identities"] for offer in frame["offers"]] == [
+        [
+            {"kind": "web", "value": f"v-{n}", "verified": True},
+            {"kind": "email", "value": f"v-{n}@example.com", "verified": False},
+        ]
+        for n in (1, 2, 3)
+    ]
+
+
 def test_accept_respects_max_chats(tenant, widget, queue, online, agent_actor):
     AgentProfile.objects.filter(user=online).update(max_chats=1)
     first = conversation_request(widget=widget, visitor_id="v1", answers={"name": "A"}).conversation
