@@ -8,6 +8,7 @@ import functools
 import json
 import logging
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -44,6 +45,23 @@ CHANNEL_OPEN_TIMEOUT = 3.0
 # storm on sockets nobody waits for any more (congestion collapse; bench/README.md).
 OPEN_DEADLINE = 4.0
 ARRIVED_AT = "arrived_at"
+# Sockets of one process being opened at once; the others wait for a turn (without holding any work) until
+# their deadline. Every socket's database work runs on one shared thread, so more at once only lengthens
+# the queue there: with no limit, a storm of reconnects put every handshake behind all the others and most
+# of them ran out of time half-way, after their queries were spent (bench/README.md). With the limit, the
+# sockets that get a turn open in well under a second and the rest are refused at once, costing nothing.
+OPENING_AT_ONCE = 8
+_opening_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def opening_turn() -> asyncio.Semaphore:
+    """This process's turns to open a socket (one set per event loop: tests run several loops)."""
+    loop = asyncio.get_running_loop()
+    turns = _opening_turns.get(loop)
+    if turns is None:
+        turns = _opening_turns[loop] = asyncio.Semaphore(OPENING_AT_ONCE)
+    return turns
+
 
 T = TypeVar("T")
 
@@ -227,7 +245,8 @@ class ProtocolSocket(AsyncWebsocketConsumer):
             async with asyncio.timeout_at(self.open_deadline):
                 if asyncio.get_running_loop().time() >= self.open_deadline:
                     raise TimeoutError  # waited out its time before it started: not one query for it
-                await self.open()
+                async with opening_turn():
+                    await self.open()
         except TimeoutError:
             logger.warning(
                 "%s not open %.0f s after its handshake: closed with %s",

@@ -118,6 +118,7 @@ async def refused_with(agent: WebsocketCommunicator) -> tuple[list[str], int]:
     while True:
         output = await agent.receive_output(timeout=10)
         if output["type"] == "websocket.close":
+            await agent.send_input({"type": "websocket.disconnect", "code": output["code"]})  # as daphne does
             await agent.wait(timeout=10)
             return codes, output["code"]
         if output["type"] == "websocket.send":
@@ -182,4 +183,54 @@ async def test_a_handshake_that_arrives_past_its_deadline_does_no_database_work(
     await sync_to_async(connections.close_all)()
     assert (codes, close_code) == (["unavailable"], 4503)
     assert reads == []
+    assert left == 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sockets_past_the_limit_of_openings_at_once_wait_their_turn_and_no_longer_than_their_deadline(
+    settings, monkeypatch
+):
+    """Openings take turns: with one turn, a second console socket waits while the first is opening, and is
+    refused with 4503 once its deadline passes, without having started to open."""
+    settings.SWEEP_IN_PROCESS = False
+    data = await database_sync_to_async(build)()
+    real_open = agents.consumers.AgentConsumer.open
+    opening: list[object] = []
+    first_may_go_on = asyncio.Event()
+
+    async def open_holding_the_first(self):
+        opening.append(self)
+        if len(opening) == 1:
+            await first_may_go_on.wait()  # the first holds its turn (without holding the database thread)
+        await real_open(self)
+
+    monkeypatch.setattr(agents.consumers.AgentConsumer, "open", open_holding_the_first)
+    monkeypatch.setattr(sockets, "OPENING_AT_ONCE", 1)
+    monkeypatch.setattr(sockets, "OPEN_DEADLINE", 0.4)
+
+    def arriving(after: float):
+        async def app(scope, receive, send):
+            arrived = asyncio.get_running_loop().time() + after
+            await application(dict(scope, **{ARRIVED_AT: arrived}), receive, send)
+
+        return app
+
+    headers = [ORIGIN, (b"cookie", data["cookie"])]
+    first = WebsocketCommunicator(arriving(after=10), "/ws/agent/", headers=headers)  # all the time it needs
+    first_connected = asyncio.ensure_future(first.connect(timeout=10))
+    while not opening:  # the first has its turn
+        await asyncio.sleep(0.01)
+    second = WebsocketCommunicator(arriving(after=0), "/ws/agent/", headers=headers)
+    assert (await second.connect())[0]
+    codes, close_code = await refused_with(second)
+    opened_meanwhile = len(opening)
+    first_may_go_on.set()
+    assert (await first_connected)[0]
+    await next_of(first, "hello")
+    await first.disconnect()
+
+    left = await database_sync_to_async(open_sockets_of_assignee)(data["conversation"])
+    await sync_to_async(connections.close_all)()
+    assert (codes, close_code) == (["unavailable"], 4503)
+    assert opened_meanwhile == 1  # the second never started to open
     assert left == 0
