@@ -7,6 +7,8 @@
   points only.
 - No app imports another app's interface; the templates of one interface do not include another's.
 - The lower half of a wrapped operation is called only by its wrapper.
+- Services and selectors name the tenant in every query on a tenant's rows (or go by a row already read),
+  but for a short list of reads across tenants: the sweeps, API-key and signed-URL lookups.
 """
 
 from __future__ import annotations
@@ -294,3 +296,146 @@ def test_the_lookup_check_sees_a_reach_from_below(tmp_path):
     module.write_text('q.select_related("widget__route__queue")\nq.filter(queue_route__queue=1)\n')
     assert lookup_strings(module) == {"widget__route__queue", "queue_route__queue"}
     assert {"route", "queue_route", "offers"} <= reverse_names_from_above()["chat"].keys()
+
+
+# --- tenant scoping: every read of a tenant's rows in services and selectors names the tenant ----------------
+#
+# A query on a model with a `tenant` field is scoped when its chain names the tenant (`for_tenant(…)`,
+# `tenant=`, `tenant_id=`, `tenant__…=`), or when one of its filters goes by a row already in hand (`pk=x.pk`,
+# `conversation=conversation` for a relation, `pk__in=[o.pk …]`, `OuterRef(…)` inside a scoped query): that
+# row was read scoped, so the query cannot reach another tenant's rows through it. Reads across tenants are the
+# sweeps' and the lookups that find the tenant from what the request carries: listed here, each with its reason.
+UNSCOPED_ALLOWED = {
+    "agents/services/presence.py::presence_sweep": "the sweep: every tenant's stale agents",
+    "agents/services/presence.py::agent_sockets_sweep": "the sweep: sockets of dead processes, every tenant",
+    "queueing/services/presence.py::agents_offline_sweep": "the sweep's follow-up of presence_sweep's agents",
+    "contactcenter/services/apikeys.py::apikey_authenticate": "an API key names its tenant",
+    "chat/selectors.py::attachment_get_for_visitor_id": "a signed URL names the attachment and its visitor",
+}
+SCOPE_KEYWORDS = ("tenant", "tenant_id")
+FILTERING = ("filter", "exclude", "get", "get_or_create", "update_or_create")
+
+
+def tenant_owned_models() -> dict[str, set[str]]:
+    """Model class name → its relation field names, for every model with a `tenant` field."""
+    from django.apps import apps
+
+    return {
+        model.__name__: {field.name for field in model._meta.get_fields() if field.is_relation}
+        for model in apps.get_models()
+        if any(field.name == "tenant" for field in model._meta.get_fields())
+    }
+
+
+def _in_hand(keyword: ast.keyword, relations: set[str]) -> bool:
+    """A filter by a row already read: its key (`x.pk`, `x.conversation_id`), the row itself for a relation
+    (`conversation=conversation`), keys of rows in a comprehension, or the outer query's row (`OuterRef`)."""
+    value = keyword.value
+    if isinstance(value, ast.ListComp | ast.SetComp):
+        value = value.elt
+    if isinstance(value, ast.Attribute):  # a key of a row: x.pk, x.conversation_id, actor.user for user=
+        return value.attr == "pk" or value.attr.endswith("_id") or value.attr == keyword.arg
+    if isinstance(value, ast.Name) and keyword.arg in relations and value.id == keyword.arg:
+        return True
+    return isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "OuterRef"
+
+
+def unscoped_queries(path: Path, owned: dict[str, set[str]]) -> list[tuple[str, int, str]]:
+    """(enclosing function, line, query) of each query on a tenant-owned model that neither names the tenant nor
+    goes by rows in hand only."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in ast.walk(tree):
+        if not (
+            isinstance(node, ast.Attribute)
+            and node.attr == "objects"
+            and isinstance(node.value, ast.Name)
+            and node.value.id in owned
+        ):
+            continue
+        top: ast.AST = node  # the whole chain: Model.objects.a(…).b(…)…
+        while isinstance(parent := parents.get(top), ast.Attribute | ast.Call) and (
+            getattr(parent, "value", None) is top or getattr(parent, "func", None) is top
+        ):
+            top = parent
+        if isinstance(parents.get(node), ast.Attribute) and parents[node].attr in ("create", "bulk_create"):
+            continue  # a new row, not a read (its tenant is a required field)
+        chain = [n for n in ast.walk(top) if isinstance(n, ast.Call | ast.Attribute)]
+        if any(isinstance(n, ast.Attribute) and n.attr == "for_tenant" for n in chain):
+            continue
+        filters = [
+            k
+            for n in chain
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in FILTERING
+            for k in n.keywords
+            if k.arg and k.arg != "defaults"
+        ]
+        if any(k.arg in SCOPE_KEYWORDS or k.arg.startswith("tenant__") for k in filters):
+            continue
+        if any(_in_hand(k, owned[node.value.id]) for k in filters):
+            continue
+        function = next(
+            (p.name for p in _ancestors(top, parents) if isinstance(p, ast.FunctionDef | ast.AsyncFunctionDef)), ""
+        )
+        found.append((function, top.lineno, ast.unparse(top)[:120]))
+    return found
+
+
+def _ancestors(node: ast.AST, parents: dict[ast.AST, ast.AST]):
+    while node in parents:
+        node = parents[node]
+        yield node
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("app", ORDER)
+def test_services_and_selectors_scope_every_read_of_a_tenants_rows(app):
+    owned = tenant_owned_models()
+    for name in ("services", "selectors.py"):
+        for path in module_files(ROOT / app / name):
+            where = path.relative_to(ROOT).as_posix()
+            unscoped = [
+                f"{where}:{line} in {function}(): {query}"
+                for function, line, query in unscoped_queries(path, owned)
+                if f"{where}::{function}" not in UNSCOPED_ALLOWED
+            ]
+            assert not unscoped, "queries that do not name the tenant:\n" + "\n".join(unscoped)
+
+
+@pytest.mark.django_db
+def test_the_scoping_check_sees_an_unscoped_read(tmp_path):
+    module = tmp_path / "selectors.py"
+    module.write_text(
+        "def by_id(conversation_id, tenant, conversation, message):\n"
+        "    Conversation.objects.get(pk=conversation_id)\n"  # an id from outside: any tenant's
+        "    Message.objects.filter(body='x').first()\n"
+        "    Conversation.objects.for_tenant(tenant).get(pk=conversation_id)\n"
+        "    Message.objects.filter(tenant_id=tenant.pk, seq=1)\n"
+        "    Message.objects.filter(conversation=conversation)\n"
+        "    Conversation.objects.get(pk=message.conversation_id)\n"
+        "    Offer.objects.filter(agent_id=user_id).update(tenant_id=1)\n"  # naming it in the update is no scope
+        "    Offer.objects.filter(status=OfferStatus.PENDING)\n"  # a constant is no row in hand
+        "    Offer.objects.filter(pk__in=[offer.pk for offer in offers])\n"
+    )
+    found = unscoped_queries(module, tenant_owned_models())
+    assert sorted((function, line) for function, line, _ in found) == [
+        ("by_id", 2),
+        ("by_id", 3),
+        ("by_id", 8),
+        ("by_id", 9),
+    ]
+
+
+@pytest.mark.django_db
+def test_every_allowed_unscoped_read_is_still_there():
+    """The allowlist stays short: an entry whose function no longer reads across tenants goes."""
+    owned = tenant_owned_models()
+    flagged = {
+        f"{path.relative_to(ROOT).as_posix()}::{function}"
+        for app in ORDER
+        for name in ("services", "selectors.py")
+        for path in module_files(ROOT / app / name)
+        for function, _, _ in unscoped_queries(path, owned)
+    }
+    assert set(UNSCOPED_ALLOWED) <= flagged, sorted(set(UNSCOPED_ALLOWED) - flagged)
