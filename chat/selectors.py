@@ -171,14 +171,16 @@ def conversation_access(*, actor: Actor, conversation: Conversation) -> str | No
 
 
 def conversation_get_for(
-    *, actor: Actor, conversation_id: int, write: bool = False, lock: bool = False
+    *, actor: Actor, conversation_id: int, write: bool = False, lock: bool = False, related: tuple[str, ...] = ()
 ) -> tuple[Conversation, str]:
     """The conversation with the actor's access to it; NotFound / PermissionDenied otherwise.
 
     `lock` takes the row lock (inside the caller's transaction): every seq allocation and status change
-    of one conversation is serialised on this row.
+    of one conversation is serialised on this row. `related`: relations to read in the same statement.
     """
     queryset = Conversation.objects.for_tenant(actor.tenant_id).filter(pk=conversation_id)
+    if related:
+        queryset = queryset.select_related(*related)
     if lock:
         queryset = queryset.select_for_update()
     conversation = queryset.first()
@@ -461,8 +463,7 @@ def attachment_get_for(*, actor: Actor, attachment_id: int) -> Attachment:
 
 def visitor_hello(*, actor: VisitorActor, conversation_id: int) -> dict[str, Any]:
     """The visitor socket's first frame; NotFound unless the conversation is this visitor's on this widget."""
-    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id)
-    conversation = Conversation.objects.select_related("assignee", "widget").get(pk=conversation.pk)
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, related=("assignee", "widget"))
     widget = conversation.widget
     return {
         "type": "hello",

@@ -115,14 +115,12 @@ def widget_session_start(request: HttpRequest, public_key: str) -> HttpResponseB
         current = visitor_current_conversation(actor=visitor)
         if current is not None:
             return _session_response(widget, visitor.visitor_id, current, resumed=True, offline=False, status=200)
-    message = body.get("message", "")
-    client_id = body.get("client_id")
     started = conversation_request(
         widget=widget,
         visitor_id=visitor.visitor_id if visitor is not None else None,
-        answers=body.get("answers") or {},
-        message=message if isinstance(message, str) else "",
-        client_id=client_id if isinstance(client_id, str) else None,
+        answers=_answers(body),
+        message=_optional_text(body, "message") or "",
+        client_id=_optional_text(body, "client_id"),
         client_ip=client_ip(request.META),
     )
     # A retried start answers as its first try did: same conversation, a token for the same visitor.
@@ -130,6 +128,27 @@ def widget_session_start(request: HttpRequest, public_key: str) -> HttpResponseB
     return _session_response(
         widget, conversation.visitor_id, conversation, resumed=False, offline=started.offline, status=201
     )
+
+
+def _optional_text(body: dict[str, Any], name: str) -> str | None:
+    """A text field of a request body; absent or null gives None, anything but text is refused."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ApplicationError("invalid", f"`{name}` must be text.", {name: ["Expected text."]})
+    return value
+
+
+def _answers(body: dict[str, Any]) -> dict[str, str]:
+    """The pre-chat survey's answers: an object of field key → text (a null answer is no answer)."""
+    answers = body.get("answers")
+    if answers is None:
+        return {}
+    if not isinstance(answers, dict):
+        raise ApplicationError("invalid", "Answers are an object.", {"answers": ["Expected an object."]})
+    wrong = {key: ["Expected text."] for key, value in answers.items() if not isinstance(value, str | None)}
+    if wrong:
+        raise ApplicationError("invalid", "Each answer is text.", wrong)
+    return {key: value for key, value in answers.items() if value is not None}
 
 
 def _session_response(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -48,12 +47,9 @@ class SurveyResult:
     identities: list[tuple[str, str]]
 
 
-def survey_validate(*, widget: Widget, answers: Any) -> SurveyResult:
-    """Checks the answers against the widget's own survey fields; typed emails/phones come back normalised."""
-    if answers is None:
-        answers = {}
-    if not isinstance(answers, Mapping):
-        raise ApplicationError("invalid", "Answers are an object.", {"answers": ["Expected an object."]})
+def survey_validate(*, widget: Widget, answers: Mapping[str, str]) -> SurveyResult:
+    """Checks the answers (field key → text, typed at the edge) against the widget's own survey fields; typed
+    emails/phones come back normalised."""
     if not widget.survey_enabled:
         return SurveyResult(name="", answers=[], identities=[])
     errors: dict[str, list[str]] = {}
@@ -62,13 +58,7 @@ def survey_validate(*, widget: Widget, answers: Any) -> SurveyResult:
     name = ""
     for field in widget.survey_fields or []:
         key, label, kind = str(field.get("key", "")), str(field.get("label", "")), str(field.get("kind", "text"))
-        raw = answers.get(key, "")
-        if raw is None:
-            raw = ""
-        if not isinstance(raw, str):
-            errors[key] = ["Expected text."]
-            continue
-        value = raw.strip()
+        value = answers.get(key, "").strip()
         if not value:
             if field.get("required"):
                 errors[key] = ["This field is required."]
@@ -155,7 +145,7 @@ def conversation_start(
     *,
     widget: Widget,
     visitor_id: str | None,
-    answers: Any = None,
+    answers: Mapping[str, str] | None = None,
     message: str = "",
     client_id: str | None = None,
     offline: bool = False,
@@ -181,7 +171,7 @@ def conversation_start(
                 return _start_replay(earlier, visitor_id)
             # Too old to be a retry: the key is released, so the unique constraint lets this start take it.
             Conversation.objects.filter(pk=earlier.pk).update(start_client_id=None)
-    survey = survey_validate(widget=widget, answers=answers)
+    survey = survey_validate(widget=widget, answers=answers or {})
     body = _clean_body(message, allow_empty=True)
     if offline and not body.strip():
         raise ApplicationError(

@@ -3,9 +3,8 @@ queue who has room; the first accept wins through a conditional UPDATE, and ever
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -130,7 +129,7 @@ def conversation_request(
     *,
     widget: Widget,
     visitor_id: str | None,
-    answers: Any = None,
+    answers: Mapping[str, str] | None = None,
     message: str = "",
     client_id: str | None = None,
     client_ip: str | None = None,

@@ -627,3 +627,13 @@ def test_each_announced_change_carries_the_next_version_and_hello_the_latest(
         (True, "closed"),
     ]
     assert visitor_hello(actor=visitor, conversation_id=conversation.pk)["conversation"]["version"] == before + 4
+
+
+def test_the_visitors_hello_is_one_statement(conversation, visitor, django_assert_num_queries):
+    """Every visitor socket opens with it: the conversation, its agent and its widget's limits in one read."""
+    from chat.selectors import visitor_hello
+
+    with django_assert_num_queries(1):
+        hello = visitor_hello(actor=visitor, conversation_id=conversation.pk)
+    assert hello["conversation"]["id"] == conversation.pk
+    assert hello["limits"]["max_upload_bytes"] == conversation.widget.max_upload_bytes

@@ -98,6 +98,32 @@ def test_a_session_start_reports_survey_errors_by_field(client, widget, queue, o
     assert not Conversation.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"answers": ["Jane"]}, {"answers"}),
+        ({"answers": {"name": "Jane", "email": 5, "phone": ["+44"]}}, {"email", "phone"}),
+        ({"answers": {"name": "Jane"}, "message": {"text": "hi"}}, {"message"}),
+        ({"answers": {"name": "Jane"}, "client_id": 7}, {"client_id"}),
+    ],
+)
+def test_a_session_start_whose_fields_have_the_wrong_type_is_refused_by_field(
+    client, widget, queue, online, body, fields
+):
+    """Typed where the request arrives: a number where text belongs is a 400 naming the field, never
+    read as empty text or as no retry key, and nothing starts."""
+    response = start(client, widget, body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], set(error["fields"])) == ("invalid", fields)
+    assert not Conversation.objects.exists()
+
+
+def test_a_null_answer_is_no_answer(client, widget, queue, online):
+    response = start(client, widget, {"answers": {"name": "Jane", "email": None}, "message": None})
+    assert response.status_code == 201
+
+
 def test_nobody_online_needs_an_offline_message(client, widget, queue):
     response = start(client, widget, {"answers": {"name": "Jane"}})
     assert response.status_code == 400
