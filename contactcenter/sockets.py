@@ -45,22 +45,73 @@ CHANNEL_OPEN_TIMEOUT = 3.0
 # storm on sockets nobody waits for any more (congestion collapse; bench/README.md).
 OPEN_DEADLINE = 4.0
 ARRIVED_AT = "arrived_at"
-# Sockets of one process being opened at once; the others wait for a turn (without holding any work) until
-# their deadline. Every socket's database work runs on one shared thread, so more at once only lengthens
-# the queue there: with no limit, a storm of reconnects put every handshake behind all the others and most
-# of them ran out of time half-way, after their queries were spent (bench/README.md). With the limit, the
-# sockets that get a turn open in well under a second and the rest are refused at once, costing nothing.
+# Sockets of one process being opened at once (from the handshake's arrival to their first frame: the
+# console's session lookup included); the others wait for a turn, holding no work, at most until
+# OPEN_BUDGET before their deadline, and are refused with 4503 if none came. Every socket's database work
+# runs on one shared thread, so more at once only lengthens the queue there: with no limit, a storm of
+# reconnects put every handshake behind all the others and most ran out of time half-way, after their
+# queries were spent (bench/README.md). With it, a socket that gets a turn opens well within its time.
 OPENING_AT_ONCE = 8
+OPEN_BUDGET = 2.0
+UNAVAILABLE_MESSAGE = "The server cannot open the chat right now; reconnect in a moment."
 _opening_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
-def opening_turn() -> asyncio.Semaphore:
+def opening_turns() -> asyncio.Semaphore:
     """This process's turns to open a socket (one set per event loop: tests run several loops)."""
     loop = asyncio.get_running_loop()
     turns = _opening_turns.get(loop)
     if turns is None:
         turns = _opening_turns[loop] = asyncio.Semaphore(OPENING_AT_ONCE)
     return turns
+
+
+class OpeningTurns:
+    """ASGI middleware around the sockets' stack: a socket runs only once it has one of the process's turns to
+    open, and gives the turn back at its first frame or close (its hello, or its refusal)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] != "websocket":
+            return await self.app(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        scope.setdefault(ARRIVED_AT, loop.time())
+        turns = opening_turns()
+        try:
+            async with asyncio.timeout_at(scope[ARRIVED_AT] + OPEN_DEADLINE - OPEN_BUDGET):
+                await turns.acquire()
+        except TimeoutError:
+            logger.info("%s refused: no turn to open it came within its time", scope.get("path"))
+            return await self._refuse(receive, send)
+        held = True
+
+        def give_back() -> None:
+            nonlocal held
+            if held:
+                held = False
+                turns.release()
+
+        async def send_watching(message: dict[str, Any]) -> None:
+            if message["type"] in ("websocket.send", "websocket.close"):
+                give_back()
+            await send(message)
+
+        try:
+            return await self.app(scope, receive, send_watching)
+        finally:
+            give_back()
+
+    @staticmethod
+    async def _refuse(receive: Any, send: Any) -> None:
+        """As ProtocolSocket.refuse_unavailable, without starting the socket."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        frame = {"type": "error", "code": "unavailable", "message": UNAVAILABLE_MESSAGE, "fields": {}}
+        await send({"type": "websocket.accept"})
+        await send_unless_gone(send, {"type": "websocket.send", "text": json.dumps(frame, separators=(",", ":"))})
+        await send_unless_gone(send, {"type": "websocket.close", "code": CLOSE_UNAVAILABLE})
 
 
 T = TypeVar("T")
@@ -245,8 +296,7 @@ class ProtocolSocket(AsyncWebsocketConsumer):
             async with asyncio.timeout_at(self.open_deadline):
                 if asyncio.get_running_loop().time() >= self.open_deadline:
                     raise TimeoutError  # waited out its time before it started: not one query for it
-                async with opening_turn():
-                    await self.open()
+                await self.open()
         except TimeoutError:
             logger.warning(
                 "%s not open %.0f s after its handshake: closed with %s",
@@ -268,9 +318,7 @@ class ProtocolSocket(AsyncWebsocketConsumer):
         await super().close(code, reason)
 
     async def refuse_unavailable(self) -> None:
-        await self.refuse(
-            "unavailable", "The server cannot open the chat right now; reconnect in a moment.", CLOSE_UNAVAILABLE
-        )
+        await self.refuse("unavailable", UNAVAILABLE_MESSAGE, CLOSE_UNAVAILABLE)
 
     async def open(self) -> None:
         raise NotImplementedError

@@ -11,7 +11,7 @@ from agents.routing import websocket_urlpatterns as agent_patterns
 from chat.routing import websocket_urlpatterns as chat_patterns
 from contactcenter import realtime
 from contactcenter.origin import SameOriginOnly
-from contactcenter.sockets import ARRIVED_AT
+from contactcenter.sockets import ARRIVED_AT, OpeningTurns
 from contactcenter.wiring import sweeper
 
 
@@ -34,5 +34,5 @@ class ServerLoop:
 
 
 def build_application(http_app: Any) -> ServerLoop:
-    websocket = SameOriginOnly(URLRouter(chat_patterns + agent_patterns))
+    websocket = SameOriginOnly(OpeningTurns(URLRouter(chat_patterns + agent_patterns)))
     return ServerLoop(ProtocolTypeRouter({"http": http_app, "websocket": websocket}))

@@ -191,7 +191,7 @@ async def test_sockets_past_the_limit_of_openings_at_once_wait_their_turn_and_no
     settings, monkeypatch
 ):
     """Openings take turns: with one turn, a second console socket waits while the first is opening, and is
-    refused with 4503 once its deadline passes, without having started to open."""
+    refused with 4503 when no turn came in its time, without having started (not even its session lookup)."""
     settings.SWEEP_IN_PROCESS = False
     data = await database_sync_to_async(build)()
     real_open = agents.consumers.AgentConsumer.open
@@ -207,6 +207,7 @@ async def test_sockets_past_the_limit_of_openings_at_once_wait_their_turn_and_no
     monkeypatch.setattr(agents.consumers.AgentConsumer, "open", open_holding_the_first)
     monkeypatch.setattr(sockets, "OPENING_AT_ONCE", 1)
     monkeypatch.setattr(sockets, "OPEN_DEADLINE", 0.4)
+    monkeypatch.setattr(sockets, "OPEN_BUDGET", 0.1)  # a socket waits for a turn until 0.3 s after it arrived
 
     def arriving(after: float):
         async def app(scope, receive, send):
@@ -221,8 +222,10 @@ async def test_sockets_past_the_limit_of_openings_at_once_wait_their_turn_and_no
     while not opening:  # the first has its turn
         await asyncio.sleep(0.01)
     second = WebsocketCommunicator(arriving(after=0), "/ws/agent/", headers=headers)
+    waited = asyncio.get_running_loop().time()
     assert (await second.connect())[0]
     codes, close_code = await refused_with(second)
+    waited = asyncio.get_running_loop().time() - waited
     opened_meanwhile = len(opening)
     first_may_go_on.set()
     assert (await first_connected)[0]
@@ -233,4 +236,5 @@ async def test_sockets_past_the_limit_of_openings_at_once_wait_their_turn_and_no
     await sync_to_async(connections.close_all)()
     assert (codes, close_code) == (["unavailable"], 4503)
     assert opened_meanwhile == 1  # the second never started to open
+    assert waited >= 0.25  # it waited for a turn before it was refused
     assert left == 0
