@@ -185,7 +185,8 @@ class RealDriver:
 
     async def after_open(self, pair: int, visitor: ClientConnection, agent: ClientConnection) -> None:
         """hello, then `resume`: from the last seq this agent saw when it saw one (a reconnect), else from the
-        position hello gives; ready once `resume.done` arrives. The replay's frames are kept for `replayed`."""
+        position hello gives; ready once both sockets' `resume.done` arrived. The agent's replay is kept for
+        `replayed`."""
         conversation_id = self.pairs[pair].conversation_id
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
             hello = await _expect(agent, "hello")
@@ -196,12 +197,15 @@ class RealDriver:
             await agent.send(json.dumps({"type": "resume", "conversation_id": conversation_id, "last_seq": last_seq}))
             skipped: list[str] = []
             done = await _expect(agent, "resume.done", skipped)
-            self.replays[pair] = [frame for frame in skipped if frame.startswith('{"type":"message.new"')]
-            self.agent_seq[pair] = done["last_seq"]
             hello = await _expect(visitor, "hello")
             last_seq = hello["conversation"]["last_seq"]
             await visitor.send(json.dumps({"type": "resume", "conversation_id": conversation_id, "last_seq": last_seq}))
             await _expect(visitor, "resume.done")
+        # Only once both are open: a pair whose visitor is refused after its agent resumed is dropped and
+        # retried whole, and the retry must resume from where the pair last stood, or the replay of the
+        # failed attempt (never counted) would be skipped for good.
+        self.replays[pair] = [frame for frame in skipped if frame.startswith('{"type":"message.new"')]
+        self.agent_seq[pair] = done["last_seq"]
 
     def replayed(self, pair: int) -> list[str]:
         return self.replays.pop(pair, [])
