@@ -243,11 +243,12 @@ def contact_data(contact: Contact) -> dict[str, Any]:
 
 
 def conversation_preview(conversation: Conversation, length: int = 200) -> str:
+    """The conversation's first visitor words, cut to `length` (one query; lists annotate first_visitor_words)."""
     first = (
-        Message.objects.filter(tenant_id=conversation.tenant_id, conversation=conversation, sender_kind="visitor")
-        .exclude(body="")
-        .order_by("seq")
-        .values_list("body", flat=True)
+        Conversation.objects.for_tenant(conversation.tenant_id)
+        .filter(pk=conversation.pk)
+        .annotate(first_words=first_visitor_words())
+        .values_list("first_words", flat=True)
         .first()
     )
     return preview_text(first, length)

@@ -38,11 +38,11 @@ CLOSE_UNAVAILABLE = 4503  # Redis or the database did not answer while opening: 
 # Seconds the channel layer may take to subscribe a new socket's channel: well inside daphne's handshake
 # limit (--websocket_connect_timeout, 5 s by default), past which daphne drops the connection unanswered.
 CHANNEL_OPEN_TIMEOUT = 3.0
-# Seconds from the handshake's arrival (scope["arrived_at"], stamped by the server's outermost app; else the
-# socket's start) within which a socket must have opened, or it is refused with 4503 and its database work
-# still queued is cancelled. Inside daphne's 5 s limit: past it daphne drops the handshake unanswered, the
-# client retries, and a server that went on with the abandoned handshake's queries would spend a reconnect
-# storm on sockets nobody waits for any more (congestion collapse; bench/README.md).
+# Seconds from the handshake's arrival (scope["arrived_at"], stamped by OpeningTurns before the session
+# lookup; else the socket's start) within which a socket must have opened, or it is refused with 4503 and
+# its database work still queued is cancelled. Inside daphne's 5 s limit: past it daphne drops the handshake
+# unanswered, the client retries, and a server that went on with the abandoned handshake's queries would
+# spend a reconnect storm on sockets nobody waits for any more (congestion collapse; bench/README.md).
 OPEN_DEADLINE = 4.0
 ARRIVED_AT = "arrived_at"
 # Sockets of one process being opened at once (from the handshake's arrival to their first frame: the

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from channels.routing import ProtocolTypeRouter, URLRouter
@@ -11,16 +10,14 @@ from agents.routing import websocket_urlpatterns as agent_patterns
 from chat.routing import websocket_urlpatterns as chat_patterns
 from contactcenter import realtime
 from contactcenter.origin import SameOriginOnly
-from contactcenter.sockets import ARRIVED_AT, OpeningTurns
+from contactcenter.sockets import OpeningTurns
 from contactcenter.wiring import sweeper
 
 
 class ServerLoop:
     """Runs on the server's event loop at every connection, socket or request: tells `realtime` which loop
     serves this process (committed events are sent from it) and, in embedded mode, starts the in-process
-    sweeper once, with that loop (see sweeper.py). Both are no-ops after the first call. It also stamps a
-    socket's arrival, from which the socket's opening deadline runs (contactcenter/sockets.py OPEN_DEADLINE):
-    the session lookup of the console's socket happens before the consumer starts and counts too."""
+    sweeper once, with that loop (see sweeper.py). Both are no-ops after the first call."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -28,8 +25,6 @@ class ServerLoop:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
         realtime.bind_event_loop()
         sweeper.ensure_started()
-        if scope["type"] == "websocket":
-            scope.setdefault(ARRIVED_AT, asyncio.get_running_loop().time())
         return await self.app(scope, receive, send)
 
 
