@@ -3,7 +3,12 @@ online agent, a visitor and their conversation). Service plumbing lives in tests
 
 from __future__ import annotations
 
+import time
+import warnings
+
 import pytest
+from django.core.management.base import CommandError
+from django.test import TransactionTestCase
 from rest_framework.test import APIClient
 
 from agents.models import AgentProfile, Presence
@@ -31,6 +36,41 @@ SURVEY = [
     {"key": "phone", "label": "Phone", "kind": "phone", "required": False},
     {"key": "topic", "label": "Topic", "kind": "text", "required": False},
 ]
+
+
+DEADLOCK = "40P01"
+FLUSH_ATTEMPTS = 3
+
+
+def _deadlocked(error: BaseException | None) -> bool:
+    while error is not None:
+        if getattr(error, "sqlstate", None) == DEADLOCK:
+            return True
+        error = error.__cause__
+    return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def flush_retried_after_a_deadlock():
+    """pytest-django empties the database after a transactional test with one TRUNCATE of every table. A
+    server process (daphne, the worker) still writing what a closing socket left may deadlock with it, and
+    PostgreSQL may pick the TRUNCATE as the one to abort: the flush is then run again (it was rolled back
+    whole). Any other flush error, or a third deadlock, fails as before."""
+    original = TransactionTestCase._fixture_teardown
+
+    def fixture_teardown(self: TransactionTestCase) -> None:
+        for attempt in range(1, FLUSH_ATTEMPTS + 1):
+            try:
+                return original(self)
+            except CommandError as error:
+                if attempt == FLUSH_ATTEMPTS or not _deadlocked(error):
+                    raise
+                warnings.warn(f"flush deadlocked with a server's write; attempt {attempt + 1}", stacklevel=1)
+                time.sleep(0.2 * attempt)
+
+    TransactionTestCase._fixture_teardown = fixture_teardown
+    yield
+    TransactionTestCase._fixture_teardown = original
 
 
 @pytest.fixture(autouse=True)

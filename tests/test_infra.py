@@ -140,3 +140,22 @@ def test_healthcheck_fresh_reads_the_schedule_file_age(tmp_path):
     old = time.time() - 600
     os.utime(tmp_path / "celerybeat-schedule.db", (old, old))
     assert subprocess.run(command, capture_output=True).returncode == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+@pytest.mark.parametrize(("errcode", "retried"), [("40P01", True), ("55P03", False)])
+def test_only_a_deadlocked_flush_is_run_again(errcode, retried):
+    """The flush error pytest-django raises wraps Django's error, which wraps psycopg's: a deadlock
+    (40P01) raised by PostgreSQL itself is found through the chain; a lock timeout is not a deadlock."""
+    from django.core.management.base import CommandError
+    from django.db import DatabaseError, connection, transaction
+
+    from tests.conftest import _deadlocked
+
+    with pytest.raises(DatabaseError) as raised, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DO $$ BEGIN RAISE EXCEPTION 'raised here' USING ERRCODE = '{errcode}'; END $$")
+    try:
+        raise CommandError("Database couldn't be flushed") from raised.value
+    except CommandError as error:
+        assert _deadlocked(error) is retried

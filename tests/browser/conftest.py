@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,7 +27,7 @@ from playwright.async_api import Browser, BrowserContext, Frame, Page, async_pla
 from chat.models import Widget
 from contactcenter.models import Role
 from contactcenter.wiring.demo import DEMO_LOGINS, demo_seed
-from tests.support.servers import DaphneServer
+from tests.support.servers import DaphneServer, servers_quiesce
 
 T = TypeVar("T")
 CHROMIUM_ARGS = [
@@ -61,18 +61,20 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-def demo(transactional_db: None, daphne_server: DaphneServer) -> DemoSite:
-    """The demo tenant (as `make run` seeds it), its widget open to the server under test."""
+def demo(transactional_db: None, daphne_server: DaphneServer) -> Iterator[DemoSite]:
+    """The demo tenant (as `make run` seeds it), its widget open to the server under test. Torn down only
+    once the server has finished what the test's last socket closes made it write (before the flush)."""
     demo_seed(host="127.0.0.1", port=daphne_server.port)
     widget = Widget.objects.get(tenant__slug="demo")
     agent = next(login for login in DEMO_LOGINS if login.role == Role.AGENT)
-    return DemoSite(
+    yield DemoSite(
         url=daphne_server.url,
         public_key=widget.public_key,
         agent_email=agent.email,
         agent_password=agent.password,
         agent_name=agent.first_name,
     )
+    servers_quiesce()
 
 
 async def in_thread(function: Callable[..., T], **kwargs: Any) -> T:

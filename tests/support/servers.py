@@ -133,6 +133,31 @@ def _wait_for_server_sessions_to_end(timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+QUIESCE_LIMIT = 15.0
+QUIET_CHECKS = 5
+
+
+def servers_quiesce(limit: float = QUIESCE_LIMIT) -> None:
+    """Until no other session on the test database has been mid-statement or mid-transaction for
+    QUIET_CHECKS checks in a row, 50 ms apart (bounded by `limit`). A test's last socket close reaches the
+    server a moment after the test ends; the flush that follows must not truncate under its writes."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + limit
+    quiet = 0
+    while quiet < QUIET_CHECKS and time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+            )
+            (busy,) = cursor.fetchone()
+        quiet = 0 if busy else quiet + 1
+        time.sleep(0.05)
+
+
 def _logs() -> Path:
     global _log_dir
     if _log_dir is None:
