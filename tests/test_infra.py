@@ -155,7 +155,6 @@ def test_only_a_deadlocked_flush_is_run_again(errcode, retried):
 
     with pytest.raises(DatabaseError) as raised, transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"DO $$ BEGIN RAISE EXCEPTION 'raised here' USING ERRCODE = '{errcode}'; END $$")
-    try:
-        raise CommandError("Database couldn't be flushed") from raised.value
-    except CommandError as error:
-        assert _deadlocked(error) is retried
+    flush_error = CommandError("Database couldn't be flushed")
+    flush_error.__cause__ = raised.value
+    assert _deadlocked(flush_error) is retried

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.db import connection
 
 from tests.support.servers import servers_quiesce
 
@@ -20,7 +19,7 @@ def servers_log_no_tracebacks(request: pytest.FixtureRequest) -> Iterator[None]:
         servers += list(value) if isinstance(value, tuple) else [value]
     offsets = {server: server.log_path.stat().st_size if server.log_path.exists() else 0 for server in servers}
     yield
-    if servers and connection.vendor == "postgresql":
+    if servers:
         servers_quiesce()
     for server, offset in offsets.items():
         with server.log_path.open("rb") as log:
