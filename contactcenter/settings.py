@@ -137,10 +137,11 @@ if env_str("DATABASE_URL"):
             env_str("DATABASE_URL"), conn_max_age=DB_CONN_MAX_AGE, conn_health_checks=DB_CONN_HEALTH_CHECKS
         )
     }
-    # Lets psycopg keep prepared statements (Django's default, None, forbids them). Django's own cursors
-    # bind parameters on the client and never prepare; only the statement that stores each chat message
-    # asks for it (chat.services._execute_prepared). A pooler in front must then run in session mode.
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
+    # Parameters travel apart from the SQL (server-side binding) and psycopg prepares a statement once it
+    # has run 5 times on a connection, so PostgreSQL stops parsing and planning the ORM's repeated reads
+    # (a socket's hello plans joins over six tables). The statement that stores each chat message asks
+    # for preparation at once (chat.services.message_sql). A pooler in front must then run in session mode.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 else:
     SQLITE_PATH = Path(env_str("SQLITE_PATH") or BASE_DIR / "var" / "db.sqlite3")
     # A fresh clone has no var/: SQLite creates the file, not its folder.
