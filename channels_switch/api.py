@@ -17,16 +17,36 @@ from contactcenter.models import Role
     create=extend_schema(
         summary="Create a channel connector",
         description=(
-            "One per kind: a second connector of a kind answers 400 on `kind`. `from_address` is an email "
-            "address (email) or an international phone number, stored as E.164 (SMS, WhatsApp). Provider "
-            "credentials come from the server's environment, never from the API."
+            "One per kind: a second connector of a kind answers 400 on `kind`. `provider` is `sandbox` (no "
+            "account needed), `twilio` (SMS, WhatsApp) or `anymail` (email). `from_address` is an email address "
+            "(email) or an international phone number, stored as E.164 (SMS, WhatsApp). `secret` (the Twilio "
+            "auth token or the ESP's API key) is stored encrypted and is never returned: responses say "
+            "`has_secret`."
         ),
         examples=[
             OpenApiExample(
                 "SMS through Twilio",
-                value={"kind": "sms", "provider": "twilio", "from_address": "+44 20 7946 0958"},
+                value={
+                    "kind": "sms",
+                    "provider": "twilio",
+                    "from_address": "+44 20 7946 0958",
+                    "account_sid": "AC" + "0123456789abcdef" * 2,
+                    "secret": "<auth token>",
+                },
                 request_only=True,
-            )
+            ),
+            OpenApiExample(
+                "Email through Postmark",
+                value={
+                    "kind": "email",
+                    "provider": "anymail",
+                    "esp": "postmark",
+                    "from_address": "support@example.com",
+                    "inbound_address": "replies.example.com",
+                    "secret": "<server token>",
+                },
+                request_only=True,
+            ),
         ],
     ),
     update=extend_schema(summary="Replace a channel connector"),

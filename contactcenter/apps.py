@@ -10,5 +10,7 @@ class ContactCenterConfig(AppConfig):
 
     def ready(self) -> None:
         from contactcenter.channel_layer import internals_check
+        from contactcenter.secretbox import keys_check
 
         checks.register(internals_check)
+        checks.register(keys_check, checks.Tags.security, deploy=True)

@@ -54,6 +54,9 @@ DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = env_str("SECRET_KEY") or INSECURE_DEFAULT_SECRET_KEY
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# Fernet keys that seal provider credentials at rest, newest first (contactcenter/secretbox.py says how to
+# rotate them). Unset: one key derived from SECRET_KEY (`check --deploy` warns).
+SECRETS_KEYS = env_list("SECRETS_KEYS")
 # Public base URL used in links sent by email (invites, password resets) and in the widget snippet. Unset, it
 # is the address daphne listens on: `make run` exports HOST and PORT to every command it runs.
 SITE_URL = site_url(
@@ -348,5 +351,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "stream": sys.stderr}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}, "daphne": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "daphne": {"level": "WARNING"},
+        # At INFO it logs every request to Twilio with its recipients' numbers.
+        "twilio.http_client": {"level": "WARNING"},
+    },
 }

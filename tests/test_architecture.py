@@ -311,6 +311,7 @@ UNSCOPED_ALLOWED = {
     "queueing/services/presence.py::agents_offline_sweep": "the sweep's follow-up of presence_sweep's agents",
     "contactcenter/services/apikeys.py::apikey_authenticate": "an API key names its tenant",
     "chat/selectors.py::attachment_get_for_visitor_id": "a signed URL names the attachment and its visitor",
+    "channels_switch/services.py::connector_secrets_reseal": "key rotation: every tenant's sealed secrets",
 }
 SCOPE_KEYWORDS = ("tenant", "tenant_id")
 FILTERING = ("filter", "exclude", "get", "get_or_create", "update_or_create")

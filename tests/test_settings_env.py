@@ -183,6 +183,7 @@ def test_a_malformed_port_is_refused_by_name():
 PRODUCTION = {
     "DEBUG": "0",
     "SECRET_KEY": "a-long-random-production-secret-" + "x" * 40,
+    "SECRETS_KEYS": "Z6fZbJ0m3a8G0eQk6V1r6m2n0Kq3v1y5tV8b3w2x1yA=",
     "ALLOWED_HOSTS": "chat.example.com",
     "SITE_URL": "https://chat.example.com",
     "BEHIND_TLS_PROXY": "1",

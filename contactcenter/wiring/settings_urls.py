@@ -4,6 +4,7 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from agents import settings_views as agents_views
+from channels_switch import settings_views as channels_views
 from chat import settings_views as chat_views
 from contactcenter import settings_views as core_views
 from queueing import settings_views as queueing_views
@@ -50,6 +51,12 @@ urlpatterns = [
         agents_views.PauseReasonDeleteView.as_view(),
         name="settings-pause-reasons-delete",
     ),
+    # channel connectors
+    path("channels/", channels_views.ChannelListView.as_view(), name="settings-channels-list"),
+    path("channels/new/", channels_views.ChannelFormView.as_view(), name="settings-channels-create"),
+    path("channels/<int:pk>/", channels_views.ChannelFormView.as_view(), name="settings-channels-edit"),
+    path("channels/<int:pk>/delete/", channels_views.ChannelDeleteView.as_view(), name="settings-channels-delete"),
+    path("channels/<int:pk>/test/", channels_views.ChannelTestView.as_view(), name="settings-channels-test"),
     # API keys
     path("api-keys/", core_views.ApiKeyListView.as_view(), name="settings-apikeys-list"),
     path("api-keys/new/", core_views.ApiKeyCreateView.as_view(), name="settings-apikeys-create"),

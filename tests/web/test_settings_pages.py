@@ -25,6 +25,7 @@ from queueing.models import Queue, QueueMember, QueueRoute
 from tests.factories import (
     ApiKeyFactory,
     CannedTemplateFactory,
+    ChannelConnectorFactory,
     ConversationFactory,
     DispositionFactory,
     MembershipFactory,
@@ -47,6 +48,10 @@ PAGES = [
     ("settings-widgets-edit", "widget"),
     ("settings-widgets-survey", "widget"),
     ("settings-widgets-delete", "widget"),
+    ("settings-channels-list", None),
+    ("settings-channels-create", None),
+    ("settings-channels-edit", "connector"),
+    ("settings-channels-delete", "connector"),
     ("settings-queues-list", None),
     ("settings-queues-create", None),
     ("settings-queues-edit", "queue"),
@@ -72,7 +77,7 @@ PAGES = [
     ("settings-apikeys-revoke", "api_key"),
 ]
 OBJECT_PAGES = [page for page in PAGES if page[1] is not None]
-NAV = ["Widgets", "Queues", "Agents", "Templates", "Dispositions", "Pause reasons", "API keys"]
+NAV = ["Widgets", "Channels", "Queues", "Agents", "Templates", "Dispositions", "Pause reasons", "API keys"]
 
 
 def make_objects(tenant) -> dict:
@@ -84,6 +89,7 @@ def make_objects(tenant) -> dict:
         "disposition": DispositionFactory(tenant=tenant),
         "pause_reason": PauseReasonFactory(tenant=tenant),
         "api_key": ApiKeyFactory(tenant=tenant),
+        "connector": ChannelConnectorFactory(tenant=tenant),
     }
 
 

@@ -1,0 +1,116 @@
+"""Settings form of a channel connector; its secret field is write-only (never rendered with a value)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django import forms
+
+from channels_switch.models import PROVIDERS_FOR_KIND, ChannelConnector, ConnectorKind, Esp, Provider
+from channels_switch.services import SECRET_MAX_CHARS
+from contactcenter.models import Tenant
+from queueing.models import Queue
+
+TWILIO_ONLY = "Twilio only."
+EMAIL_ONLY = "Email service provider only."
+
+
+class ConnectorForm(forms.Form):
+    kind = forms.ChoiceField(label="Channel", choices=ConnectorKind.choices)
+    provider = forms.ChoiceField(choices=Provider.choices, widget=forms.RadioSelect)
+    enabled = forms.BooleanField(
+        required=False,
+        initial=True,
+        help_text="Off: nothing is sent or received on this channel and it is never offered to visitors.",
+    )
+    from_address = forms.CharField(
+        label="Send from",
+        max_length=254,
+        required=False,
+        help_text="Email: the address mail comes from. SMS and WhatsApp: the sending number in international "
+        "format, e.g. +44 20 7946 0958 (for WhatsApp, the Twilio WhatsApp sender).",
+    )
+    queue = forms.ModelChoiceField(
+        queryset=Queue.objects.none(),
+        required=False,
+        empty_label="No queue (every agent sees them)",
+        label="Queue for new inbound conversations",
+    )
+    account_sid = forms.CharField(
+        label="Twilio account SID", max_length=34, required=False, help_text=f"{TWILIO_ONLY} Starts with AC."
+    )
+    messaging_service_sid = forms.CharField(
+        label="Twilio messaging service SID",
+        max_length=34,
+        required=False,
+        help_text="SMS through Twilio only, instead of (or beside) a sending number. Starts with MG.",
+    )
+    esp = forms.ChoiceField(
+        label="Email service provider",
+        choices=[("", "—"), *Esp.choices],
+        required=False,
+        help_text=f"{EMAIL_ONLY} Anymail sends through it.",
+    )
+    inbound_address = forms.CharField(
+        label="Inbound address or domain",
+        max_length=254,
+        required=False,
+        help_text=f"{EMAIL_ONLY} Where your provider receives replies, e.g. replies.example.com.",
+    )
+    secret = forms.CharField(
+        label="Auth token or API key",
+        max_length=SECRET_MAX_CHARS,
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args: Any, tenant: Tenant, connector: ChannelConnector | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fields["queue"].queryset = Queue.objects.for_tenant(tenant).order_by("name")  # type: ignore[attr-defined]
+        if connector is None:
+            taken = set(ChannelConnector.objects.for_tenant(tenant).values_list("kind", flat=True))
+            kind_field = cast(forms.ChoiceField, self.fields["kind"])
+            kind_field.choices = [(k, label) for k, label in ConnectorKind.choices if k not in taken]
+        else:
+            del self.fields["kind"]  # one connector per kind: the kind of a connector never changes
+            kind = ConnectorKind(connector.kind)
+            provider_field = cast(forms.ChoiceField, self.fields["provider"])
+            provider_field.choices = [(p.value, p.label) for p in PROVIDERS_FOR_KIND[kind]]
+        if connector is not None and connector.has_secret:
+            assert connector.secret_set_at is not None
+            when = connector.secret_set_at.strftime("%d %b %Y")
+            self.fields["secret"].help_text = (
+                f"A secret is stored (set {when}) and is never shown. Leave this empty to keep it; type a new one "
+                "to replace it."
+            )
+        else:
+            self.fields[
+                "secret"
+            ].help_text = (
+                "Twilio: the account's auth token. Email: the provider's API key. Stored encrypted, never shown again."
+            )
+
+    @staticmethod
+    def initial_from(connector: ChannelConnector) -> dict[str, Any]:
+        return {
+            "provider": connector.provider,
+            "enabled": connector.enabled,
+            "from_address": connector.from_address,
+            "queue": connector.queue_id,
+            "account_sid": connector.account_sid,
+            "messaging_service_sid": connector.messaging_service_sid,
+            "esp": connector.esp,
+            "inbound_address": connector.inbound_address,
+        }
+
+
+class TestMessageForm(forms.Form):
+    to = forms.CharField(label="Send to", max_length=254)
+
+    def __init__(self, *args: Any, connector: ChannelConnector, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if connector.kind == ConnectorKind.EMAIL:
+            self.fields["to"].help_text = "An email address of yours."
+        else:
+            self.fields["to"].help_text = "A phone number of yours, in international format (+44 20 7946 0958)."

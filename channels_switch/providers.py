@@ -1,0 +1,167 @@
+"""Talking to the providers of a connector: Twilio (SMS, WhatsApp) through the `twilio` package, email through
+the ESP Anymail has a backend for, each with the tenant's own credentials. One shape of answer (`Sent`) and of
+failure (`ProviderError`, which says whether trying again may help) for every provider.
+
+Only fixed provider hosts are ever called (api.twilio.com, each ESP's own API): a tenant sets credentials,
+never a URL, so nothing here can be pointed at a private address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import requests
+from anymail.exceptions import AnymailAPIError, AnymailError
+from django.core.mail import EmailMessage, get_connection
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from channels_switch.models import ChannelConnector, ConnectorKind, Esp, Provider
+from contactcenter.secretbox import SecretUnreadable, unseal
+
+TIMEOUT_SECONDS = 15
+
+# The keyword each Anymail backend takes its one credential by.
+ESP_CREDENTIAL = {
+    Esp.BREVO: "api_key",
+    Esp.MAILERSEND: "api_token",
+    Esp.MAILGUN: "api_key",
+    Esp.MANDRILL: "api_key",
+    Esp.POSTMARK: "server_token",
+    Esp.RESEND: "api_key",
+    Esp.SENDGRID: "api_key",
+    Esp.SPARKPOST: "api_key",
+}
+
+# Twilio error codes a contact center meets, in words an admin or agent can act on.
+TWILIO_REASONS = {
+    20003: "Twilio refused the account SID and auth token: check both in the Twilio Console.",
+    21211: "The number is not a valid phone number.",
+    21408: "This Twilio account may not send to that country (Twilio Console → Messaging → Geo permissions).",
+    21606: "The sending number cannot send SMS (it is not an SMS-capable Twilio number of this account).",
+    21608: "A Twilio trial account sends only to verified numbers.",
+    21610: "The recipient has opted out (replied STOP); nothing more can be sent to them.",
+    21614: "The number cannot receive SMS (it is not a mobile number).",
+    63007: "The WhatsApp sender is not a WhatsApp-enabled Twilio number of this account.",
+    63016: "WhatsApp allows free text only within 24 hours of the customer's last message: use a template.",
+}
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The provider took the message: its id there, its status and, for SMS, how many segments it bills."""
+
+    provider_id: str
+    status: str
+    segments: int | None = None
+
+
+class ProviderError(Exception):
+    """The provider did not take the message. `retryable`: a timeout, a lost connection, a 5xx or a rate limit
+    (trying again later may work); otherwise the provider refused it and trying again would fail the same."""
+
+    def __init__(self, message: str, *, code: str = "", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.retryable = retryable
+
+
+def _secret(connector: ChannelConnector) -> str:
+    if not connector.secret_sealed:
+        raise ProviderError("No credentials are stored for this channel.", code="no_credentials")
+    try:
+        return unseal(connector.secret_sealed)
+    except SecretUnreadable as exc:
+        raise ProviderError(
+            "The stored credentials cannot be read with this server's keys (SECRETS_KEYS): enter them again.",
+            code="credentials_unreadable",
+        ) from exc
+
+
+def twilio_client(connector: ChannelConnector) -> Client:
+    return Client(connector.account_sid, _secret(connector), http_client=TwilioHttpClient(timeout=TIMEOUT_SECONDS))
+
+
+def twilio_send(connector: ChannelConnector, *, to: str, body: str, status_callback: str | None = None) -> Sent:
+    """Sends one SMS or WhatsApp message through the connector's Twilio account; `to` is E.164."""
+    fields: dict[str, object] = {"body": body}
+    if connector.kind == ConnectorKind.WHATSAPP:
+        fields["to"], fields["from_"] = f"whatsapp:{to}", f"whatsapp:{connector.from_address}"
+    elif connector.messaging_service_sid:
+        fields["to"], fields["messaging_service_sid"] = to, connector.messaging_service_sid
+    else:
+        fields["to"], fields["from_"] = to, connector.from_address
+    if status_callback:
+        fields["status_callback"] = status_callback
+    try:
+        message = twilio_client(connector).messages.create(**fields)
+    except TwilioRestException as exc:
+        retryable = exc.status >= 500 or exc.status == 429 or exc.code == 20429
+        reason = TWILIO_REASONS.get(exc.code or 0) or exc.msg or "Twilio refused the message."
+        code = str(exc.code or exc.status)
+        raise ProviderError(f"{reason} (Twilio error {exc.code})", code=code, retryable=retryable) from exc
+    except requests.RequestException as exc:
+        unreachable = f"Twilio could not be reached ({type(exc).__name__})."
+        raise ProviderError(unreachable, code="unreachable", retryable=True) from exc
+    segments = int(message.num_segments) if message.num_segments not in (None, "") else None
+    return Sent(provider_id=message.sid or "", status=str(message.status or "queued"), segments=segments)
+
+
+def email_connection(connector: ChannelConnector):
+    esp = Esp(connector.esp)
+    return get_connection(
+        f"anymail.backends.{esp.value}.EmailBackend", fail_silently=False, **{ESP_CREDENTIAL[esp]: _secret(connector)}
+    )
+
+
+def email_send(
+    connector: ChannelConnector,
+    *,
+    to: str,
+    subject: str,
+    body: str,
+    headers: dict[str, str] | None = None,
+    reply_to: str | None = None,
+) -> Sent:
+    """Sends one email through the connector's ESP with the tenant's key."""
+    message = EmailMessage(
+        subject=subject,
+        body=body,
+        from_email=connector.from_address,
+        to=[to],
+        headers=headers or {},
+        reply_to=[reply_to] if reply_to else None,
+        connection=email_connection(connector),
+    )
+    esp = Esp(connector.esp).label
+    try:
+        message.send()
+    except AnymailAPIError as exc:
+        status = getattr(exc, "status_code", None)
+        retryable = status is None or status >= 500 or status == 429
+        detail = exc.describe_response()
+        refused = detail or f"{esp} refused the message."
+        raise ProviderError(refused, code=str(status or "unreachable"), retryable=retryable) from exc
+    except AnymailError as exc:
+        raise ProviderError(f"{esp} refused the message: {exc}", code="refused") from exc
+    status = message.anymail_status  # type: ignore[attr-defined]
+    return Sent(provider_id=status.message_id or "", status=",".join(sorted(status.status or {"queued"})))
+
+
+def test_message_text(connector: ChannelConnector) -> str:
+    return (
+        f"Test message from your contact center's {ConnectorKind(connector.kind).label} channel. "
+        "It works: customers can be reached here."
+    )
+
+
+def send_test_message(connector: ChannelConnector, *, to: str) -> Sent:
+    """The settings page's "send a test message": one message to `to` (already normalised) now, through the
+    connector's real provider."""
+    if connector.provider == Provider.TWILIO:
+        return twilio_send(connector, to=to, body=test_message_text(connector))
+    if connector.provider == Provider.ANYMAIL:
+        return email_send(connector, to=to, subject="Test message", body=test_message_text(connector))
+    raise ProviderError("The sandbox sends nothing outside this server.", code="sandbox")

@@ -1,0 +1,113 @@
+"""Settings pages of channel connectors ("Channels"): one per kind, its provider and its credentials."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django import forms
+from django.contrib import messages
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
+
+from channels_switch.forms import ConnectorForm, TestMessageForm
+from channels_switch.models import ChannelConnector, ConnectorKind, Provider
+from channels_switch.providers import ProviderError
+from channels_switch.services import connector_delete, connector_save, connector_test_send
+from contactcenter.errors import ApplicationError
+from contactcenter.settings_views import (
+    AdminRequiredView,
+    SettingsDeleteView,
+    SettingsFormView,
+    SettingsListView,
+    TenantObjectMixin,
+)
+
+
+class ChannelsMixin:
+    section: ClassVar[str] = "channels"
+    list_title: ClassVar[str] = "Channels"
+    model: ClassVar[type[Model]] = ChannelConnector
+    noun: ClassVar[str] = "channel"
+    list_url_name: ClassVar[str] = "settings-channels-list"
+
+
+class ChannelListView(ChannelsMixin, SettingsListView):
+    template_name = "settings/channels_list.html"
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return super().get_queryset().select_related("queue")
+
+    def get(self, request: HttpRequest) -> Any:
+        by_kind = {connector.kind: connector for connector in self.get_queryset()}
+        rows = [{"kind": kind, "label": kind.label, "connector": by_kind.get(kind)} for kind in ConnectorKind]
+        return self.page(request, self.template_name, {"rows": rows})
+
+
+# An error report of this page (DEBUG pages, mails to ADMINS) shows the secret as stars.
+@method_decorator(sensitive_post_parameters("secret"), name="dispatch")
+class ChannelFormView(ChannelsMixin, SettingsFormView):
+    form_class = ConnectorForm
+    template_name = "settings/channel_form.html"
+
+    def make_form(self, data: Any = None) -> forms.Form:
+        if self.object is not None:
+            initial = ConnectorForm.initial_from(self.object)
+        else:
+            initial = {"kind": self.request.GET.get("kind", ""), "provider": "sandbox", "enabled": True}
+        return ConnectorForm(data=data, initial=initial, tenant=self.tenant, connector=self.object)
+
+    def extra_context(self) -> dict[str, Any]:
+        if self.object is None:
+            return {"title": "Set up a channel", "submit_label": "Save channel"}
+        context: dict[str, Any] = {"title": f"{ConnectorKind(self.object.kind).label} channel"}
+        if self.object.provider != Provider.SANDBOX:
+            context["test_form"] = TestMessageForm(connector=self.object)
+        return context
+
+    def success_message(self, obj: Any) -> str:
+        return f"{ConnectorKind(obj.kind).label} channel saved."
+
+    def save(self, form: forms.Form) -> ChannelConnector:
+        data = dict(form.cleaned_data)
+        secret = data.pop("secret")
+        return connector_save(tenant=self.tenant, instance=self.object, secret=secret, **data)
+
+
+class ChannelDeleteView(ChannelsMixin, SettingsDeleteView):
+    action = "Remove"
+    done = "removed"
+    consequence = "Its credentials are deleted; conversations already on this channel keep their history."
+
+    def object_label(self, obj: Any) -> str:
+        return f"{ConnectorKind(obj.kind).label} channel"
+
+    def delete(self, obj: Any) -> None:
+        connector_delete(connector=obj)
+
+
+class ChannelTestView(ChannelsMixin, TenantObjectMixin, AdminRequiredView):
+    """POST: sends the test message now and shows the provider's answer, or its refusal, in plain words."""
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        connector = self.get_object()
+        form = TestMessageForm(request.POST, connector=connector)
+        edit = redirect("settings-channels-edit", pk=connector.pk)
+        if not form.is_valid():
+            messages.error(request, "Enter where to send the test message.")
+            return edit
+        provider = connector.get_esp_display() if connector.esp else connector.get_provider_display()
+        try:
+            sent = connector_test_send(connector=connector, to=form.cleaned_data["to"])
+        except ApplicationError as exc:
+            messages.error(request, exc.fields["to"][0] if "to" in exc.fields else exc.message)
+        except ProviderError as exc:
+            messages.error(request, f"{provider} did not send it. {exc.message}")
+        else:
+            segments = f", {sent.segments} segment{'s' if sent.segments != 1 else ''}" if sent.segments else ""
+            messages.success(
+                request, f"{provider} accepted the test message: id {sent.provider_id}, status {sent.status}{segments}."
+            )
+        return edit
