@@ -6,6 +6,7 @@ import secrets
 
 from django.db import models
 
+from chat.models import Message
 from contactcenter.models import TenantOwned
 from queueing.models import Queue
 
@@ -78,3 +79,62 @@ class ChannelConnector(TenantOwned):
     @property
     def has_secret(self) -> bool:
         return bool(self.secret_sealed)
+
+
+class DeliveryState(models.TextChoices):
+    """Where the relay stands with one outbound message (the provider's own progress is `provider_status`)."""
+
+    PENDING = "pending", "Waiting for an attempt"  # at next_attempt_at
+    SENDING = "sending", "Being sent"  # an attempt in flight since sending_since
+    SENT = "sent", "Taken by the provider"
+    FAILED = "failed", "Failed"
+
+
+class Delivery(TenantOwned):
+    """One outbound message to a provider: the transactional outbox row, written with the message.
+
+    A Celery task is only the trigger; the sweep re-drives what is due or stuck, so a lost task or a killed
+    worker delays a message and never loses or doubles it (a row found mid-send is looked up at the provider
+    before it is sent again)."""
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="delivery")
+    connector = models.ForeignKey(ChannelConnector, null=True, on_delete=models.SET_NULL, related_name="+")
+    channel = models.CharField(max_length=16, choices=ConnectorKind.choices)
+    to_address = models.CharField(max_length=254)
+    state = models.CharField(max_length=16, choices=DeliveryState.choices, default=DeliveryState.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sending_since = models.DateTimeField(null=True, blank=True)
+    provider_id = models.CharField(max_length=64, blank=True)
+    # The provider's last word on it (queued, sent, delivered, read, undelivered, failed …), never backwards.
+    provider_status = models.CharField(max_length=16, blank=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["provider_id"], name="delivery_provider_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery of message {self.message_id} by {self.channel}: {self.state}"
+
+
+class SandboxMessage(TenantOwned):
+    """What the sandbox provider "sent": the outbox a person reads and answers as the customer would."""
+
+    channel = models.CharField(max_length=16, choices=ConnectorKind.choices)
+    provider_id = models.CharField(max_length=64, unique=True)
+    # The relay's row it came from (None: a message sent outside the relay), for the reconciling lookup.
+    delivery = models.OneToOneField(Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    from_address = models.CharField(max_length=254)
+    to_address = models.CharField(max_length=254)
+    subject = models.CharField(max_length=300, blank=True)
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"sandbox {self.channel} to {self.to_address}"

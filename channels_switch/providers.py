@@ -8,16 +8,19 @@ never a URL, so nothing here can be pointed at a private address.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import requests
 from anymail.exceptions import AnymailAPIError, AnymailError
+from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from channels_switch.models import ChannelConnector, ConnectorKind, Esp, Provider
+from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, Esp, Provider, SandboxMessage
 from contactcenter.secretbox import SecretUnreadable, unseal
 
 TIMEOUT_SECONDS = 15
@@ -81,18 +84,23 @@ def _secret(connector: ChannelConnector) -> str:
 
 
 def twilio_client(connector: ChannelConnector) -> Client:
-    return Client(connector.account_sid, _secret(connector), http_client=TwilioHttpClient(timeout=TIMEOUT_SECONDS))
+    client = Client(connector.account_sid, _secret(connector), http_client=TwilioHttpClient(timeout=TIMEOUT_SECONDS))
+    if settings.TWILIO_API_BASE_URL:  # a loopback fake Twilio (tests, `make bench`): an operator's setting only
+        client.api.base_url = settings.TWILIO_API_BASE_URL
+    return client
+
+
+def _twilio_addresses(connector: ChannelConnector, to: str) -> dict[str, str]:
+    if connector.kind == ConnectorKind.WHATSAPP:
+        return {"to": f"whatsapp:{to}", "from_": f"whatsapp:{connector.from_address}"}
+    if connector.messaging_service_sid:
+        return {"to": to, "messaging_service_sid": connector.messaging_service_sid}
+    return {"to": to, "from_": connector.from_address}
 
 
 def twilio_send(connector: ChannelConnector, *, to: str, body: str, status_callback: str | None = None) -> Sent:
     """Sends one SMS or WhatsApp message through the connector's Twilio account; `to` is E.164."""
-    fields: dict[str, object] = {"body": body}
-    if connector.kind == ConnectorKind.WHATSAPP:
-        fields["to"], fields["from_"] = f"whatsapp:{to}", f"whatsapp:{connector.from_address}"
-    elif connector.messaging_service_sid:
-        fields["to"], fields["messaging_service_sid"] = to, connector.messaging_service_sid
-    else:
-        fields["to"], fields["from_"] = to, connector.from_address
+    fields: dict[str, object] = {"body": body, **_twilio_addresses(connector, to)}
     if status_callback:
         fields["status_callback"] = status_callback
     try:
@@ -165,3 +173,76 @@ def send_test_message(connector: ChannelConnector, *, to: str) -> Sent:
     if connector.provider == Provider.ANYMAIL:
         return email_send(connector, to=to, subject="Test message", body=test_message_text(connector))
     raise ProviderError("The sandbox sends nothing outside this server.", code="sandbox")
+
+
+def twilio_lookup(connector: ChannelConnector, *, to: str, body: str, since: datetime) -> Sent | None:
+    """The message Twilio holds with this body to `to`, created since `since` (an attempt whose outcome a dead
+    worker never recorded); None when Twilio has none. Raises ProviderError when Twilio cannot say."""
+    addresses = _twilio_addresses(connector, to)
+    filters = {"to": addresses["to"], **({"from_": addresses["from_"]} if "from_" in addresses else {})}
+    try:
+        recent = twilio_client(connector).messages.list(limit=50, **filters)
+    except TwilioException as exc:  # a failed page of a list is a TwilioException, not a TwilioRestException
+        raise ProviderError(f"Twilio could not be asked: {exc}", code="lookup_failed", retryable=True) from exc
+    except requests.RequestException as exc:
+        raise ProviderError("Twilio could not be reached.", code="unreachable", retryable=True) from exc
+    for message in recent:
+        created = message.date_created
+        if message.body == body and (created is None or created >= since - timedelta(minutes=1)):
+            return Sent(provider_id=message.sid or "", status=str(message.status or "queued"))
+    return None
+
+
+def sandbox_send(
+    connector: ChannelConnector, *, to: str, body: str, subject: str = "", delivery: Delivery | None = None
+) -> Sent:
+    """The sandbox "sends" by keeping the message in its outbox, where a person can read and answer it."""
+    stored = SandboxMessage.objects.create(
+        tenant_id=connector.tenant_id,
+        channel=connector.kind,
+        provider_id="SB" + secrets.token_hex(16),
+        delivery=delivery,
+        from_address=connector.from_address,
+        to_address=to,
+        subject=subject,
+        body=body,
+    )
+    return Sent(provider_id=stored.provider_id, status="delivered")
+
+
+def sandbox_lookup(delivery: Delivery) -> Sent | None:
+    stored = SandboxMessage.objects.filter(tenant_id=delivery.tenant_id, delivery=delivery).first()
+    return Sent(provider_id=stored.provider_id, status="delivered") if stored is not None else None
+
+
+def message_id_header(delivery: Delivery, from_address: str) -> str:
+    """The Message-ID of a delivery's email: the same on every attempt, so a resend after a crash that had in
+    fact gone out is one message to mail clients, which fold copies with one Message-ID."""
+    domain = from_address.rpartition("@")[2] or "switchboard.invalid"
+    return f"<d{delivery.pk}.t{delivery.tenant_id}@{domain}>"
+
+
+def provider_send(delivery: Delivery, *, body: str, subject: str) -> Sent:
+    """One attempt at sending a delivery through its connector's provider."""
+    connector = delivery.connector
+    if connector is None:
+        raise ProviderError("The channel was removed.", code="channel_removed")
+    if connector.provider == Provider.SANDBOX:
+        return sandbox_send(connector, to=delivery.to_address, body=body, subject=subject, delivery=delivery)
+    if connector.provider == Provider.TWILIO:
+        return twilio_send(connector, to=delivery.to_address, body=body)
+    headers = {"Message-ID": message_id_header(delivery, connector.from_address)}
+    return email_send(connector, to=delivery.to_address, subject=subject, body=body, headers=headers)
+
+
+def provider_lookup(delivery: Delivery, *, body: str) -> Sent | None:
+    """What the provider holds of an attempt that was in flight when its worker died; None: nothing (or, for
+    email, which has no lookup, not knowable: the resend keeps its Message-ID)."""
+    connector = delivery.connector
+    if connector is None or delivery.sending_since is None:
+        return None
+    if connector.provider == Provider.SANDBOX:
+        return sandbox_lookup(delivery)
+    if connector.provider == Provider.TWILIO:
+        return twilio_lookup(connector, to=delivery.to_address, body=body, since=delivery.sending_since)
+    return None

@@ -54,6 +54,9 @@ DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = env_str("SECRET_KEY") or INSECURE_DEFAULT_SECRET_KEY
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# Where the Twilio client sends its API calls: empty is Twilio itself. Only a loopback fake Twilio (tests,
+# `make bench`) sets it; tenants never can.
+TWILIO_API_BASE_URL = env_str("TWILIO_API_BASE_URL")
 # Fernet keys that seal provider credentials at rest, newest first (contactcenter/secretbox.py says how to
 # rotate them). Unset: one key derived from SECRET_KEY (`check --deploy` warns).
 SECRETS_KEYS = env_list("SECRETS_KEYS")

@@ -309,9 +309,11 @@ UNSCOPED_ALLOWED = {
     "agents/services/presence.py::presence_sweep": "the sweep: every tenant's stale agents",
     "agents/services/presence.py::agent_sockets_sweep": "the sweep: sockets of dead processes, every tenant",
     "queueing/services/presence.py::agents_offline_sweep": "the sweep's follow-up of presence_sweep's agents",
+    "channels_switch/services/relay.py::deliveries_sweep": "the sweep: every tenant's due and stuck deliveries",
+    "channels_switch/services/relay.py::_claim": "a relay task names its delivery row by id (written by the server)",
     "contactcenter/services/apikeys.py::apikey_authenticate": "an API key names its tenant",
     "chat/selectors.py::attachment_get_for_visitor_id": "a signed URL names the attachment and its visitor",
-    "channels_switch/services.py::connector_secrets_reseal": "key rotation: every tenant's sealed secrets",
+    "channels_switch/services/connectors.py::connector_secrets_reseal": "key rotation: every tenant's sealed secrets",
 }
 SCOPE_KEYWORDS = ("tenant", "tenant_id")
 FILTERING = ("filter", "exclude", "get", "get_or_create", "update_or_create")

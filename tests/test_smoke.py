@@ -15,7 +15,13 @@ def test_sweep_task_runs_in_process():
     from contactcenter.wiring.tasks import sweep
 
     # apply() runs the task here whatever the broker: with Redis configured, delay() would queue it for a worker.
-    assert sweep.apply().get() == {"sockets_cleared": 0, "agents_offline": 0, "offers_withdrawn": 0}
+    assert sweep.apply().get() == {
+        "sockets_cleared": 0,
+        "agents_offline": 0,
+        "offers_withdrawn": 0,
+        "deliveries_retriggered": 0,
+        "deliveries_reconciled": 0,
+    }
 
 
 def test_home_signs_out_a_user_without_a_team(client):

@@ -14,6 +14,7 @@ from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from chat.models import (
+    Channel,
     Conversation,
     ConversationStatus,
     Message,
@@ -129,7 +130,8 @@ def _post_fast_sql(vendor: str, visitor: bool) -> tuple[str, tuple[str, ...]]:
 
     `WITH taken AS (UPDATE conversation … WHERE <access> AND no message has this client_id RETURNING …)
     INSERT INTO message (…) SELECT … FROM taken RETURNING id, seq, channel`. Nothing is inserted when the
-    conversation is not writable by this actor, is closed, or already holds the client_id. One statement
+    conversation is not writable by this actor, is closed, is not on the web (its messages go out through a
+    provider: the full path writes their delivery), or already holds the client_id. One statement
     is atomic on its own, so a resend racing its original fails whole on the client_id constraint and
     takes no seq. Columns come from Message's concrete fields, so a new field is included by itself; each
     parameter is cast to its column's type.
@@ -161,8 +163,9 @@ def _post_fast_sql(vendor: str, visitor: bool) -> tuple[str, tuple[str, ...]]:
         else:
             values.append(f"CAST(%s AS {field.cast_db_type(connection)})")
             parameter_fields.append(field.name)
+    on_the_web = f"{conversation_table}.{column(Conversation, 'channel')} = %s"
     sql = (
-        f"WITH taken AS ({update} WHERE {where} AND NOT EXISTS (SELECT 1 FROM {table}"  # noqa: S608 (names from _meta)
+        f"WITH taken AS ({update} WHERE {where} AND {on_the_web} AND NOT EXISTS (SELECT 1 FROM {table}"  # noqa: S608 (names from _meta)
         f" WHERE {table}.{column(Message, 'conversation')} = %s AND {table}.{column(Message, 'client_id')} = %s)"
         f" RETURNING {returning})"
         f", stored AS (INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM taken"
@@ -212,7 +215,7 @@ def _post_fast(
     else:
         message.sender_kind = SenderKind.AGENT
         message.sender_user = actor.user
-    params = [*_take_seq_params(actor, conversation_id, _rate_window()), conversation_id, client_id]
+    params = [*_take_seq_params(actor, conversation_id, _rate_window()), Channel.WEB.value, conversation_id, client_id]
     for name in parameter_fields:
         field: Any = Message._meta.get_field(name)
         # pre_save fills auto_now_add (created_at) on the instance, as Model.save would.

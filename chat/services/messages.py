@@ -13,8 +13,10 @@ from django.utils import timezone
 from chat import events
 from chat.models import (
     Attachment,
+    Channel,
     Conversation,
     ConversationStatus,
+    DeliveryStatus,
     Message,
     SenderKind,
 )
@@ -24,7 +26,7 @@ from chat.selectors import (
     conversation_get_for,
 )
 from chat.services.message_sql import _post_fast, _rate_window, _take_seq, message_rate_limit
-from chat.signals import waiting_message_stored
+from chat.signals import outbound_message_stored, waiting_message_stored
 from contactcenter.errors import ApplicationError, NotFound
 from contactcenter.realtime import (
     conversation_agents_group,
@@ -237,11 +239,16 @@ def _store_message(
         fields["sender_kind"] = SenderKind.VISITOR
     else:
         fields.update(sender_kind=SenderKind.AGENT, sender_user=actor.user)
+    outbound = channel != Channel.WEB and fields["sender_kind"] == SenderKind.AGENT and not private
+    if outbound:
+        fields["delivery_status"] = DeliveryStatus.PENDING
     message = Message.objects.create(
         tenant_id=actor.tenant_id, conversation_id=conversation_id, seq=seq, channel=channel, **fields
     )
     if attachments:
         Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(message=message)
+    if outbound:
+        outbound_message_stored.send(sender=Message, message=message, attachments=attachments)
     _publish(actor.tenant_id, message, attachments)
     if status == ConversationStatus.WAITING:
         _waiting_preview_publish(message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from channels_switch.services import deliveries_sweep
 from queueing.services import agents_offline_sweep
 
 
@@ -14,6 +15,7 @@ def sweep_once() -> dict[str, int]:
         "sockets_cleared": offline.sockets_cleared,
         "agents_offline": len(offline.user_ids),
         "offers_withdrawn": offline.offers_withdrawn,
+        **deliveries_sweep(),
     }
 
 

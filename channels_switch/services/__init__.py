@@ -1,0 +1,25 @@
+"""channels_switch's state changes, by concept: connectors (settings and secrets) and the relay (deliveries)."""
+
+from channels_switch.services.connectors import (
+    SECRET_MAX_CHARS,
+    connector_delete,
+    connector_save,
+    connector_secrets_reseal,
+    connector_test_send,
+)
+from channels_switch.services.relay import (
+    deliveries_sweep,
+    delivery_attempt,
+    delivery_create,
+)
+
+__all__ = [
+    "SECRET_MAX_CHARS",
+    "connector_delete",
+    "connector_save",
+    "connector_secrets_reseal",
+    "connector_test_send",
+    "deliveries_sweep",
+    "delivery_attempt",
+    "delivery_create",
+]

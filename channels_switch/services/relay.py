@@ -1,0 +1,235 @@
+"""The relay: an agent's message in an email, SMS or WhatsApp conversation goes out through the provider, once.
+
+`delivery_create` writes the outbox row in the transaction that stores the message (chat's
+`outbound_message_stored`); after commit a Celery task runs `delivery_attempt`. An attempt claims its row
+(pending → sending, under a row lock), calls the provider outside any transaction, and records the outcome:
+sent (with the provider's id), failed for good (a refusal, with the provider's reason), or pending again
+after a backoff (a timeout, a lost connection, a 5xx, a rate limit). The sweep (`deliveries_sweep`) is what
+makes it hold: it re-drives pending rows whose trigger was lost, and a row still "sending" past its lease
+(the worker died mid-attempt) is looked up at the provider first, and sent again only if the provider has
+no record of it. Celery's own redelivery is never relied on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, DeliveryState
+from channels_switch.providers import ProviderError, Sent, provider_lookup, provider_send
+from chat.models import Attachment, Conversation, DeliveryStatus, Message
+from contactcenter.models import ContactIdentity, IdentityKind
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+BACKOFF_FIRST_SECONDS = 2.0
+BACKOFF_MAX_SECONDS = 300.0
+# An attempt still "sending" after this long belongs to a worker that died: the provider calls time out long
+# before (providers.TIMEOUT_SECONDS).
+SENDING_LEASE = timedelta(seconds=60)
+# A pending row whose task has not run this long after it was due lost its trigger: the sweep sends another.
+TRIGGER_GRACE = timedelta(seconds=20)
+SWEEP_BATCH = 200
+
+# The identity a channel's messages are addressed to, in order of preference.
+RECIPIENT_KINDS = {
+    ConnectorKind.EMAIL: (IdentityKind.EMAIL,),
+    ConnectorKind.SMS: (IdentityKind.PHONE, IdentityKind.WHATSAPP),
+    ConnectorKind.WHATSAPP: (IdentityKind.WHATSAPP, IdentityKind.PHONE),
+}
+# The provider's words for how far a message got → the message's delivery status in the console.
+PROVIDER_PROGRESS = {
+    "accepted": DeliveryStatus.SENDING,
+    "queued": DeliveryStatus.SENDING,
+    "scheduled": DeliveryStatus.SENDING,
+    "sending": DeliveryStatus.SENDING,
+    "sent": DeliveryStatus.SENT,
+    "delivered": DeliveryStatus.DELIVERED,
+    "read": DeliveryStatus.READ,
+}
+
+
+def _recipient(conversation: Conversation, channel: str) -> str:
+    kinds = RECIPIENT_KINDS[ConnectorKind(channel)]
+    identities = ContactIdentity.objects.for_tenant(conversation.tenant_id).filter(
+        contact_id=conversation.contact_id, kind__in=kinds
+    )
+    by_kind = {identity.kind: identity.value for identity in identities.order_by("-verified", "pk")}
+    return next((by_kind[kind] for kind in kinds if kind in by_kind), "")
+
+
+def _trigger(delivery_id: int, *, countdown: float | None = None) -> None:
+    from channels_switch.tasks import deliver
+
+    if countdown is None:
+        deliver.delay(delivery_id)
+    elif not settings.CELERY_TASK_ALWAYS_EAGER:
+        deliver.apply_async((delivery_id,), countdown=countdown)
+    # Eager (no broker): a countdown would run at once, so the in-process sweep retries it when it is due.
+
+
+def delivery_create(*, message: Message, attachments: list[Attachment]) -> Delivery:
+    """The outbox row of an agent's message on a provider's channel, in the caller's transaction; the attempt
+    is triggered once that commits. A message that cannot go out (the channel is off, the customer has no
+    address on it) is stored failed with the reason, for the agent to see: never silently dropped."""
+    conversation = Conversation.objects.for_tenant(message.tenant_id).get(pk=message.conversation_id)
+    channel = conversation.channel
+    connector = ChannelConnector.objects.for_tenant(message.tenant_id).filter(kind=channel).first()
+    delivery = Delivery(
+        tenant_id=message.tenant_id,
+        message=message,
+        connector=connector,
+        channel=channel,
+        to_address=_recipient(conversation, channel),
+        next_attempt_at=timezone.now(),
+    )
+    label = ConnectorKind(channel).label
+    if connector is None or not connector.enabled:
+        delivery.state, delivery.error_code = DeliveryState.FAILED, "channel_off"
+        delivery.error_message = f"The {label} channel is not set up or is turned off (Settings → Channels)."
+    elif not delivery.to_address:
+        what = "email address" if channel == ConnectorKind.EMAIL else "phone number"
+        delivery.state, delivery.error_code = DeliveryState.FAILED, "no_address"
+        delivery.error_message = f"The customer has no {what} to send this {label} message to."
+    delivery.save()
+    if delivery.state == DeliveryState.FAILED:
+        Message.objects.filter(pk=message.pk).update(delivery_status=DeliveryStatus.FAILED)
+        message.delivery_status = DeliveryStatus.FAILED
+    else:
+        transaction.on_commit(lambda: _trigger(delivery.pk))
+    return delivery
+
+
+def _claim(delivery_id: int) -> Delivery | None:
+    """pending and due → sending, under the row lock; None when another attempt has it, it is not due, or done."""
+    now = timezone.now()
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("connector", "message")
+            .filter(pk=delivery_id, state=DeliveryState.PENDING, next_attempt_at__lte=now)
+            .first()
+        )
+        if delivery is None:
+            return None
+        delivery.state, delivery.sending_since = DeliveryState.SENDING, now
+        delivery.attempts += 1
+        delivery.save(update_fields=["state", "sending_since", "attempts", "updated_at"])
+        Message.objects.filter(pk=delivery.message_id).update(delivery_status=DeliveryStatus.SENDING)
+    return delivery
+
+
+def _subject(delivery: Delivery) -> str:
+    return f"Your conversation #{delivery.message.conversation_id}"
+
+
+def delivery_attempt(*, delivery_id: int) -> str:
+    """One attempt at a delivery, if it is due and nobody else is at it; returns what became of it."""
+    delivery = _claim(delivery_id)
+    if delivery is None:
+        return "skipped"
+    try:
+        sent = provider_send(delivery, body=delivery.message.body, subject=_subject(delivery))
+    except ProviderError as exc:
+        return _record_failure(delivery, exc)
+    except Exception as exc:  # a bug must not leave the row "sending" until the lease runs out
+        logger.exception("delivery %s: unexpected error while sending", delivery.pk)
+        return _record_failure(delivery, ProviderError(f"Internal error: {type(exc).__name__}", retryable=True))
+    return _record_sent(delivery, sent)
+
+
+def _still_ours(delivery: Delivery) -> Delivery | None:
+    """The row again, locked, if it is still the attempt `delivery` claimed (the sweep may have taken it back)."""
+    current = Delivery.objects.select_for_update().filter(pk=delivery.pk).first()
+    if current is None or current.state != DeliveryState.SENDING or current.sending_since != delivery.sending_since:
+        return None
+    return current
+
+
+def _record_sent(delivery: Delivery, sent: Sent) -> str:
+    with transaction.atomic():
+        current = _still_ours(delivery)
+        if current is None:
+            return "superseded"
+        current.state, current.provider_id = DeliveryState.SENT, sent.provider_id
+        current.provider_status, current.error_code, current.error_message = sent.status, "", ""
+        current.save(update_fields=["state", "provider_id", "provider_status", "error_code", "error_message"])
+        status = PROVIDER_PROGRESS.get(sent.status, DeliveryStatus.SENT)
+        Message.objects.filter(pk=current.message_id).update(delivery_status=status)
+    return "sent"
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Exponential (2 s, 4 s, 8 s … at most 5 min) with jitter, so a provider's outage is not met in lockstep."""
+    base = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** max(0, attempts - 1))
+    return base * random.uniform(0.5, 1.5)
+
+
+def _record_failure(delivery: Delivery, error: ProviderError) -> str:
+    with transaction.atomic():
+        current = _still_ours(delivery)
+        if current is None:
+            return "superseded"
+        current.error_code, current.error_message = error.code[:32], error.message[:500]
+        retry = error.retryable and current.attempts < MAX_ATTEMPTS
+        if retry:
+            wait = backoff_seconds(current.attempts)
+            current.state, current.next_attempt_at = DeliveryState.PENDING, timezone.now() + timedelta(seconds=wait)
+            status = DeliveryStatus.PENDING
+        else:
+            current.state, status = DeliveryState.FAILED, DeliveryStatus.FAILED
+            if error.retryable:
+                current.error_message = f"Gave up after {current.attempts} attempts: {error.message}"[:500]
+        current.save(update_fields=["state", "next_attempt_at", "error_code", "error_message", "updated_at"])
+        Message.objects.filter(pk=current.message_id).update(delivery_status=status)
+        if retry:
+            transaction.on_commit(lambda: _trigger(current.pk, countdown=wait))
+    return "retry" if retry else "failed"
+
+
+def _reconcile(delivery: Delivery) -> str:
+    """A row left "sending" by a dead worker: the provider's record decides between sent and sending again."""
+    try:
+        found = provider_lookup(delivery, body=delivery.message.body)
+    except ProviderError as exc:
+        logger.warning("delivery %s: provider lookup failed (%s); next sweep tries again", delivery.pk, exc.message)
+        return "unknown"
+    if found is not None:
+        return _record_sent(delivery, found)
+    with transaction.atomic():
+        current = _still_ours(delivery)
+        if current is None:
+            return "superseded"
+        current.state, current.next_attempt_at = DeliveryState.PENDING, timezone.now()
+        current.save(update_fields=["state", "next_attempt_at", "updated_at"])
+        transaction.on_commit(lambda: _trigger(current.pk))
+    return "resend"
+
+
+def deliveries_sweep() -> dict[str, Any]:
+    """The sweep's relay pass, over every tenant: re-triggers pending rows whose task was lost, and settles rows
+    a dead worker left "sending" (looked up at the provider, then sent again only if it has none)."""
+    now = timezone.now()
+    stuck = list(
+        Delivery.objects.filter(state=DeliveryState.SENDING, sending_since__lt=now - SENDING_LEASE)
+        .select_related("connector", "message")
+        .order_by("sending_since")[:SWEEP_BATCH]
+    )
+    settled = [_reconcile(delivery) for delivery in stuck]
+    # Eager (no broker): nothing is queued, so a due row is this sweep's to run, at once.
+    grace = timedelta(0) if settings.CELERY_TASK_ALWAYS_EAGER else TRIGGER_GRACE
+    overdue = list(
+        Delivery.objects.filter(state=DeliveryState.PENDING, next_attempt_at__lte=now - grace)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    for delivery_id in overdue:
+        _trigger(delivery_id)
+    return {"deliveries_retriggered": len(overdue), "deliveries_reconciled": len(settled)}

@@ -1,0 +1,12 @@
+"""Celery's part in the relay: only the trigger. What makes delivery hold is the outbox row and the sweep."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from channels_switch.services import delivery_attempt
+
+
+@shared_task(name="channels_switch.deliver", ignore_result=True)
+def deliver(delivery_id: int) -> str:
+    return delivery_attempt(delivery_id=delivery_id)
