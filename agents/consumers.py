@@ -331,6 +331,11 @@ class AgentConsumer(ConversationSocket):
     async def conversation_updated(self, event: dict[str, Any]) -> None:
         await self.send_frame({"type": "conversation.updated", "conversation": event["conversation"]})
 
+    async def message_delivery(self, event: dict[str, Any]) -> None:
+        """How far a message to an SMS, WhatsApp or email customer got (channels_switch's relay)."""
+        if event["conversation_id"] in self.cursors:
+            await self.send_frame(dict(event))
+
     # Offers, the waiting list and the agent's presence: what the console is told is noted in self.shown,
     # which each ping checks against the database (LiveState).
 

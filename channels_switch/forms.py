@@ -21,7 +21,8 @@ class ConnectorForm(forms.Form):
     enabled = forms.BooleanField(
         required=False,
         initial=True,
-        help_text="Off: nothing is sent or received on this channel and it is never offered to visitors.",
+        help_text="Off: nothing is sent on this channel and it is never offered to visitors; messages customers "
+        "still send to it are kept.",
     )
     from_address = forms.CharField(
         label="Send from",

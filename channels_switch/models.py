@@ -123,10 +123,17 @@ class Delivery(TenantOwned):
         return f"delivery of message {self.message_id} by {self.channel}: {self.state}"
 
 
+class SandboxDirection(models.TextChoices):
+    OUT = "out", "To the customer"
+    IN = "in", "From the customer"
+
+
 class SandboxMessage(TenantOwned):
-    """What the sandbox provider "sent": the outbox a person reads and answers as the customer would."""
+    """What the sandbox provider carried: messages it "sent" to customers (the outbox a person reads as the
+    customer would) and what that person answered as the customer (sent in through the sandbox webhook)."""
 
     channel = models.CharField(max_length=16, choices=ConnectorKind.choices)
+    direction = models.CharField(max_length=3, choices=SandboxDirection.choices, default=SandboxDirection.OUT)
     provider_id = models.CharField(max_length=64, unique=True)
     # The relay's row it came from (None: a message sent outside the relay), for the reconciling lookup.
     delivery = models.OneToOneField(Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -138,3 +145,21 @@ class SandboxMessage(TenantOwned):
 
     def __str__(self) -> str:
         return f"sandbox {self.channel} to {self.to_address}"
+
+
+class InboundReceipt(TenantOwned):
+    """A provider's id of an inbound message, once per connector: a provider retrying a webhook (Twilio does,
+    with the same MessageSid) stores nothing twice."""
+
+    connector = models.ForeignKey(ChannelConnector, on_delete=models.CASCADE, related_name="+")
+    provider_id = models.CharField(max_length=200)
+    message = models.OneToOneField(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connector", "provider_id"], name="inbound_receipt_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"inbound {self.provider_id}"

@@ -16,6 +16,7 @@ import requests
 from anymail.exceptions import AnymailAPIError, AnymailError
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
+from django.urls import reverse
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -81,6 +82,11 @@ def _secret(connector: ChannelConnector) -> str:
             "The stored credentials cannot be read with this server's keys (SECRETS_KEYS): enter them again.",
             code="credentials_unreadable",
         ) from exc
+
+
+def webhook_url(connector: ChannelConnector, hook: str) -> str:
+    """The public URL of one of the connector's Twilio webhooks ("inbound", "status")."""
+    return settings.SITE_URL + reverse(f"hooks-twilio-{hook}", kwargs={"key": connector.webhook_key})
 
 
 def twilio_client(connector: ChannelConnector) -> Client:
@@ -230,7 +236,9 @@ def provider_send(delivery: Delivery, *, body: str, subject: str) -> Sent:
     if connector.provider == Provider.SANDBOX:
         return sandbox_send(connector, to=delivery.to_address, body=body, subject=subject, delivery=delivery)
     if connector.provider == Provider.TWILIO:
-        return twilio_send(connector, to=delivery.to_address, body=body)
+        return twilio_send(
+            connector, to=delivery.to_address, body=body, status_callback=webhook_url(connector, "status")
+        )
     headers = {"Message-ID": message_id_header(delivery, connector.from_address)}
     return email_send(connector, to=delivery.to_address, subject=subject, body=body, headers=headers)
 

@@ -14,7 +14,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from channels_switch.forms import ConnectorForm, TestMessageForm
 from channels_switch.models import ChannelConnector, ConnectorKind, Provider
-from channels_switch.providers import ProviderError
+from channels_switch.providers import ProviderError, webhook_url
 from channels_switch.services import connector_delete, connector_save, connector_test_send
 from contactcenter.errors import ApplicationError
 from contactcenter.settings_views import (
@@ -65,6 +65,21 @@ class ChannelFormView(ChannelsMixin, SettingsFormView):
         context: dict[str, Any] = {"title": f"{ConnectorKind(self.object.kind).label} channel"}
         if self.object.provider != Provider.SANDBOX:
             context["test_form"] = TestMessageForm(connector=self.object)
+        if self.object.provider == Provider.TWILIO:
+            context["webhooks"] = [
+                (
+                    "A message comes in",
+                    webhook_url(self.object, "inbound"),
+                    "Paste into Twilio: Phone Numbers → your number (or Messaging Services → your service, or the "
+                    "WhatsApp sender) → A message comes in, method HTTP POST.",
+                ),
+                (
+                    "Status callback",
+                    webhook_url(self.object, "status"),
+                    "Nothing to paste: every message sent through this channel asks Twilio to report its delivery "
+                    "here.",
+                ),
+            ]
         return context
 
     def success_message(self, obj: Any) -> str:

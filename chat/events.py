@@ -66,6 +66,9 @@ class MessageData(TypedDict):
     client_id: str | None
     attachments: list[AttachmentData]
     created_at: str | None
+    channel: str
+    delivery_status: str
+    delivery_error: str
 
 
 def attachment_data(attachment: Attachment) -> AttachmentData:
@@ -95,6 +98,9 @@ def message_data(message: Message, attachments: Iterable[Attachment] | None = No
         "client_id": message.client_id,
         "attachments": [attachment_data(a) for a in sorted(files, key=lambda a: a.pk)],
         "created_at": iso(message.created_at),
+        "channel": message.channel,
+        "delivery_status": message.delivery_status,
+        "delivery_error": message.delivery_error,
     }
 
 
@@ -113,6 +119,11 @@ def agent_message_view(data: MessageData) -> dict[str, Any]:
         "client_id": data["client_id"] if data["sender"] == SenderKind.AGENT else None,
         "attachments": [{**a, "url": agent_attachment_url(attachment_id=a["id"])} for a in data["attachments"]],
         "created_at": data["created_at"],
+        # Where it was written or sent, and for an agent's message on a provider's channel how far it got
+        # (pending, sending, sent, delivered, read, failed with the reason).
+        "channel": data.get("channel", "web"),
+        "delivery_status": data.get("delivery_status", "sent"),
+        "delivery_error": data.get("delivery_error", ""),
     }
 
 
@@ -149,6 +160,27 @@ def message_new(message: Message, attachments: Iterable[Attachment] | None = Non
         "type": "message.new",
         "conversation_id": message.conversation_id,
         "message": message_data(message, attachments),
+    }
+
+
+class MessageDeliveryEvent(TypedDict):
+    type: Literal["message.delivery"]
+    conversation_id: int
+    message_id: int
+    seq: int
+    delivery_status: str
+    delivery_error: str
+
+
+def message_delivery(message: Message) -> MessageDeliveryEvent:
+    """How far an agent's message to a provider's channel got, changed (to the conversation's agents)."""
+    return {
+        "type": "message.delivery",
+        "conversation_id": message.conversation_id,
+        "message_id": message.pk,
+        "seq": message.seq,
+        "delivery_status": message.delivery_status,
+        "delivery_error": message.delivery_error,
     }
 
 

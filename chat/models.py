@@ -174,6 +174,8 @@ class Message(TenantOwned):
     client_id = models.CharField(max_length=64, null=True, blank=True)
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.WEB)
     delivery_status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.SENT)
+    # Why a message to a provider's channel did not go out (the provider's reason, in words); empty otherwise.
+    delivery_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -43,6 +43,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from exc
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds, not {raw!r}") from exc
+
+
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:
@@ -57,6 +67,11 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # Where the Twilio client sends its API calls: empty is Twilio itself. Only a loopback fake Twilio (tests,
 # `make bench`) sets it; tenants never can.
 TWILIO_API_BASE_URL = env_str("TWILIO_API_BASE_URL")
+# The sandbox outbox page (/sandbox/) and its webhook: where messages "sent" by sandbox channels are read and
+# answered as the customer would. Never on in production unless asked for.
+SANDBOX_OUTBOX = env_bool("SANDBOX_OUTBOX", DEBUG)
+# The relay's first wait before retrying a provider's timeout or 5xx; each next wait doubles (at most 5 min).
+RELAY_BACKOFF_SECONDS = env_float("RELAY_BACKOFF_SECONDS", 2.0)
 # Fernet keys that seal provider credentials at rest, newest first (contactcenter/secretbox.py says how to
 # rotate them). Unset: one key derived from SECRET_KEY (`check --deploy` warns).
 SECRETS_KEYS = env_list("SECRETS_KEYS")

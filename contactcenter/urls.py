@@ -27,6 +27,8 @@ urlpatterns = [
     path("console/api/", include("agents.console_urls")),
     path("console/", include("agents.urls")),
     path("", include("chat.urls")),
+    path("hooks/", include("channels_switch.webhook_urls")),
+    path("sandbox/", include("channels_switch.sandbox_urls")),
     path("api/v1/", include("contactcenter.wiring.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its start-up script as a file (?script), so the page needs no inline script.

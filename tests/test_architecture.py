@@ -60,6 +60,8 @@ def test_core_modules_import_only_downward(app):
 # still pending, a member without an agent profile). Everyone else calls the wrapper named in the comment.
 LOWER_OPERATIONS = {
     "conversation_start": {"queueing/services/routing.py"},  # → queueing.services.conversation_request
+    # → queueing.services.conversation_request_on_channel
+    "conversation_open_on_channel": {"queueing/services/routing.py"},
     "conversation_close": {"queueing/services/routing.py"},  # → queueing.services.conversation_end
     "membership_create": {"agents/services/team.py"},  # → agents.services.agent_create / agent_invite
     "membership_invite": {"agents/services/team.py"},  # → agents.services.agent_invite
@@ -310,6 +312,7 @@ UNSCOPED_ALLOWED = {
     "agents/services/presence.py::agent_sockets_sweep": "the sweep: sockets of dead processes, every tenant",
     "queueing/services/presence.py::agents_offline_sweep": "the sweep's follow-up of presence_sweep's agents",
     "channels_switch/services/relay.py::deliveries_sweep": "the sweep: every tenant's due and stuck deliveries",
+    "channels_switch/selectors.py::connector_for_webhook": "a webhook URL names its connector by a random key",
     "channels_switch/services/relay.py::_claim": "a relay task names its delivery row by id (written by the server)",
     "contactcenter/services/apikeys.py::apikey_authenticate": "an API key names its tenant",
     "chat/selectors.py::attachment_get_for_visitor_id": "a signed URL names the attachment and its visitor",

@@ -1,4 +1,5 @@
-"""channels_switch's state changes, by concept: connectors (settings and secrets) and the relay (deliveries)."""
+"""channels_switch's state changes, by concept: connectors (settings and secrets), the relay (messages out) and
+inbound (messages in, and the providers' status callbacks)."""
 
 from channels_switch.services.connectors import (
     SECRET_MAX_CHARS,
@@ -7,6 +8,7 @@ from channels_switch.services.connectors import (
     connector_secrets_reseal,
     connector_test_send,
 )
+from channels_switch.services.inbound import Inbound, delivery_status_update, inbound_receive
 from channels_switch.services.relay import (
     deliveries_sweep,
     delivery_attempt,
@@ -15,6 +17,7 @@ from channels_switch.services.relay import (
 
 __all__ = [
     "SECRET_MAX_CHARS",
+    "Inbound",
     "connector_delete",
     "connector_save",
     "connector_secrets_reseal",
@@ -22,4 +25,6 @@ __all__ = [
     "deliveries_sweep",
     "delivery_attempt",
     "delivery_create",
+    "delivery_status_update",
+    "inbound_receive",
 ]

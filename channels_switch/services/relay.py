@@ -23,13 +23,14 @@ from django.utils import timezone
 
 from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, DeliveryState
 from channels_switch.providers import ProviderError, Sent, provider_lookup, provider_send
+from chat import events
 from chat.models import Attachment, Conversation, DeliveryStatus, Message
 from contactcenter.models import ContactIdentity, IdentityKind
+from contactcenter.realtime import conversation_agents_group, publish_on_commit
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
-BACKOFF_FIRST_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 300.0
 # An attempt still "sending" after this long belongs to a worker that died: the provider calls time out long
 # before (providers.TIMEOUT_SECONDS).
@@ -54,6 +55,19 @@ PROVIDER_PROGRESS = {
     "delivered": DeliveryStatus.DELIVERED,
     "read": DeliveryStatus.READ,
 }
+
+
+def message_delivery_set(*, tenant_id: int, message_id: int, status: str, error: str = "") -> None:
+    """The message's delivery status (and the reason when it failed) as the console shows it, changed, and the
+    conversation's agents told (`message.delivery`)."""
+    message = Message.objects.for_tenant(tenant_id).get(pk=message_id)
+    if (message.delivery_status, message.delivery_error) == (status, error[:500]):
+        return
+    message.delivery_status, message.delivery_error = status, error[:500]
+    message.save(update_fields=["delivery_status", "delivery_error"])
+    publish_on_commit(
+        group=conversation_agents_group(tenant_id, message.conversation_id), event=events.message_delivery(message)
+    )
 
 
 def _recipient(conversation: Conversation, channel: str) -> str:
@@ -100,8 +114,13 @@ def delivery_create(*, message: Message, attachments: list[Attachment]) -> Deliv
         delivery.error_message = f"The customer has no {what} to send this {label} message to."
     delivery.save()
     if delivery.state == DeliveryState.FAILED:
-        Message.objects.filter(pk=message.pk).update(delivery_status=DeliveryStatus.FAILED)
-        message.delivery_status = DeliveryStatus.FAILED
+        message_delivery_set(
+            tenant_id=message.tenant_id,
+            message_id=message.pk,
+            status=DeliveryStatus.FAILED,
+            error=delivery.error_message,
+        )
+        message.delivery_status, message.delivery_error = DeliveryStatus.FAILED, delivery.error_message
     else:
         transaction.on_commit(lambda: _trigger(delivery.pk))
     return delivery
@@ -122,7 +141,9 @@ def _claim(delivery_id: int) -> Delivery | None:
         delivery.state, delivery.sending_since = DeliveryState.SENDING, now
         delivery.attempts += 1
         delivery.save(update_fields=["state", "sending_since", "attempts", "updated_at"])
-        Message.objects.filter(pk=delivery.message_id).update(delivery_status=DeliveryStatus.SENDING)
+        message_delivery_set(
+            tenant_id=delivery.tenant_id, message_id=delivery.message_id, status=DeliveryStatus.SENDING
+        )
     return delivery
 
 
@@ -162,13 +183,14 @@ def _record_sent(delivery: Delivery, sent: Sent) -> str:
         current.provider_status, current.error_code, current.error_message = sent.status, "", ""
         current.save(update_fields=["state", "provider_id", "provider_status", "error_code", "error_message"])
         status = PROVIDER_PROGRESS.get(sent.status, DeliveryStatus.SENT)
-        Message.objects.filter(pk=current.message_id).update(delivery_status=status)
+        message_delivery_set(tenant_id=current.tenant_id, message_id=current.message_id, status=status)
     return "sent"
 
 
 def backoff_seconds(attempts: int) -> float:
-    """Exponential (2 s, 4 s, 8 s … at most 5 min) with jitter, so a provider's outage is not met in lockstep."""
-    base = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** max(0, attempts - 1))
+    """Exponential (RELAY_BACKOFF_SECONDS, then twice as long each time, at most 5 min) with jitter, so a
+    provider's outage is not met in lockstep."""
+    base = min(BACKOFF_MAX_SECONDS, settings.RELAY_BACKOFF_SECONDS * 2 ** max(0, attempts - 1))
     return base * random.uniform(0.5, 1.5)
 
 
@@ -188,7 +210,8 @@ def _record_failure(delivery: Delivery, error: ProviderError) -> str:
             if error.retryable:
                 current.error_message = f"Gave up after {current.attempts} attempts: {error.message}"[:500]
         current.save(update_fields=["state", "next_attempt_at", "error_code", "error_message", "updated_at"])
-        Message.objects.filter(pk=current.message_id).update(delivery_status=status)
+        shown = "" if retry else current.error_message
+        message_delivery_set(tenant_id=current.tenant_id, message_id=current.message_id, status=status, error=shown)
         if retry:
             transaction.on_commit(lambda: _trigger(current.pk, countdown=wait))
     return "retry" if retry else "failed"

@@ -4,13 +4,21 @@ Every conversation operation authorises through chat.selectors.conversation_get_
 transaction and announces the change only through publish_on_commit (docs/protocol.md).
 
 Not re-exported: the lower halves that queueing wraps. A chat starts with queueing.services.conversation_request
-(starting.conversation_start alone would leave it unrouted and unoffered) and ends with conversation_end
-(state.conversation_close alone would leave its offers pending); tests/test_architecture.py checks who
-imports them.
+(starting.conversation_start alone would leave it unrouted and unoffered; likewise
+conversation_open_on_channel, wrapped by queueing.services.conversation_request_on_channel) and ends with
+conversation_end (state.conversation_close alone would leave its offers pending); tests/test_architecture.py
+checks who imports them.
 """
 
 from chat.services.attachments import attachment_served_type, attachment_upload
-from chat.services.messages import PostResult, RateLimited, conversation_mark_read, message_post, system_notice_post
+from chat.services.messages import (
+    PostResult,
+    RateLimited,
+    conversation_mark_read,
+    message_post,
+    message_receive,
+    system_notice_post,
+)
 from chat.services.starting import survey_validate
 from chat.services.state import (
     CloseResult,
@@ -31,6 +39,7 @@ __all__ = [
     "conversation_set_disposition",
     "conversation_updated_publish",
     "message_post",
+    "message_receive",
     "survey_validate",
     "system_notice_post",
     "widget_delete",

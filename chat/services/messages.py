@@ -301,3 +301,28 @@ def conversation_mark_read(*, actor: Actor, conversation_id: int, seq: int) -> i
         )
         return seq
     return max(seq, getattr(conversation, field))
+
+
+INBOUND_MAX_CHARS = 20_000  # a provider's message is never refused (it cannot be resent); past this it is cut
+
+
+@transaction.atomic
+def message_receive(*, conversation: Conversation, body: str, client_id: str) -> Message:
+    """A customer's message that came in through a provider (SMS, WhatsApp, email) on a conversation of that
+    channel: stored with the next seq and announced like a visitor's. The provider's message id is the
+    client_id, so a repeat of it in the conversation is the stored message again. The caller found the
+    conversation by a verified address; no rate window (the provider's own applies)."""
+    locked = Conversation.objects.select_for_update().get(pk=conversation.pk, tenant_id=conversation.tenant_id)
+    existing = Message.objects.filter(
+        tenant_id=locked.tenant_id, conversation_id=locked.pk, client_id=client_id
+    ).first()
+    if existing is not None:
+        return existing
+    text = body.replace("\x00", "")
+    if len(text) > INBOUND_MAX_CHARS:
+        text = text[: INBOUND_MAX_CHARS - 1] + "…"
+    message = _append_message(locked, sender_kind=SenderKind.VISITOR, body=text, client_id=client_id)
+    _publish_message(locked, message)
+    if locked.status == ConversationStatus.WAITING:
+        _waiting_preview_publish(message)
+    return message

@@ -224,3 +224,13 @@ def conversation_start(
         )
         _publish_message(conversation, message_row)
     return StartResult(conversation=conversation, created=True)
+
+
+@transaction.atomic
+def conversation_open_on_channel(*, contact: Contact, channel: str) -> Conversation:
+    """A new waiting conversation a customer started on a provider's channel (an inbound SMS, WhatsApp message
+    or email): no widget, no survey. The caller routes it (queueing.conversation_route) and stores the
+    customer's first message (message_receive)."""
+    if channel == Channel.WEB:
+        raise ValueError("web conversations start from a widget (conversation_start)")
+    return Conversation.objects.create(tenant_id=contact.tenant_id, contact=contact, channel=channel)

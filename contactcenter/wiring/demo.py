@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import transaction
 
 from agents.services import agent_create, disposition_save, pause_reason_save, template_save, tenant_setup
+from channels_switch.services import connector_save
 from chat.models import Widget
 from chat.services import widget_save
 from contactcenter.models import Membership, Role, Tenant
@@ -76,6 +78,10 @@ def demo_origins(host: str, port: int, base_url: str = "") -> list[str]:
     return list(dict.fromkeys(origins))
 
 
+# The demo tenant's sandbox channels and the addresses they send from.
+DEMO_SANDBOX_SENDERS = {"sms": "+14155550100", "whatsapp": "+14155550111", "email": "support@demo.example.com"}
+
+
 @transaction.atomic
 def demo_seed(*, host: str | None = None, port: int | str | None = None) -> DemoSeed:
     """Creates the demo tenant when it is absent, keeps its widget open to this server, rotates the demo key."""
@@ -94,6 +100,7 @@ def demo_seed(*, host: str | None = None, port: int | str | None = None) -> Demo
         "Settings": f"{base_url}/settings/",
         "Agent console": f"{base_url}/console/",
         "Demo web site (widget)": f"{base_url}/demo/",
+        **({"Sandbox outbox (SMS, WhatsApp, email)": f"{base_url}/sandbox/"} if settings.SANDBOX_OUTBOX else {}),
         "API docs": f"{base_url}/api/docs/",
         "Health": f"{base_url}/healthz",
     }
@@ -127,13 +134,16 @@ def _create_demo_tenant(*, origins: list[str]) -> Tenant:
         survey_enabled=True,
         survey_fields=DEMO_SURVEY_FIELDS,
     )
-    queue_configure(
+    queue = queue_configure(
         tenant=tenant,
         name=DEMO_QUEUE_NAME,
         description="Questions from the web site.",
         members=[m.user for m in members],
         widgets=[widget],
     )
+    # Every channel on the sandbox: try SMS, WhatsApp and email with no account anywhere (/sandbox/).
+    for kind, sender in DEMO_SANDBOX_SENDERS.items():
+        connector_save(tenant=tenant, kind=kind, provider="sandbox", from_address=sender, queue=queue)
     for name, body in DEMO_TEMPLATES.items():
         template_save(tenant=tenant, name=name, body=body)
     for position, name in enumerate(DEMO_DISPOSITIONS):

@@ -15,11 +15,11 @@ from agents.models import AgentProfile, Presence
 from chat import events
 from chat.models import Conversation, ConversationStatus, Message, Widget
 from chat.selectors import Actor, AgentActor, conversation_preview
-from chat.services import CloseResult, conversation_updated_publish, system_notice_post
-from chat.services.starting import conversation_start
+from chat.services import CloseResult, conversation_updated_publish, message_receive, system_notice_post
+from chat.services.starting import conversation_open_on_channel, conversation_start
 from chat.services.state import conversation_close
 from contactcenter.errors import ApplicationError, Conflict, NotFound, PermissionDenied
-from contactcenter.models import Role
+from contactcenter.models import Contact, Role
 from contactcenter.realtime import agent_group, publish_on_commit, tenant_agents_group
 from queueing.events import offer_data, waiting_item
 from queueing.models import ConversationRoute, Offer, OfferStatus, Queue, QueueMember, QueueRoute
@@ -154,6 +154,18 @@ def conversation_request(
         return ConversationRequest(conversation=conversation, offline=conversation.started_offline, created=False)
     conversation_route(conversation=conversation, queue=widget_queue(widget))
     return ConversationRequest(conversation=conversation, offline=offline)
+
+
+@transaction.atomic
+def conversation_request_on_channel(
+    *, contact: Contact, channel: str, queue: Queue | None, body: str, client_id: str
+) -> tuple[Conversation, Message]:
+    """A customer's new conversation on a provider's channel (their first SMS, WhatsApp message or email):
+    opened, its first message stored, then routed to the channel's queue and offered like a web chat."""
+    conversation = conversation_open_on_channel(contact=contact, channel=channel)
+    message = message_receive(conversation=conversation, body=body, client_id=client_id)
+    conversation_route(conversation=conversation, queue=queue)
+    return conversation, message
 
 
 def _withdraw_offers(offers: Iterable[Offer], *, reason_for: dict[int, str], default: str) -> None:

@@ -13,11 +13,14 @@ import { state, ui } from "./state.js";
 import { activate, renderHome } from "./tabs.js";
 import { renderWaiting } from "./waiting.js";
 
+const CHANNELS = { web: "Web chat", sms: "SMS", whatsapp: "WhatsApp", email: "Email" };
+
 export function createChat(conversation) {
   const pane = ui.chatTemplate.content.firstElementChild.cloneNode(true);
   const q = (cls) => pane.querySelector(`.${cls}`);
   const tab = h("button", { cls: "cc-tab", attrs: { type: "button", role: "tab", "aria-selected": "false" } }, [
     h("span", { cls: "cc-tab-dot", attrs: { "aria-hidden": "true" } }),
+    h("span", { cls: "cc-tab-channel" }),
     h("span", { cls: "cc-tab-label" }),
   ]);
   const chat = {
@@ -36,10 +39,12 @@ export function createChat(conversation) {
     typingIdleTimer: null,
     peerTypingTimer: null,
     readTimer: null,
+    deliveries: new Map(), // seq → {status, error} of messages to a provider's channel (message.delivery)
     els: {
       tab,
       pane,
       contact: q("js-contact"),
+      channel: q("js-channel"),
       sub: q("js-sub"),
       important: q("js-important"),
       external: q("js-external"),
@@ -145,6 +150,12 @@ export function updateChat(chat, conversation) {
   els.tab.classList.toggle("is-important", Boolean(conv.important));
   els.contact.textContent = name;
   if (conv.contact) els.contact.href = contactUrl(conv.contact.id);
+  const channel = CHANNELS[conv.channel] || CHANNELS.web;
+  els.channel.textContent = channel;
+  els.channel.dataset.channel = conv.channel || "web";
+  const tabChannel = els.tab.querySelector(".cc-tab-channel");
+  tabChannel.textContent = conv.channel && conv.channel !== "web" ? channel : "";
+  tabChannel.hidden = !tabChannel.textContent;
   const sub = [conv.queue ? `Queue: ${conv.queue.name}` : "", conv.widget ? conv.widget.name : "", `#${conv.id}`];
   els.sub.textContent = sub.filter(Boolean).join(" · ");
   els.important.setAttribute("aria-pressed", String(Boolean(conv.important)));

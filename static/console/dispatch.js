@@ -4,7 +4,7 @@ import { errorToast, toast } from "./attention.js";
 import { fillDispositions } from "./chat-controls.js";
 import { createChat, onAssigned, resume, updateChat } from "./chat.js";
 import { onTyping } from "./composer.js";
-import { refreshSeen } from "./messages.js";
+import { onDelivery, refreshSeen } from "./messages.js";
 import { addOffer, onWaitingPreview, removeOffer } from "./offers.js";
 import { setPresence } from "./presence.js";
 import { state, ui } from "./state.js";
@@ -32,6 +32,11 @@ export function onFrame(frame) {
     case "conversation.updated": {
       const chat = state.chats.get(frame.conversation.id);
       if (chat) updateChat(chat, frame.conversation);
+      break;
+    }
+    case "message.delivery": {
+      const chat = state.chats.get(frame.conversation_id);
+      if (chat) onDelivery(chat, frame);
       break;
     }
     case "conversation.assigned":

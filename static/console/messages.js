@@ -66,31 +66,92 @@ export function messageNode(chat, message, { status, history } = {}) {
     li.appendChild(attachmentNode(attachment, message.localPreviews && message.localPreviews[attachment.id]));
   }
   li.appendChild(h("span", { cls: "cc-msg-meta" }));
-  setMeta(li, message.created_at, mine ? status : null);
+  if (!fromVisitor && !message.private && message.channel && message.channel !== "web") {
+    // An agent's message to an SMS, WhatsApp or email customer: how far the provider got with it.
+    li.dataset.delivery = message.delivery_status || "pending";
+    if (message.delivery_error) li.dataset.deliveryError = message.delivery_error;
+    setMeta(li, message.created_at, "delivery");
+  } else {
+    setMeta(li, message.created_at, mine ? status : null);
+  }
   return li;
 }
 
+const RECEIPTS = { sending: "Sending…", sent: "Sent", seen: "Seen", saved: "Saved", failed: "Not sent" };
+const DELIVERY = {
+  pending: "Queued",
+  sending: "Sent to provider",
+  sent: "Sent",
+  delivered: "Delivered",
+  read: "Read",
+  failed: "Not delivered",
+};
+
+/** A message's time and receipt: a local send state, or ("delivery") how far the provider got with it. */
 export function setMeta(li, createdAt, status) {
   const meta = li.querySelector(".cc-msg-meta");
   if (!meta) return;
   if (createdAt) li.dataset.time = createdAt;
-  const label = { sending: "Sending…", sent: "Sent", seen: "Seen", saved: "Saved", failed: "Not sent" }[status] || "";
+  const viaProvider = status === "delivery";
+  const label = viaProvider ? DELIVERY[li.dataset.delivery] || "" : RECEIPTS[status] || "";
   meta.textContent = label ? `${clock(li.dataset.time)} · ${label}` : clock(li.dataset.time);
   if (status) li.dataset.status = status;
-  li.classList.toggle("is-failed", status === "failed");
+  const failed = status === "failed" || (viaProvider && li.dataset.delivery === "failed");
+  li.classList.toggle("is-failed", failed);
+  let reason = li.querySelector(".cc-msg-reason");
+  if (viaProvider && failed && li.dataset.deliveryError) {
+    if (!reason) {
+      reason = h("span", { cls: "cc-msg-reason" });
+      meta.after(reason);
+    }
+    reason.textContent = li.dataset.deliveryError;
+  } else if (reason) {
+    reason.remove();
+  }
+}
+
+/** `message.delivery`: the provider got further with one of this chat's messages (or failed it). Kept by seq
+ * too, for a message whose ack has not placed it yet. */
+export function onDelivery(chat, frame) {
+  chat.deliveries.set(frame.seq, { status: frame.delivery_status, error: frame.delivery_error || "" });
+  const li = chat.els.log.querySelector(`li[data-seq="${frame.seq}"]`);
+  if (li) applyDelivery(chat, li);
+}
+
+function applyDelivery(chat, li) {
+  const known = chat.deliveries.get(Number(li.dataset.seq));
+  if (known) {
+    li.dataset.delivery = known.status;
+    li.dataset.deliveryError = known.error;
+  }
+  setMeta(li, null, "delivery");
 }
 
 export function refreshSeen(chat) {
   for (const li of chat.els.log.querySelectorAll("li[data-status][data-seq]")) {
     if (li.dataset.status === "failed") continue;
+    if (li.dataset.status === "delivery") {
+      applyDelivery(chat, li);
+      continue;
+    }
     const status = delivered(chat, li);
     if (li.dataset.status !== status) setMeta(li, null, status);
   }
 }
 
-/** The receipt of an own stored message: a note is only saved (the visitor never gets it). */
+/** The receipt of an own stored message: a note is only saved (the visitor never gets it); a message to a
+ * provider's channel shows how far the provider got ("delivery"). */
 export function delivered(chat, li) {
   if (li.classList.contains("is-note")) return "saved";
+  if (chat.conv.channel && chat.conv.channel !== "web") {
+    if (!li.dataset.delivery) li.dataset.delivery = "pending";
+    const known = chat.deliveries.get(Number(li.dataset.seq));
+    if (known) {
+      li.dataset.delivery = known.status;
+      li.dataset.deliveryError = known.error;
+    }
+    return "delivery";
+  }
   return Number(li.dataset.seq) <= chat.visitorReadSeq ? "seen" : "sent";
 }
 

@@ -312,3 +312,10 @@ def test_the_api_refuses_another_tenants_queue(admin, tenant, other_tenant):
         format="json",
     )
     assert response.status_code == 400 and "queue" in response.json()["error"]["fields"]
+
+
+def test_a_twilio_channel_shows_the_webhook_urls_to_paste(admin_client, tenant, settings):
+    connector = twilio_sms(tenant)
+    page = admin_client.get(reverse("settings-channels-edit", args=[connector.pk])).content.decode()
+    assert f"{settings.SITE_URL}/hooks/twilio/{connector.webhook_key}/inbound/" in page
+    assert f"{settings.SITE_URL}/hooks/twilio/{connector.webhook_key}/status/" in page

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "0123456789abcdef" * 2
 MESSAGES_URL = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
-CUSTOMER = "+447700900123"
+CUSTOMER = "+447911123456"
 
 
 @pytest.fixture
@@ -116,14 +116,16 @@ def test_a_message_that_cannot_go_out_is_kept_and_marked_failed_with_why(tenant,
 # --- attempts ---------------------------------------------------------------------------------------------
 
 
-def test_an_attempt_sends_once_and_records_the_providers_id(tenant, agent, twilio, mocked):
+def test_an_attempt_sends_once_and_records_the_providers_id(tenant, agent, twilio, mocked, settings):
     message = post(agent, conversation_on(tenant, agent))
     mocked.post(MESSAGES_URL, json=created(), status=201)
     delivery = message.delivery
     assert delivery_attempt(delivery_id=delivery.pk) == "sent"
     assert delivery_attempt(delivery_id=delivery.pk) == "skipped"  # done: a repeated trigger sends nothing
     (call,) = mocked.calls
-    assert form(call) == {"To": [CUSTOMER], "From": ["+14155550100"], "Body": ["Your order shipped today."]}
+    callback = f"{settings.SITE_URL}/hooks/twilio/{twilio.webhook_key}/status/"
+    expected = {"To": [CUSTOMER], "From": ["+14155550100"], "Body": ["Your order shipped today."]}
+    assert form(call) == {**expected, "StatusCallback": [callback]}
     delivery.refresh_from_db()
     assert (delivery.state, delivery.provider_id, delivery.provider_status) == ("sent", "SM" + "a" * 32, "queued")
     assert Message.objects.get(pk=message.pk).delivery_status == DeliveryStatus.SENDING  # queued at Twilio
@@ -175,7 +177,8 @@ def test_an_outage_gives_up_after_the_last_attempt(tenant, agent, twilio, mocked
 
 
 @pytest.mark.parametrize("attempts", [1, 2, 5, 20])
-def test_backoff_grows_with_jitter_and_a_ceiling(attempts):
+def test_backoff_grows_with_jitter_and_a_ceiling(attempts, settings):
+    settings.RELAY_BACKOFF_SECONDS = 2.0
     waits = [backoff_seconds(attempts) for _ in range(50)]
     base = min(300.0, 2.0 * 2 ** (attempts - 1))
     assert all(0.5 * base <= wait <= 1.5 * base for wait in waits) and len(set(waits)) > 1

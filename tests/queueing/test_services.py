@@ -225,7 +225,8 @@ def test_an_agent_must_pick_a_disposition_before_closing(assigned, agent_actor, 
     assert error.value.code == "disposition_required"
     foreign = DispositionFactory(tenant=other_tenant)
     inactive = DispositionFactory(tenant=assigned.tenant, is_active=False)
-    for bad in (foreign.pk, inactive.pk, "2"):
+    # Another tenant's, an inactive one, one that does not exist (types are checked at the edge, by the frame).
+    for bad in (foreign.pk, inactive.pk, max(foreign.pk, inactive.pk) + 1000):
         with pytest.raises(ApplicationError) as error:
             conversation_set_disposition(actor=agent_actor, conversation_id=assigned.pk, disposition_id=bad)
         assert error.value.code == "invalid_disposition"

@@ -1,0 +1,126 @@
+"""Messages customers send on a provider's channel: each finds its contact by the address it came from and
+continues that contact's open conversation on the channel, or starts one routed to the connector's queue.
+A provider's status callbacks move a delivery forward, never back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+
+from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, InboundReceipt
+from channels_switch.services.relay import PROVIDER_PROGRESS, RECIPIENT_KINDS, message_delivery_set
+from chat.models import Conversation, ConversationStatus, DeliveryStatus, Message
+from chat.services import message_receive
+from contactcenter.models import Contact, ContactIdentity
+from contactcenter.services import contact_create, contact_identity_add, contact_identity_verify, identity_normalise
+from queueing.services import conversation_request_on_channel
+
+
+@dataclass(frozen=True)
+class Inbound:
+    conversation_id: int
+    message_id: int
+    created: bool  # False: a repeat of a webhook whose message is already stored
+    started: bool  # True: this message started a new conversation
+
+
+def _contact_for(connector: ChannelConnector, address: str, name: str) -> Contact:
+    """The contact holding this address on the channel; the message proves the address, so it becomes (or
+    stays) verified. A new address makes a new contact."""
+    kinds = RECIPIENT_KINDS[ConnectorKind(connector.kind)]
+    identities = ContactIdentity.objects.for_tenant(connector.tenant_id).filter(kind__in=kinds, value=address)
+    known = identities.filter(verified=True).select_related("contact").order_by("pk").first()
+    if known is not None:
+        return known.contact
+    typed = identities.select_related("contact").order_by("-pk").first()
+    if typed is not None:  # typed into a survey, never proved: this message proves it
+        contact_identity_verify(identity=typed)
+        return typed.contact
+    contact = contact_create(tenant=connector.tenant, name=name[:120])
+    contact_identity_add(contact=contact, kind=kinds[0], value=address, verified=True)
+    return contact
+
+
+@transaction.atomic
+def inbound_receive(
+    *, connector: ChannelConnector, provider_id: str, sender: str, body: str, name: str = ""
+) -> Inbound:
+    """Stores one inbound message (the provider's `provider_id`, from `sender`) once."""
+    kind = RECIPIENT_KINDS[ConnectorKind(connector.kind)][0]
+    address = identity_normalise(kind=kind, value=sender)
+    try:
+        with transaction.atomic():
+            receipt = InboundReceipt.objects.create(
+                tenant_id=connector.tenant_id, connector=connector, provider_id=provider_id
+            )
+    except IntegrityError:
+        receipt = InboundReceipt.objects.select_related("message").get(
+            tenant_id=connector.tenant_id, connector=connector, provider_id=provider_id
+        )
+        stored = receipt.message
+        if stored is None:  # the conversation was deleted since: nothing to add it to
+            return Inbound(conversation_id=0, message_id=0, created=False, started=False)
+        return Inbound(conversation_id=stored.conversation_id, message_id=stored.pk, created=False, started=False)
+    contact = _contact_for(connector, address, name)
+    conversation = (
+        Conversation.objects.for_tenant(connector.tenant_id)
+        .filter(contact=contact, channel=connector.kind)
+        .exclude(status=ConversationStatus.CLOSED)
+        .order_by("-pk")
+        .first()
+    )
+    started = conversation is None
+    if conversation is None:
+        conversation, message = conversation_request_on_channel(
+            contact=contact, channel=connector.kind, queue=connector.queue, body=body, client_id=provider_id
+        )
+    else:
+        message = message_receive(conversation=conversation, body=body, client_id=provider_id)
+    receipt.message = message
+    receipt.save(update_fields=["message"])
+    return Inbound(conversation_id=conversation.pk, message_id=message.pk, created=True, started=started)
+
+
+# How far a message got, in order; a callback that arrives late or twice never moves it back.
+_PROGRESS_ORDER = {
+    DeliveryStatus.PENDING: 0,
+    DeliveryStatus.SENDING: 1,
+    DeliveryStatus.SENT: 2,
+    DeliveryStatus.DELIVERED: 3,
+    DeliveryStatus.READ: 4,
+}
+FAILED_STATUSES = {"failed", "undelivered", "canceled"}
+
+
+@transaction.atomic
+def delivery_status_update(*, connector: ChannelConnector, provider_id: str, status: str, error_code: str = "") -> bool:
+    """A provider's word on a message it took (Twilio's status callback); True when it changed something."""
+    delivery = (
+        Delivery.objects.for_tenant(connector.tenant_id)
+        .select_for_update()
+        .filter(connector=connector, provider_id=provider_id)
+        .first()
+    )
+    if delivery is None:
+        return False
+    message = Message.objects.for_tenant(connector.tenant_id).get(pk=delivery.message_id)
+    current = DeliveryStatus(message.delivery_status)
+    if status in FAILED_STATUSES:
+        if current in (DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.FAILED):
+            return False
+        new = DeliveryStatus.FAILED
+        delivery.error_code = error_code[:32]
+        delivery.error_message = f"The provider could not deliver it ({status}, error {error_code or 'unknown'})."
+    else:
+        progress = PROVIDER_PROGRESS.get(status)
+        if progress is None or current == DeliveryStatus.FAILED:
+            return False
+        if _PROGRESS_ORDER[progress] <= _PROGRESS_ORDER[current]:
+            return False
+        new = progress
+    delivery.provider_status = status[:16]
+    delivery.save(update_fields=["provider_status", "error_code", "error_message", "updated_at"])
+    error = delivery.error_message if new == DeliveryStatus.FAILED else ""
+    message_delivery_set(tenant_id=connector.tenant_id, message_id=message.pk, status=new, error=error)
+    return True

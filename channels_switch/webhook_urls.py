@@ -1,0 +1,11 @@
+"""Provider webhooks, one URL per connector (its webhook key)."""
+
+from django.urls import path
+
+from channels_switch import webhooks
+
+urlpatterns = [
+    path("twilio/<str:key>/inbound/", webhooks.twilio_inbound, name="hooks-twilio-inbound"),
+    path("twilio/<str:key>/status/", webhooks.twilio_status, name="hooks-twilio-status"),
+    path("sandbox/<str:key>/inbound/", webhooks.sandbox_inbound, name="hooks-sandbox-inbound"),
+]

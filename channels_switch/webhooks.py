@@ -1,0 +1,145 @@
+"""Provider webhooks (an interface): Twilio's inbound messages and status callbacks, one URL per connector.
+
+The connector's `webhook_key` in the path names it; the request must carry Twilio's signature made with that
+connector's own auth token over the public URL (SITE_URL, right behind a TLS proxy) and the form fields, so
+one tenant's URL can never be fed another tenant's traffic. A forged, tampered or unsigned request gets a
+403, is logged, and stores nothing. Valid requests are answered at once with an empty TwiML response.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseNotFound
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from twilio.request_validator import RequestValidator
+
+from channels_switch.models import ChannelConnector, Provider
+from channels_switch.sandbox import SIGNATURE_HEADER, sandbox_signature, sandbox_signed
+from channels_switch.selectors import connector_for_webhook
+from channels_switch.services import delivery_status_update, inbound_receive
+from contactcenter.errors import ApplicationError
+from contactcenter.secretbox import SecretUnreadable, unseal
+
+logger = logging.getLogger(__name__)
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+MAX_BODY_BYTES = 64 * 1024  # Twilio's form posts are a few KiB
+
+
+def _twilio_signed(request: HttpRequest, connector: ChannelConnector) -> bool:
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature or not connector.secret_sealed:
+        return False
+    try:
+        token = unseal(connector.secret_sealed)
+    except SecretUnreadable:
+        logger.error("twilio webhook for connector %s: its auth token cannot be unsealed", connector.pk)
+        return False
+    url = f"{settings.SITE_URL}{request.get_full_path()}"
+    return bool(RequestValidator(token).validate(url, request.POST, signature))
+
+
+def _checked(request: HttpRequest, key: str) -> ChannelConnector | HttpResponse:
+    if int(request.headers.get("Content-Length") or 0) > MAX_BODY_BYTES:
+        return HttpResponse("Too large.", status=413)
+    connector = connector_for_webhook(key=key, provider=Provider.TWILIO)
+    if connector is None:
+        return HttpResponseNotFound("No such webhook.")
+    if not _twilio_signed(request, connector):
+        logger.warning(
+            "twilio webhook refused: bad or missing signature (connector %s, from %s)",
+            connector.pk,
+            request.META.get("REMOTE_ADDR", "?"),
+        )
+        return HttpResponseForbidden("Bad signature.")
+    return connector
+
+
+def _twiml() -> HttpResponse:
+    return HttpResponse(EMPTY_TWIML, content_type="text/xml")
+
+
+def _receive(connector: ChannelConnector, params: Mapping[str, str]) -> HttpResponse:
+    """An inbound message in the provider's form fields (Twilio's names), from a request already checked."""
+    message_sid = params.get("MessageSid", "")
+    sender = params.get("From", "").removeprefix("whatsapp:")
+    if not message_sid or not sender:
+        return HttpResponse("MessageSid and From are required.", status=400)
+    # A connector turned off sends nothing and is offered to no visitor, but what customers still send to
+    # its number is kept: turning a channel off never loses a customer's message.
+    try:
+        inbound_receive(
+            connector=connector,
+            provider_id=message_sid,
+            sender=sender,
+            body=params.get("Body", ""),
+            name=params.get("ProfileName", ""),
+        )
+    except ApplicationError as exc:
+        return HttpResponse(exc.message, status=400)
+    return _twiml()
+
+
+@csrf_exempt
+@require_POST
+def twilio_inbound(request: HttpRequest, key: str) -> HttpResponse:
+    """An SMS or WhatsApp message to the connector's number."""
+    checked = _checked(request, key)
+    if isinstance(checked, HttpResponse):
+        return checked
+    return _receive(checked, request.POST.dict())
+
+
+def sandbox_webhook_url(connector: ChannelConnector) -> str:
+    return settings.SITE_URL + reverse("hooks-sandbox-inbound", kwargs={"key": connector.webhook_key})
+
+
+def sandbox_inbound_checked(
+    connector: ChannelConnector, url: str, params: Mapping[str, str], signature: str
+) -> HttpResponse:
+    """What the sandbox webhook does once its request is read: the signature checked, then the message in."""
+    if not sandbox_signed(connector, url, params, signature):
+        logger.warning("sandbox webhook refused: bad or missing signature (connector %s)", connector.pk)
+        return HttpResponseForbidden("Bad signature.")
+    return _receive(connector, params)
+
+
+@csrf_exempt
+@require_POST
+def sandbox_inbound(request: HttpRequest, key: str) -> HttpResponse:
+    """A reply typed on the sandbox outbox page, sent in the way a provider sends one (signed)."""
+    if not settings.SANDBOX_OUTBOX:
+        return HttpResponseNotFound("No such webhook.")
+    connector = connector_for_webhook(key=key, provider=Provider.SANDBOX)
+    if connector is None:
+        return HttpResponseNotFound("No such webhook.")
+    url = f"{settings.SITE_URL}{request.get_full_path()}"
+    return sandbox_inbound_checked(connector, url, request.POST.dict(), request.headers.get(SIGNATURE_HEADER, ""))
+
+
+def sandbox_reply(connector: ChannelConnector, params: Mapping[str, str]) -> HttpResponse:
+    """The sandbox provider sending a customer's reply to the connector's webhook: signed as the sandbox signs,
+    then through the webhook's own checks and handling (in-process: the server never calls itself)."""
+    url = sandbox_webhook_url(connector)
+    return sandbox_inbound_checked(connector, url, params, sandbox_signature(connector, url, params))
+
+
+@csrf_exempt
+@require_POST
+def twilio_status(request: HttpRequest, key: str) -> HttpResponse:
+    """Twilio's status callback for a message the relay sent through this connector."""
+    checked = _checked(request, key)
+    if isinstance(checked, HttpResponse):
+        return checked
+    message_sid, status = request.POST.get("MessageSid", ""), request.POST.get("MessageStatus", "")
+    if not message_sid or not status:
+        return HttpResponse("MessageSid and MessageStatus are required.", status=400)
+    delivery_status_update(
+        connector=checked, provider_id=message_sid, status=status, error_code=request.POST.get("ErrorCode", "")
+    )
+    return HttpResponse(status=204)

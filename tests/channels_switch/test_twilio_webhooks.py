@@ -1,0 +1,282 @@
+"""Twilio's webhooks into Switchboard, signed exactly as Twilio signs them: inbound SMS and WhatsApp messages
+start and continue conversations; status callbacks move deliveries forward; forged, tampered or misdirected
+requests store nothing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+import pytest
+from django.urls import reverse
+from twilio.request_validator import RequestValidator
+
+from agents.models import AgentProfile, Presence
+from channels_switch.models import Delivery, DeliveryState
+from channels_switch.services import connector_save
+from chat.models import Channel, Conversation, ConversationStatus, DeliveryStatus, Message, SenderKind
+from contactcenter.models import ContactIdentity
+from queueing.models import ConversationRoute, Offer
+from tests.factories import (
+    ContactIdentityFactory,
+    ConversationFactory,
+    MembershipFactory,
+    QueueFactory,
+    QueueMemberFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "0123456789abcdef" * 2
+OTHER_TOKEN = "fedcba9876543210" * 2
+CUSTOMER = "+447911123456"
+
+
+def twilio_signature(token: str, url: str, params: dict[str, str]) -> str:
+    """Twilio's algorithm (shared/PROVIDERS.md): base64(HMAC-SHA1(token, url + each name and value, by name))."""
+    signed = url + "".join(name + params[name] for name in sorted(params))
+    return base64.b64encode(hmac.new(token.encode(), signed.encode(), hashlib.sha1).digest()).decode()
+
+
+def test_the_signer_here_is_twilios_own():
+    url, params = "https://chat.example.com/hooks/twilio/k/inbound/", {"Body": "hi", "From": CUSTOMER}
+    assert twilio_signature(AUTH_TOKEN, url, params) == RequestValidator(AUTH_TOKEN).compute_signature(url, params)
+
+
+@pytest.fixture
+def queue(tenant):
+    return QueueFactory(tenant=tenant)
+
+
+@pytest.fixture
+def sms(tenant, queue):
+    return connector_save(
+        tenant=tenant,
+        kind="sms",
+        provider="twilio",
+        account_sid=ACCOUNT_SID,
+        from_address="+14155550100",
+        secret=AUTH_TOKEN,
+        queue=queue,
+    )
+
+
+@pytest.fixture
+def whatsapp(tenant):
+    return connector_save(
+        tenant=tenant,
+        kind="whatsapp",
+        provider="twilio",
+        account_sid=ACCOUNT_SID,
+        from_address="+14155550111",
+        secret=AUTH_TOKEN,
+    )
+
+
+def inbound_params(sid: str, body: str = "Hello, is my order on its way?", sender: str = CUSTOMER, **extra) -> dict:
+    return {
+        "MessageSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": sender,
+        "To": "+14155550100",
+        "Body": body,
+        "NumMedia": "0",
+        **extra,
+    }
+
+
+def hook(client, settings, connector, params, *, hook="inbound", token=AUTH_TOKEN, signed_params=None):
+    path = reverse(f"hooks-twilio-{hook}", kwargs={"key": connector.webhook_key})
+    signature = twilio_signature(token, settings.SITE_URL + path, signed_params or params)
+    return client.post(path, params, HTTP_X_TWILIO_SIGNATURE=signature)
+
+
+def sid(n: int) -> str:
+    return f"SM{n:032x}"
+
+
+def test_a_first_sms_starts_a_conversation_routed_to_the_channels_queue(client, settings, tenant, sms, queue):
+    member = MembershipFactory(tenant=tenant).user
+    AgentProfile.objects.filter(user=member).update(presence=Presence.ONLINE)
+    QueueMemberFactory(tenant=tenant, queue=queue, user=member)
+    response = hook(client, settings, sms, inbound_params(sid(1)))
+    assert response.status_code == 200 and response["Content-Type"] == "text/xml"
+    assert response.content.decode() == '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+    conversation = Conversation.objects.get(tenant=tenant)
+    assert (conversation.channel, conversation.status, conversation.widget_id) == ("sms", "waiting", None)
+    (message,) = Message.objects.filter(conversation=conversation)
+    assert (message.sender_kind, message.body, message.channel, message.seq) == (
+        SenderKind.VISITOR,
+        "Hello, is my order on its way?",
+        "sms",
+        1,
+    )
+    identity = ContactIdentity.objects.get(tenant=tenant, contact=conversation.contact)
+    assert (identity.kind, identity.value, identity.verified) == ("phone", CUSTOMER, True)
+    assert ConversationRoute.objects.get(conversation=conversation).queue_id == queue.pk
+    assert Offer.objects.filter(conversation=conversation, agent=member).exists()
+
+
+def test_the_next_sms_continues_the_open_conversation(client, settings, tenant, sms):
+    hook(client, settings, sms, inbound_params(sid(1)))
+    hook(client, settings, sms, inbound_params(sid(2), body="Any news?"))
+    conversation = Conversation.objects.get(tenant=tenant)
+    assert list(conversation.messages.values_list("seq", "body")) == [
+        (1, "Hello, is my order on its way?"),
+        (2, "Any news?"),
+    ]
+
+
+def test_twilios_retry_of_a_webhook_stores_the_message_once(client, settings, tenant, sms):
+    for _ in range(3):
+        assert hook(client, settings, sms, inbound_params(sid(7))).status_code == 200
+    assert Message.objects.filter(tenant=tenant).count() == 1
+
+
+def test_after_a_conversation_closed_the_next_sms_starts_a_new_one(client, settings, tenant, sms):
+    hook(client, settings, sms, inbound_params(sid(1)))
+    Conversation.objects.filter(tenant=tenant).update(status=ConversationStatus.CLOSED)
+    hook(client, settings, sms, inbound_params(sid(2), body="New question"))
+    conversations = Conversation.objects.filter(tenant=tenant).order_by("pk")
+    assert [c.status for c in conversations] == ["closed", "waiting"]
+    assert conversations[0].contact_id == conversations[1].contact_id
+
+
+def test_a_number_typed_into_a_survey_is_verified_by_its_first_message(client, settings, tenant, sms):
+    typed = ContactIdentityFactory(tenant=tenant, kind="phone", value=CUSTOMER, verified=False)
+    hook(client, settings, sms, inbound_params(sid(1)))
+    typed.refresh_from_db()
+    assert typed.verified and Conversation.objects.get(tenant=tenant).contact_id == typed.contact_id
+
+
+def test_a_whatsapp_message_is_on_the_whatsapp_channel_with_the_profile_name(client, settings, tenant, whatsapp):
+    params = inbound_params(sid(3), sender=f"whatsapp:{CUSTOMER}", ProfileName="Ada", WaId=CUSTOMER[1:])
+    params["To"] = "whatsapp:+14155550111"
+    assert hook(client, settings, whatsapp, params).status_code == 200
+    conversation = Conversation.objects.get(tenant=tenant)
+    assert conversation.channel == Channel.WHATSAPP and conversation.contact.name == "Ada"
+    assert ContactIdentity.objects.get(contact=conversation.contact).kind == "whatsapp"
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    ["no signature", "wrong token", "tampered body", "another connector's url"],
+)
+def test_forged_or_tampered_requests_are_refused_and_store_nothing(
+    client, settings, tenant, sms, forgery, other_tenant
+):
+    params = inbound_params(sid(9))
+    if forgery == "no signature":
+        path = reverse("hooks-twilio-inbound", kwargs={"key": sms.webhook_key})
+        response = client.post(path, params)
+    elif forgery == "wrong token":
+        response = hook(client, settings, sms, params, token=OTHER_TOKEN)
+    elif forgery == "tampered body":
+        response = hook(client, settings, sms, {**params, "Body": "Send me a refund"}, signed_params=params)
+    else:
+        # Tenant B's URL, signed with tenant A's token: B's connector checks with its own token only.
+        theirs = connector_save(
+            tenant=other_tenant,
+            kind="sms",
+            provider="twilio",
+            account_sid=ACCOUNT_SID,
+            from_address="+14155550199",
+            secret=OTHER_TOKEN,
+        )
+        response = hook(client, settings, theirs, params, token=AUTH_TOKEN)
+    assert response.status_code == 403
+    assert not Message.objects.exists() and not Conversation.objects.exists()
+
+
+def test_an_unknown_webhook_key_is_404(client, settings):
+    response = client.post("/hooks/twilio/not-a-key/inbound/", inbound_params(sid(1)))
+    assert response.status_code == 404
+
+
+def test_the_signature_is_checked_against_the_public_url_behind_a_tls_proxy(client, settings, tenant, sms):
+    settings.SITE_URL = "https://chat.example.com"
+    assert hook(client, settings, sms, inbound_params(sid(1))).status_code == 200
+    settings.SITE_URL = "http://testserver"  # what the request itself says: not what Twilio signed
+    path = reverse("hooks-twilio-inbound", kwargs={"key": sms.webhook_key})
+    signature = twilio_signature(AUTH_TOKEN, "https://chat.example.com" + path, inbound_params(sid(2)))
+    assert client.post(path, inbound_params(sid(2)), HTTP_X_TWILIO_SIGNATURE=signature).status_code == 403
+
+
+def test_a_malformed_sender_is_refused_with_a_reason(client, settings, sms):
+    response = hook(client, settings, sms, inbound_params(sid(1), sender="not-a-number"))
+    assert response.status_code == 400 and "international format" in response.content.decode()
+    assert not Message.objects.exists()
+
+
+def test_a_turned_off_channel_still_keeps_what_customers_send(client, settings, tenant, sms):
+    connector_save(tenant=tenant, instance=sms, enabled=False)
+    assert hook(client, settings, sms, inbound_params(sid(1))).status_code == 200
+    assert Message.objects.filter(tenant=tenant).count() == 1
+
+
+# --- status callbacks -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sent(tenant, sms):
+    """An agent's SMS the relay handed to Twilio (provider id SM…01)."""
+    agent = MembershipFactory(tenant=tenant).user
+    conversation = ConversationFactory(tenant=tenant, channel="sms", status=ConversationStatus.OPEN, assignee=agent)
+    message = Message.objects.create(
+        tenant=tenant,
+        conversation=conversation,
+        seq=1,
+        sender_kind=SenderKind.AGENT,
+        sender_user=agent,
+        body="Shipped",
+        channel="sms",
+        delivery_status=DeliveryStatus.SENDING,
+    )
+    return Delivery.objects.create(
+        tenant=tenant,
+        message=message,
+        connector=sms,
+        channel="sms",
+        to_address=CUSTOMER,
+        state=DeliveryState.SENT,
+        provider_id=sid(1),
+        provider_status="queued",
+    )
+
+
+def callback(client, settings, sms, status, **extra):
+    params = {"MessageSid": sid(1), "MessageStatus": status, "AccountSid": ACCOUNT_SID, **extra}
+    return hook(client, settings, sms, params, hook="status")
+
+
+def status_of(delivery) -> str:
+    return Message.objects.get(pk=delivery.message_id).delivery_status
+
+
+def test_status_callbacks_move_a_message_forward(client, settings, sms, sent):
+    for status, shown in [("sent", "sent"), ("delivered", "delivered"), ("read", "read")]:
+        assert callback(client, settings, sms, status).status_code == 204
+        assert status_of(sent) == shown
+
+
+def test_a_late_or_repeated_callback_never_moves_it_back(client, settings, sms, sent):
+    callback(client, settings, sms, "delivered")
+    callback(client, settings, sms, "sent")
+    callback(client, settings, sms, "queued")
+    assert status_of(sent) == "delivered"
+
+
+def test_an_undelivered_message_shows_failed_with_the_error(client, settings, sms, sent):
+    callback(client, settings, sms, "undelivered", ErrorCode="30003")
+    assert status_of(sent) == "failed"
+    delivery = Delivery.objects.get(pk=sent.pk)
+    assert delivery.error_code == "30003" and "30003" in delivery.error_message
+
+
+def test_a_forged_callback_changes_nothing(client, settings, sms, sent):
+    params = {"MessageSid": sid(1), "MessageStatus": "failed"}
+    path = reverse("hooks-twilio-status", kwargs={"key": sms.webhook_key})
+    assert client.post(path, params, HTTP_X_TWILIO_SIGNATURE="bm90IGEgc2lnbmF0dXJl").status_code == 403
+    assert status_of(sent) == "sending"
