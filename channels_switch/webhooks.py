@@ -79,6 +79,7 @@ def _receive(connector: ChannelConnector, params: Mapping[str, str]) -> HttpResp
             sender=sender,
             body=params.get("Body", ""),
             name=params.get("ProfileName", ""),
+            opt_out_type=params.get("OptOutType", ""),
         )
     except ApplicationError as exc:
         return HttpResponse(exc.message, status=400)

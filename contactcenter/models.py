@@ -110,6 +110,8 @@ class ContactIdentity(TenantOwned):
     kind = models.CharField(max_length=16, choices=IdentityKind.choices)
     value = models.CharField(max_length=254)
     verified = models.BooleanField(default=False)
+    # The customer asked for nothing more at this address (an SMS "STOP", a provider's opt-out); None: reachable.
+    opted_out_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

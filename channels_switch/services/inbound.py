@@ -11,9 +11,15 @@ from django.db import IntegrityError, transaction
 from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, InboundReceipt
 from channels_switch.services.relay import PROVIDER_PROGRESS, RECIPIENT_KINDS, message_delivery_set
 from chat.models import Conversation, ConversationStatus, DeliveryStatus, Message
-from chat.services import message_receive
+from chat.services import message_receive, system_notice_post
 from contactcenter.models import Contact, ContactIdentity
-from contactcenter.services import contact_create, contact_identity_add, contact_identity_verify, identity_normalise
+from contactcenter.services import (
+    contact_create,
+    contact_identity_add,
+    contact_identity_opt_out,
+    contact_identity_verify,
+    identity_normalise,
+)
 from queueing.services import conversation_request_on_channel
 
 
@@ -42,11 +48,60 @@ def _contact_for(connector: ChannelConnector, address: str, name: str) -> Contac
     return contact
 
 
+# What a customer texts to stop or restart messages (the carriers' standard words, as Twilio honours them).
+STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
+START_WORDS = {"START", "UNSTOP", "YES"}
+
+
+def opt_out_signal(*, body: str, provider_says: str = "") -> bool | None:
+    """True: the customer opted out; False: opted back in; None: neither. The provider's own word
+    (Twilio's OptOutType with Advanced Opt-Out) wins over the message's text."""
+    said = (provider_says or "").strip().upper()
+    if said in {"STOP", "START"}:
+        return said == "STOP"
+    word = body.strip().upper().rstrip(".!")
+    if word in STOP_WORDS:
+        return True
+    if word in START_WORDS:
+        return False
+    return None
+
+
+def _record_opt_out(connector: ChannelConnector, conversation: Conversation, address: str, opted_out: bool) -> None:
+    kinds = RECIPIENT_KINDS[ConnectorKind(connector.kind)]
+    changed = False
+    for identity in ContactIdentity.objects.for_tenant(connector.tenant_id).filter(
+        contact_id=conversation.contact_id, kind__in=kinds, value=address
+    ):
+        changed = contact_identity_opt_out(identity=identity, opted_out=opted_out) or changed
+    if not changed:
+        return
+    label = ConnectorKind(connector.kind).label
+    locked = Conversation.objects.select_for_update().get(pk=conversation.pk, tenant_id=conversation.tenant_id)
+    if opted_out:
+        body = f"The customer opted out of {label} messages (replied STOP): nothing more can be sent to {address}."
+    else:
+        body = f"The customer opted back in to {label} messages at {address}."
+    system_notice_post(
+        conversation=locked,
+        event="contact.opted_out" if opted_out else "contact.opted_in",
+        body=body,
+        event_data={"channel": connector.kind, "address": address},
+    )
+
+
 @transaction.atomic
 def inbound_receive(
-    *, connector: ChannelConnector, provider_id: str, sender: str, body: str, name: str = ""
+    *,
+    connector: ChannelConnector,
+    provider_id: str,
+    sender: str,
+    body: str,
+    name: str = "",
+    opt_out_type: str = "",
 ) -> Inbound:
-    """Stores one inbound message (the provider's `provider_id`, from `sender`) once."""
+    """Stores one inbound message (the provider's `provider_id`, from `sender`) once. A STOP (or the
+    provider's opt-out) marks the address opted out, and the agents see a notice; START reverses it."""
     kind = RECIPIENT_KINDS[ConnectorKind(connector.kind)][0]
     address = identity_normalise(kind=kind, value=sender)
     try:
@@ -79,6 +134,9 @@ def inbound_receive(
         message = message_receive(conversation=conversation, body=body, client_id=provider_id)
     receipt.message = message
     receipt.save(update_fields=["message"])
+    signal = opt_out_signal(body=body, provider_says=opt_out_type)
+    if signal is not None:
+        _record_opt_out(connector, conversation, address, signal)
     return Inbound(conversation_id=conversation.pk, message_id=message.pk, created=True, started=started)
 
 

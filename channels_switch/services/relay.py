@@ -24,7 +24,8 @@ from django.utils import timezone
 from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, DeliveryState
 from channels_switch.providers import ProviderError, Sent, provider_lookup, provider_send
 from chat import events
-from chat.models import Attachment, Conversation, DeliveryStatus, Message
+from chat.models import Attachment, Conversation, DeliveryStatus, Message, SenderKind
+from contactcenter.errors import ApplicationError
 from contactcenter.models import ContactIdentity, IdentityKind
 from contactcenter.realtime import conversation_agents_group, publish_on_commit
 
@@ -70,13 +71,16 @@ def message_delivery_set(*, tenant_id: int, message_id: int, status: str, error:
     )
 
 
-def _recipient(conversation: Conversation, channel: str) -> str:
+def _recipient(conversation: Conversation, channel: str) -> ContactIdentity | None:
+    """The contact's address on the channel: its kinds in order of preference, a verified one first."""
     kinds = RECIPIENT_KINDS[ConnectorKind(channel)]
     identities = ContactIdentity.objects.for_tenant(conversation.tenant_id).filter(
         contact_id=conversation.contact_id, kind__in=kinds
     )
-    by_kind = {identity.kind: identity.value for identity in identities.order_by("-verified", "pk")}
-    return next((by_kind[kind] for kind in kinds if kind in by_kind), "")
+    by_kind: dict[str, ContactIdentity] = {}
+    for identity in identities.order_by("verified", "-pk"):  # the last one kept wins: verified, then oldest
+        by_kind[identity.kind] = identity
+    return next((by_kind[kind] for kind in kinds if kind in by_kind), None)
 
 
 def _trigger(delivery_id: int, *, countdown: float | None = None) -> None:
@@ -89,19 +93,53 @@ def _trigger(delivery_id: int, *, countdown: float | None = None) -> None:
     # Eager (no broker): a countdown would run at once, so the in-process sweep retries it when it is due.
 
 
+WHATSAPP_WINDOW = timedelta(hours=24)
+
+
+def _refuse_if_not_allowed(conversation: Conversation, recipient: ContactIdentity | None) -> None:
+    """The provider's rules an agent's message must meet before it is stored: nothing to an address that opted
+    out, and no free text on WhatsApp outside 24 hours from the customer's last message. Refused with the
+    reason (the message is not stored, the console shows why)."""
+    label = ConnectorKind(conversation.channel).label
+    if recipient is not None and recipient.opted_out_at is not None:
+        raise ApplicationError(
+            "opted_out",
+            f"The customer opted out of {label} messages (replied STOP): nothing more can be sent to "
+            f"{recipient.value} until they reply START.",
+            status=409,
+        )
+    if conversation.channel == ConnectorKind.WHATSAPP:
+        last_inbound = (
+            Message.objects.for_tenant(conversation.tenant_id)
+            .filter(conversation_id=conversation.pk, sender_kind=SenderKind.VISITOR, channel=ConnectorKind.WHATSAPP)
+            .order_by("-seq")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        if last_inbound is None or timezone.now() - last_inbound > WHATSAPP_WINDOW:
+            raise ApplicationError(
+                "outside_whatsapp_window",
+                "WhatsApp allows free text only within 24 hours of the customer's last message; "
+                "wait for the customer to write, or send an approved template.",
+                status=409,
+            )
+
+
 def delivery_create(*, message: Message, attachments: list[Attachment]) -> Delivery:
     """The outbox row of an agent's message on a provider's channel, in the caller's transaction; the attempt
     is triggered once that commits. A message that cannot go out (the channel is off, the customer has no
     address on it) is stored failed with the reason, for the agent to see: never silently dropped."""
     conversation = Conversation.objects.for_tenant(message.tenant_id).get(pk=message.conversation_id)
     channel = conversation.channel
+    recipient = _recipient(conversation, channel)
+    _refuse_if_not_allowed(conversation, recipient)
     connector = ChannelConnector.objects.for_tenant(message.tenant_id).filter(kind=channel).first()
     delivery = Delivery(
         tenant_id=message.tenant_id,
         message=message,
         connector=connector,
         channel=channel,
-        to_address=_recipient(conversation, channel),
+        to_address=recipient.value if recipient is not None else "",
         next_attempt_at=timezone.now(),
     )
     label = ConnectorKind(channel).label

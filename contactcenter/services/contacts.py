@@ -5,6 +5,7 @@ from __future__ import annotations
 import phonenumbers
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
+from django.utils import timezone
 
 from contactcenter.errors import ApplicationError, Conflict
 from contactcenter.models import Contact, ContactIdentity, IdentityKind, Tenant
@@ -100,3 +101,14 @@ def contact_identity_verify(*, identity: ContactIdentity) -> ContactIdentity:
 
 def contact_identity_remove(*, identity: ContactIdentity) -> None:
     identity.delete()
+
+
+@transaction.atomic
+def contact_identity_opt_out(*, identity: ContactIdentity, opted_out: bool) -> bool:
+    """Records that the customer asked for nothing more at this address (or asked again to be reached);
+    True when it changed."""
+    if opted_out == (identity.opted_out_at is not None):
+        return False
+    identity.opted_out_at = timezone.now() if opted_out else None
+    identity.save(update_fields=["opted_out_at"])
+    return True

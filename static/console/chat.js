@@ -58,6 +58,7 @@ export function createChat(conversation) {
       composer: q("js-composer"),
       pending: q("js-pending"),
       hint: q("js-hint"),
+      count: q("js-count"),
       text: q("js-text"),
       templatesBtn: q("js-templates-btn"),
       templatesMenu: q("js-templates-menu"),

@@ -5,6 +5,7 @@ import { errorToast } from "./attention.js";
 import { contactName } from "./format.js";
 import { messageNode } from "./messages.js";
 import { api, send } from "./server.js";
+import { refreshSmsCount } from "./sms.js";
 import { state } from "./state.js";
 import { closeMenus, fillTemplatesMenu, refreshUnfilled, selectUnfilled, toggleMenu } from "./templates.js";
 
@@ -78,6 +79,7 @@ function submitText(chat) {
   text.value = "";
   chat.unfilled.clear();
   refreshUnfilled(chat);
+  refreshSmsCount(chat);
   stopTyping(chat);
   sendMessage(chat, body);
   text.focus();
@@ -103,6 +105,7 @@ export function wireComposer(chat) {
   });
   els.text.addEventListener("input", () => {
     if (chat.unfilled.size) refreshUnfilled(chat);
+    refreshSmsCount(chat);
     if (!els.text.value.trim()) {
       stopTyping(chat);
       return;
@@ -125,6 +128,7 @@ export function wireComposer(chat) {
         other.setAttribute("aria-pressed", String(other === button));
       }
       els.composer.classList.toggle("is-note-mode", chat.mode === "note");
+      refreshSmsCount(chat);
       els.text.placeholder =
         chat.mode === "note"
           ? "Write a private note: only agents see it"

@@ -57,8 +57,13 @@ async def test_an_sms_reply_shows_its_badge_and_its_delivery(browser: Browser, d
     await expect(pane.locator(".js-channel")).to_have_text("SMS")
     await expect(pane.locator(".cc-msg.is-visitor")).to_contain_text("Where is my parcel?")
 
+    # The agent sees how the reply will be billed before sending it.
+    await pane.locator(".js-text").fill("x" * 161)
+    await expect(pane.locator(".js-count")).to_have_text("2 SMS segments · 161 GSM-7 characters")
     await pane.locator(".js-text").fill("It left our warehouse this morning.")
+    await expect(pane.locator(".js-count")).to_have_text("1 SMS segment · 35 GSM-7 characters")
     await pane.locator(".js-send").click()
+    await expect(pane.locator(".js-count")).to_be_hidden()
     sent = pane.locator(".cc-msg.is-agent", has_text="It left our warehouse")
     # Through the outbox, the worker and the sandbox, reported back live.
     await expect(sent.locator(".cc-msg-meta")).to_have_text(re.compile(r"· Delivered$"), timeout=30_000)
@@ -89,4 +94,30 @@ async def test_an_sms_reply_shows_its_badge_and_its_delivery(browser: Browser, d
     await expect(failed.locator(".cc-msg-meta")).to_have_text(re.compile(r"· Not delivered$"))
     await expect(failed.locator(".cc-msg-reason")).to_have_text(re.compile("no phone number"))
     assert agent.errors == []
+    await agent.context.close()
+
+
+SEGMENT_CASES = [
+    ("", 0, "GSM-7", 0),
+    ("a" * 160, 1, "GSM-7", 160),
+    ("a" * 161, 2, "GSM-7", 161),
+    ("a" * 306, 2, "GSM-7", 306),
+    ("a" * 307, 3, "GSM-7", 307),
+    ("€" * 80, 1, "GSM-7", 160),  # an extended character counts twice
+    ("€" * 81, 2, "GSM-7", 162),
+    ("é" * 160, 1, "GSM-7", 160),  # é is in the GSM-7 alphabet
+    ("ł" * 70, 1, "UCS-2", 70),  # one character outside it: the whole body is UCS-2
+    ("ł" * 71, 2, "UCS-2", 71),
+    ("a" * 66 + "🙂", 1, "UCS-2", 68),  # an emoji is two UTF-16 units
+    ("a" * 69 + "🙂", 2, "UCS-2", 71),
+]
+
+
+async def test_sms_segments_are_counted_as_carriers_bill_them(browser: Browser, demo: DemoSite):
+    agent = await console_login(browser, demo)
+    for text, segments, encoding, units in SEGMENT_CASES:
+        counted = await agent.page.evaluate(
+            "(text) => import('/static/console/sms.js').then((sms) => sms.smsSegments(text))", text
+        )
+        assert counted == {"encoding": encoding, "units": units, "segments": segments}, text
     await agent.context.close()
