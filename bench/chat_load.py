@@ -722,7 +722,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--what-if",
         default="",
-        help="adds a real-path run with suggested changes patched in (bench/whatif.py): db-pool, switch-interval, gc",
+        help="adds a real-path run with suggested changes patched in (bench/whatif.py): db-pool, switch-interval",
     )
     parser.add_argument(
         "--nice",

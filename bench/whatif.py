@@ -5,18 +5,14 @@ Never active in a normal run; each name is a change the bench report suggests to
   instead of asgiref's one shared thread, so PostgreSQL round trips of different sockets overlap.
 - `switch-interval`: `sys.setswitchinterval(0.0005)`: the database thread, which gives up the GIL at
   every PostgreSQL round trip, waits at most 0.5 ms (not 5 ms) to get it back from the busy event loop.
-- `gc`: `gc.freeze()` once the application is loaded (its ~100k start-up objects leave the collector's
-  view) and a first-generation threshold of 10,000 (not 700), so full collections, which pause every
-  socket for as long as they walk every live object, come fewer and shorter.
 """
 
 from __future__ import annotations
 
 import functools
-import gc
 import sys
 
-KNOWN = ("db-pool", "switch-interval", "gc")
+KNOWN = ("db-pool", "switch-interval")
 
 
 def apply_what_if(spec: str) -> list[str]:
@@ -28,10 +24,6 @@ def apply_what_if(spec: str) -> list[str]:
         _db_pool()
     if "switch-interval" in names:
         sys.setswitchinterval(0.0005)
-    if "gc" in names:
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(10_000, 10, 10)
     return names
 
 

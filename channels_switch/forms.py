@@ -56,7 +56,8 @@ class ConnectorForm(forms.Form):
         label="Inbound address or domain",
         max_length=254,
         required=False,
-        help_text=f"{EMAIL_ONLY} Where your provider receives replies, e.g. replies.example.com.",
+        help_text=f"{EMAIL_ONLY} Where your provider receives replies, e.g. replies.example.com. Receiving "
+        "email replies is not built yet: this is kept for it.",
     )
     secret = forms.CharField(
         label="Auth token or API key",
