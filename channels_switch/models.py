@@ -6,7 +6,7 @@ import secrets
 
 from django.db import models
 
-from chat.models import Message
+from chat.models import Message, Widget
 from contactcenter.models import TenantOwned
 from queueing.models import Queue
 
@@ -163,3 +163,15 @@ class InboundReceipt(TenantOwned):
 
     def __str__(self) -> str:
         return f"inbound {self.provider_id}"
+
+
+class WidgetSwitching(TenantOwned):
+    """A widget's channel switching: whether its visitors see the switch button, and the channels it offers,
+    in the order they see them."""
+
+    widget = models.OneToOneField(Widget, on_delete=models.CASCADE, related_name="+")
+    show_button = models.BooleanField(default=False)
+    channels = models.JSONField(default=list, blank=True)  # ConnectorKind values, in the visitor's order
+
+    def __str__(self) -> str:
+        return f"switching of widget {self.widget_id}"

@@ -1,5 +1,5 @@
 """channels_switch's state changes, by concept: connectors (settings and secrets), the relay (messages out) and
-inbound (messages in, and the providers' status callbacks)."""
+inbound (messages in, and the providers' status callbacks), switching (which channels a live chat may move to)."""
 
 from channels_switch.services.connectors import (
     SECRET_MAX_CHARS,
@@ -14,10 +14,13 @@ from channels_switch.services.relay import (
     delivery_attempt,
     delivery_create,
 )
+from channels_switch.services.switching import ChannelDiagnosis, SwitchOption, switch_diagnostics, switch_options
 
 __all__ = [
     "SECRET_MAX_CHARS",
+    "ChannelDiagnosis",
     "Inbound",
+    "SwitchOption",
     "connector_delete",
     "connector_save",
     "connector_secrets_reseal",
@@ -27,4 +30,6 @@ __all__ = [
     "delivery_create",
     "delivery_status_update",
     "inbound_receive",
+    "switch_diagnostics",
+    "switch_options",
 ]

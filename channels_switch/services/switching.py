@@ -1,0 +1,136 @@
+"""Which channels a live web chat may move to, and why not: one function, rule by rule (seed 000's Limits and
+Troubleshooting), and the same rules read for a widget as a whole, for its Channel Switching tab.
+
+A channel is offered only when the widget's switch button is on, the widget allows the channel, the tenant's
+connector for it is set up and on, the conversation is a live web chat, and the visitor gave an address for
+it (an email; a valid international phone number for SMS and WhatsApp) that has not opted out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import phonenumbers
+
+from channels_switch.models import ChannelConnector, ConnectorKind, WidgetSwitching
+from chat.models import Channel, Conversation, ConversationStatus, SurveyFieldKind, Widget
+from contactcenter.models import ContactIdentity, IdentityKind
+
+# Where each channel finds the visitor's address, in order of preference.
+ADDRESS_KINDS = {
+    ConnectorKind.EMAIL: (IdentityKind.EMAIL,),
+    ConnectorKind.SMS: (IdentityKind.PHONE, IdentityKind.WHATSAPP),
+    ConnectorKind.WHATSAPP: (IdentityKind.WHATSAPP, IdentityKind.PHONE),
+}
+SURVEY_KIND = {
+    ConnectorKind.EMAIL: SurveyFieldKind.EMAIL,
+    ConnectorKind.SMS: SurveyFieldKind.PHONE,
+    ConnectorKind.WHATSAPP: SurveyFieldKind.PHONE,
+}
+
+
+@dataclass(frozen=True)
+class SwitchOption:
+    channel: str
+    offered: bool
+    reason: str  # why it is not offered, in words an admin can act on ("" when offered)
+    address: str  # where the conversation would continue ("" when not offered)
+
+
+def _settings(widget_id: int | None, tenant_id: int) -> WidgetSwitching | None:
+    if widget_id is None:
+        return None
+    return WidgetSwitching.objects.for_tenant(tenant_id).filter(widget_id=widget_id).first()
+
+
+def _in_order(switching: WidgetSwitching | None) -> list[str]:
+    allowed = [c for c in (switching.channels if switching else []) if c in ConnectorKind.values]
+    return allowed + [c for c in ConnectorKind.values if c not in allowed]
+
+
+def _connector_problem(connector: ChannelConnector | None, label: str) -> str:
+    if connector is None:
+        return f"No {label} channel is set up (Settings → Channels)."
+    if not connector.enabled:
+        return f"The {label} channel is turned off (Settings → Channels)."
+    return ""
+
+
+def _usable_phone(value: str) -> bool:
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(value, None))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+def _address(identities: list[ContactIdentity], channel: str) -> tuple[str, str]:
+    """(address, problem) of the visitor on `channel`: the first usable identity, verified ones first."""
+    label = ConnectorKind(channel).label
+    candidates = [i for kind in ADDRESS_KINDS[ConnectorKind(channel)] for i in identities if i.kind == kind]
+    if channel != ConnectorKind.EMAIL:
+        candidates = [i for i in candidates if _usable_phone(i.value)]
+    if not candidates:
+        if channel == ConnectorKind.EMAIL:
+            return "", "The visitor gave no email address (add an email field to the pre-chat survey)."
+        return "", "The visitor gave no valid phone number (add a phone field to the pre-chat survey)."
+    reachable = [i for i in candidates if i.opted_out_at is None]
+    if not reachable:
+        return "", f"The visitor opted out of {label} messages."
+    reachable.sort(key=lambda i: (not i.verified, i.pk))
+    return reachable[0].value, ""
+
+
+def switch_options(*, conversation: Conversation) -> list[SwitchOption]:
+    """Every channel, the widget's order first: offered to this conversation's visitor now, or why not."""
+    tenant_id = conversation.tenant_id
+    switching = _settings(conversation.widget_id, tenant_id)
+    connectors = {c.kind: c for c in ChannelConnector.objects.for_tenant(tenant_id)}
+    identities = list(ContactIdentity.objects.for_tenant(tenant_id).filter(contact_id=conversation.contact_id))
+    options = []
+    for channel in _in_order(switching):
+        label = ConnectorKind(channel).label
+        reason, address = "", ""
+        if conversation.channel != Channel.WEB or conversation.widget_id is None:
+            reason = "The conversation is not a web chat any more: a switch goes one way."
+        elif conversation.status == ConversationStatus.CLOSED:
+            reason = "The chat has ended."
+        elif switching is None or not switching.show_button:
+            reason = "The channel switch button is off for this widget."
+        elif channel not in switching.channels:
+            reason = f"{label} is not among this widget's switch channels."
+        else:
+            reason = _connector_problem(connectors.get(channel), label)
+        if not reason:
+            address, reason = _address(identities, channel)
+        options.append(SwitchOption(channel=channel, offered=not reason, reason=reason, address=address))
+    return options
+
+
+@dataclass(frozen=True)
+class ChannelDiagnosis:
+    channel: str
+    ready: bool  # offered to every visitor who gave the address it needs
+    problems: list[str]
+
+
+def switch_diagnostics(*, widget: Widget) -> list[ChannelDiagnosis]:
+    """For the Channel Switching tab: per channel, what keeps it from ever being offered on this widget."""
+    switching = _settings(widget.pk, widget.tenant_id)
+    connectors = {c.kind: c for c in ChannelConnector.objects.for_tenant(widget.tenant_id)}
+    survey_kinds = {f.get("kind") for f in (widget.survey_fields or [])} if widget.survey_enabled else set()
+    diagnoses = []
+    for channel in _in_order(switching):
+        label = ConnectorKind(channel).label
+        problems = []
+        if switching is None or not switching.show_button:
+            problems.append("The channel switch button is off.")
+        if switching is None or channel not in switching.channels:
+            problems.append(f"{label} is not picked as a switch channel.")
+        connector_problem = _connector_problem(connectors.get(channel), label)
+        if connector_problem:
+            problems.append(connector_problem)
+        if SURVEY_KIND[ConnectorKind(channel)] not in survey_kinds:
+            what = "email" if channel == ConnectorKind.EMAIL else "phone"
+            problems.append(f"The pre-chat survey has no {what} field, so visitors never give the address.")
+        diagnoses.append(ChannelDiagnosis(channel=channel, ready=not problems, problems=problems))
+    return diagnoses
