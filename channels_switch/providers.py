@@ -234,6 +234,7 @@ def provider_send(delivery: Delivery, *, body: str, subject: str) -> Sent:
     if connector is None:
         raise ProviderError("The channel was removed.", code="channel_removed")
     if connector.provider == Provider.SANDBOX:
+        subject = subject if connector.kind == ConnectorKind.EMAIL else ""  # an SMS has no subject
         return sandbox_send(connector, to=delivery.to_address, body=body, subject=subject, delivery=delivery)
     if connector.provider == Provider.TWILIO:
         return twilio_send(

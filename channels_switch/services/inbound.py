@@ -43,7 +43,8 @@ def _contact_for(connector: ChannelConnector, address: str, name: str) -> Contac
     if typed is not None:  # typed into a survey, never proved: this message proves it
         contact_identity_verify(identity=typed)
         return typed.contact
-    contact = contact_create(tenant=connector.tenant, name=name[:120])
+    # Named as the customer's profile says (WhatsApp), else by the address, as agents will know them.
+    contact = contact_create(tenant=connector.tenant, name=(name or address)[:120])
     contact_identity_add(contact=contact, kind=kinds[0], value=address, verified=True)
     return contact
 

@@ -53,6 +53,7 @@ def test_the_outbox_shows_what_was_sent_as_the_customer_sees_it(agent_client, te
     reply_sent(tenant, agent)
     page = agent_client.get(reverse("sandbox-outbox")).content.decode()
     assert CUSTOMER in page and "Your parcel is on its way." in page and "Delivered" in page
+    assert SandboxMessage.objects.get().subject == ""  # an SMS has no subject
 
 
 def test_a_reply_as_the_customer_reaches_the_conversation_through_the_webhook(agent_client, tenant, agent, sms):

@@ -115,6 +115,7 @@ def test_a_first_sms_starts_a_conversation_routed_to_the_channels_queue(client, 
     )
     identity = ContactIdentity.objects.get(tenant=tenant, contact=conversation.contact)
     assert (identity.kind, identity.value, identity.verified) == ("phone", CUSTOMER, True)
+    assert conversation.contact.name == CUSTOMER  # no profile name: agents know them by their number
     assert ConversationRoute.objects.get(conversation=conversation).queue_id == queue.pk
     assert Offer.objects.filter(conversation=conversation, agent=member).exists()
 
