@@ -135,3 +135,21 @@ def test_the_demo_tenant_has_every_channel_on_the_sandbox(db):
         ("sms", "sandbox"),
         ("whatsapp", "sandbox"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("channel", "sender", "address"),
+    [("whatsapp", "+14155550111", "+447400123456"), ("email", "help@shop.example", "ada@example.org")],
+)
+def test_the_loop_on_whatsapp_and_email_too(agent_client, tenant, agent, channel, sender, address):
+    connector_save(tenant=tenant, kind=channel, provider="sandbox", from_address=sender)
+    agent_client.post(reverse("sandbox-customer-writes"), {"channel": channel, "address": address, "body": "Hi?"})
+    conversation = Conversation.objects.get(tenant=tenant, channel=channel)
+    Conversation.objects.filter(pk=conversation.pk).update(status=ConversationStatus.OPEN, assignee=agent)
+    reply = message_post(
+        actor=agent_actor_for(agent), conversation_id=conversation.pk, body="Hello!", client_id="r-1"
+    ).message
+    assert delivery_attempt(delivery_id=reply.delivery.pk) == "sent"
+    sent = SandboxMessage.objects.get(direction=SandboxDirection.OUT)
+    assert (sent.channel, sent.to_address, sent.body) == (channel, address, "Hello!")
+    assert bool(sent.subject) is (channel == "email")  # only an email has a subject
