@@ -13,15 +13,10 @@ from dataclasses import dataclass
 import phonenumbers
 
 from channels_switch.models import ChannelConnector, ConnectorKind, WidgetSwitching
+from channels_switch.services.relay import RECIPIENT_KINDS
 from chat.models import Channel, Conversation, ConversationStatus, SurveyFieldKind, Widget
-from contactcenter.models import ContactIdentity, IdentityKind
+from contactcenter.models import ContactIdentity
 
-# Where each channel finds the visitor's address, in order of preference.
-ADDRESS_KINDS = {
-    ConnectorKind.EMAIL: (IdentityKind.EMAIL,),
-    ConnectorKind.SMS: (IdentityKind.PHONE, IdentityKind.WHATSAPP),
-    ConnectorKind.WHATSAPP: (IdentityKind.WHATSAPP, IdentityKind.PHONE),
-}
 SURVEY_KIND = {
     ConnectorKind.EMAIL: SurveyFieldKind.EMAIL,
     ConnectorKind.SMS: SurveyFieldKind.PHONE,
@@ -66,7 +61,7 @@ def _usable_phone(value: str) -> bool:
 def _address(identities: list[ContactIdentity], channel: str) -> tuple[str, str]:
     """(address, problem) of the visitor on `channel`: the first usable identity, verified ones first."""
     label = ConnectorKind(channel).label
-    candidates = [i for kind in ADDRESS_KINDS[ConnectorKind(channel)] for i in identities if i.kind == kind]
+    candidates = [i for kind in RECIPIENT_KINDS[ConnectorKind(channel)] for i in identities if i.kind == kind]
     if channel != ConnectorKind.EMAIL:
         candidates = [i for i in candidates if _usable_phone(i.value)]
     if not candidates:
