@@ -137,7 +137,6 @@ def email_send(
     subject: str,
     body: str,
     headers: dict[str, str] | None = None,
-    reply_to: str | None = None,
 ) -> Sent:
     """Sends one email through the connector's ESP with the tenant's key."""
     message = EmailMessage(
@@ -146,7 +145,6 @@ def email_send(
         from_email=connector.from_address,
         to=[to],
         headers=headers or {},
-        reply_to=[reply_to] if reply_to else None,
         connection=email_connection(connector),
     )
     esp = Esp(connector.esp).label

@@ -25,10 +25,8 @@ from queueing.services import conversation_request_on_channel
 
 @dataclass(frozen=True)
 class Inbound:
-    conversation_id: int
+    conversation_id: int  # 0: a repeat of a webhook whose conversation was deleted since
     message_id: int
-    created: bool  # False: a repeat of a webhook whose message is already stored
-    started: bool  # True: this message started a new conversation
 
 
 def _contact_for(connector: ChannelConnector, address: str, name: str) -> Contact:
@@ -116,8 +114,8 @@ def inbound_receive(
         )
         stored = receipt.message
         if stored is None:  # the conversation was deleted since: nothing to add it to
-            return Inbound(conversation_id=0, message_id=0, created=False, started=False)
-        return Inbound(conversation_id=stored.conversation_id, message_id=stored.pk, created=False, started=False)
+            return Inbound(conversation_id=0, message_id=0)
+        return Inbound(conversation_id=stored.conversation_id, message_id=stored.pk)
     contact = _contact_for(connector, address, name)
     conversation = (
         Conversation.objects.for_tenant(connector.tenant_id)
@@ -126,7 +124,6 @@ def inbound_receive(
         .order_by("-pk")
         .first()
     )
-    started = conversation is None
     if conversation is None:
         conversation, message = conversation_request_on_channel(
             contact=contact, channel=connector.kind, queue=connector.queue, body=body, client_id=provider_id
@@ -138,7 +135,7 @@ def inbound_receive(
     signal = opt_out_signal(body=body, provider_says=opt_out_type)
     if signal is not None:
         _record_opt_out(connector, conversation, address, signal)
-    return Inbound(conversation_id=conversation.pk, message_id=message.pk, created=True, started=started)
+    return Inbound(conversation_id=conversation.pk, message_id=message.pk)
 
 
 # How far a message got, in order; a callback that arrives late or twice never moves it back.

@@ -10,7 +10,6 @@ from datetime import timedelta
 from urllib.parse import parse_qs
 
 import pytest
-import responses
 from django.utils import timezone
 
 from channels_switch.models import Delivery, DeliveryState, SandboxMessage
@@ -19,32 +18,17 @@ from channels_switch.services.relay import MAX_ATTEMPTS, SENDING_LEASE, backoff_
 from chat.models import ConversationStatus, DeliveryStatus, Message
 from chat.selectors import agent_actor_for
 from chat.services import message_post
+from tests.channels_switch.twilio_support import ACCOUNT_SID, CUSTOMER, twilio_connector
 from tests.factories import ContactIdentityFactory, ConversationFactory
 
 pytestmark = pytest.mark.django_db
 
-ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
-AUTH_TOKEN = "0123456789abcdef" * 2
 MESSAGES_URL = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
-CUSTOMER = "+447911123456"
-
-
-@pytest.fixture
-def mocked():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 @pytest.fixture
 def twilio(tenant):
-    return connector_save(
-        tenant=tenant,
-        kind="sms",
-        provider="twilio",
-        account_sid=ACCOUNT_SID,
-        from_address="+14155550100",
-        secret=AUTH_TOKEN,
-    )
+    return twilio_connector(tenant)
 
 
 def conversation_on(tenant, agent, channel="sms", address=CUSTOMER, kind="phone"):

@@ -13,20 +13,18 @@ import pytest
 from django.utils import timezone
 
 from channels_switch.models import Delivery, DeliveryState
-from channels_switch.services import connector_save, deliveries_sweep
+from channels_switch.services import deliveries_sweep
 from channels_switch.services.relay import _claim
 from chat.models import ConversationStatus
 from chat.selectors import agent_actor_for
 from chat.services import message_post
+from tests.channels_switch.twilio_support import ACCOUNT_SID, AUTH_TOKEN, CUSTOMER, twilio_connector
 from tests.factories import ContactIdentityFactory, ConversationFactory, MembershipFactory, TenantFactory
 from tests.support.fake_twilio import FakeTwilio
 from tests.support.servers import CeleryWorker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
-ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
-AUTH_TOKEN = "0123456789abcdef" * 2
-CUSTOMER = "+447911123456"
 WAIT_SECONDS = 60.0  # a bound for a loaded machine, never a speed check
 
 
@@ -69,14 +67,7 @@ def workers(fake, alone) -> Iterator[Callable[[], CeleryWorker]]:
 def sms(db):
     tenant = TenantFactory()
     agent = MembershipFactory(tenant=tenant).user
-    connector_save(
-        tenant=tenant,
-        kind="sms",
-        provider="twilio",
-        account_sid=ACCOUNT_SID,
-        from_address="+14155550100",
-        secret=AUTH_TOKEN,
-    )
+    twilio_connector(tenant)
     conversation = ConversationFactory(tenant=tenant, channel="sms", status=ConversationStatus.OPEN, assignee=agent)
     ContactIdentityFactory(tenant=tenant, contact=conversation.contact, kind="phone", value=CUSTOMER)
 

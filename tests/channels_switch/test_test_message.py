@@ -10,7 +10,6 @@ from urllib.parse import parse_qs
 
 import pytest
 import requests
-import responses
 from cryptography.fernet import Fernet
 from django.contrib.messages import get_messages
 from django.core.cache import cache
@@ -19,12 +18,11 @@ from django.urls import reverse
 from channels_switch.providers import ProviderError, twilio_send
 from channels_switch.services import connector_save
 from contactcenter import secretbox
+from tests.channels_switch.twilio_support import ACCOUNT_SID, AUTH_TOKEN, twilio_connector
 from tests.factories import ChannelConnectorFactory
 
 pytestmark = pytest.mark.django_db
 
-ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
-AUTH_TOKEN = "0123456789abcdef" * 2
 SERVICE_SID = "MG" + "fedcba9876543210" * 2
 TWILIO_MESSAGES = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
 POSTMARK_EMAIL = "https://api.postmarkapp.com/email"
@@ -39,18 +37,6 @@ def fresh_budget():
 def admin_client(client, admin):
     client.force_login(admin)
     return client
-
-
-@pytest.fixture
-def mocked():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-def twilio_connector(tenant, kind="sms", **fields):
-    values = {"provider": "twilio", "account_sid": ACCOUNT_SID, "from_address": "+14155550100", "secret": AUTH_TOKEN}
-    values.update(fields)
-    return connector_save(tenant=tenant, kind=kind, **values)
 
 
 def twilio_created(sid="SM" + "a" * 32, status="queued", segments="1") -> dict:

@@ -18,6 +18,7 @@ from channels_switch.services import connector_save
 from chat.models import Channel, Conversation, ConversationStatus, DeliveryStatus, Message, SenderKind
 from contactcenter.models import ContactIdentity
 from queueing.models import ConversationRoute, Offer
+from tests.channels_switch.twilio_support import ACCOUNT_SID, AUTH_TOKEN, CUSTOMER, twilio_connector
 from tests.factories import (
     ContactIdentityFactory,
     ConversationFactory,
@@ -28,10 +29,7 @@ from tests.factories import (
 
 pytestmark = pytest.mark.django_db
 
-ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
-AUTH_TOKEN = "0123456789abcdef" * 2
 OTHER_TOKEN = "fedcba9876543210" * 2
-CUSTOMER = "+447911123456"
 
 
 def twilio_signature(token: str, url: str, params: dict[str, str]) -> str:
@@ -52,27 +50,12 @@ def queue(tenant):
 
 @pytest.fixture
 def sms(tenant, queue):
-    return connector_save(
-        tenant=tenant,
-        kind="sms",
-        provider="twilio",
-        account_sid=ACCOUNT_SID,
-        from_address="+14155550100",
-        secret=AUTH_TOKEN,
-        queue=queue,
-    )
+    return twilio_connector(tenant, queue=queue)
 
 
 @pytest.fixture
 def whatsapp(tenant):
-    return connector_save(
-        tenant=tenant,
-        kind="whatsapp",
-        provider="twilio",
-        account_sid=ACCOUNT_SID,
-        from_address="+14155550111",
-        secret=AUTH_TOKEN,
-    )
+    return twilio_connector(tenant, kind="whatsapp", from_address="+14155550111")
 
 
 def inbound_params(sid: str, body: str = "Hello, is my order on its way?", sender: str = CUSTOMER, **extra) -> dict:
