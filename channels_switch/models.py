@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
 from django.db import models
 
-from chat.models import Message, Widget
+from chat.models import Conversation, Message, Widget
 from contactcenter.models import TenantOwned
 from queueing.models import Queue
 
@@ -175,3 +176,31 @@ class WidgetSwitching(TenantOwned):
 
     def __str__(self) -> str:
         return f"switching of widget {self.widget_id}"
+
+
+class SwitchedBy(models.TextChoices):
+    VISITOR = "visitor", "the visitor"
+    AGENT = "agent", "an agent"
+    SYSTEM = "system", "Switchboard (the visitor's connection was lost)"
+
+
+class ChannelSwitch(TenantOwned):
+    """A conversation's move from the web chat to SMS, WhatsApp or email: from, to, where, when and by whom, and
+    the introduction that was the first message sent there."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    from_channel = models.CharField(max_length=16)
+    to_channel = models.CharField(max_length=16, choices=ConnectorKind.choices)
+    address = models.CharField(max_length=254)
+    by = models.CharField(max_length=8, choices=SwitchedBy.choices)
+    by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    introduction = models.OneToOneField(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "conversation"])]
+
+    def __str__(self) -> str:
+        return f"conversation {self.conversation_id}: {self.from_channel} → {self.to_channel}"

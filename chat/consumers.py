@@ -7,10 +7,11 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 
+from channels_switch.services import conversation_switch, switch_offers
 from chat import events
 from chat.conversation_stream import ConversationSocket
 from chat.message_writer import post_message
-from chat.selectors import VisitorActor, visitor_hello
+from chat.selectors import VisitorActor, visitor_hello_frame, visitor_socket_conversation
 from chat.services import conversation_mark_read
 from chat.tokens import visitor_token_read
 from contactcenter.errors import ApplicationError
@@ -37,6 +38,7 @@ class VisitorConsumer(ConversationSocket):
         "typing": "on_typing",
         "read": "on_read",
         "conversation.close": "on_close",
+        "conversation.switch": "on_switch",
         "ping": "on_ping",
     }
 
@@ -54,15 +56,18 @@ class VisitorConsumer(ConversationSocket):
         self.tenant_id = token.tenant_id
         self.conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
         try:
-            hello = await database_sync_to_async(visitor_hello)(
-                actor=self.visitor, conversation_id=self.conversation_id
-            )
+            hello = await database_sync_to_async(self.hello)()
         except ApplicationError:
             await self.refuse("not_found", "No such conversation for this visitor.", CLOSE_NOT_FOUND)
             return
         await self.join(conversation_group(self.tenant_id, self.conversation_id))
         await self.accept()
         await self.send_frame(hello)
+
+    def hello(self) -> dict[str, Any]:
+        """The first frame: the conversation, the limits, and the channels the switch button offers."""
+        conversation = visitor_socket_conversation(actor=self.visitor, conversation_id=self.conversation_id)
+        return {**visitor_hello_frame(conversation), "switch": switch_offers(conversation=conversation)}
 
     def render_message(self, data: events.MessageData) -> dict[str, Any] | None:
         return events.visitor_message_view(data, visitor_id=self.visitor.visitor_id)
@@ -116,6 +121,13 @@ class VisitorConsumer(ConversationSocket):
     async def on_close(self, frame: dict[str, Any], request_id: str | None) -> None:
         conversation_id = self._own_conversation(frame)
         await database_sync_to_async(conversation_end)(actor=self.visitor, conversation_id=conversation_id)
+        await self.send_ok(request_id)
+
+    async def on_switch(self, frame: dict[str, Any], request_id: str | None) -> None:
+        conversation_id = self._own_conversation(frame)
+        await database_sync_to_async(conversation_switch)(
+            actor=self.visitor, conversation_id=conversation_id, channel=text_field(frame, "channel")
+        )
         await self.send_ok(request_id)
 
     async def on_ping(self, frame: dict[str, Any], request_id: str | None) -> None:

@@ -191,6 +191,7 @@ class ConversationState(TypedDict):
     id: int
     status: str
     channel: str
+    channel_address: str
     important: bool
     disposition_id: int | None
     assignee: UserRef | None
@@ -204,6 +205,8 @@ class ConversationState(TypedDict):
 class VisitorConversation(TypedDict):
     id: int
     status: str
+    channel: str  # not "web" once the conversation moved to SMS, WhatsApp or email: the web session is over
+    channel_address: str
     agent_name: str | None
     created_at: str | None
     closed_at: str | None
@@ -220,6 +223,7 @@ def conversation_state(conversation: Conversation, participant_ids: list[int] | 
         "id": conversation.pk,
         "status": conversation.status,
         "channel": conversation.channel,
+        "channel_address": conversation.channel_address,
         "important": conversation.important,
         "disposition_id": conversation.disposition_id,
         "assignee": user_ref(assignee),
@@ -236,6 +240,8 @@ def visitor_conversation(conversation: Conversation) -> VisitorConversation:
     return {
         "id": conversation.pk,
         "status": conversation.status,
+        "channel": conversation.channel,
+        "channel_address": conversation.channel_address,
         "agent_name": agent_public_name(assignee) if assignee is not None else None,
         "created_at": iso(conversation.created_at),
         "closed_at": iso(conversation.closed_at),

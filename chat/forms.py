@@ -167,3 +167,51 @@ def survey_rows_as_typed(data: Any) -> tuple[list[dict[str, Any]], int]:
         row["DELETE"] = bool(data.get(field + "DELETE"))
         rows.append(row)
     return rows, blanks
+
+
+SWITCH_CHANNELS = (("sms", "SMS"), ("whatsapp", "WhatsApp"), ("email", "Email"))
+POSITIONS = [(1, "1st"), (2, "2nd"), (3, "3rd")]
+
+
+class WidgetSwitchingForm(forms.Form):
+    """The Channel Switching tab: the button, and per channel whether it is offered and in which place."""
+
+    show_button = forms.BooleanField(
+        required=False,
+        label="Show channel switch button",
+        help_text="Visitors see “Continue elsewhere” in the chat and can move it to a channel below.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        for place, (channel, label) in enumerate(SWITCH_CHANNELS, start=1):
+            self.fields[f"{channel}_allowed"] = forms.BooleanField(required=False, label=f"Offer {label}")
+            self.fields[f"{channel}_position"] = forms.TypedChoiceField(
+                choices=POSITIONS, coerce=int, initial=place, label=f"Place of {label}"
+            )
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "channel": channel,
+                "label": label,
+                "allowed": self[f"{channel}_allowed"],
+                "position": self[f"{channel}_position"],
+            }
+            for channel, label in SWITCH_CHANNELS
+        ]
+
+    def channels(self) -> list[str]:
+        """The allowed channels in the visitor's order (ties keep the listed order)."""
+        data = self.cleaned_data
+        allowed = [(data[f"{c}_position"], i, c) for i, (c, _) in enumerate(SWITCH_CHANNELS) if data[f"{c}_allowed"]]
+        return [channel for _, _, channel in sorted(allowed)]
+
+    @staticmethod
+    def initial_from(show_button: bool, channels: list[str]) -> dict[str, Any]:
+        initial: dict[str, Any] = {"show_button": show_button}
+        others = [c for c, _ in SWITCH_CHANNELS if c not in channels]
+        for place, channel in enumerate([*channels, *others], start=1):
+            initial[f"{channel}_allowed"] = channel in channels
+            initial[f"{channel}_position"] = min(place, len(POSITIONS))
+        return initial

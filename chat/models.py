@@ -83,6 +83,9 @@ class Conversation(TenantOwned):
     # The web visitor this conversation belongs to (from the signed visitor token).
     visitor_id = models.CharField(max_length=64, blank=True, db_index=True)
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.WEB)
+    # The customer's address on a provider's channel when the conversation moved there from the web (a switch):
+    # replies go to it and the customer's answers from it come back here. Empty otherwise.
+    channel_address = models.CharField(max_length=254, blank=True)
     status = models.CharField(max_length=16, choices=ConversationStatus.choices, default=ConversationStatus.WAITING)
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -19,7 +19,7 @@ from chat.events import (
     user_ref,
     visitor_conversation,
 )
-from chat.models import Attachment, Conversation, ConversationStatus, Message
+from chat.models import Attachment, Channel, Conversation, ConversationStatus, Message
 from contactcenter.errors import NotFound, PermissionDenied
 from contactcenter.models import ROLE_RANK, Contact, ContactIdentity, Membership, Role, Tenant
 
@@ -425,10 +425,25 @@ def transcripts_for(*, reader: Reader, conversations: list[Conversation]) -> dic
 
 
 def visitor_current_conversation(*, actor: VisitorActor) -> Conversation | None:
-    """The visitor's latest conversation of this widget that is not closed."""
+    """The visitor's latest web chat of this widget that is not closed (one that moved to SMS, WhatsApp or email
+    goes on there, never here again)."""
+    return (
+        Conversation.objects.for_tenant(actor.tenant_id)
+        .filter(widget_id=actor.widget_id, visitor_id=actor.visitor_id, channel=Channel.WEB)
+        .exclude(status=ConversationStatus.CLOSED)
+        .select_related("assignee")
+        .order_by("-pk")
+        .first()
+    )
+
+
+def visitor_moved_conversation(*, actor: VisitorActor) -> Conversation | None:
+    """The visitor's latest open conversation of this widget that moved from the web to another channel: a
+    reopened widget says where it continues."""
     return (
         Conversation.objects.for_tenant(actor.tenant_id)
         .filter(widget_id=actor.widget_id, visitor_id=actor.visitor_id)
+        .exclude(channel=Channel.WEB)
         .exclude(status=ConversationStatus.CLOSED)
         .select_related("assignee")
         .order_by("-pk")
@@ -464,7 +479,16 @@ def attachment_get_for(*, actor: Actor, attachment_id: int) -> Attachment:
 
 def visitor_hello(*, actor: VisitorActor, conversation_id: int) -> dict[str, Any]:
     """The visitor socket's first frame; NotFound unless the conversation is this visitor's on this widget."""
+    return visitor_hello_frame(visitor_socket_conversation(actor=actor, conversation_id=conversation_id))
+
+
+def visitor_socket_conversation(*, actor: VisitorActor, conversation_id: int) -> Conversation:
+    """The conversation a visitor socket opens on; NotFound unless it is this visitor's on this widget."""
     conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, related=("assignee", "widget"))
+    return conversation
+
+
+def visitor_hello_frame(conversation: Conversation) -> dict[str, Any]:
     widget = conversation.widget
     return {
         "type": "hello",

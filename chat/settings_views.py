@@ -1,4 +1,5 @@
-"""Settings pages of widgets: list, the General tab (with the embed snippet), the pre-chat survey tab, delete."""
+"""Settings pages of widgets: list, the General tab (with the embed snippet), the pre-chat survey tab, the Channel
+Switching tab, delete."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from chat.forms import WIDGET_FIELD_ALIASES, WidgetForm, WidgetSurveyForm, survey_formset, survey_rows_as_typed
+from channels_switch.selectors import widget_switching_for
+from channels_switch.services import switch_diagnostics, widget_switching_save
+from chat.forms import (
+    WIDGET_FIELD_ALIASES,
+    WidgetForm,
+    WidgetSurveyForm,
+    WidgetSwitchingForm,
+    survey_formset,
+    survey_rows_as_typed,
+)
 from chat.models import Widget
 from chat.services import widget_delete, widget_save
 from contactcenter.errors import ApplicationError
@@ -139,6 +149,50 @@ class WidgetSurveyView(WidgetsMixin, TenantObjectMixin, AdminRequiredView):
                 messages.success(request, f"Pre-chat survey of “{widget}” saved.")
                 return redirect("settings-widgets-survey", pk=widget.pk)
         return self.render_page(request, widget, form, formset)
+
+
+class WidgetSwitchingView(WidgetsMixin, TenantObjectMixin, AdminRequiredView):
+    """The Channel Switching tab (seed 000): the switch button, the channels in the visitor's order, and, read
+    live for this widget, why each channel would or would not be offered (its troubleshooting as diagnostics)."""
+
+    template_name = "settings/widget_switching.html"
+
+    def render_page(self, request: HttpRequest, widget: Widget, form: WidgetSwitchingForm) -> HttpResponse:
+        context = {
+            "object": widget,
+            "form": form,
+            "tab": "switching",
+            "diagnoses": switch_diagnostics(widget=widget),
+            "snippet": embed_snippet(widget),
+            **widget_routing(widget),
+        }
+        return self.page(request, self.template_name, context)
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        widget = self.get_object()
+        switching = widget_switching_for(widget=widget)
+        initial = WidgetSwitchingForm.initial_from(
+            bool(switching and switching.show_button), list(switching.channels) if switching else []
+        )
+        return self.render_page(request, widget, WidgetSwitchingForm(initial=initial))
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        widget = self.get_object()
+        form = WidgetSwitchingForm(request.POST)
+        if form.is_valid():
+            try:
+                widget_switching_save(
+                    tenant=self.tenant,
+                    widget=widget,
+                    show_button=form.cleaned_data["show_button"],
+                    channels=form.channels(),
+                )
+            except ApplicationError as exc:
+                apply_application_error(form, exc)
+            else:
+                messages.success(request, f"Channel switching of “{widget}” saved.")
+                return redirect("settings-widgets-switching", pk=widget.pk)
+        return self.render_page(request, widget, form)
 
 
 class WidgetDeleteView(WidgetsMixin, SettingsDeleteView):

@@ -17,6 +17,7 @@ from chat.selectors import (
     attachment_get_for,
     attachment_get_for_visitor_id,
     visitor_current_conversation,
+    visitor_moved_conversation,
 )
 from chat.services import attachment_served_type, attachment_upload
 from chat.tokens import (
@@ -96,10 +97,13 @@ def widget_session(request: HttpRequest, public_key: str) -> HttpResponseBase:
     visitor = _visitor(request, widget)
     assert visitor is not None
     conversation = visitor_current_conversation(actor=visitor)
+    moved = visitor_moved_conversation(actor=visitor) if conversation is None else None
     return JsonResponse(
         {
             "visitor_id": visitor.visitor_id,
             "conversation": events.visitor_conversation(conversation) if conversation is not None else None,
+            # The earlier chat that went on by SMS, WhatsApp or email: the widget says so above a new start.
+            "moved": events.visitor_conversation(moved) if moved is not None else None,
         }
     )
 

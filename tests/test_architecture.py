@@ -63,6 +63,9 @@ LOWER_OPERATIONS = {
     # → queueing.services.conversation_request_on_channel
     "conversation_open_on_channel": {"queueing/services/routing.py"},
     "conversation_close": {"queueing/services/routing.py"},  # → queueing.services.conversation_end
+    # → channels_switch.services.conversation_switch (eligibility, the switch record, the introduction)
+    "conversation_channel_move": {"channels_switch/services/switch.py"},
+    "introduction_post": {"channels_switch/services/switch.py"},
     "membership_create": {"agents/services/team.py"},  # → agents.services.agent_create / agent_invite
     "membership_invite": {"agents/services/team.py"},  # → agents.services.agent_invite
     "tenant_create": {"agents/services/team.py"},  # → agents.services.tenant_setup

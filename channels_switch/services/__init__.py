@@ -1,5 +1,6 @@
 """channels_switch's state changes, by concept: connectors (settings and secrets), the relay (messages out) and
-inbound (messages in, and the providers' status callbacks), switching (which channels a live chat may move to)."""
+inbound (messages in, and the providers' status callbacks), switching (which channels a live chat may move to, and
+a widget's switching settings), switch (moving a chat there)."""
 
 from channels_switch.services.connectors import (
     SECRET_MAX_CHARS,
@@ -14,22 +15,35 @@ from channels_switch.services.relay import (
     delivery_attempt,
     delivery_create,
 )
-from channels_switch.services.switching import ChannelDiagnosis, SwitchOption, switch_diagnostics, switch_options
+from channels_switch.services.switch import conversation_switch
+from channels_switch.services.switching import (
+    ChannelDiagnosis,
+    SwitchOption,
+    address_display,
+    switch_diagnostics,
+    switch_offers,
+    switch_options,
+    widget_switching_save,
+)
 
 __all__ = [
     "SECRET_MAX_CHARS",
     "ChannelDiagnosis",
     "Inbound",
     "SwitchOption",
+    "address_display",
     "connector_delete",
     "connector_save",
     "connector_secrets_reseal",
     "connector_test_send",
+    "conversation_switch",
     "deliveries_sweep",
     "delivery_attempt",
     "delivery_create",
     "delivery_status_update",
     "inbound_receive",
     "switch_diagnostics",
+    "switch_offers",
     "switch_options",
+    "widget_switching_save",
 ]

@@ -4,6 +4,7 @@ A provider's status callbacks move a delivery forward, never back."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -12,6 +13,7 @@ from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, In
 from channels_switch.services.relay import PROVIDER_PROGRESS, RECIPIENT_KINDS, message_delivery_set
 from chat.models import Conversation, ConversationStatus, DeliveryStatus, Message
 from chat.services import message_receive, system_notice_post
+from contactcenter.errors import Conflict
 from contactcenter.models import Contact, ContactIdentity
 from contactcenter.services import (
     contact_create,
@@ -45,6 +47,29 @@ def _contact_for(connector: ChannelConnector, address: str, name: str) -> Contac
     contact = contact_create(tenant=connector.tenant, name=(name or address)[:120])
     contact_identity_add(contact=contact, kind=kinds[0], value=address, verified=True)
     return contact
+
+
+def _switched_to(connector: ChannelConnector, address: str) -> Conversation | None:
+    """The open conversation a switch moved to this address on this channel (the latest), whose introduction
+    this message answers: the answer proves the address the visitor typed, so it becomes verified there."""
+    conversation = (
+        Conversation.objects.for_tenant(connector.tenant_id)
+        .filter(channel=connector.kind, channel_address=address)
+        .exclude(status=ConversationStatus.CLOSED)
+        .select_related("contact")
+        .order_by("-pk")
+        .first()
+    )
+    if conversation is None:
+        return None
+    kinds = RECIPIENT_KINDS[ConnectorKind(connector.kind)]
+    for identity in ContactIdentity.objects.for_tenant(connector.tenant_id).filter(
+        contact_id=conversation.contact_id, kind__in=kinds, value=address, verified=False
+    ):
+        # Another contact may hold it verified already: then it stays as typed here, and the chat goes on.
+        with contextlib.suppress(Conflict):
+            contact_identity_verify(identity=identity)
+    return conversation
 
 
 # What a customer texts to stop or restart messages (the carriers' standard words, as Twilio honours them).
@@ -116,14 +141,18 @@ def inbound_receive(
         if stored is None:  # the conversation was deleted since: nothing to add it to
             return Inbound(conversation_id=0, message_id=0)
         return Inbound(conversation_id=stored.conversation_id, message_id=stored.pk)
-    contact = _contact_for(connector, address, name)
-    conversation = (
-        Conversation.objects.for_tenant(connector.tenant_id)
-        .filter(contact=contact, channel=connector.kind)
-        .exclude(status=ConversationStatus.CLOSED)
-        .order_by("-pk")
-        .first()
-    )
+    conversation = _switched_to(connector, address)
+    if conversation is None:
+        contact = _contact_for(connector, address, name)
+        conversation = (
+            Conversation.objects.for_tenant(connector.tenant_id)
+            .filter(contact=contact, channel=connector.kind)
+            .exclude(status=ConversationStatus.CLOSED)
+            .order_by("-pk")
+            .first()
+        )
+    else:
+        contact = conversation.contact
     if conversation is None:
         conversation, message = conversation_request_on_channel(
             contact=contact, channel=connector.kind, queue=connector.queue, body=body, client_id=provider_id

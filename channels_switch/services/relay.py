@@ -72,11 +72,14 @@ def message_delivery_set(*, tenant_id: int, message_id: int, status: str, error:
 
 
 def _recipient(conversation: Conversation, channel: str) -> ContactIdentity | None:
-    """The contact's address on the channel: its kinds in order of preference, a verified one first."""
+    """The contact's address on the channel: the one a switch moved the conversation to, else its kinds in order
+    of preference, a verified one first."""
     kinds = RECIPIENT_KINDS[ConnectorKind(channel)]
     identities = ContactIdentity.objects.for_tenant(conversation.tenant_id).filter(
         contact_id=conversation.contact_id, kind__in=kinds
     )
+    if conversation.channel_address:
+        identities = identities.filter(value=conversation.channel_address)
     by_kind: dict[str, ContactIdentity] = {}
     for identity in identities.order_by("verified", "-pk"):  # the last one kept wins: verified, then oldest
         by_kind[identity.kind] = identity
@@ -96,16 +99,38 @@ def _trigger(delivery_id: int, *, countdown: float | None = None) -> None:
 WHATSAPP_WINDOW = timedelta(hours=24)
 
 
-def _refuse_if_not_allowed(conversation: Conversation, recipient: ContactIdentity | None) -> None:
-    """The provider's rules an agent's message must meet before it is stored: nothing to an address that opted
-    out, and no free text on WhatsApp outside 24 hours from the customer's last message. Refused with the
-    reason (the message is not stored, the console shows why)."""
+def _customer_answered(conversation: Conversation) -> bool:
+    """Whether the customer has written on the conversation's present channel (after a switch: answered the
+    introduction from the address it went to)."""
+    return (
+        Message.objects.for_tenant(conversation.tenant_id)
+        .filter(conversation_id=conversation.pk, sender_kind=SenderKind.VISITOR, channel=conversation.channel)
+        .exists()
+    )
+
+
+def _refuse_if_not_allowed(conversation: Conversation, recipient: ContactIdentity | None, message: Message) -> None:
+    """The rules an agent's message must meet before it is stored: nothing to an address that opted out; after a
+    switch, nothing but the introduction to an address typed into a form until the customer answers from it
+    (which verifies it); and no free text on WhatsApp outside 24 hours from the customer's last message.
+    Refused with the reason (the message is not stored, the console shows why)."""
     label = ConnectorKind(conversation.channel).label
     if recipient is not None and recipient.opted_out_at is not None:
         raise ApplicationError(
             "opted_out",
             f"The customer opted out of {label} messages (replied STOP): nothing more can be sent to "
             f"{recipient.value} until they reply START.",
+            status=409,
+        )
+    if message.event == "channel.introduction":
+        # Sent once per switch, when the visitor picked the channel (or their chat was lost): it is the
+        # customer's own request. (On a real WhatsApp sender a first message needs an approved template.)
+        return
+    if conversation.channel_address and not _customer_answered(conversation):
+        raise ApplicationError(
+            "awaiting_customer",
+            f"Waiting for the customer to answer the introduction from {conversation.channel_address}: until they do, "
+            "nothing more is sent to an address typed into a form.",
             status=409,
         )
     if conversation.channel == ConnectorKind.WHATSAPP:
@@ -132,7 +157,7 @@ def delivery_create(*, message: Message, attachments: list[Attachment]) -> Deliv
     conversation = Conversation.objects.for_tenant(message.tenant_id).get(pk=message.conversation_id)
     channel = conversation.channel
     recipient = _recipient(conversation, channel)
-    _refuse_if_not_allowed(conversation, recipient)
+    _refuse_if_not_allowed(conversation, recipient, message)
     connector = ChannelConnector.objects.for_tenant(message.tenant_id).filter(kind=channel).first()
     delivery = Delivery(
         tenant_id=message.tenant_id,

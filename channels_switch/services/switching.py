@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import phonenumbers
+from django.db import transaction
 
 from channels_switch.models import ChannelConnector, ConnectorKind, WidgetSwitching
 from channels_switch.services.relay import RECIPIENT_KINDS
 from chat.models import Channel, Conversation, ConversationStatus, SurveyFieldKind, Widget
-from contactcenter.models import ContactIdentity
+from contactcenter.errors import ApplicationError
+from contactcenter.models import ContactIdentity, Tenant
 
 SURVEY_KIND = {
     ConnectorKind.EMAIL: SurveyFieldKind.EMAIL,
@@ -75,10 +77,44 @@ def _address(identities: list[ContactIdentity], channel: str) -> tuple[str, str]
     return reachable[0].value, ""
 
 
+def address_display(channel: str, address: str) -> str:
+    """An address as a person reads it: a phone number grouped the international way."""
+    if channel == ConnectorKind.EMAIL:
+        return address
+    try:
+        return phonenumbers.format_number(
+            phonenumbers.parse(address, None), phonenumbers.PhoneNumberFormat.INTERNATIONAL
+        )
+    except phonenumbers.NumberParseException:
+        return address
+
+
 def switch_options(*, conversation: Conversation) -> list[SwitchOption]:
     """Every channel, the widget's order first: offered to this conversation's visitor now, or why not."""
+    return _options(conversation, _settings(conversation.widget_id, conversation.tenant_id))
+
+
+def switch_offers(*, conversation: Conversation) -> list[dict[str, str]]:
+    """What the visitor's switch button offers now, in the widget's order: channel, its name and the address
+    the chat would go on at. One read for a widget without the button (most of them)."""
+    if conversation.channel != Channel.WEB or conversation.status == ConversationStatus.CLOSED:
+        return []
+    switching = _settings(conversation.widget_id, conversation.tenant_id)
+    if switching is None or not switching.show_button or not switching.channels:
+        return []
+    return [
+        {
+            "channel": option.channel,
+            "label": ConnectorKind(option.channel).label,
+            "address": address_display(option.channel, option.address),
+        }
+        for option in _options(conversation, switching)
+        if option.offered
+    ]
+
+
+def _options(conversation: Conversation, switching: WidgetSwitching | None) -> list[SwitchOption]:
     tenant_id = conversation.tenant_id
-    switching = _settings(conversation.widget_id, tenant_id)
     connectors = {c.kind: c for c in ChannelConnector.objects.for_tenant(tenant_id)}
     identities = list(ContactIdentity.objects.for_tenant(tenant_id).filter(contact_id=conversation.contact_id))
     options = []
@@ -107,6 +143,10 @@ class ChannelDiagnosis:
     ready: bool  # offered to every visitor who gave the address it needs
     problems: list[str]
 
+    @property
+    def label(self) -> str:
+        return ConnectorKind(self.channel).label
+
 
 def switch_diagnostics(*, widget: Widget) -> list[ChannelDiagnosis]:
     """For the Channel Switching tab: per channel, what keeps it from ever being offered on this widget."""
@@ -129,3 +169,21 @@ def switch_diagnostics(*, widget: Widget) -> list[ChannelDiagnosis]:
             problems.append(f"The pre-chat survey has no {what} field, so visitors never give the address.")
         diagnoses.append(ChannelDiagnosis(channel=channel, ready=not problems, problems=problems))
     return diagnoses
+
+
+@transaction.atomic
+def widget_switching_save(*, tenant: Tenant, widget: Widget, show_button: bool, channels: list[str]) -> WidgetSwitching:
+    """A widget's Channel Switching tab: the button on or off, and the channels it offers in the visitor's order."""
+    if widget.tenant_id != tenant.pk:
+        raise ApplicationError("not_found", "No such widget.", status=404)
+    unknown = [c for c in channels if c not in ConnectorKind.values]
+    if unknown:
+        raise ApplicationError("invalid", "Unknown channel.", {"channels": [f"Unknown channel: {unknown[0]}."]})
+    if len(set(channels)) != len(channels):
+        raise ApplicationError("invalid", "A channel is listed twice.", {"channels": ["Each channel once."]})
+    switching, _ = WidgetSwitching.objects.select_for_update().get_or_create(
+        tenant=tenant, widget=widget, defaults={"show_button": show_button, "channels": channels}
+    )
+    switching.show_button, switching.channels = show_button, list(channels)
+    switching.save(update_fields=["show_button", "channels"])
+    return switching

@@ -60,7 +60,13 @@ def _take_seq_parts(visitor: bool) -> tuple[str, str]:
     window, count = column(f"{side}_rate_window"), column(f"{side}_rate_count")
     where = [f"{col('id')} = %s", f"{col('tenant_id')} = %s", f"{col('status')} <> %s"]
     if visitor:
-        where += [f"{col('visitor_id')} = %s", f"{col('visitor_id')} <> ''", f"{col('widget_id')} = %s"]
+        # A visitor writes only to a web chat: one that moved to SMS, WhatsApp or email goes on there.
+        where += [
+            f"{col('visitor_id')} = %s",
+            f"{col('visitor_id')} <> ''",
+            f"{col('widget_id')} = %s",
+            f"{col('channel')} = %s",
+        ]
     else:
         participants: Any = meta.get_field("participants")
         through = qn(participants.remote_field.through._meta.db_table)
@@ -114,7 +120,7 @@ def _take_seq_params(actor: Actor, conversation_id: int, rate: _RateWindow) -> l
         ConversationStatus.CLOSED.value,
     ]
     if isinstance(actor, VisitorActor):
-        params += [actor.visitor_id, actor.widget_id]
+        params += [actor.visitor_id, actor.widget_id, Channel.WEB.value]
     else:
         params += [actor.user.pk, actor.user.pk]
     return [*params, rate.index, rate.limit]

@@ -109,6 +109,33 @@ def system_notice_post(
     return message
 
 
+def introduction_post(*, conversation: Conversation, body: str, event_data: dict[str, Any]) -> Message:
+    """The first message on a provider's channel after a switch, written by Switchboard itself (who is writing
+    and how to reply): stored on the conversation's new channel and handed to the relay like an agent's
+    reply (`outbound_message_stored`), in the caller's transaction; the caller holds the row lock."""
+    message = _append_message(
+        conversation,
+        sender_kind=SenderKind.SYSTEM,
+        body=body,
+        event="channel.introduction",
+        event_data=event_data,
+        delivery_status=DeliveryStatus.PENDING,
+    )
+    outbound_message_stored.send(sender=Message, message=message, attachments=[])
+    _publish_message(conversation, message)
+    return message
+
+
+def switched_away(conversation: Conversation) -> ApplicationError:
+    """What a visitor hears who writes to (or ends) a web chat that moved to another channel."""
+    label = Channel(conversation.channel).label
+    return ApplicationError(
+        "conversation_switched",
+        f"This conversation continues by {label}; start a new chat to write here.",
+        status=409,
+    )
+
+
 def _existing_message(conversation_id: int, client_id: str, actor: Actor) -> Message | None:
     message = Message.objects.filter(
         tenant_id=actor.tenant_id, conversation_id=conversation_id, client_id=client_id
@@ -205,6 +232,8 @@ def _store_message(
         conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
         if conversation.status == ConversationStatus.CLOSED:
             raise ApplicationError("conversation_closed", "This conversation is closed.", status=409)
+        if isinstance(actor, VisitorActor) and conversation.channel != Channel.WEB:
+            raise switched_away(conversation)
         side = "visitor" if isinstance(actor, VisitorActor) else "agent"
         if (
             getattr(conversation, f"{side}_rate_window") == rate.index

@@ -12,6 +12,7 @@ from django.utils import timezone
 from agents.models import Disposition
 from chat import events
 from chat.models import (
+    Channel,
     Conversation,
     ConversationStatus,
 )
@@ -20,7 +21,7 @@ from chat.selectors import (
     AgentActor,
     conversation_get_for,
 )
-from chat.services.messages import system_notice_post
+from chat.services.messages import switched_away, system_notice_post
 from contactcenter.errors import ApplicationError
 from contactcenter.realtime import (
     conversation_agents_group,
@@ -95,6 +96,8 @@ def conversation_close(*, actor: Actor, conversation_id: int, disposition_id: in
     previous = conversation.status
     if conversation.status == ConversationStatus.CLOSED:
         return CloseResult(conversation=conversation, closed_now=False, previous_status=previous)
+    if not isinstance(actor, AgentActor) and conversation.channel != Channel.WEB:
+        raise switched_away(conversation)
     data: dict[str, Any]
     if isinstance(actor, AgentActor):
         if disposition_id is not None:
@@ -116,3 +119,23 @@ def conversation_close(*, actor: Actor, conversation_id: int, disposition_id: in
     system_notice_post(conversation=conversation, event="conversation.closed", body=body, event_data=data)
     conversation_updated_publish(conversation, agents_only=False)
     return CloseResult(conversation=conversation, closed_now=True, previous_status=previous)
+
+
+def conversation_channel_move(
+    *, conversation: Conversation, channel: str, address: str, notice: str, event_data: dict[str, Any]
+) -> Conversation:
+    """Moves a live web chat to a provider's channel (SMS, WhatsApp, email) at the customer's `address`: its
+    history, assignee and queue stay; a system notice (`conversation.switched`) says where it goes on, and
+    everyone watching it gets the new state. One way: a moved conversation never comes back to the web.
+
+    The lower half of channels_switch's `conversation_switch`, which checks the switch is allowed, records it
+    and sends the introduction; the caller holds the row lock, in its transaction."""
+    if conversation.channel != Channel.WEB or conversation.status == ConversationStatus.CLOSED:
+        raise ApplicationError("switch_unavailable", "Only a live web chat can move to another channel.", status=409)
+    if channel == Channel.WEB or channel not in Channel.values:
+        raise ValueError(f"cannot move a conversation to {channel!r}")
+    conversation.channel, conversation.channel_address = channel, address
+    conversation.save(update_fields=["channel", "channel_address"])
+    system_notice_post(conversation=conversation, event="conversation.switched", body=notice, event_data=event_data)
+    conversation_updated_publish(conversation, agents_only=False)
+    return conversation

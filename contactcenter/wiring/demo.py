@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 
 from agents.services import agent_create, disposition_save, pause_reason_save, template_save, tenant_setup
-from channels_switch.services import connector_save
+from channels_switch.services import connector_save, widget_switching_save
 from chat.models import Widget
 from chat.services import widget_save
 from contactcenter.models import Membership, Role, Tenant
@@ -144,6 +144,8 @@ def _create_demo_tenant(*, origins: list[str]) -> Tenant:
     # Every channel on the sandbox: try SMS, WhatsApp and email with no account anywhere (/sandbox/).
     for kind, sender in DEMO_SANDBOX_SENDERS.items():
         connector_save(tenant=tenant, kind=kind, provider="sandbox", from_address=sender, queue=queue)
+    # The chat's "Continue elsewhere" button: a visitor who gave a phone number or an email moves the chat there.
+    widget_switching_save(tenant=tenant, widget=widget, show_button=True, channels=["sms", "whatsapp", "email"])
     for name, body in DEMO_TEMPLATES.items():
         template_save(tenant=tenant, name=name, body=body)
     for position, name in enumerate(DEMO_DISPOSITIONS):

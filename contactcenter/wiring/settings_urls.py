@@ -16,6 +16,7 @@ urlpatterns = [
     path("widgets/new/", chat_views.WidgetFormView.as_view(), name="settings-widgets-create"),
     path("widgets/<int:pk>/", chat_views.WidgetFormView.as_view(), name="settings-widgets-edit"),
     path("widgets/<int:pk>/survey/", chat_views.WidgetSurveyView.as_view(), name="settings-widgets-survey"),
+    path("widgets/<int:pk>/switching/", chat_views.WidgetSwitchingView.as_view(), name="settings-widgets-switching"),
     path("widgets/<int:pk>/delete/", chat_views.WidgetDeleteView.as_view(), name="settings-widgets-delete"),
     # queues
     path("queues/", queueing_views.QueueListView.as_view(), name="settings-queues-list"),

@@ -154,6 +154,7 @@ export function updateChat(chat, conversation) {
   const channel = CHANNELS[conv.channel] || CHANNELS.web;
   els.channel.textContent = channel;
   els.channel.dataset.channel = conv.channel || "web";
+  els.channel.title = conv.channel_address ? `${channel}: ${conv.channel_address}` : channel;
   const tabChannel = els.tab.querySelector(".cc-tab-channel");
   tabChannel.textContent = conv.channel && conv.channel !== "web" ? channel : "";
   tabChannel.hidden = !tabChannel.textContent;

@@ -13,12 +13,20 @@ export function scrollToEnd(chat) {
   scrollLogToEnd(chat.els.scroll);
 }
 
+const CHANNEL_NAMES = { sms: "SMS", whatsapp: "WhatsApp", email: "email", web: "web chat" };
+
 function eventText(chat, message) {
   const data = message.event_data || {};
   if (message.event === "agent.joined" && data.agent_name) return [data.agent_name, " joined the chat"];
   if (message.event === "conversation.closed") {
     if (data.by === "visitor") return [contactName(chat.conv.contact), " ended the chat"];
     if (data.agent_name) return [data.agent_name, " closed the chat"];
+  }
+  if (message.event === "conversation.switched") {
+    const where = ` moved the chat to ${CHANNEL_NAMES[data.to] || data.to} (${data.address})`;
+    if (data.by === "visitor") return [contactName(chat.conv.contact), where];
+    if (data.by === "agent" && data.agent_name) return [data.agent_name, where];
+    if (data.by === "system") return ["Connection lost:", ` the chat moved to ${CHANNEL_NAMES[data.to] || data.to} (${data.address}) by itself`];
   }
   return [null, message.body || message.event];
 }
@@ -44,7 +52,9 @@ function attachmentNode(attachment, localPreview) {
 }
 
 export function messageNode(chat, message, { status, history } = {}) {
-  if (message.sender === "system") {
+  // The introduction a switch sent to the customer's phone or mailbox is shown as a message, with its delivery.
+  const introduction = message.sender === "system" && message.event === "channel.introduction";
+  if (message.sender === "system" && !introduction) {
     const [strong, rest] = eventText(chat, message);
     const li = h("li", { cls: "cc-event" });
     if (strong) li.appendChild(h("strong", { text: strong }));
@@ -60,6 +70,7 @@ export function messageNode(chat, message, { status, history } = {}) {
   const li = h("li", { cls });
   let who = contactName(chat.conv.contact);
   if (!fromVisitor) who = mine ? "You" : (message.sender_user && message.sender_user.name) || "Agent";
+  if (introduction) who = "Introduction (sent automatically)";
   li.appendChild(h("span", { cls: "cc-msg-who", text: who }));
   if (message.body) li.appendChild(h("div", { cls: "cc-bubble", text: message.body }));
   for (const attachment of message.attachments || []) {

@@ -51,8 +51,17 @@ const ui = {
   text: $("sb-text"),
   send: $("sb-send"),
   ended: $("sb-ended"),
+  endedText: $("sb-ended-text"),
   restart: $("sb-restart"),
+  moved: $("sb-moved"),
+  switchButton: $("sb-switch"),
+  switchMenu: $("sb-switch-menu"),
+  switchOptions: $("sb-switch-options"),
+  switchCancel: $("sb-switch-cancel"),
 };
+
+// How a channel reads in a sentence ("continues by SMS", "by email").
+const CHANNEL_WORDS = { sms: "SMS", whatsapp: "WhatsApp", email: "email" };
 
 const state = {
   config: null, // widget config from GET config
@@ -70,6 +79,8 @@ const state = {
   seenTimer: null,
   // The client_id of the start request, kept until a start succeeds (see startSession).
   startClientId: null,
+  switchOffers: [], // the channels this chat may move to now (hello.switch), in the widget's order
+  moved: null, // the visitor's earlier conversation that went on by SMS, WhatsApp or email
 };
 
 // --- small helpers -----------------------------------------------------------------------------
@@ -233,6 +244,8 @@ function showForm() {
   ui.intro.textContent = state.available ? widget.greeting : widget.offline_message;
   ui.intro.classList.toggle("is-offline", !state.available);
   ui.intro.hidden = !ui.intro.textContent;
+  ui.moved.textContent = state.moved ? movedText(state.moved, "Your earlier conversation") : "";
+  ui.moved.hidden = !state.moved;
   const fields = widget.survey_enabled ? widget.survey_fields || [] : [];
   for (const field of fields) ui.fields.appendChild(buildField(field));
   ui.fields.appendChild(
@@ -391,6 +404,11 @@ function enterChat(conversation, { offline = false } = {}) {
   if (greeting) ui.log.appendChild(h("li", { cls: "sb-event", text: greeting }));
   showView("chat");
   setSubtitle();
+  renderSwitch();
+  if (isMoved(conversation)) {
+    showMoved(conversation);
+    return;
+  }
   if (conversation.status === "closed") showEnded();
   client.connect();
   if (state.open) ui.text.focus();
@@ -399,9 +417,91 @@ function enterChat(conversation, { offline = false } = {}) {
 function showEnded() {
   ui.composer.hidden = true;
   ui.typing.hidden = true;
+  ui.endedText.textContent = "This chat has ended.";
   ui.ended.hidden = false;
   setSubtitle();
 }
+
+// --- channel switching (seed 000): move this chat to SMS, WhatsApp or email -------------------------------
+
+function isMoved(conversation) {
+  return Boolean(conversation && conversation.channel && conversation.channel !== "web");
+}
+
+function movedText(conversation, subject) {
+  const words = CHANNEL_WORDS[conversation.channel] || conversation.channel;
+  const where = conversation.channel_address ? ` at ${conversation.channel_address}` : "";
+  return `${subject} continues by ${words}${where}.`;
+}
+
+/** The switch moved this chat away from the web: the live session ends here, for good. */
+function showMoved(conversation) {
+  state.moved = conversation;
+  state.switchOffers = [];
+  renderSwitch();
+  client.disconnect();
+  ui.composer.hidden = true;
+  ui.typing.hidden = true;
+  ui.endedText.textContent = `${movedText(conversation, "This conversation")} You can start a new chat here.`;
+  ui.ended.hidden = false;
+  ui.subtitle.textContent = `Continues by ${CHANNEL_WORDS[conversation.channel] || conversation.channel}`;
+}
+
+function renderSwitch() {
+  const live = state.conversation && state.conversation.status !== "closed" && !isMoved(state.conversation);
+  ui.switchButton.hidden = !(live && state.switchOffers.length);
+  if (ui.switchButton.hidden) closeSwitchMenu();
+}
+
+function closeSwitchMenu() {
+  ui.switchMenu.hidden = true;
+  ui.switchButton.setAttribute("aria-expanded", "false");
+}
+
+function openSwitchMenu() {
+  ui.switchOptions.replaceChildren(
+    ...state.switchOffers.map((offer) => {
+      const button = h("button", { cls: "sb-switch-option", attrs: { type: "button" } }, [
+        h("span", { text: offer.label }),
+        h("span", { cls: "sb-switch-address", text: offer.address }),
+      ]);
+      button.dataset.channel = offer.channel;
+      button.addEventListener("click", () => pickChannel(offer));
+      return button;
+    }),
+  );
+  ui.switchMenu.hidden = false;
+  ui.switchButton.setAttribute("aria-expanded", "true");
+  const first = ui.switchOptions.querySelector("button");
+  if (first) first.focus();
+}
+
+function pickChannel(offer) {
+  for (const button of ui.switchOptions.querySelectorAll("button")) button.disabled = true;
+  const enable = () => {
+    for (const button of ui.switchOptions.querySelectorAll("button")) button.disabled = false;
+  };
+  client.request(
+    { type: "conversation.switch", conversation_id: state.conversation.id, channel: offer.channel },
+    {
+      // The move itself arrives as conversation.updated (with the confirmation in the log before it).
+      ok: () => closeSwitchMenu(),
+      fail: (frame) => {
+        enable();
+        showBanner(frame.message || "That did not work. Please try again.", true);
+      },
+    },
+  );
+}
+
+ui.switchButton.addEventListener("click", () => {
+  if (ui.switchMenu.hidden) openSwitchMenu();
+  else closeSwitchMenu();
+});
+ui.switchCancel.addEventListener("click", () => {
+  closeSwitchMenu();
+  ui.switchButton.focus();
+});
 
 function attachmentNode(attachment, localPreviewUrl) {
   const url = attachment.url;
@@ -427,6 +527,8 @@ function attachmentNode(attachment, localPreviewUrl) {
 function messageNode(message, { status } = {}) {
   if (message.sender === "system") {
     const li = h("li", { cls: "sb-event" });
+    // What was sent to the visitor's phone or mailbox after a switch: it is there, not here.
+    if (message.event === "channel.introduction") li.hidden = true;
     if (message.event === "agent.joined" && message.event_data && message.event_data.agent_name) {
       li.append(h("strong", { text: message.event_data.agent_name }), document.createTextNode(" joined the chat"));
     } else {
@@ -543,7 +645,9 @@ async function onSocketClosed(code, { reconnecting }) {
 function onFrame(frame) {
   switch (frame.type) {
     case "hello":
+      state.switchOffers = Array.isArray(frame.switch) ? frame.switch : [];
       updateConversation(frame.conversation);
+      renderSwitch();
       if (frame.limits) {
         state.config.widget.max_upload_bytes = frame.limits.max_upload_bytes;
         state.config.widget.allowed_file_types = frame.limits.allowed_file_types;
@@ -582,7 +686,9 @@ function updateConversation(conversation) {
   state.agentReadSeq = Math.max(state.agentReadSeq, conversation.agent_read_seq || 0);
   refreshSeen();
   setSubtitle();
-  if (conversation.status === "closed") showEnded();
+  if (isMoved(conversation)) showMoved(conversation);
+  else if (conversation.status === "closed") showEnded();
+  renderSwitch();
 }
 
 /** An own message the server refused for good (a retryable refusal is resent by the thread). */
@@ -597,6 +703,10 @@ function onError(frame) {
   if (frame.code === "conversation_closed" && state.conversation) {
     state.conversation.status = "closed";
     showEnded();
+    return;
+  }
+  if (frame.code === "conversation_switched") {
+    restoreSession();
     return;
   }
   if (frame.message) {
@@ -801,6 +911,7 @@ async function restoreSession() {
   }
   try {
     const session = await api("/session");
+    state.moved = session.moved || null;
     if (session.conversation) enterChat(session.conversation);
     else showForm();
   } catch (error) {

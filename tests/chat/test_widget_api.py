@@ -54,7 +54,11 @@ def test_a_session_starts_resumes_with_its_token_and_refuses_bad_tokens(client, 
     assert again.status_code == 200
     assert again.json()["resumed"] is True and again.json()["conversation"]["id"] == conversation.pk
     current = client.get(f"/widget/api/{widget.public_key}/session", HTTP_X_VISITOR_TOKEN=data["token"])
-    assert current.json() == {"visitor_id": data["visitor_id"], "conversation": again.json()["conversation"]}
+    assert current.json() == {
+        "visitor_id": data["visitor_id"],
+        "conversation": again.json()["conversation"],
+        "moved": None,
+    }
     assert Conversation.objects.count() == 1
 
     other_widget = WidgetFactory(tenant=widget.tenant)

@@ -47,6 +47,7 @@ PAGES = [
     ("settings-widgets-create", None),
     ("settings-widgets-edit", "widget"),
     ("settings-widgets-survey", "widget"),
+    ("settings-widgets-switching", "widget"),
     ("settings-widgets-delete", "widget"),
     ("settings-channels-list", None),
     ("settings-channels-create", None),

@@ -1,0 +1,134 @@
+"""Switching a live chat (seed 000) in real Chromium, on the demo site as `make run` seeds it: the widget offers
+exactly the eligible channels, a switch to SMS ends the web session with the confirmation, the agent's badge
+changes live, the introduction goes out through the relay (a real Celery worker, the sandbox provider), the
+customer's answer from the sandbox outbox reaches the console, and the reopened widget says where the chat went.
+The Channel Switching tab's diagnostics name the missing phone field."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.async_api import Browser, expect
+
+from channels_switch.models import SandboxMessage
+from chat.models import Conversation, Widget
+from chat.services import widget_save
+from tests.browser.conftest import (
+    DemoSite,
+    console_login,
+    in_thread,
+    new_person,
+    open_widget,
+    set_presence,
+    widget_frame,
+)
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.celery,
+    pytest.mark.asyncio(loop_scope="session"),
+]
+
+PHONE = "+447911123456"
+SHOWN = "+44 7911 123456"
+
+
+async def test_a_visitor_moves_the_chat_to_sms_and_it_goes_on_there(browser: Browser, demo: DemoSite, celery_worker):
+    agent = await console_login(browser, demo)
+    console = agent.page
+    await set_presence(console, "online")
+
+    visitor = await new_person(browser)
+    site = visitor.page
+    widget = await open_widget(site, demo)
+    await widget.get_by_label("Your name").fill("Sam Switch")
+    await widget.get_by_label("Phone").fill(SHOWN)
+    await widget.get_by_label("How can we help?").fill("Can you text me instead?")
+    await widget.get_by_role("button", name="Start chat").click()
+    await console.locator(".cc-offer").get_by_role("button", name="Accept").click()
+    pane = console.locator(".cc-chat.is-active")
+    await expect(pane.locator(".js-channel")).to_have_text("Web chat")
+
+    # Exactly the eligible channels, in the widget's order: a phone number was given, no email.
+    switch = widget.get_by_role("button", name="Continue elsewhere")
+    await expect(switch).to_be_visible()
+    await switch.click()
+    options = widget.locator(".sb-switch-option")
+    await expect(options).to_have_text([f"SMS{SHOWN}", f"WhatsApp{SHOWN}"])
+    await options.filter(has_text="SMS").click()
+
+    # The visitor's side: the confirmation, and the live session is over.
+    confirmation = f"We'll continue this conversation by SMS at {SHOWN}."
+    await expect(widget.locator(".sb-event", has_text="continue this conversation")).to_have_text(confirmation)
+    await expect(widget.locator("#sb-ended-text")).to_contain_text(f"This conversation continues by SMS at {PHONE}")
+    await expect(widget.locator("#sb-composer")).to_be_hidden()
+    await expect(widget.locator("#sb-subtitle")).to_have_text("Continues by SMS")
+
+    # The agent's side, live: the badge, the switch as a line of the history, the introduction and its delivery.
+    await expect(pane.locator(".js-channel")).to_have_text("SMS")
+    await expect(pane.locator(".cc-event", has_text="moved the chat")).to_contain_text(
+        f"Sam Switch moved the chat to SMS ({PHONE})"
+    )
+    introduction = pane.locator(".cc-msg", has_text="Introduction (sent automatically)")
+    await expect(introduction.locator(".cc-bubble")).to_contain_text("Reply to this text to write to us.")
+    await expect(introduction.locator(".cc-msg-meta")).to_have_text(re.compile(r"· Delivered$"), timeout=30_000)
+    sent = await in_thread(lambda: list(SandboxMessage.objects.values_list("to_address", flat=True)))
+    assert sent == [PHONE]
+
+    # Until the customer answers from that number, nothing more is sent to it: the agent is told why.
+    await pane.locator(".js-text").fill("Are you there?")
+    await pane.locator(".js-send").click()
+    await expect(console.locator(".cc-toast, [role=alert]").filter(has_text="Waiting for the customer")).to_be_visible()
+
+    # The customer answers the SMS in the sandbox outbox; it lands in the same conversation.
+    phone = await agent.context.new_page()
+    await phone.goto(f"{demo.url}/sandbox/")
+    thread = phone.locator(".sb-thread", has_text=PHONE)
+    await expect(thread.locator(".sb-out")).to_contain_text("Hello from Chat with Demo Company")
+    await thread.get_by_placeholder(f"Reply as {PHONE}").fill("Yes, text me here please")
+    await thread.get_by_role("button", name="Reply").click()
+    await expect(pane.locator(".cc-msg.is-visitor .cc-bubble").last).to_have_text("Yes, text me here please")
+    await pane.locator(".js-text").fill("Your order ships tomorrow.")
+    await pane.locator(".js-send").click()
+    reply = pane.locator(".cc-msg.is-agent", has_text="Your order ships tomorrow.")
+    await expect(reply.locator(".cc-msg-meta")).to_have_text(re.compile(r"· Delivered$"), timeout=30_000)
+    assert await in_thread(lambda: Conversation.objects.count()) == 1
+
+    # One direction: the reopened widget starts a new web chat and says where the earlier one went.
+    await site.reload()
+    widget = await widget_frame(site)
+    await site.locator("[data-switchboard-widget] button").click()
+    await expect(widget.locator("#sb-moved")).to_have_text(f"Your earlier conversation continues by SMS at {PHONE}.")
+    await expect(widget.get_by_role("button", name="Start chat")).to_be_visible()
+    assert visitor.errors == [] and agent.errors == []
+
+
+def drop_phone_field() -> None:
+    widget = Widget.objects.get(tenant__slug="demo")
+    fields = [f for f in widget.survey_fields if f["kind"] != "phone"]
+    widget_save(tenant=widget.tenant, instance=widget, survey_fields=fields)
+
+
+async def test_the_channel_switching_tab_names_the_missing_phone_field(browser: Browser, demo: DemoSite):
+    await in_thread(drop_phone_field)
+    admin = await new_person(browser)
+    page = admin.page
+    await page.goto(f"{demo.url}/accounts/login/?next=/settings/widgets/")
+    await page.get_by_label("Email").fill("admin@demo.test")
+    await page.get_by_label("Password").fill("demo-admin-pass")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("link", name="Website", exact=True).first.click()
+    await page.get_by_role("link", name="Channel Switching").click()
+    diagnostics = page.locator("#switch-diagnostics")
+    await expect(diagnostics.locator('[data-channel="sms"]')).to_contain_text("The pre-chat survey has no phone field")
+    await expect(diagnostics.locator('[data-channel="email"]')).to_contain_text("Offered")
+
+    # Turning SMS off for this widget is saved and read back at once.
+    await page.get_by_label("Offer SMS").uncheck()
+    await page.get_by_role("button", name="Save channel switching").click()
+    await expect(page.locator(".alert-success")).to_contain_text("Channel switching")
+    await expect(diagnostics.locator('[data-channel="sms"]')).to_contain_text("SMS is not picked as a switch channel.")
+    assert admin.errors == []
