@@ -173,6 +173,10 @@ class WidgetSwitching(TenantOwned):
     widget = models.OneToOneField(Widget, on_delete=models.CASCADE, related_name="+")
     show_button = models.BooleanField(default=False)
     channels = models.JSONField(default=list, blank=True)  # ConnectorKind values, in the visitor's order
+    # Dead-connection detection: a chat whose visitor has been gone this long with a reply unread moves by itself
+    # to the first of `channels` the visitor can be reached on.
+    dead_connection = models.BooleanField(default=False)
+    dead_connection_seconds = models.PositiveIntegerField(default=120)
 
     def __str__(self) -> str:
         return f"switching of widget {self.widget_id}"

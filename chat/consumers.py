@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 
-from channels_switch.services import conversation_switch, switch_offers
+from channels_switch.services import conversation_switch, visitor_switching
 from chat import events
 from chat.conversation_stream import ConversationSocket
 from chat.message_writer import post_message
 from chat.selectors import VisitorActor, visitor_hello_frame, visitor_socket_conversation
-from chat.services import conversation_mark_read
+from chat.services import conversation_mark_read, visitor_lease_renew
 from chat.tokens import visitor_token_read
 from contactcenter.errors import ApplicationError
 from contactcenter.realtime import conversation_group, publish_ephemeral
@@ -26,6 +28,8 @@ from contactcenter.sockets import (
     text_field,
 )
 from queueing.services import conversation_end
+
+logger = logging.getLogger(__name__)
 
 
 class VisitorConsumer(ConversationSocket):
@@ -45,6 +49,11 @@ class VisitorConsumer(ConversationSocket):
     visitor: VisitorActor
     conversation_id: int
 
+    def setup(self) -> None:
+        super().setup()
+        self.lease_seconds: int | None = None  # dead-connection detection's timeout, when it watches this chat
+        self.lease_task: asyncio.Task[None] | None = None
+
     async def open(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         token = visitor_token_read((query.get("token") or [""])[0])
@@ -63,11 +72,41 @@ class VisitorConsumer(ConversationSocket):
         await self.join(conversation_group(self.tenant_id, self.conversation_id))
         await self.accept()
         await self.send_frame(hello)
+        if self.lease_seconds is not None:
+            self.lease_task = asyncio.create_task(self.keep_lease())
 
     def hello(self) -> dict[str, Any]:
-        """The first frame: the conversation, the limits, and the channels the switch button offers."""
+        """The first frame: the conversation, the limits, and the channels the switch button offers. When
+        dead-connection detection watches this chat, the socket takes its lease on the deadline here."""
         conversation = visitor_socket_conversation(actor=self.visitor, conversation_id=self.conversation_id)
-        return {**visitor_hello_frame(conversation), "switch": switch_offers(conversation=conversation)}
+        switching = visitor_switching(conversation=conversation)
+        self.lease_seconds = switching.lease_seconds
+        if self.lease_seconds is not None:
+            self.renew_lease()
+        return {**visitor_hello_frame(conversation), "switch": switching.offers}
+
+    def renew_lease(self) -> None:
+        assert self.lease_seconds is not None
+        visitor_lease_renew(tenant_id=self.tenant_id, conversation_id=self.conversation_id, seconds=self.lease_seconds)
+
+    async def keep_lease(self) -> None:
+        """Renews the lease while the socket is open, from the server: a hidden tab's timers (the browser's
+        pings) may run only once a minute, and a socket whose process died simply stops renewing."""
+        assert self.lease_seconds is not None
+        interval = max(5.0, self.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await database_sync_to_async(self.renew_lease)()
+            except Exception:  # the database blinked: the next round tries again, well within the timeout
+                logger.warning("visitor lease of conversation %s not renewed", self.conversation_id, exc_info=True)
+
+    async def closed(self) -> None:
+        if self.lease_task is not None:
+            self.lease_task.cancel()
+        if self.lease_seconds is not None:
+            # Gone from now: the timeout runs from the close (another open socket of the visitor renews it).
+            await database_sync_to_async(self.renew_lease)()
 
     def render_message(self, data: events.MessageData) -> dict[str, Any] | None:
         return events.visitor_message_view(data, visitor_id=self.visitor.visitor_id)

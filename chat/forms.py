@@ -181,6 +181,18 @@ class WidgetSwitchingForm(forms.Form):
         label="Show channel switch button",
         help_text="Visitors see “Continue elsewhere” in the chat and can move it to a channel below.",
     )
+    dead_connection = forms.BooleanField(
+        required=False,
+        label="Move the chat when the visitor's connection is lost",
+        help_text=(
+            "When every window of the visitor has been closed (or offline) for the time below while an agent's "
+            "reply is unread, the chat moves by itself to the first channel below the visitor can be reached on, "
+            "and the unread replies go with it. A visitor who comes back in time notices nothing."
+        ),
+    )
+    dead_connection_seconds = forms.IntegerField(
+        min_value=30, max_value=3600, initial=120, label="After (seconds)", help_text="30 to 3600 seconds."
+    )
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -208,8 +220,14 @@ class WidgetSwitchingForm(forms.Form):
         return [channel for _, _, channel in sorted(allowed)]
 
     @staticmethod
-    def initial_from(show_button: bool, channels: list[str]) -> dict[str, Any]:
-        initial: dict[str, Any] = {"show_button": show_button}
+    def initial_from(
+        show_button: bool, channels: list[str], dead_connection: bool = False, dead_connection_seconds: int = 120
+    ) -> dict[str, Any]:
+        initial: dict[str, Any] = {
+            "show_button": show_button,
+            "dead_connection": dead_connection,
+            "dead_connection_seconds": dead_connection_seconds,
+        }
         others = [c for c, _ in SWITCH_CHANNELS if c not in channels]
         for place, channel in enumerate([*channels, *others], start=1):
             initial[f"{channel}_allowed"] = channel in channels

@@ -86,6 +86,9 @@ class Conversation(TenantOwned):
     # The customer's address on a provider's channel when the conversation moved there from the web (a switch):
     # replies go to it and the customer's answers from it come back here. Empty otherwise.
     channel_address = models.CharField(max_length=254, blank=True)
+    # When the visitor's connection counts as lost (dead-connection detection, channels_switch): each open
+    # visitor socket of a widget with detection on keeps pushing it on; null when nobody is watching for that.
+    visitor_away_deadline = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=ConversationStatus.choices, default=ConversationStatus.WAITING)
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -129,6 +132,11 @@ class Conversation(TenantOwned):
 
     class Meta:
         indexes = [
+            models.Index(
+                fields=["visitor_away_deadline"],
+                name="conversation_away_deadline",
+                condition=models.Q(visitor_away_deadline__isnull=False),
+            ),
             models.Index(fields=["tenant", "status", "created_at"]),
             models.Index(fields=["tenant", "contact", "created_at"]),
             models.Index(fields=["tenant", "assignee", "status"]),

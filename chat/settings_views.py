@@ -171,9 +171,15 @@ class WidgetSwitchingView(WidgetsMixin, TenantObjectMixin, AdminRequiredView):
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
         widget = self.get_object()
         switching = widget_switching_for(widget=widget)
-        initial = WidgetSwitchingForm.initial_from(
-            bool(switching and switching.show_button), list(switching.channels) if switching else []
-        )
+        if switching is None:
+            initial = WidgetSwitchingForm.initial_from(False, [])
+        else:
+            initial = WidgetSwitchingForm.initial_from(
+                switching.show_button,
+                list(switching.channels),
+                switching.dead_connection,
+                switching.dead_connection_seconds,
+            )
         return self.render_page(request, widget, WidgetSwitchingForm(initial=initial))
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
@@ -186,6 +192,8 @@ class WidgetSwitchingView(WidgetsMixin, TenantObjectMixin, AdminRequiredView):
                     widget=widget,
                     show_button=form.cleaned_data["show_button"],
                     channels=form.channels(),
+                    dead_connection=form.cleaned_data["dead_connection"],
+                    dead_connection_seconds=form.cleaned_data["dead_connection_seconds"],
                 )
             except ApplicationError as exc:
                 apply_application_error(form, exc)

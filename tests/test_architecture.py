@@ -315,6 +315,7 @@ UNSCOPED_ALLOWED = {
     "agents/services/presence.py::agent_sockets_sweep": "the sweep: sockets of dead processes, every tenant",
     "queueing/services/presence.py::agents_offline_sweep": "the sweep's follow-up of presence_sweep's agents",
     "channels_switch/services/relay.py::deliveries_sweep": "the sweep: every tenant's due and stuck deliveries",
+    "channels_switch/services/dead_connection.py::dead_connections_sweep": "the sweep: every tenant's lost visitors",
     "channels_switch/selectors.py::connector_for_webhook": "a webhook URL names its connector by a random key",
     "channels_switch/services/relay.py::_claim": "a relay task names its delivery row by id (written by the server)",
     "contactcenter/services/apikeys.py::apikey_authenticate": "an API key names its tenant",

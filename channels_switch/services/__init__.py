@@ -1,6 +1,7 @@
 """channels_switch's state changes, by concept: connectors (settings and secrets), the relay (messages out) and
 inbound (messages in, and the providers' status callbacks), switching (which channels a live chat may move to, and
-a widget's switching settings), switch (moving a chat there)."""
+a widget's switching settings), switch (moving a chat there), dead_connection (moving it when the visitor's
+connection is lost)."""
 
 from channels_switch.services.connectors import (
     SECRET_MAX_CHARS,
@@ -9,6 +10,7 @@ from channels_switch.services.connectors import (
     connector_secrets_reseal,
     connector_test_send,
 )
+from channels_switch.services.dead_connection import dead_connections_sweep
 from channels_switch.services.inbound import Inbound, delivery_status_update, inbound_receive
 from channels_switch.services.relay import (
     deliveries_sweep,
@@ -19,10 +21,11 @@ from channels_switch.services.switch import conversation_switch
 from channels_switch.services.switching import (
     ChannelDiagnosis,
     SwitchOption,
+    VisitorSwitching,
     address_display,
     switch_diagnostics,
-    switch_offers,
     switch_options,
+    visitor_switching,
     widget_switching_save,
 )
 
@@ -31,19 +34,21 @@ __all__ = [
     "ChannelDiagnosis",
     "Inbound",
     "SwitchOption",
+    "VisitorSwitching",
     "address_display",
     "connector_delete",
     "connector_save",
     "connector_secrets_reseal",
     "connector_test_send",
     "conversation_switch",
+    "dead_connections_sweep",
     "deliveries_sweep",
     "delivery_attempt",
     "delivery_create",
     "delivery_status_update",
     "inbound_receive",
     "switch_diagnostics",
-    "switch_offers",
     "switch_options",
+    "visitor_switching",
     "widget_switching_save",
 ]

@@ -86,7 +86,8 @@ def conversation_switch(
     if tenant_id is None:
         raise ValueError("a switch by the system names its tenant")
     conversation = _locked(conversation_id=conversation_id, actor=actor, tenant_id=tenant_id)
-    option = next((o for o in switch_options(conversation=conversation) if o.channel == channel), None)
+    options = switch_options(conversation=conversation, by_system=actor is None)
+    option = next((o for o in options if o.channel == channel), None)
     if option is None:
         raise ApplicationError("invalid", "Unknown channel.", {"channel": [f"One of {', '.join(ConnectorKind)}."]})
     if not option.offered:

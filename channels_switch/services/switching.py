@@ -89,31 +89,43 @@ def address_display(channel: str, address: str) -> str:
         return address
 
 
-def switch_options(*, conversation: Conversation) -> list[SwitchOption]:
-    """Every channel, the widget's order first: offered to this conversation's visitor now, or why not."""
-    return _options(conversation, _settings(conversation.widget_id, conversation.tenant_id))
+def switch_options(*, conversation: Conversation, by_system: bool = False) -> list[SwitchOption]:
+    """Every channel, the widget's order first: offered to this conversation's visitor now, or why not.
+
+    `by_system`: for dead-connection detection, which needs that turned on instead of the switch button."""
+    return _options(conversation, _settings(conversation.widget_id, conversation.tenant_id), by_system=by_system)
 
 
-def switch_offers(*, conversation: Conversation) -> list[dict[str, str]]:
-    """What the visitor's switch button offers now, in the widget's order: channel, its name and the address
-    the chat would go on at. One read for a widget without the button (most of them)."""
+@dataclass(frozen=True)
+class VisitorSwitching:
+    offers: list[dict[str, str]]  # what the switch button offers now: channel, its name, the address shown
+    lease_seconds: int | None  # dead-connection detection's timeout when it watches this chat, else None
+
+
+def visitor_switching(*, conversation: Conversation) -> VisitorSwitching:
+    """For the visitor's socket: what the switch button offers now, in the widget's order, and whether
+    dead-connection detection watches this chat. One read for a widget with neither (most of them)."""
     if conversation.channel != Channel.WEB or conversation.status == ConversationStatus.CLOSED:
-        return []
+        return VisitorSwitching(offers=[], lease_seconds=None)
     switching = _settings(conversation.widget_id, conversation.tenant_id)
-    if switching is None or not switching.show_button or not switching.channels:
-        return []
-    return [
+    if switching is None or not switching.channels:
+        return VisitorSwitching(offers=[], lease_seconds=None)
+    lease = switching.dead_connection_seconds if switching.dead_connection else None
+    if not switching.show_button:
+        return VisitorSwitching(offers=[], lease_seconds=lease)
+    offers = [
         {
             "channel": option.channel,
             "label": ConnectorKind(option.channel).label,
             "address": address_display(option.channel, option.address),
         }
-        for option in _options(conversation, switching)
+        for option in _options(conversation, switching, by_system=False)
         if option.offered
     ]
+    return VisitorSwitching(offers=offers, lease_seconds=lease)
 
 
-def _options(conversation: Conversation, switching: WidgetSwitching | None) -> list[SwitchOption]:
+def _options(conversation: Conversation, switching: WidgetSwitching | None, *, by_system: bool) -> list[SwitchOption]:
     tenant_id = conversation.tenant_id
     connectors = {c.kind: c for c in ChannelConnector.objects.for_tenant(tenant_id)}
     identities = list(ContactIdentity.objects.for_tenant(tenant_id).filter(contact_id=conversation.contact_id))
@@ -125,8 +137,11 @@ def _options(conversation: Conversation, switching: WidgetSwitching | None) -> l
             reason = "The conversation is not a web chat any more: a switch goes one way."
         elif conversation.status == ConversationStatus.CLOSED:
             reason = "The chat has ended."
-        elif switching is None or not switching.show_button:
-            reason = "The channel switch button is off for this widget."
+        elif switching is None or not (switching.dead_connection if by_system else switching.show_button):
+            if by_system:
+                reason = "Dead-connection detection is off for this widget."
+            else:
+                reason = "The channel switch button is off for this widget."
         elif channel not in switching.channels:
             reason = f"{label} is not among this widget's switch channels."
         else:
@@ -171,9 +186,21 @@ def switch_diagnostics(*, widget: Widget) -> list[ChannelDiagnosis]:
     return diagnoses
 
 
+DEAD_CONNECTION_SECONDS = (30, 3600)
+
+
 @transaction.atomic
-def widget_switching_save(*, tenant: Tenant, widget: Widget, show_button: bool, channels: list[str]) -> WidgetSwitching:
-    """A widget's Channel Switching tab: the button on or off, and the channels it offers in the visitor's order."""
+def widget_switching_save(
+    *,
+    tenant: Tenant,
+    widget: Widget,
+    show_button: bool,
+    channels: list[str],
+    dead_connection: bool = False,
+    dead_connection_seconds: int = 120,
+) -> WidgetSwitching:
+    """A widget's Channel Switching tab: the button on or off, the channels it offers in the visitor's order, and
+    dead-connection detection with its timeout."""
     if widget.tenant_id != tenant.pk:
         raise ApplicationError("not_found", "No such widget.", status=404)
     unknown = [c for c in channels if c not in ConnectorKind.values]
@@ -181,9 +208,12 @@ def widget_switching_save(*, tenant: Tenant, widget: Widget, show_button: bool, 
         raise ApplicationError("invalid", "Unknown channel.", {"channels": [f"Unknown channel: {unknown[0]}."]})
     if len(set(channels)) != len(channels):
         raise ApplicationError("invalid", "A channel is listed twice.", {"channels": ["Each channel once."]})
-    switching, _ = WidgetSwitching.objects.select_for_update().get_or_create(
-        tenant=tenant, widget=widget, defaults={"show_button": show_button, "channels": channels}
-    )
+    low, high = DEAD_CONNECTION_SECONDS
+    if not low <= dead_connection_seconds <= high:
+        message = f"Between {low} and {high} seconds."
+        raise ApplicationError("invalid", message, {"dead_connection_seconds": [message]})
+    switching, _ = WidgetSwitching.objects.select_for_update().get_or_create(tenant=tenant, widget=widget)
     switching.show_button, switching.channels = show_button, list(channels)
-    switching.save(update_fields=["show_button", "channels"])
+    switching.dead_connection, switching.dead_connection_seconds = dead_connection, dead_connection_seconds
+    switching.save(update_fields=["show_button", "channels", "dead_connection", "dead_connection_seconds"])
     return switching

@@ -25,6 +25,7 @@ from chat.services.state import (
     conversation_mark_important,
     conversation_set_disposition,
     conversation_updated_publish,
+    visitor_lease_renew,
 )
 from chat.services.widgets import widget_delete, widget_save
 
@@ -42,6 +43,7 @@ __all__ = [
     "message_receive",
     "survey_validate",
     "system_notice_post",
+    "visitor_lease_renew",
     "widget_delete",
     "widget_save",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -135,7 +136,17 @@ def conversation_channel_move(
     if channel == Channel.WEB or channel not in Channel.values:
         raise ValueError(f"cannot move a conversation to {channel!r}")
     conversation.channel, conversation.channel_address = channel, address
-    conversation.save(update_fields=["channel", "channel_address"])
+    conversation.visitor_away_deadline = None
+    conversation.save(update_fields=["channel", "channel_address", "visitor_away_deadline"])
     system_notice_post(conversation=conversation, event="conversation.switched", body=notice, event_data=event_data)
     conversation_updated_publish(conversation, agents_only=False)
     return conversation
+
+
+def visitor_lease_renew(*, tenant_id: int, conversation_id: int, seconds: int) -> None:
+    """The visitor is connected: their connection counts as lost only `seconds` from now (dead-connection
+    detection; a visitor socket renews this while it is open, and once more when it closes). A chat that is
+    closed or no longer on the web is left alone."""
+    Conversation.objects.filter(pk=conversation_id, tenant_id=tenant_id, channel=Channel.WEB).exclude(
+        status=ConversationStatus.CLOSED
+    ).update(visitor_away_deadline=timezone.now() + timedelta(seconds=seconds))

@@ -144,8 +144,16 @@ def _create_demo_tenant(*, origins: list[str]) -> Tenant:
     # Every channel on the sandbox: try SMS, WhatsApp and email with no account anywhere (/sandbox/).
     for kind, sender in DEMO_SANDBOX_SENDERS.items():
         connector_save(tenant=tenant, kind=kind, provider="sandbox", from_address=sender, queue=queue)
-    # The chat's "Continue elsewhere" button: a visitor who gave a phone number or an email moves the chat there.
-    widget_switching_save(tenant=tenant, widget=widget, show_button=True, channels=["sms", "whatsapp", "email"])
+    # The chat's "Continue elsewhere" button: a visitor who gave a phone number or an email moves the chat there;
+    # and a visitor who closes the tab with a reply unread is moved there by the system a minute later.
+    widget_switching_save(
+        tenant=tenant,
+        widget=widget,
+        show_button=True,
+        channels=["sms", "whatsapp", "email"],
+        dead_connection=True,
+        dead_connection_seconds=60,
+    )
     for name, body in DEMO_TEMPLATES.items():
         template_save(tenant=tenant, name=name, body=body)
     for position, name in enumerate(DEMO_DISPOSITIONS):

@@ -2,18 +2,23 @@
 exactly the eligible channels, a switch to SMS ends the web session with the confirmation, the agent's badge
 changes live, the introduction goes out through the relay (a real Celery worker, the sandbox provider), the
 customer's answer from the sandbox outbox reaches the console, and the reopened widget says where the chat went.
-The Channel Switching tab's diagnostics name the missing phone field."""
+The Channel Switching tab's diagnostics name the missing phone field. A visitor whose page closed is moved by
+the system once the timeout has run out."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from datetime import UTC, datetime
 
 import pytest
 from playwright.async_api import Browser, expect
 
 from channels_switch.models import SandboxMessage
+from channels_switch.services import widget_switching_save
 from chat.models import Conversation, Widget
 from chat.services import widget_save
+from contactcenter.wiring.tasks import sweep_once
 from tests.browser.conftest import (
     DemoSite,
     console_login,
@@ -132,3 +137,60 @@ async def test_the_channel_switching_tab_names_the_missing_phone_field(browser: 
     await expect(page.locator(".alert-success")).to_contain_text("Channel switching")
     await expect(diagnostics.locator('[data-channel="sms"]')).to_contain_text("SMS is not picked as a switch channel.")
     assert admin.errors == []
+
+
+def dead_connection_on() -> None:
+    widget = Widget.objects.get(tenant__slug="demo")
+    widget_switching_save(
+        tenant=widget.tenant,
+        widget=widget,
+        show_button=True,
+        channels=["email", "sms", "whatsapp"],
+        dead_connection=True,
+        dead_connection_seconds=30,
+    )
+
+
+def deadline_of(conversation_id: int) -> datetime | None:
+    return Conversation.objects.get(pk=conversation_id).visitor_away_deadline
+
+
+async def test_a_visitor_whose_page_closed_is_moved_by_the_system(browser: Browser, demo: DemoSite, celery_worker):
+    await in_thread(dead_connection_on)
+    agent = await console_login(browser, demo)
+    console = agent.page
+    await set_presence(console, "online")
+    visitor = await new_person(browser)
+    widget = await open_widget(visitor.page, demo)
+    await widget.get_by_label("Your name").fill("Lee Leaving")
+    await widget.get_by_label("Email").fill("lee@example.org")
+    await widget.get_by_label("How can we help?").fill("Is my refund through?")
+    await widget.get_by_role("button", name="Start chat").click()
+    await console.locator(".cc-offer").get_by_role("button", name="Accept").click()
+    pane = console.locator(".cc-chat.is-active")
+    await expect(widget.locator("#sb-subtitle")).to_have_text(f"Chatting with {demo.agent_name}")
+    conversation_id = await in_thread(lambda: Conversation.objects.get(contact__name="Lee Leaving").pk)
+    while_open = await in_thread(deadline_of, conversation_id=conversation_id)
+    assert while_open is not None  # the open socket holds a lease
+
+    # The visitor closes the tab; then the agent answers, and nobody reads it.
+    await visitor.context.close()
+    await pane.locator(".js-text").fill("Yes, it went through this morning.")
+    await pane.locator(".js-send").click()
+    await expect(pane.locator(".cc-msg.is-agent", has_text="went through")).to_be_visible()
+
+    # Once the timeout has run out from the close, the sweep moves the chat: email first in this widget's order.
+    deadline = await in_thread(deadline_of, conversation_id=conversation_id)
+    assert deadline is not None and deadline > while_open
+    await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 0.5)
+    await in_thread(sweep_once)
+    await expect(pane.locator(".js-channel")).to_have_text("Email")
+    await expect(pane.locator(".cc-event", has_text="Connection lost")).to_contain_text(
+        "the chat moved to email (lee@example.org) by itself"
+    )
+    introduction = pane.locator(".cc-msg", has_text="Introduction (sent automatically)")
+    await expect(introduction.locator(".cc-bubble")).to_contain_text("Yes, it went through this morning.")
+    await expect(introduction.locator(".cc-msg-meta")).to_have_text(re.compile(r"· Delivered$"), timeout=30_000)
+    mail = await in_thread(lambda: list(SandboxMessage.objects.values_list("to_address", "subject")))
+    assert mail == [("lee@example.org", f"Your conversation #{conversation_id}")]
+    assert agent.errors == []

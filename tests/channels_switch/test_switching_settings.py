@@ -43,6 +43,7 @@ def test_saving_keeps_the_button_and_the_channels_in_the_chosen_order(admin_clie
             "email_allowed": "on",
             "email_position": "1",
             "whatsapp_position": "3",
+            "dead_connection_seconds": "120",
         },
     )
     assert response.status_code == 302
