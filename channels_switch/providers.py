@@ -89,10 +89,24 @@ def webhook_url(connector: ChannelConnector, hook: str) -> str:
     return settings.SITE_URL + reverse(f"hooks-twilio-{hook}", kwargs={"key": connector.webhook_key})
 
 
+# One client per account and sealed token in each process: its HTTP session keeps the connection to Twilio alive
+# across sends, and the token is unsealed once. A changed token (or base URL) is another key.
+_clients: dict[tuple[int, str, str, str], Client] = {}
+CLIENTS_KEPT = 256
+
+
 def twilio_client(connector: ChannelConnector) -> Client:
+    key = (connector.pk or 0, connector.account_sid, connector.secret_sealed, settings.TWILIO_API_BASE_URL)
+    client = _clients.get(key)
+    if client is not None:
+        return client
     client = Client(connector.account_sid, _secret(connector), http_client=TwilioHttpClient(timeout=TIMEOUT_SECONDS))
     if settings.TWILIO_API_BASE_URL:  # a loopback fake Twilio (tests, `make bench`): an operator's setting only
         client.api.base_url = settings.TWILIO_API_BASE_URL
+    if connector.pk:
+        if len(_clients) >= CLIENTS_KEPT:
+            _clients.clear()
+        _clients[key] = client
     return client
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from channels_switch.services import delivery_attempt
+from channels_switch.services import deliveries_drain
 
 
 @shared_task(name="channels_switch.deliver", ignore_result=True)
-def deliver(delivery_id: int) -> str:
-    return delivery_attempt(delivery_id=delivery_id)
+def deliver(delivery_id: int, slot: int | None = None) -> str:
+    return deliveries_drain(delivery_id=delivery_id, slot=slot)

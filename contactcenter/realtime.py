@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,6 +55,7 @@ def tenant_agents_group(tenant_id: int) -> str:
 MAX_PUBLISH_BATCH = 256  # events per round trip
 
 _loop: asyncio.AbstractEventLoop | None = None
+_loop_pid = 0  # the process the bound loop runs in: a forked child (Celery's prefork pool) has no such thread
 _outbox: deque[tuple[str, dict[str, Any]]] = deque()  # touched on the bound loop only
 _sender: asyncio.Task[None] | None = None
 _drains: set[asyncio.Task[None]] = set()
@@ -60,12 +63,36 @@ _drains: set[asyncio.Task[None]] = set()
 
 def bind_event_loop() -> None:
     """Called on the server's loop (by the ASGI application): where committed events are sent from."""
-    global _loop, _sender
+    global _loop, _sender, _loop_pid
     loop = asyncio.get_running_loop()
+    _loop_pid = os.getpid()
     if _loop is not loop:
         _loop = loop
         _outbox.clear()  # a previous loop's (closed: tests) events can never be sent
         _sender = None
+
+
+def start_background_publisher() -> None:
+    """For a process without a server loop (a Celery worker's process, the bench): one daemon thread runs an
+    event loop bound as above, so a committing thread hands its events over and goes on, instead of paying for
+    an event loop of its own per event (async_to_sync). Events still leave in commit order, batched. Idempotent;
+    call it in the process that publishes (after a fork, not before)."""
+    if _loop is not None and _loop_pid == os.getpid() and _loop.is_running():
+        return
+    ready = threading.Event()
+
+    def bound() -> None:
+        bind_event_loop()
+        ready.set()
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        loop.call_soon(bound)
+        loop.run_forever()
+
+    threading.Thread(target=run, name="realtime-publisher", daemon=True).start()
+    ready.wait(10)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -78,7 +105,7 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 def _dispatch(group: str, event: dict[str, Any]) -> None:
     """Runs at commit, on whatever thread committed; every committed event goes through here."""
     loop = _loop
-    if loop is not None and loop.is_running():
+    if loop is not None and _loop_pid == os.getpid() and loop.is_running():
         if _running_loop() is loop:
             _enqueue(group, event)
             return

@@ -13,6 +13,7 @@ from channels_switch.services.connectors import (
 from channels_switch.services.dead_connection import dead_connections_sweep
 from channels_switch.services.inbound import Inbound, delivery_status_update, inbound_receive
 from channels_switch.services.relay import (
+    deliveries_drain,
     deliveries_sweep,
     delivery_attempt,
     delivery_create,
@@ -42,6 +43,7 @@ __all__ = [
     "connector_test_send",
     "conversation_switch",
     "dead_connections_sweep",
+    "deliveries_drain",
     "deliveries_sweep",
     "delivery_attempt",
     "delivery_create",

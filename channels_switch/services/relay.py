@@ -12,6 +12,7 @@ no record of it. Celery's own redelivery is never relied on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from datetime import timedelta
@@ -19,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, DeliveryState
@@ -58,10 +60,13 @@ PROVIDER_PROGRESS = {
 }
 
 
-def message_delivery_set(*, tenant_id: int, message_id: int, status: str, error: str = "") -> None:
+def message_delivery_set(
+    *, tenant_id: int, message_id: int, status: str, error: str = "", message: Message | None = None
+) -> None:
     """The message's delivery status (and the reason when it failed) as the console shows it, changed, and the
-    conversation's agents told (`message.delivery`)."""
-    message = Message.objects.for_tenant(tenant_id).get(pk=message_id)
+    conversation's agents told (`message.delivery`). `message`: the row, when the caller has it already."""
+    if message is None or message.pk != message_id or message.tenant_id != tenant_id:
+        message = Message.objects.for_tenant(tenant_id).get(pk=message_id)
     if (message.delivery_status, message.delivery_error) == (status, error[:500]):
         return
     message.delivery_status, message.delivery_error = status, error[:500]
@@ -84,6 +89,61 @@ def _recipient(conversation: Conversation, channel: str) -> ContactIdentity | No
     for identity in identities.order_by("verified", "-pk"):  # the last one kept wins: verified, then oldest
         by_kind[identity.kind] = identity
     return next((by_kind[kind] for kind in kinds if kind in by_kind), None)
+
+
+# Triggers coalesce: while DRAIN_SLOTS drains are scheduled or running, a newly stored row needs no task of its
+# own. A running drain claims batch after batch until nothing is due, lets go of its slot, and then looks once
+# more: a row stored while its slot was held was committed before that look, so nothing is left behind. A slot
+# whose drain died frees itself after SLOT_TTL; the sweep re-triggers what such a drain left.
+DRAIN_SLOTS = 2
+SLOT_TTL_SECONDS = 15
+_slots_client: Any = None
+
+
+def _slots() -> Any:
+    global _slots_client
+    if _slots_client is None:
+        import redis
+
+        _slots_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+    return _slots_client
+
+
+def _slot_key(slot: int) -> str:
+    return f"switchboard:relay:drain:{slot}"
+
+
+def _trigger_new(delivery_id: int) -> None:
+    """A stored row's trigger: a task for it unless every slot has a drain that will take it."""
+    from channels_switch.tasks import deliver
+
+    if settings.CELERY_TASK_ALWAYS_EAGER or not settings.REDIS_URL:
+        deliver.delay(delivery_id)
+        return
+    try:
+        for slot in range(DRAIN_SLOTS):
+            if _slots().set(_slot_key(slot), "1", nx=True, ex=SLOT_TTL_SECONDS):
+                deliver.delay(delivery_id, slot)
+                return
+    except Exception as exc:  # Redis blinked: a task of its own (the sweep re-drives it if this fails too)
+        logger.warning("relay slots unavailable (%r): triggering delivery %s on its own", exc, delivery_id)
+        deliver.delay(delivery_id)
+
+
+def _slot_release(slot: int) -> None:
+    """The drain in `slot` ends: the slot is free, and a row that became due meanwhile gets its trigger."""
+    try:
+        _slots().delete(_slot_key(slot))
+    except Exception as exc:
+        logger.warning("relay slot %s not released (%r): it frees itself in %s s", slot, exc, SLOT_TTL_SECONDS)
+    due = (
+        Delivery.objects.filter(state=DeliveryState.PENDING, next_attempt_at__lte=timezone.now())
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if due is not None:
+        _trigger_new(due)
 
 
 def _trigger(delivery_id: int, *, countdown: float | None = None) -> None:
@@ -185,7 +245,7 @@ def delivery_create(*, message: Message, attachments: list[Attachment]) -> Deliv
         )
         message.delivery_status, message.delivery_error = DeliveryStatus.FAILED, delivery.error_message
     else:
-        transaction.on_commit(lambda: _trigger(delivery.pk))
+        transaction.on_commit(lambda: _trigger_new(delivery.pk))
     return delivery
 
 
@@ -205,9 +265,74 @@ def _claim(delivery_id: int) -> Delivery | None:
         delivery.attempts += 1
         delivery.save(update_fields=["state", "sending_since", "attempts", "updated_at"])
         message_delivery_set(
-            tenant_id=delivery.tenant_id, message_id=delivery.message_id, status=DeliveryStatus.SENDING
+            tenant_id=delivery.tenant_id,
+            message_id=delivery.message_id,
+            status=DeliveryStatus.SENDING,
+            message=delivery.message,
         )
     return delivery
+
+
+DRAIN_BATCH = 20
+
+
+def _claim_batch(delivery_id: int) -> list[Delivery]:
+    """The named row and up to DRAIN_BATCH - 1 other due rows, pending → sending in one transaction; rows another
+    attempt holds are skipped (SKIP LOCKED), not waited for."""
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("connector", "message")
+            .filter(state=DeliveryState.PENDING, next_attempt_at__lte=now)
+            .order_by(Case(When(pk=delivery_id, then=Value(0)), default=Value(1)), "next_attempt_at", "pk")[
+                :DRAIN_BATCH
+            ]
+        )
+        if not rows:
+            return []
+        Delivery.objects.filter(pk__in=[d.pk for d in rows]).update(
+            state=DeliveryState.SENDING, sending_since=now, attempts=F("attempts") + 1, updated_at=now
+        )
+        for delivery in rows:
+            delivery.state, delivery.sending_since = DeliveryState.SENDING, now
+            delivery.attempts += 1
+        showing = [d.message for d in rows if d.message.delivery_status != DeliveryStatus.SENDING]
+        Message.objects.filter(pk__in=[m.pk for m in showing]).update(
+            delivery_status=DeliveryStatus.SENDING, delivery_error=""
+        )
+        for message in showing:
+            message.delivery_status, message.delivery_error = DeliveryStatus.SENDING, ""
+            publish_on_commit(
+                group=conversation_agents_group(message.tenant_id, message.conversation_id),
+                event=events.message_delivery(message),
+            )
+    return rows
+
+
+def deliveries_drain(*, delivery_id: int, slot: int | None = None) -> str:
+    """What the relay's task runs: the named delivery and the other due ones with it (DRAIN_BATCH at a time),
+    each batch claimed at once and then sent in turn over the process's kept-alive provider connections, each
+    outcome recorded as it comes. A drain that holds a slot (see DRAIN_SLOTS) goes on batch after batch until
+    nothing is due, then lets the slot go. Returns what became of the named delivery."""
+    outcome = "skipped"
+    named = delivery_id
+    try:
+        while True:
+            batch = _claim_batch(named)
+            for delivery in batch:
+                result = _send_claimed(delivery)
+                if delivery.pk == delivery_id:
+                    outcome = result
+            if slot is None or not batch:
+                break
+            named = 0
+            with contextlib.suppress(Exception):
+                _slots().expire(_slot_key(slot), SLOT_TTL_SECONDS)
+    finally:
+        if slot is not None:
+            _slot_release(slot)
+    return outcome
 
 
 def _subject(delivery: Delivery) -> str:
@@ -219,6 +344,10 @@ def delivery_attempt(*, delivery_id: int) -> str:
     delivery = _claim(delivery_id)
     if delivery is None:
         return "skipped"
+    return _send_claimed(delivery)
+
+
+def _send_claimed(delivery: Delivery) -> str:
     try:
         sent = provider_send(delivery, body=delivery.message.body, subject=_subject(delivery))
     except ProviderError as exc:
@@ -239,14 +368,24 @@ def _still_ours(delivery: Delivery) -> Delivery | None:
 
 def _record_sent(delivery: Delivery, sent: Sent) -> str:
     with transaction.atomic():
-        current = _still_ours(delivery)
-        if current is None:
+        # One conditional UPDATE: only if the row is still the attempt `delivery` claimed (the sweep may have
+        # taken it back), as `_still_ours` checks under a lock.
+        recorded = Delivery.objects.filter(
+            pk=delivery.pk, state=DeliveryState.SENDING, sending_since=delivery.sending_since
+        ).update(
+            state=DeliveryState.SENT,
+            provider_id=sent.provider_id,
+            provider_status=sent.status,
+            error_code="",
+            error_message="",
+            updated_at=timezone.now(),
+        )
+        if not recorded:
             return "superseded"
-        current.state, current.provider_id = DeliveryState.SENT, sent.provider_id
-        current.provider_status, current.error_code, current.error_message = sent.status, "", ""
-        current.save(update_fields=["state", "provider_id", "provider_status", "error_code", "error_message"])
         status = PROVIDER_PROGRESS.get(sent.status, DeliveryStatus.SENT)
-        message_delivery_set(tenant_id=current.tenant_id, message_id=current.message_id, status=status)
+        message_delivery_set(
+            tenant_id=delivery.tenant_id, message_id=delivery.message_id, status=status, message=delivery.message
+        )
     return "sent"
 
 

@@ -278,3 +278,52 @@ def test_an_outcome_recorded_after_the_sweep_took_the_row_back_changes_nothing(t
     Delivery.objects.filter(pk=claimed.pk).update(sending_since=timezone.now() + timedelta(seconds=1))
     assert relay._record_sent(claimed, relay.Sent(provider_id="SMlate", status="queued")) == "superseded"
     assert Delivery.objects.get(pk=claimed.pk).provider_id == ""
+
+
+# --- the task drains what queued behind its row --------------------------------------------------------------
+
+
+def test_one_drain_sends_its_row_and_the_due_ones_behind_it_each_once(tenant, agent, twilio, mocked):
+    from channels_switch.services import deliveries_drain
+
+    mocked.post(MESSAGES_URL, json=created(), status=201)
+    conversation = conversation_on(tenant, agent)
+    messages = [post(agent, conversation, body=f"{i}: an update") for i in range(3)]
+    later = Delivery.objects.get(message=messages[2])
+    Delivery.objects.filter(pk=later.pk).update(next_attempt_at=timezone.now() + timedelta(minutes=5))  # not due
+    assert deliveries_drain(delivery_id=messages[1].delivery.pk) == "sent"
+    states = dict(Delivery.objects.values_list("message_id", "state"))
+    assert states == {messages[0].pk: "sent", messages[1].pk: "sent", messages[2].pk: "pending"}
+    assert [form(call)["Body"] for call in mocked.calls] == [["1: an update"], ["0: an update"]]  # its own first
+    assert deliveries_drain(delivery_id=messages[0].delivery.pk) == "skipped"  # a later task finds it done
+    assert len(mocked.calls) == 2
+    assert Delivery.objects.get(message=messages[0]).attempts == 1
+
+
+@pytest.mark.redis
+def test_triggers_coalesce_while_drains_hold_their_slots_and_none_is_left_behind(
+    tenant, agent, twilio, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    """Two drains at most are scheduled; a row stored while both slots are held gets no task of its own, and the
+    drain that lets its slot go looks once more and triggers it."""
+    from channels_switch.services import relay
+    from channels_switch.tasks import deliver
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    relay._slots_client = None
+    for slot in range(relay.DRAIN_SLOTS):
+        relay._slots().delete(relay._slot_key(slot))
+    queued: list[tuple] = []
+    monkeypatch.setattr(deliver, "delay", lambda *args: queued.append(args))
+    relay._trigger_new(101)
+    relay._trigger_new(102)
+    relay._trigger_new(103)  # both slots held: the running drains will take it
+    assert queued == [(101, 0), (102, 1)]
+    conversation = conversation_on(tenant, agent)
+    with django_capture_on_commit_callbacks(execute=True):
+        message = post(agent, conversation, body="left behind?")  # stored while both slots are held: no task
+    assert len(queued) == 2
+    relay._slot_release(0)  # the drain in slot 0 ends and looks again
+    assert queued[-1] == (message.delivery.pk, 0)
+    for slot in range(relay.DRAIN_SLOTS):
+        relay._slots().delete(relay._slot_key(slot))
