@@ -10,11 +10,13 @@ from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_http_methods
 
+from channels_switch.services import address_display, switch_options
 from chat import events
 from chat.selectors import (
     AgentActor,
     agent_actor_for,
     attachment_get_for,
+    conversation_get_for,
     conversation_history,
 )
 from chat.services import attachment_served_type, attachment_upload
@@ -67,6 +69,23 @@ def console_attachment(request: HttpRequest, actor: AgentActor, attachment_id: i
     return download_response(
         attachment.file, filename=attachment.filename, content_type=attachment_served_type(attachment)
     )
+
+
+@require_http_methods(["GET"])
+@console_endpoint
+def console_switch_options(request: HttpRequest, actor: AgentActor, conversation_id: int) -> HttpResponseBase:
+    """The channels this web chat may move to now, in the widget's order, each offered or with the reason."""
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True)
+    channels = [
+        {
+            "channel": option.channel,
+            "offered": option.offered,
+            "reason": option.reason,
+            "address": address_display(option.channel, option.address) if option.offered else "",
+        }
+        for option in switch_options(conversation=conversation)
+    ]
+    return JsonResponse({"channels": channels})
 
 
 @require_http_methods(["GET"])

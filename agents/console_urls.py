@@ -8,4 +8,9 @@ urlpatterns = [
     path("conversations/<int:conversation_id>/history", console_api.console_history, name="console-api-history"),
     path("conversations/<int:conversation_id>/uploads", console_api.console_upload, name="console-api-upload"),
     path("attachments/<int:attachment_id>/", console_api.console_attachment, name="console-api-attachment"),
+    path(
+        "conversations/<int:conversation_id>/channels",
+        console_api.console_switch_options,
+        name="console-api-switch-options",
+    ),
 ]

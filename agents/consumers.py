@@ -8,6 +8,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from agents.console_state import LiveState, console_conversation, console_open, console_ping, console_state_sync
+from channels_switch.services import conversation_switch
 from chat import events
 from chat.conversation_stream import ConversationSocket
 from chat.message_writer import post_message
@@ -76,6 +77,7 @@ class AgentConsumer(ConversationSocket):
         "conversation.important": "on_important",
         "conversation.disposition": "on_disposition",
         "conversation.close": "on_close",
+        "conversation.switch": "on_switch",
         "ping": "on_ping",
     }
 
@@ -266,6 +268,12 @@ class AgentConsumer(ConversationSocket):
             actor=self.agent,
             conversation_id=_conversation_id(frame),
             disposition_id=optional_int_field(frame, "disposition_id", minimum=1),
+        )
+        await self.send_ok(request_id)
+
+    async def on_switch(self, frame: dict[str, Any], request_id: str | None) -> None:
+        await database_sync_to_async(conversation_switch)(
+            actor=self.agent, conversation_id=_conversation_id(frame), channel=text_field(frame, "channel")
         )
         await self.send_ok(request_id)
 

@@ -5,7 +5,7 @@ import { errorToast } from "./attention.js";
 import { removeChat, updateChat } from "./chat.js";
 import { addresses, contactName, contactUrl, dateTime, externalUrlOf, IDENTITY_KINDS } from "./format.js";
 import { loadOlder } from "./messages.js";
-import { request } from "./server.js";
+import { api, request } from "./server.js";
 import { state } from "./state.js";
 
 export function renderSide(chat) {
@@ -71,8 +71,60 @@ export function refreshCloseButton(chat) {
   disposition.classList.toggle("is-missing", !chosen);
 }
 
+const CHANNEL_LABELS = { sms: "SMS", whatsapp: "WhatsApp", email: "Email" };
+
+function closeSwitchMenu(chat) {
+  chat.els.switchMenu.hidden = true;
+  chat.els.switchButton.setAttribute("aria-expanded", "false");
+}
+
+/** "Move to…": the channels this chat may continue on now (asked of the server, rule by rule), each offered
+ * with the visitor's address or shown with the reason it is not. */
+async function openSwitchMenu(chat) {
+  const { switchButton, switchMenu } = chat.els;
+  let options;
+  try {
+    options = (await api(`/conversations/${chat.id}/channels`)).channels;
+  } catch (error) {
+    errorToast(error.message);
+    return;
+  }
+  const items = options.map((option) => {
+    const label = CHANNEL_LABELS[option.channel] || option.channel;
+    if (!option.offered) {
+      return h("p", { cls: "cc-switch-off", text: `${label}: ${option.reason}`, attrs: { "data-channel": option.channel } });
+    }
+    const button = h("button", {
+      cls: "cc-btn cc-btn-sm",
+      text: `${label} · ${option.address}`,
+      attrs: { type: "button", "data-channel": option.channel },
+    });
+    button.addEventListener("click", () => {
+      button.disabled = true;
+      request(
+        { type: "conversation.switch", conversation_id: chat.id, channel: option.channel },
+        {
+          ok: () => closeSwitchMenu(chat), // the new channel arrives as conversation.updated
+          fail: (error) => {
+            button.disabled = false;
+            errorToast(error.message);
+          },
+        },
+      );
+    });
+    return button;
+  });
+  switchMenu.replaceChildren(h("p", { cls: "cc-switch-title", text: "Continue this chat by" }), ...items);
+  switchMenu.hidden = false;
+  switchButton.setAttribute("aria-expanded", "true");
+}
+
 export function wireControls(chat) {
   const { els } = chat;
+  els.switchButton.addEventListener("click", () => {
+    if (els.switchMenu.hidden) openSwitchMenu(chat);
+    else closeSwitchMenu(chat);
+  });
   els.important.addEventListener("click", () => {
     const important = !chat.conv.important;
     request(

@@ -48,6 +48,8 @@ export function createChat(conversation) {
       sub: q("js-sub"),
       important: q("js-important"),
       external: q("js-external"),
+      switchButton: q("js-switch"),
+      switchMenu: q("js-switch-menu"),
       disposition: q("js-disposition"),
       close: q("js-close"),
       scroll: q("js-scroll"),
@@ -164,6 +166,10 @@ export function updateChat(chat, conversation) {
   els.important.classList.toggle("is-on", Boolean(conv.important));
   els.important.textContent = conv.important ? "★" : "☆";
   els.important.title = conv.important ? "Marked as important (click to unmark)" : "Mark as important";
+  // Only a live web chat moves to SMS, WhatsApp or email, by someone who may write in it (one way).
+  const movable = conv.channel === "web" && conv.status !== "closed" && conv.access !== "read" && conv.widget;
+  els.switchButton.hidden = !movable;
+  if (!movable) els.switchMenu.hidden = true;
   const externalUrl = externalUrlOf(conv.widget);
   els.external.hidden = !externalUrl;
   els.external.title = externalUrl || "";

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Frame, Locator, expect
 
 from channels_switch.models import SandboxMessage
 from channels_switch.services import widget_switching_save
@@ -21,6 +22,7 @@ from chat.services import widget_save
 from contactcenter.wiring.tasks import sweep_once
 from tests.browser.conftest import (
     DemoSite,
+    Person,
     console_login,
     in_thread,
     new_person,
@@ -41,20 +43,34 @@ PHONE = "+447911123456"
 SHOWN = "+44 7911 123456"
 
 
-async def test_a_visitor_moves_the_chat_to_sms_and_it_goes_on_there(browser: Browser, demo: DemoSite, celery_worker):
-    agent = await console_login(browser, demo)
-    console = agent.page
-    await set_presence(console, "online")
+@dataclass
+class StartedChat:
+    agent: Person
+    visitor: Person
+    widget: Frame
+    pane: Locator
 
+
+async def chat_started(browser: Browser, demo: DemoSite, *, answers: dict[str, str], message: str) -> StartedChat:
+    """An agent online in the console, a visitor who answered the survey and started a chat, the agent in it."""
+    agent = await console_login(browser, demo)
+    await set_presence(agent.page, "online")
     visitor = await new_person(browser)
-    site = visitor.page
-    widget = await open_widget(site, demo)
-    await widget.get_by_label("Your name").fill("Sam Switch")
-    await widget.get_by_label("Phone").fill(SHOWN)
-    await widget.get_by_label("How can we help?").fill("Can you text me instead?")
+    widget = await open_widget(visitor.page, demo)
+    for label, value in answers.items():
+        await widget.get_by_label(label).fill(value)
+    await widget.get_by_label("How can we help?").fill(message)
     await widget.get_by_role("button", name="Start chat").click()
-    await console.locator(".cc-offer").get_by_role("button", name="Accept").click()
-    pane = console.locator(".cc-chat.is-active")
+    await agent.page.locator(".cc-offer").get_by_role("button", name="Accept").click()
+    return StartedChat(agent, visitor, widget, agent.page.locator(".cc-chat.is-active"))
+
+
+async def test_a_visitor_moves_the_chat_to_sms_and_it_goes_on_there(browser: Browser, demo: DemoSite, celery_worker):
+    started = await chat_started(
+        browser, demo, answers={"Your name": "Sam Switch", "Phone": SHOWN}, message="Can you text me instead?"
+    )
+    agent, visitor, widget, pane = started.agent, started.visitor, started.widget, started.pane
+    console, site = agent.page, visitor.page
     await expect(pane.locator(".js-channel")).to_have_text("Web chat")
 
     # Exactly the eligible channels, in the widget's order: a phone number was given, no email.
@@ -157,17 +173,10 @@ def deadline_of(conversation_id: int) -> datetime | None:
 
 async def test_a_visitor_whose_page_closed_is_moved_by_the_system(browser: Browser, demo: DemoSite, celery_worker):
     await in_thread(dead_connection_on)
-    agent = await console_login(browser, demo)
-    console = agent.page
-    await set_presence(console, "online")
-    visitor = await new_person(browser)
-    widget = await open_widget(visitor.page, demo)
-    await widget.get_by_label("Your name").fill("Lee Leaving")
-    await widget.get_by_label("Email").fill("lee@example.org")
-    await widget.get_by_label("How can we help?").fill("Is my refund through?")
-    await widget.get_by_role("button", name="Start chat").click()
-    await console.locator(".cc-offer").get_by_role("button", name="Accept").click()
-    pane = console.locator(".cc-chat.is-active")
+    started = await chat_started(
+        browser, demo, answers={"Your name": "Lee Leaving", "Email": "lee@example.org"}, message="Is my refund through?"
+    )
+    agent, visitor, widget, pane = started.agent, started.visitor, started.widget, started.pane
     await expect(widget.locator("#sb-subtitle")).to_have_text(f"Chatting with {demo.agent_name}")
     conversation_id = await in_thread(lambda: Conversation.objects.get(contact__name="Lee Leaving").pk)
     while_open = await in_thread(deadline_of, conversation_id=conversation_id)
@@ -194,3 +203,29 @@ async def test_a_visitor_whose_page_closed_is_moved_by_the_system(browser: Brows
     mail = await in_thread(lambda: list(SandboxMessage.objects.values_list("to_address", "subject")))
     assert mail == [("lee@example.org", f"Your conversation #{conversation_id}")]
     assert agent.errors == []
+
+
+async def test_an_agent_moves_the_chat_to_email_and_the_widget_says_so(browser: Browser, demo: DemoSite):
+    started = await chat_started(
+        browser,
+        demo,
+        answers={"Your name": "Mia Mail", "Email": "mia@example.org"},
+        message="Please email me the invoice.",
+    )
+    agent, visitor, widget, pane = started.agent, started.visitor, started.widget, started.pane
+
+    move = pane.get_by_role("button", name="Move to…")
+    await move.click()
+    menu = pane.locator(".js-switch-menu")
+    await expect(menu.locator(".cc-switch-off[data-channel=sms]")).to_contain_text("no valid phone number")
+    await menu.get_by_role("button", name="Email · mia@example.org").click()
+
+    await expect(pane.locator(".js-channel")).to_have_text("Email")
+    await expect(move).to_be_hidden()  # one way: a moved chat never comes back to the web
+    await expect(pane.locator(".cc-event", has_text="moved the chat")).to_contain_text(
+        f"{demo.agent_name} moved the chat to email (mia@example.org)"
+    )
+    await expect(widget.locator("#sb-ended-text")).to_contain_text(
+        "This conversation continues by email at mia@example.org"
+    )
+    assert agent.errors == [] and visitor.errors == []

@@ -172,3 +172,27 @@ def test_the_answer_threads_back_even_when_the_number_is_verified_on_another_con
     client.post(reverse("sandbox-customer-writes"), {"channel": "sms", "address": PHONE, "body": "Here"})
     assert Message.objects.filter(conversation=chat, body="Here").exists()
     assert Conversation.objects.count() == 2  # no new conversation was started
+
+
+def test_the_console_lists_each_channel_offered_or_why_not(client, chat, agent, widget):
+    client.force_login(agent)
+    response = client.get(reverse("console-api-switch-options", kwargs={"conversation_id": chat.pk}))
+    assert response.status_code == 200
+    channels = {c["channel"]: c for c in response.json()["channels"]}
+    assert channels["sms"] == {"channel": "sms", "offered": True, "reason": "", "address": "+44 7911 123456"}
+    assert channels["email"]["offered"] and channels["email"]["address"] == EMAIL
+    assert (
+        not channels["whatsapp"]["offered"]
+        and "not among this widget's switch channels" in channels["whatsapp"]["reason"]
+    )
+
+
+def test_the_console_options_are_not_for_other_tenants_or_readers(client, chat, other_tenant):
+    from tests.factories import MembershipFactory
+
+    outsider = MembershipFactory(tenant=other_tenant, role="agent").user
+    client.force_login(outsider)
+    response = client.get(reverse("console-api-switch-options", kwargs={"conversation_id": chat.pk}))
+    assert response.status_code == 404
+    client.logout()
+    assert client.get(reverse("console-api-switch-options", kwargs={"conversation_id": chat.pk})).status_code == 401
