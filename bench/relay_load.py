@@ -30,6 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.chat_load import django_env  # noqa: E402
 from bench.infra import free_port, stop_pid, wait_for_port  # noqa: E402
 from scripts.testservices import ServiceUnavailable, ThrowawayServices  # noqa: E402
 from tests.support.fake_twilio import FakeTwilio, Held  # noqa: E402
@@ -359,20 +360,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cannot bench: {exc} (apt-get install postgresql redis-server)", file=sys.stderr)
             return 2
         port = free_port()
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "bench.settings",
-            "DATABASE_URL": services.database_url,
-            "REDIS_URL": services.redis_url,
-            "DEBUG": "0",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SITE_URL": f"http://127.0.0.1:{port}",
-            "TWILIO_API_BASE_URL": fake.url,
-            "MESSAGE_RATE_COUNT": "1000000",
-            "LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = django_env(services, args)  # the chat bench's: throwaway services, bench settings
+        env.update(
+            {
+                "SITE_URL": f"http://127.0.0.1:{port}",
+                "TWILIO_API_BASE_URL": fake.url,
+                "MESSAGE_RATE_COUNT": "1000000",
+                "LOG_LEVEL": "WARNING",
+            }
+        )
         os.environ.update(env)
         import django
 

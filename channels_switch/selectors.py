@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from channels_switch.models import ChannelConnector, WidgetSwitching
-from chat.models import Widget
 
 
 def connector_for_webhook(*, key: str, provider: str) -> ChannelConnector | None:
@@ -13,6 +12,8 @@ def connector_for_webhook(*, key: str, provider: str) -> ChannelConnector | None
     return ChannelConnector.objects.select_related("tenant").filter(webhook_key=key, provider=provider).first()
 
 
-def widget_switching_for(*, widget: Widget) -> WidgetSwitching | None:
-    """A widget's channel switching settings (None: never saved, so the button is off)."""
-    return WidgetSwitching.objects.for_tenant(widget.tenant_id).filter(widget=widget).first()
+def widget_switching_for(*, tenant_id: int, widget_id: int | None) -> WidgetSwitching | None:
+    """A widget's channel switching settings (None: never saved, or no widget, so the button is off)."""
+    if widget_id is None:
+        return None
+    return WidgetSwitching.objects.for_tenant(tenant_id).filter(widget_id=widget_id).first()

@@ -170,7 +170,7 @@ class WidgetSwitchingView(WidgetsMixin, TenantObjectMixin, AdminRequiredView):
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
         widget = self.get_object()
-        switching = widget_switching_for(widget=widget)
+        switching = widget_switching_for(tenant_id=widget.tenant_id, widget_id=widget.pk)
         if switching is None:
             initial = WidgetSwitchingForm.initial_from(False, [])
         else:

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from channels_switch.models import WidgetSwitching
+from channels_switch.selectors import widget_switching_for
 from channels_switch.services.switch import conversation_switch
 from channels_switch.services.switching import switch_options
 from chat.models import Channel, Conversation, ConversationStatus, Message, SenderKind
@@ -63,7 +63,7 @@ def _move_if_gone(conversation_id: int, tenant_id: int) -> bool:
         if conversation is None:  # the visitor came back, or the chat closed or moved meanwhile
             return False
         same = Conversation.objects.filter(pk=conversation.pk)
-        settings = WidgetSwitching.objects.for_tenant(tenant_id).filter(widget_id=conversation.widget_id).first()
+        settings = widget_switching_for(tenant_id=tenant_id, widget_id=conversation.widget_id)
         if settings is None or not settings.dead_connection:  # turned off since the lease was taken
             same.update(visitor_away_deadline=None)
             return False

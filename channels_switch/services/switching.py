@@ -14,6 +14,7 @@ import phonenumbers
 from django.db import transaction
 
 from channels_switch.models import ChannelConnector, ConnectorKind, WidgetSwitching
+from channels_switch.selectors import widget_switching_for
 from channels_switch.services.relay import RECIPIENT_KINDS
 from chat.models import Channel, Conversation, ConversationStatus, SurveyFieldKind, Widget
 from contactcenter.errors import ApplicationError
@@ -32,12 +33,6 @@ class SwitchOption:
     offered: bool
     reason: str  # why it is not offered, in words an admin can act on ("" when offered)
     address: str  # where the conversation would continue ("" when not offered)
-
-
-def _settings(widget_id: int | None, tenant_id: int) -> WidgetSwitching | None:
-    if widget_id is None:
-        return None
-    return WidgetSwitching.objects.for_tenant(tenant_id).filter(widget_id=widget_id).first()
 
 
 def _in_order(switching: WidgetSwitching | None) -> list[str]:
@@ -93,7 +88,11 @@ def switch_options(*, conversation: Conversation, by_system: bool = False) -> li
     """Every channel, the widget's order first: offered to this conversation's visitor now, or why not.
 
     `by_system`: for dead-connection detection, which needs that turned on instead of the switch button."""
-    return _options(conversation, _settings(conversation.widget_id, conversation.tenant_id), by_system=by_system)
+    return _options(
+        conversation,
+        widget_switching_for(tenant_id=conversation.tenant_id, widget_id=conversation.widget_id),
+        by_system=by_system,
+    )
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def visitor_switching(*, conversation: Conversation) -> VisitorSwitching:
     dead-connection detection watches this chat. One read for a widget with neither (most of them)."""
     if conversation.channel != Channel.WEB or conversation.status == ConversationStatus.CLOSED:
         return VisitorSwitching(offers=[], lease_seconds=None)
-    switching = _settings(conversation.widget_id, conversation.tenant_id)
+    switching = widget_switching_for(tenant_id=conversation.tenant_id, widget_id=conversation.widget_id)
     if switching is None or not switching.channels:
         return VisitorSwitching(offers=[], lease_seconds=None)
     lease = switching.dead_connection_seconds if switching.dead_connection else None
@@ -165,7 +164,7 @@ class ChannelDiagnosis:
 
 def switch_diagnostics(*, widget: Widget) -> list[ChannelDiagnosis]:
     """For the Channel Switching tab: per channel, what keeps it from ever being offered on this widget."""
-    switching = _settings(widget.pk, widget.tenant_id)
+    switching = widget_switching_for(tenant_id=widget.tenant_id, widget_id=widget.pk)
     connectors = {c.kind: c for c in ChannelConnector.objects.for_tenant(widget.tenant_id)}
     survey_kinds = {f.get("kind") for f in (widget.survey_fields or [])} if widget.survey_enabled else set()
     diagnoses = []

@@ -2,7 +2,7 @@
 
 import { h } from "../js/dom.js";
 import { errorToast } from "./attention.js";
-import { removeChat, updateChat } from "./chat.js";
+import { CHANNELS, removeChat, updateChat } from "./chat.js";
 import { addresses, contactName, contactUrl, dateTime, externalUrlOf, IDENTITY_KINDS } from "./format.js";
 import { loadOlder } from "./messages.js";
 import { api, request } from "./server.js";
@@ -71,8 +71,6 @@ export function refreshCloseButton(chat) {
   disposition.classList.toggle("is-missing", !chosen);
 }
 
-const CHANNEL_LABELS = { sms: "SMS", whatsapp: "WhatsApp", email: "Email" };
-
 function closeSwitchMenu(chat) {
   chat.els.switchMenu.hidden = true;
   chat.els.switchButton.setAttribute("aria-expanded", "false");
@@ -90,7 +88,7 @@ async function openSwitchMenu(chat) {
     return;
   }
   const items = options.map((option) => {
-    const label = CHANNEL_LABELS[option.channel] || option.channel;
+    const label = CHANNELS[option.channel] || option.channel;
     if (!option.offered) {
       return h("p", { cls: "cc-switch-off", text: `${label}: ${option.reason}`, attrs: { "data-channel": option.channel } });
     }

@@ -13,7 +13,7 @@ import { state, ui } from "./state.js";
 import { activate, renderHome } from "./tabs.js";
 import { renderWaiting } from "./waiting.js";
 
-const CHANNELS = { web: "Web chat", sms: "SMS", whatsapp: "WhatsApp", email: "Email" };
+export const CHANNELS = { web: "Web chat", sms: "SMS", whatsapp: "WhatsApp", email: "Email" };
 
 export function createChat(conversation) {
   const pane = ui.chatTemplate.content.firstElementChild.cloneNode(true);
