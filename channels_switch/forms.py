@@ -56,8 +56,9 @@ class ConnectorForm(forms.Form):
         label="Inbound address or domain",
         max_length=254,
         required=False,
-        help_text=f"{EMAIL_ONLY} Where your provider receives replies, e.g. replies.example.com. Receiving "
-        "email replies is not built yet: this is kept for it.",
+        help_text=f"{EMAIL_ONLY} Where your provider receives mail, e.g. replies.example.com (each conversation "
+        "gets a reply address there) or support@in.example.com (plus-addressed: support+…@). Empty: the send-from "
+        "address, plus-addressed.",
     )
     secret = forms.CharField(
         label="Auth token or API key",
@@ -65,6 +66,16 @@ class ConnectorForm(forms.Form):
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    webhook_secret = forms.CharField(
+        label="Webhook signing key",
+        max_length=SECRET_MAX_CHARS,
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=f"{EMAIL_ONLY} The key your provider signs its webhooks with: Mailgun's HTTP webhook signing key, "
+        "Mandrill's webhook key, Resend's or MailerSend's signing secret. Not needed for Postmark, Brevo or "
+        "SparkPost (the webhook URL carries its own credentials). Stored encrypted, never shown again.",
     )
 
     def __init__(self, *args: Any, tenant: Tenant, connector: ChannelConnector | None = None, **kwargs: Any):
@@ -91,6 +102,13 @@ class ConnectorForm(forms.Form):
                 "secret"
             ].help_text = (
                 "Twilio: the account's auth token. Email: the provider's API key. Stored encrypted, never shown again."
+            )
+
+        if connector is not None and connector.has_webhook_secret:
+            self.fields[
+                "webhook_secret"
+            ].help_text = (
+                "A signing key is stored and is never shown. Leave this empty to keep it; type a new one to replace it."
             )
 
     @staticmethod

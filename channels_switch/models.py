@@ -68,6 +68,10 @@ class ChannelConnector(TenantOwned):
     inbound_address = models.CharField(max_length=254, blank=True)
     secret_sealed = models.TextField(blank=True, editable=False)
     secret_set_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Email: the key the ESP signs its webhooks with (Mailgun's webhook signing key, Mandrill's webhook key,
+    # Resend's signing secret, MailerSend's inbound secret), sealed like the secret; none for ESPs that only
+    # use the basic auth in the webhook URL.
+    webhook_secret_sealed = models.TextField(blank=True, editable=False)
     webhook_key = models.CharField(max_length=40, unique=True, default=new_webhook_key, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -80,6 +84,10 @@ class ChannelConnector(TenantOwned):
     @property
     def has_secret(self) -> bool:
         return bool(self.secret_sealed)
+
+    @property
+    def has_webhook_secret(self) -> bool:
+        return bool(self.webhook_secret_sealed)
 
 
 class DeliveryState(models.TextChoices):
@@ -142,6 +150,10 @@ class SandboxMessage(TenantOwned):
     to_address = models.CharField(max_length=254)
     subject = models.CharField(max_length=300, blank=True)
     body = models.TextField()
+    # Email: its Message-ID and the address a reply goes to (Reply-To), as the customer's mail client sees them.
+    message_id = models.CharField(max_length=255, blank=True)
+    reply_to = models.CharField(max_length=254, blank=True)
+    attachment_names = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -155,11 +167,21 @@ class InboundReceipt(TenantOwned):
     connector = models.ForeignKey(ChannelConnector, on_delete=models.CASCADE, related_name="+")
     provider_id = models.CharField(max_length=200)
     message = models.OneToOneField(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Email: the mail's own Message-ID and Subject, which replies to it are threaded by and answer to.
+    email_message_id = models.CharField(max_length=255, blank=True)
+    subject = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["connector", "provider_id"], name="inbound_receipt_unique"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["tenant", "email_message_id"],
+                name="inbound_email_message_id",
+                condition=~models.Q(email_message_id=""),
+            )
         ]
 
     def __str__(self) -> str:

@@ -9,14 +9,18 @@ never a URL, so nothing here can be pointed at a private address.
 from __future__ import annotations
 
 import secrets
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import requests
-from anymail.exceptions import AnymailAPIError, AnymailError
+from anymail.exceptions import AnymailAPIError, AnymailError, AnymailWarning
+from anymail.webhooks.base import AnymailCoreWebhookView
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.urls import reverse
+from django.utils.crypto import salted_hmac
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -53,6 +57,15 @@ TWILIO_REASONS = {
 
 
 @dataclass(frozen=True)
+class OutgoingFile:
+    """A file that goes with an outbound email."""
+
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True)
 class Sent:
     """The provider took the message: its id there, its status and, for SMS, how many segments it bills."""
 
@@ -75,8 +88,12 @@ class ProviderError(Exception):
 def _secret(connector: ChannelConnector) -> str:
     if not connector.secret_sealed:
         raise ProviderError("No credentials are stored for this channel.", code="no_credentials")
+    return _unsealed(connector.secret_sealed)
+
+
+def _unsealed(sealed: str) -> str:
     try:
-        return unseal(connector.secret_sealed)
+        return unseal(sealed)
     except SecretUnreadable as exc:
         raise ProviderError(
             "The stored credentials cannot be read with this server's keys (SECRETS_KEYS): enter them again.",
@@ -151,16 +168,23 @@ def email_send(
     subject: str,
     body: str,
     headers: dict[str, str] | None = None,
+    files: Sequence[OutgoingFile] = (),
 ) -> Sent:
-    """Sends one email through the connector's ESP with the tenant's key."""
+    """Sends one email through the connector's ESP with the tenant's key. A Reply-To among `headers` goes as
+    the message's reply_to (the ESPs take it there, not as a raw header)."""
+    headers = dict(headers or {})
+    reply_to = headers.pop("Reply-To", "")
     message = EmailMessage(
         subject=subject,
         body=body,
         from_email=connector.from_address,
         to=[to],
-        headers=headers or {},
+        reply_to=[reply_to] if reply_to else None,
+        headers=headers,
         connection=email_connection(connector),
     )
+    for file in files:
+        message.attach(file.filename, file.content, file.content_type)
     esp = Esp(connector.esp).label
     try:
         message.send()
@@ -174,6 +198,74 @@ def email_send(
         raise ProviderError(f"{esp} refused the message: {exc}", code="refused") from exc
     status = message.anymail_status  # type: ignore[attr-defined]
     return Sent(provider_id=status.message_id or "", status=",".join(sorted(status.status or {"queued"})))
+
+
+# Each ESP's Anymail webhook views (inbound mail, tracking events), and the keyword its own signature key goes by.
+def _anymail_views() -> dict[Esp, tuple[type[AnymailCoreWebhookView], type[AnymailCoreWebhookView]]]:
+    from anymail.webhooks import brevo, mailersend, mailgun, mandrill, postmark, resend, sendgrid, sparkpost
+
+    return {
+        Esp.BREVO: (brevo.BrevoInboundWebhookView, brevo.BrevoTrackingWebhookView),
+        Esp.MAILERSEND: (mailersend.MailerSendInboundWebhookView, mailersend.MailerSendTrackingWebhookView),
+        Esp.MAILGUN: (mailgun.MailgunInboundWebhookView, mailgun.MailgunTrackingWebhookView),
+        Esp.MANDRILL: (mandrill.MandrillCombinedWebhookView, mandrill.MandrillCombinedWebhookView),
+        Esp.POSTMARK: (postmark.PostmarkInboundWebhookView, postmark.PostmarkTrackingWebhookView),
+        Esp.RESEND: (resend.ResendInboundWebhookView, resend.ResendTrackingWebhookView),
+        Esp.SENDGRID: (sendgrid.SendGridInboundWebhookView, sendgrid.SendGridTrackingWebhookView),
+        Esp.SPARKPOST: (sparkpost.SparkPostInboundWebhookView, sparkpost.SparkPostTrackingWebhookView),
+    }
+
+
+ESP_SIGNING_KEYWORD: dict[Esp, dict[str, str]] = {
+    Esp.MAILERSEND: {"inbound": "inbound_secret", "tracking": "signing_secret"},
+    Esp.MAILGUN: {"inbound": "webhook_signing_key", "tracking": "webhook_signing_key"},
+    Esp.MANDRILL: {"inbound": "webhook_key", "tracking": "webhook_key"},
+    Esp.RESEND: {"inbound": "inbound_secret", "tracking": "signing_secret"},
+    Esp.SENDGRID: {"tracking": "tracking_webhook_verification_key"},
+}
+# ESPs whose webhooks Anymail cannot check without their signing key (the basic auth alone is not taken).
+ESP_SIGNING_REQUIRED = frozenset({Esp.MAILERSEND, Esp.MANDRILL})
+EMAIL_HOOKS = ("inbound", "tracking")
+BASIC_AUTH_USER = "switchboard"
+
+
+def email_webhook_password(connector: ChannelConnector) -> str:
+    """The password of the connector's email webhooks' basic auth (in the URLs given to the ESP): derived from
+    SECRET_KEY and the connector's webhook key, so it is this connector's alone and never stored."""
+    return salted_hmac("switchboard.email.webhook", connector.webhook_key, algorithm="sha256").hexdigest()[:32]
+
+
+def email_webhook_url(connector: ChannelConnector, hook: str) -> str:
+    """The public URL to paste into the ESP for the connector's inbound mail or tracking events, with its basic
+    auth credentials in it (as Anymail's webhooks expect)."""
+    scheme, _, rest = settings.SITE_URL.partition("://")
+    path = reverse(f"hooks-email-{hook}", kwargs={"key": connector.webhook_key})
+    return f"{scheme}://{BASIC_AUTH_USER}:{email_webhook_password(connector)}@{rest}{path}"
+
+
+def email_webhook_view(connector: ChannelConnector, hook: str) -> AnymailCoreWebhookView:
+    """The ESP's Anymail webhook view for this connector, set up with its own credentials (never the global
+    ANYMAIL settings): the basic auth of its URL, the ESP's signing key and, where the ESP's inbound webhook
+    fetches the mail through its API, the API key. Raises ProviderError when the ESP's webhooks need a signing
+    key the connector lacks, or its stored keys cannot be read."""
+    esp = Esp(connector.esp)
+    inbound_view, tracking_view = _anymail_views()[esp]
+    kwargs: dict[str, object] = {"webhook_secret": f"{BASIC_AUTH_USER}:{email_webhook_password(connector)}"}
+    keyword = ESP_SIGNING_KEYWORD.get(esp, {}).get(hook)
+    if keyword and connector.webhook_secret_sealed:
+        kwargs[keyword] = _unsealed(connector.webhook_secret_sealed)
+    elif keyword and esp in ESP_SIGNING_REQUIRED:
+        raise ProviderError(f"{esp.label} signs its webhooks: enter its signing key in Settings → Channels.")
+    elif esp == Esp.MAILGUN:
+        kwargs[keyword or "webhook_signing_key"] = _secret(connector)  # Mailgun's older accounts sign with the key
+    if esp in (Esp.BREVO, Esp.RESEND) and hook == "inbound":
+        kwargs["api_key"] = _secret(connector)  # their inbound webhook carries an id; the mail is fetched
+    if esp == Esp.MANDRILL:
+        kwargs["webhook_url"] = email_webhook_url(connector, hook)
+    view_class = inbound_view if hook == "inbound" else tracking_view
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AnymailWarning)  # SendGrid's "no longer supported by Anymail"
+        return view_class(**kwargs)
 
 
 def test_message_text(connector: ChannelConnector) -> str:
@@ -212,9 +304,18 @@ def twilio_lookup(connector: ChannelConnector, *, to: str, body: str, since: dat
 
 
 def sandbox_send(
-    connector: ChannelConnector, *, to: str, body: str, subject: str = "", delivery: Delivery | None = None
+    connector: ChannelConnector,
+    *,
+    to: str,
+    body: str,
+    subject: str = "",
+    delivery: Delivery | None = None,
+    headers: dict[str, str] | None = None,
+    files: Sequence[OutgoingFile] = (),
 ) -> Sent:
-    """The sandbox "sends" by keeping the message in its outbox, where a person can read and answer it."""
+    """The sandbox "sends" by keeping the message in its outbox, where a person can read and answer it (an
+    email with its Message-ID and Reply-To, which the answer is threaded by; its files by name)."""
+    headers = headers or {}
     stored = SandboxMessage.objects.create(
         tenant_id=connector.tenant_id,
         channel=connector.kind,
@@ -224,6 +325,9 @@ def sandbox_send(
         to_address=to,
         subject=subject,
         body=body,
+        message_id=headers.get("Message-ID", ""),
+        reply_to=headers.get("Reply-To", ""),
+        attachment_names=[file.filename for file in files],
     )
     return Sent(provider_id=stored.provider_id, status="delivered")
 
@@ -233,27 +337,36 @@ def sandbox_lookup(delivery: Delivery) -> Sent | None:
     return Sent(provider_id=stored.provider_id, status="delivered") if stored is not None else None
 
 
-def message_id_header(delivery: Delivery, from_address: str) -> str:
-    """The Message-ID of a delivery's email: the same on every attempt, so a resend after a crash that had in
-    fact gone out is one message to mail clients, which fold copies with one Message-ID."""
-    domain = from_address.rpartition("@")[2] or "switchboard.invalid"
-    return f"<d{delivery.pk}.t{delivery.tenant_id}@{domain}>"
-
-
-def provider_send(delivery: Delivery, *, body: str, subject: str) -> Sent:
-    """One attempt at sending a delivery through its connector's provider."""
+def provider_send(
+    delivery: Delivery,
+    *,
+    body: str,
+    subject: str = "",
+    headers: dict[str, str] | None = None,
+    files: Sequence[OutgoingFile] = (),
+) -> Sent:
+    """One attempt at sending a delivery through its connector's provider; an email's `subject`, `headers`
+    (Message-ID, Reply-To, In-Reply-To, References) and `files` are the caller's (channels_switch.services.email)."""
     connector = delivery.connector
     if connector is None:
         raise ProviderError("The channel was removed.", code="channel_removed")
     if connector.provider == Provider.SANDBOX:
-        subject = subject if connector.kind == ConnectorKind.EMAIL else ""  # an SMS has no subject
-        return sandbox_send(connector, to=delivery.to_address, body=body, subject=subject, delivery=delivery)
+        if connector.kind != ConnectorKind.EMAIL:  # an SMS has no subject or headers
+            return sandbox_send(connector, to=delivery.to_address, body=body, delivery=delivery)
+        return sandbox_send(
+            connector,
+            to=delivery.to_address,
+            body=body,
+            subject=subject,
+            delivery=delivery,
+            headers=headers,
+            files=files,
+        )
     if connector.provider == Provider.TWILIO:
         return twilio_send(
             connector, to=delivery.to_address, body=body, status_callback=webhook_url(connector, "status")
         )
-    headers = {"Message-ID": message_id_header(delivery, connector.from_address)}
-    return email_send(connector, to=delivery.to_address, subject=subject, body=body, headers=headers)
+    return email_send(connector, to=delivery.to_address, subject=subject, body=body, headers=headers, files=files)
 
 
 def provider_lookup(delivery: Delivery, *, body: str) -> Sent | None:

@@ -44,6 +44,12 @@ class Thread:
     address: str
     messages: list[SandboxMessage]
 
+    @property
+    def last_sent(self) -> SandboxMessage | None:
+        """The newest message the customer received in it (what a reply answers)."""
+        sent = [m for m in self.messages if m.direction == SandboxDirection.OUT]
+        return sent[-1] if sent else None
+
 
 def sandbox_threads(*, tenant_id: int, limit: int = 50) -> list[Thread]:
     """The tenant's sandbox traffic as the customers' phones and mailboxes see it, newest exchange first."""

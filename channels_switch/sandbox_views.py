@@ -28,7 +28,9 @@ from contactcenter.services import identity_normalise
 class CustomerMessageForm(forms.Form):
     channel = forms.ChoiceField(choices=ConnectorKind.choices)
     address = forms.CharField(max_length=254, label="From (the customer)")
+    subject = forms.CharField(max_length=300, required=False, label="Subject (email)")
     body = forms.CharField(max_length=4000, widget=forms.Textarea(attrs={"rows": 2}), label="Message")
+    answers = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
 
 @method_decorator(never_cache, name="dispatch")
@@ -85,9 +87,13 @@ class SandboxCustomerWritesView(SandboxView):
         except ApplicationError as exc:
             messages.error(request, exc.fields.get("value", [exc.message])[0])
             return back
-        written = sandbox_customer_writes(connector=connector, sender=sender, body=form.cleaned_data["body"])
-        params = {"MessageSid": written.provider_id, "From": sender, "To": connector.from_address}
-        answer = sandbox_reply(connector, {**params, "Body": written.body})
+        params = self.mail_fields(connector, form.cleaned_data)
+        written = sandbox_customer_writes(
+            connector=connector, sender=sender, body=form.cleaned_data["body"], subject=params.get("Subject", "")
+        )
+        body = written.body + params.pop("Quoted", "")
+        params.update({"MessageSid": written.provider_id, "From": sender, "Body": body})
+        answer = sandbox_reply(connector, params)
         if answer.status_code >= 300:
             SandboxMessage.objects.filter(pk=written.pk).delete()
             messages.error(request, f"The webhook refused it: {answer.content.decode()[:200]}")
@@ -96,6 +102,28 @@ class SandboxCustomerWritesView(SandboxView):
                 request, f"Sent in as {sender}: it reaches the console like a real {connector.get_kind_display()}."
             )
         return back
+
+    def mail_fields(self, connector: ChannelConnector, data: dict[str, Any]) -> dict[str, str]:
+        """Where the customer's message goes: the connector's address; an email answering a sandbox mail goes,
+        as a mail client sends it, to that mail's Reply-To, with In-Reply-To and its subject."""
+        fields = {"To": connector.from_address}
+        if connector.kind != ConnectorKind.EMAIL:
+            return fields
+        fields["Subject"] = data.get("subject") or ""
+        answered = (
+            SandboxMessage.objects.for_tenant(self.membership.tenant_id)
+            .filter(pk=data.get("answers") or 0, direction=SandboxDirection.OUT, channel=ConnectorKind.EMAIL)
+            .first()
+        )
+        if answered is not None:
+            fields["To"] = answered.reply_to or answered.from_address
+            fields["In-Reply-To"] = answered.message_id
+            fields["Subject"] = fields["Subject"] or f"Re: {answered.subject}"
+            # As a mail client answers: the earlier mail quoted below (the inbound side strips it again).
+            when = answered.created_at.strftime("%a, %d %b %Y at %H:%M")
+            quoted = "\n".join(f"> {line}" for line in answered.body.splitlines())
+            fields["Quoted"] = f"\n\nOn {when}, {answered.from_address} wrote:\n{quoted}\n"
+        return fields
 
 
 class SandboxMarkReadView(SandboxView):

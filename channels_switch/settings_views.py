@@ -14,7 +14,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from channels_switch.forms import ConnectorForm, TestMessageForm
 from channels_switch.models import ChannelConnector, ConnectorKind, Provider
-from channels_switch.providers import ProviderError, webhook_url
+from channels_switch.providers import ProviderError, email_webhook_url, webhook_url
 from channels_switch.services import connector_delete, connector_save, connector_test_send
 from contactcenter.errors import ApplicationError
 from contactcenter.settings_views import (
@@ -47,7 +47,7 @@ class ChannelListView(ChannelsMixin, SettingsListView):
 
 
 # An error report of this page (DEBUG pages, mails to ADMINS) shows the secret as stars.
-@method_decorator(sensitive_post_parameters("secret"), name="dispatch")
+@method_decorator(sensitive_post_parameters("secret", "webhook_secret"), name="dispatch")
 class ChannelFormView(ChannelsMixin, SettingsFormView):
     form_class = ConnectorForm
     template_name = "settings/channel_form.html"
@@ -80,6 +80,23 @@ class ChannelFormView(ChannelsMixin, SettingsFormView):
                     "here.",
                 ),
             ]
+        if self.object.provider == Provider.ANYMAIL and self.object.esp:
+            esp = self.object.get_esp_display()
+            context["webhooks"] = [
+                (
+                    "Inbound mail",
+                    email_webhook_url(self.object, "inbound"),
+                    f"Paste into {esp}'s inbound (receiving) webhook for the inbound address or domain. Customers' "
+                    "replies go to a reply address of their conversation there; the credentials in the URL are this "
+                    "channel's own.",
+                ),
+                (
+                    "Tracking events",
+                    email_webhook_url(self.object, "tracking"),
+                    f"Paste into {esp}'s event (tracking) webhook: delivered, bounced and opened mail shows in the "
+                    "console.",
+                ),
+            ]
         return context
 
     def success_message(self, obj: Any) -> str:
@@ -88,7 +105,10 @@ class ChannelFormView(ChannelsMixin, SettingsFormView):
     def save(self, form: forms.Form) -> ChannelConnector:
         data = dict(form.cleaned_data)
         secret = data.pop("secret")
-        return connector_save(tenant=self.tenant, instance=self.object, secret=secret, **data)
+        webhook_secret = data.pop("webhook_secret", None)
+        return connector_save(
+            tenant=self.tenant, instance=self.object, secret=secret, webhook_secret=webhook_secret, **data
+        )
 
 
 class ChannelDeleteView(ChannelsMixin, SettingsDeleteView):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
+from anymail.exceptions import AnymailError, AnymailWebhookValidationFailure
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseNotFound
 from django.urls import reverse
@@ -18,10 +20,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 
-from channels_switch.models import ChannelConnector, Provider
+from channels_switch.models import ChannelConnector, ConnectorKind, Provider
+from channels_switch.providers import ProviderError, email_webhook_view
 from channels_switch.sandbox import SIGNATURE_HEADER, sandbox_signature, sandbox_signed
 from channels_switch.selectors import connector_for_webhook
 from channels_switch.services import delivery_status_update, inbound_receive
+from channels_switch.services.email import message_ids
+from channels_switch.services.inbound_email import Mail, email_receive, email_tracking_receive, mail_from_anymail
 from contactcenter.errors import ApplicationError
 from contactcenter.secretbox import SecretUnreadable, unseal
 
@@ -29,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 MAX_BODY_BYTES = 64 * 1024  # Twilio's form posts are a few KiB
+MAX_EMAIL_BYTES = 40 * 1024 * 1024  # a mail with attachments, as the ESP posts it (their own limits are 25-40 MB)
 
 
 def _twilio_signed(request: HttpRequest, connector: ChannelConnector) -> bool:
@@ -64,12 +70,33 @@ def _twiml() -> HttpResponse:
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")
 
 
+def _sandbox_mail(params: Mapping[str, str]) -> Mail:
+    """A sandbox customer's email in the sandbox's form fields: From, To (the address answered), Subject,
+    Body, In-Reply-To, and the sandbox's id of it as its Message-ID."""
+    return Mail(
+        sender=params.get("From", ""),
+        sender_name="",
+        recipients=[params.get("To", "")],
+        subject=params.get("Subject", "")[:300],
+        text=params.get("Body", ""),
+        message_id=f"<{params['MessageSid']}@sandbox.switchboard.invalid>",
+        referenced=message_ids(params.get("In-Reply-To", "")),
+        files=[],
+    )
+
+
 def _receive(connector: ChannelConnector, params: Mapping[str, str]) -> HttpResponse:
     """An inbound message in the provider's form fields (Twilio's names), from a request already checked."""
     message_sid = params.get("MessageSid", "")
     sender = params.get("From", "").removeprefix("whatsapp:")
     if not message_sid or not sender:
         return HttpResponse("MessageSid and From are required.", status=400)
+    if connector.kind == ConnectorKind.EMAIL:
+        try:
+            email_receive(connector=connector, mail=_sandbox_mail(params))
+        except ApplicationError as exc:
+            return HttpResponse(exc.message, status=400)
+        return _twiml()
     # A connector turned off sends nothing and is offered to no visitor, but what customers still send to
     # its number is kept: turning a channel off never loses a customer's message.
     try:
@@ -143,4 +170,67 @@ def twilio_status(request: HttpRequest, key: str) -> HttpResponse:
     delivery_status_update(
         connector=checked, provider_id=message_sid, status=status, error_code=request.POST.get("ErrorCode", "")
     )
+    return HttpResponse(status=204)
+
+
+def _email_view(request: HttpRequest, key: str, hook: str) -> tuple[ChannelConnector, list[Any]] | HttpResponse:
+    """The connector named by `key`, and the events of the ESP's request once Anymail's own checks for that ESP
+    (the basic auth of the URL, the ESP's signature with the connector's key) have passed."""
+    if int(request.headers.get("Content-Length") or 0) > MAX_EMAIL_BYTES:
+        return HttpResponse("Too large.", status=413)
+    connector = connector_for_webhook(key=key, provider=Provider.ANYMAIL)
+    if connector is None or not connector.esp:
+        return HttpResponseNotFound("No such webhook.")
+    try:
+        view = email_webhook_view(connector, hook)
+        view.run_validators(request)
+        events = view.parse_events(request)
+    except ProviderError as exc:
+        logger.error("email webhook for connector %s cannot be checked: %s", connector.pk, exc.message)
+        return HttpResponseForbidden("This webhook cannot be checked yet.")
+    except AnymailWebhookValidationFailure as exc:
+        logger.warning(
+            "email webhook refused: %s (connector %s, from %s)", exc, connector.pk, request.META.get("REMOTE_ADDR", "?")
+        )
+        return HttpResponseForbidden("Bad credentials or signature.")
+    except (AnymailError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("email webhook for connector %s: unreadable request (%s)", connector.pk, type(exc).__name__)
+        return HttpResponse("Malformed webhook.", status=400)
+    return connector, events
+
+
+@csrf_exempt
+@require_POST
+def email_inbound(request: HttpRequest, key: str) -> HttpResponse:
+    """Mail to the connector's inbound address or domain, as its ESP posts it (through Anymail)."""
+    checked = _email_view(request, key, "inbound")
+    if isinstance(checked, HttpResponse):
+        return checked
+    connector, events = checked
+    for event in events:
+        if event.message is None:
+            continue
+        envelope = getattr(event.message, "envelope_recipient", None) or ""
+        try:
+            email_receive(
+                connector=connector, mail=mail_from_anymail(event.message, envelope), event_id=event.event_id or ""
+            )
+        except ApplicationError as exc:
+            return HttpResponse(exc.message, status=400)
+    return HttpResponse(status=204)
+
+
+@csrf_exempt
+@require_POST
+def email_tracking(request: HttpRequest, key: str) -> HttpResponse:
+    """The ESP's tracking events (delivered, bounced, opened …) for mail the relay sent through this connector."""
+    checked = _email_view(request, key, "tracking")
+    if isinstance(checked, HttpResponse):
+        return checked
+    connector, events = checked
+    for event in events:
+        reason = event.reject_reason or event.description or ""
+        email_tracking_receive(
+            connector=connector, message_id=event.message_id or "", event_type=event.event_type or "", reason=reason
+        )
     return HttpResponse(status=204)

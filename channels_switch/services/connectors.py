@@ -54,10 +54,10 @@ def _inbound_address(value: str) -> str:
     return value
 
 
-def _check_secret(provider: str, secret: str) -> str:
+def _check_secret(provider: str, secret: str, *, field: str = "secret") -> str:
     secret = secret.strip()
     if len(secret) > SECRET_MAX_CHARS:
-        raise _invalid("secret", f"A credential is at most {SECRET_MAX_CHARS} characters.")
+        raise _invalid(field, f"A credential is at most {SECRET_MAX_CHARS} characters.")
     if provider == Provider.TWILIO and not TWILIO_AUTH_TOKEN.fullmatch(secret):
         raise _invalid("secret", "A Twilio auth token is 32 characters, 0-9 and a-f (Twilio Console → Account).")
     return secret
@@ -98,11 +98,17 @@ def _check(connector: ChannelConnector, *, secret_given: bool) -> None:
 
 @transaction.atomic
 def connector_save(
-    *, tenant: Tenant, instance: ChannelConnector | None = None, secret: str | None = None, **fields: Any
+    *,
+    tenant: Tenant,
+    instance: ChannelConnector | None = None,
+    secret: str | None = None,
+    webhook_secret: str | None = None,
+    **fields: Any,
 ) -> ChannelConnector:
     """Creates or changes the tenant's connector of a kind. `secret` (the Twilio auth token or the ESP's API
-    key) is sealed before it is stored; None or empty keeps the stored one. Fields the provider does not use,
-    and the secret of a provider that needs none, are cleared, so nothing is kept that is not needed."""
+    key) and `webhook_secret` (the key an ESP signs its webhooks with) are sealed before they are stored; None
+    or empty keeps the stored one. Fields the provider does not use, and secrets of a provider that needs none,
+    are cleared, so nothing is kept that is not needed."""
     connector = instance or ChannelConnector(tenant=tenant)
     queue = fields.get("queue", connector.queue if connector.queue_id else None)
     if queue is not None and (not isinstance(queue, Queue) or queue.tenant_id != tenant.pk):
@@ -114,6 +120,10 @@ def connector_save(
         setattr(connector, name, "")
     secret_given = bool(secret and secret.strip())
     _check(connector, secret_given=secret_given)
+    if provider != Provider.ANYMAIL:
+        connector.webhook_secret_sealed = ""
+    elif webhook_secret and webhook_secret.strip():
+        connector.webhook_secret_sealed = seal(_check_secret(provider, webhook_secret, field="webhook_secret"))
     if provider == Provider.SANDBOX:
         connector.secret_sealed, connector.secret_set_at = "", None
     elif secret_given:
@@ -137,7 +147,9 @@ def connector_secrets_reseal() -> int:
             connector = ChannelConnector.objects.select_for_update().get(pk=pk)
             if connector.secret_sealed:
                 connector.secret_sealed = reseal(connector.secret_sealed)
-                connector.save(update_fields=["secret_sealed"])
+                if connector.webhook_secret_sealed:
+                    connector.webhook_secret_sealed = reseal(connector.webhook_secret_sealed)
+                connector.save(update_fields=["secret_sealed", "webhook_secret_sealed"])
                 done += 1
     return done
 

@@ -62,6 +62,13 @@ def _switched_to(connector: ChannelConnector, address: str) -> Conversation | No
     )
     if conversation is None:
         return None
+    address_proved(connector, conversation, address)
+    return conversation
+
+
+def address_proved(connector: ChannelConnector, conversation: Conversation, address: str) -> None:
+    """A message from `address` answered the conversation there: the contact's typed (unverified) identity with
+    that address is proved."""
     kinds = RECIPIENT_KINDS[ConnectorKind(connector.kind)]
     for identity in ContactIdentity.objects.for_tenant(connector.tenant_id).filter(
         contact_id=conversation.contact_id, kind__in=kinds, value=address, verified=False
@@ -69,7 +76,6 @@ def _switched_to(connector: ChannelConnector, address: str) -> Conversation | No
         # Another contact may hold it verified already: then it stays as typed here, and the chat goes on.
         with contextlib.suppress(Conflict):
             contact_identity_verify(identity=identity)
-    return conversation
 
 
 # What a customer texts to stop or restart messages (the carriers' standard words, as Twilio honours them).
@@ -114,6 +120,44 @@ def _record_opt_out(connector: ChannelConnector, conversation: Conversation, add
     )
 
 
+def receipt_claim(connector: ChannelConnector, provider_id: str) -> tuple[InboundReceipt | None, Inbound | None]:
+    """The receipt of a message the provider calls `provider_id`, new; or, for a repeat of a webhook already
+    stored, (None, what was stored then)."""
+    try:
+        with transaction.atomic():
+            receipt = InboundReceipt.objects.create(
+                tenant_id=connector.tenant_id, connector=connector, provider_id=provider_id
+            )
+    except IntegrityError:
+        receipt = InboundReceipt.objects.select_related("message").get(
+            tenant_id=connector.tenant_id, connector=connector, provider_id=provider_id
+        )
+        stored = receipt.message
+        if stored is None:  # the conversation was deleted since: nothing to add it to
+            return None, Inbound(conversation_id=0, message_id=0)
+        return None, Inbound(conversation_id=stored.conversation_id, message_id=stored.pk)
+    return receipt, None
+
+
+def conversation_for_sender(
+    connector: ChannelConnector, address: str, name: str
+) -> tuple[Conversation | None, Contact]:
+    """The open conversation on the connector's channel a message from `address` continues (one switched to
+    that address, else the open one of the contact holding it), or None; and that contact."""
+    conversation = _switched_to(connector, address)
+    if conversation is not None:
+        return conversation, conversation.contact
+    contact = _contact_for(connector, address, name)
+    conversation = (
+        Conversation.objects.for_tenant(connector.tenant_id)
+        .filter(contact=contact, channel=connector.kind)
+        .exclude(status=ConversationStatus.CLOSED)
+        .order_by("-pk")
+        .first()
+    )
+    return conversation, contact
+
+
 @transaction.atomic
 def inbound_receive(
     *,
@@ -128,31 +172,11 @@ def inbound_receive(
     provider's opt-out) marks the address opted out, and the agents see a notice; START reverses it."""
     kind = RECIPIENT_KINDS[ConnectorKind(connector.kind)][0]
     address = identity_normalise(kind=kind, value=sender)
-    try:
-        with transaction.atomic():
-            receipt = InboundReceipt.objects.create(
-                tenant_id=connector.tenant_id, connector=connector, provider_id=provider_id
-            )
-    except IntegrityError:
-        receipt = InboundReceipt.objects.select_related("message").get(
-            tenant_id=connector.tenant_id, connector=connector, provider_id=provider_id
-        )
-        stored = receipt.message
-        if stored is None:  # the conversation was deleted since: nothing to add it to
-            return Inbound(conversation_id=0, message_id=0)
-        return Inbound(conversation_id=stored.conversation_id, message_id=stored.pk)
-    conversation = _switched_to(connector, address)
-    if conversation is None:
-        contact = _contact_for(connector, address, name)
-        conversation = (
-            Conversation.objects.for_tenant(connector.tenant_id)
-            .filter(contact=contact, channel=connector.kind)
-            .exclude(status=ConversationStatus.CLOSED)
-            .order_by("-pk")
-            .first()
-        )
-    else:
-        contact = conversation.contact
+    receipt, repeat = receipt_claim(connector, provider_id)
+    if receipt is None:
+        assert repeat is not None
+        return repeat
+    conversation, contact = conversation_for_sender(connector, address, name)
     if conversation is None:
         conversation, message = conversation_request_on_channel(
             contact=contact, channel=connector.kind, queue=connector.queue, body=body, client_id=provider_id

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, DeliveryState
 from channels_switch.providers import ProviderError, Sent, provider_lookup, provider_send
+from channels_switch.services.email import email_files, email_headers, email_subject
 from chat import events
 from chat.models import Attachment, Conversation, DeliveryStatus, Message, SenderKind
 from contactcenter.errors import ApplicationError
@@ -335,10 +336,6 @@ def deliveries_drain(*, delivery_id: int, slot: int | None = None) -> str:
     return outcome
 
 
-def _subject(delivery: Delivery) -> str:
-    return f"Your conversation #{delivery.message.conversation_id}"
-
-
 def delivery_attempt(*, delivery_id: int) -> str:
     """One attempt at a delivery, if it is due and nobody else is at it; returns what became of it."""
     delivery = _claim(delivery_id)
@@ -347,9 +344,22 @@ def delivery_attempt(*, delivery_id: int) -> str:
     return _send_claimed(delivery)
 
 
+def _send(delivery: Delivery) -> Sent:
+    connector = delivery.connector
+    if delivery.channel != ConnectorKind.EMAIL or connector is None:
+        return provider_send(delivery, body=delivery.message.body)
+    return provider_send(
+        delivery,
+        body=delivery.message.body,
+        subject=email_subject(delivery),
+        headers=email_headers(delivery, connector),
+        files=email_files(delivery),
+    )
+
+
 def _send_claimed(delivery: Delivery) -> str:
     try:
-        sent = provider_send(delivery, body=delivery.message.body, subject=_subject(delivery))
+        sent = _send(delivery)
     except ProviderError as exc:
         return _record_failure(delivery, exc)
     except Exception as exc:  # a bug must not leave the row "sending" until the lease runs out

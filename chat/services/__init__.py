@@ -10,7 +10,12 @@ conversation_end (state.conversation_close alone would leave its offers pending)
 checks who imports them.
 """
 
-from chat.services.attachments import attachment_served_type, attachment_upload
+from chat.services.attachments import (
+    attachment_original_keep,
+    attachment_receive,
+    attachment_served_type,
+    attachment_upload,
+)
 from chat.services.messages import (
     PostResult,
     RateLimited,
@@ -33,6 +38,8 @@ __all__ = [
     "CloseResult",
     "PostResult",
     "RateLimited",
+    "attachment_original_keep",
+    "attachment_receive",
     "attachment_served_type",
     "attachment_upload",
     "conversation_mark_important",

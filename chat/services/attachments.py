@@ -5,12 +5,14 @@ from __future__ import annotations
 import codecs
 from collections.abc import Sequence
 
-from django.core.files.uploadedfile import UploadedFile
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.db import transaction
 
 from chat.models import (
     DEFAULT_FILE_TYPES,
     Attachment,
+    Conversation,
     ConversationStatus,
 )
 from chat.selectors import (
@@ -171,9 +173,7 @@ def attachment_upload(*, actor: Actor, conversation_id: int, upload: UploadedFil
     conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True)
     if conversation.status == ConversationStatus.CLOSED:
         raise ApplicationError("conversation_closed", "This conversation is closed.", status=409)
-    widget = conversation.widget if conversation.widget_id else None
-    max_bytes = min(widget.max_upload_bytes if widget else 10 * 1024 * 1024, UPLOAD_ABSOLUTE_MAX)
-    allowed = list(widget.allowed_file_types) if widget else list(DEFAULT_FILE_TYPES)
+    max_bytes, allowed = _limits(conversation)
     size = upload.size or 0
     if size <= 0:
         raise ApplicationError("invalid", "The file is empty.", {"file": ["Empty file."]})
@@ -195,6 +195,54 @@ def attachment_upload(*, actor: Actor, conversation_id: int, upload: UploadedFil
     )
     # upload_to picks a random name: the visitor's file name never reaches the disk.
     attachment.file.save("upload", upload, save=False)
+    attachment.save()
+    return attachment
+
+
+def _limits(conversation: Conversation) -> tuple[int, list[str]]:
+    """What a conversation's files may be: its widget's limits, else the defaults (a conversation that began
+    on a provider's channel has no widget)."""
+    widget = conversation.widget if conversation.widget_id else None
+    max_bytes = min(widget.max_upload_bytes if widget else 10 * 1024 * 1024, UPLOAD_ABSOLUTE_MAX)
+    return max_bytes, list(widget.allowed_file_types) if widget else list(DEFAULT_FILE_TYPES)
+
+
+def attachment_receive(*, conversation: Conversation, filename: str, content: bytes, declared_type: str) -> Attachment:
+    """A file a customer sent through a provider (an email's attachment, an MMS or WhatsApp image), stored
+    unlinked for the caller to put on the message, under the same checks and limits as an upload; refused
+    (ApplicationError, saying why) when it is empty, too large or of a type not taken here. The caller holds the
+    conversation."""
+    max_bytes, allowed = _limits(conversation)
+    size = len(content)
+    if size <= 0:
+        raise ApplicationError("invalid", "The file is empty.")
+    if size > max_bytes:
+        raise ApplicationError("file_too_large", f"Files are at most {max_bytes // 1024} KiB here.", status=413)
+    upload = SimpleUploadedFile(filename or "file", content, content_type=declared_type.split(";")[0].strip())
+    content_type = upload_content_type(upload=upload, allowed=allowed)
+    name = _clean_filename(filename)
+    _upload_claims_check(filename=name, declared=upload.content_type or "", content_type=content_type)
+    return _store(conversation, name, content_type, content)
+
+
+def attachment_original_keep(*, conversation: Conversation, filename: str, text: str) -> Attachment:
+    """The whole text of what a customer sent when the message shows only part of it (an email's reply without
+    the quoted thread), kept as a text file beside it for the agent. Switchboard's own file: no type checks;
+    cut at the absolute upload limit."""
+    content = text.encode("utf-8")[:UPLOAD_ABSOLUTE_MAX]
+    return _store(conversation, _clean_filename(filename), "text/plain", content)
+
+
+def _store(conversation: Conversation, filename: str, content_type: str, content: bytes) -> Attachment:
+    attachment = Attachment(
+        tenant_id=conversation.tenant_id,
+        conversation=conversation,
+        filename=filename,
+        content_type=content_type,
+        size=len(content),
+        uploaded_by_visitor=True,
+    )
+    attachment.file.save("upload", ContentFile(content), save=False)
     attachment.save()
     return attachment
 

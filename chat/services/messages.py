@@ -336,11 +336,14 @@ INBOUND_MAX_CHARS = 20_000  # a provider's message is never refused (it cannot b
 
 
 @transaction.atomic
-def message_receive(*, conversation: Conversation, body: str, client_id: str) -> Message:
+def message_receive(
+    *, conversation: Conversation, body: str, client_id: str, attachments: Sequence[Attachment] = ()
+) -> Message:
     """A customer's message that came in through a provider (SMS, WhatsApp, email) on a conversation of that
-    channel: stored with the next seq and announced like a visitor's. The provider's message id is the
-    client_id, so a repeat of it in the conversation is the stored message again. The caller found the
-    conversation by a verified address; no rate window (the provider's own applies)."""
+    channel: stored with the next seq, with the files that came with it (stored by `attachment_receive`), and
+    announced like a visitor's. The provider's message id is the client_id, so a repeat of it in the
+    conversation is the stored message again. The caller found the conversation by a verified address; no rate
+    window (the provider's own applies)."""
     locked = Conversation.objects.select_for_update().get(pk=conversation.pk, tenant_id=conversation.tenant_id)
     existing = Message.objects.filter(
         tenant_id=locked.tenant_id, conversation_id=locked.pk, client_id=client_id
@@ -351,7 +354,9 @@ def message_receive(*, conversation: Conversation, body: str, client_id: str) ->
     if len(text) > INBOUND_MAX_CHARS:
         text = text[: INBOUND_MAX_CHARS - 1] + "…"
     message = _append_message(locked, sender_kind=SenderKind.VISITOR, body=text, client_id=client_id)
-    _publish_message(locked, message)
+    if attachments:
+        Attachment.objects.filter(pk__in=[a.pk for a in attachments], conversation_id=locked.pk).update(message=message)
+    _publish_message(locked, message, list(attachments))
     if locked.status == ConversationStatus.WAITING:
         _waiting_preview_publish(message)
     return message

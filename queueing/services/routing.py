@@ -3,7 +3,7 @@ queue who has room; the first accept wins through a conditional UPDATE, and ever
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import User
@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from agents.models import AgentProfile, Presence
 from chat import events
-from chat.models import Conversation, ConversationStatus, Message, Widget
+from chat.models import Attachment, Conversation, ConversationStatus, Message, Widget
 from chat.selectors import Actor, AgentActor, conversation_preview
 from chat.services import CloseResult, conversation_updated_publish, message_receive, system_notice_post
 from chat.services.starting import conversation_open_on_channel, conversation_start
@@ -158,12 +158,20 @@ def conversation_request(
 
 @transaction.atomic
 def conversation_request_on_channel(
-    *, contact: Contact, channel: str, queue: Queue | None, body: str, client_id: str
+    *,
+    contact: Contact,
+    channel: str,
+    queue: Queue | None,
+    body: str,
+    client_id: str,
+    attach: Callable[[Conversation], Sequence[Attachment]] | None = None,
 ) -> tuple[Conversation, Message]:
     """A customer's new conversation on a provider's channel (their first SMS, WhatsApp message or email):
-    opened, its first message stored, then routed to the channel's queue and offered like a web chat."""
+    opened, its first message stored with the files `attach` stores on it, then routed to the channel's queue
+    and offered like a web chat."""
     conversation = conversation_open_on_channel(contact=contact, channel=channel)
-    message = message_receive(conversation=conversation, body=body, client_id=client_id)
+    attachments = attach(conversation) if attach is not None else ()
+    message = message_receive(conversation=conversation, body=body, client_id=client_id, attachments=attachments)
     conversation_route(conversation=conversation, queue=queue)
     return conversation, message
 
