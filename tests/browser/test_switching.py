@@ -1,7 +1,8 @@
 """Switching a live chat (seed 000) in real Chromium, on the demo site as `make run` seeds it: the widget offers
 exactly the eligible channels, a switch to SMS ends the web session with the confirmation, the agent's badge
 changes live, the introduction goes out through the relay (a real Celery worker, the sandbox provider), the
-customer's answer from the sandbox outbox reaches the console, and the reopened widget says where the chat went.
+customer's answer from the sandbox outbox reaches the console (by SMS, and by email threaded on its reply address),
+and the reopened widget says where the chat went.
 The Channel Switching tab's diagnostics name the missing phone field. A visitor whose page closed is moved by
 the system once the timeout has run out."""
 
@@ -205,7 +206,7 @@ async def test_a_visitor_whose_page_closed_is_moved_by_the_system(browser: Brows
     assert agent.errors == []
 
 
-async def test_an_agent_moves_the_chat_to_email_and_the_widget_says_so(browser: Browser, demo: DemoSite):
+async def test_an_agent_moves_the_chat_to_email_and_it_goes_on_by_mail(browser: Browser, demo: DemoSite, celery_worker):
     started = await chat_started(
         browser,
         demo,
@@ -228,4 +229,23 @@ async def test_an_agent_moves_the_chat_to_email_and_the_widget_says_so(browser: 
     await expect(widget.locator("#sb-ended-text")).to_contain_text(
         "This conversation continues by email at mia@example.org"
     )
+
+    # The customer answers the mail in the sandbox outbox as a mail client does (to its Reply-To, quoting it):
+    # the console shows the answer without the quote, and the agent's next mail goes out.
+    introduction = pane.locator(".cc-msg", has_text="Introduction (sent automatically)")
+    await expect(introduction.locator(".cc-msg-meta")).to_have_text(re.compile(r"· Delivered$"), timeout=30_000)
+    mailbox = await agent.context.new_page()
+    await mailbox.goto(f"{demo.url}/sandbox/")
+    thread = mailbox.locator(".sb-thread", has_text="mia@example.org")
+    await expect(thread.locator(".sb-headers")).to_contain_text("Reply-To")
+    await thread.get_by_placeholder("Reply as mia@example.org").fill("Invoice 1042, please.")
+    await thread.get_by_role("button", name="Reply").click()
+    answer = pane.locator(".cc-msg.is-visitor").last
+    await expect(answer.locator(".cc-bubble").first).to_have_text("Invoice 1042, please.")
+    await expect(answer).not_to_contain_text("wrote:")
+    await expect(answer).to_contain_text("original-email.txt")  # the whole mail, quote and all, beside it
+    await pane.locator(".js-text").fill("Here it is: invoice 1042.")
+    await pane.locator(".js-send").click()
+    reply = pane.locator(".cc-msg.is-agent", has_text="Here it is: invoice 1042.")
+    await expect(reply.locator(".cc-msg-meta")).to_have_text(re.compile(r"· Delivered$"), timeout=30_000)
     assert agent.errors == [] and visitor.errors == []
