@@ -1,4 +1,5 @@
-"""The console's JSON endpoints beside its socket (docs/protocol.md §7): uploads, files, older history."""
+"""The console's JSON endpoints beside its socket (docs/protocol.md §7): the inbox, one conversation, uploads,
+files, older history."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_http_methods
 
+from agents.console_state import console_conversation, console_inbox, console_inbox_rows
 from channels_switch.services import address_display, switch_options
 from chat import events
 from chat.selectors import (
@@ -23,6 +25,7 @@ from chat.services import attachment_served_type, attachment_upload
 from chat.tokens import agent_attachment_url
 from contactcenter.errors import ApplicationError
 from contactcenter.jsonhttp import download_response, json_endpoint
+from queueing.selectors import INBOX_LIMIT, inbox_filters_clean
 
 
 def console_endpoint(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
@@ -48,6 +51,38 @@ def _int_param(request: HttpRequest, name: str, default: int | None) -> int | No
         return int(raw)
     except ValueError as exc:
         raise ApplicationError("invalid", f"{name} is a whole number.", {name: ["Expected a number."]}) from exc
+
+
+def _ids_param(request: HttpRequest, name: str) -> list[int]:
+    raw = request.GET.get(name, "")
+    try:
+        return [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError as exc:
+        raise ApplicationError("invalid", f"{name} is a list of ids.", {name: ["Comma-separated numbers."]}) from exc
+
+
+@require_http_methods(["GET"])
+@console_endpoint
+def console_inbox_list(request: HttpRequest, actor: AgentActor) -> HttpResponseBase:
+    """The inbox: a page of the conversations the agent may see, or (`ids`) the rows an `inbox.changed` named."""
+    filters = inbox_filters_clean(
+        assignee=request.GET.get("assignee", "all"),
+        channel=request.GET.get("channel", ""),
+        status=request.GET.get("status", ""),
+    )
+    if "ids" in request.GET:
+        ids = _ids_param(request, "ids")
+        return JsonResponse(console_inbox_rows(actor=actor, filters=filters, conversation_ids=ids))
+    limit = _int_param(request, "limit", INBOX_LIMIT) or INBOX_LIMIT
+    cursor = request.GET.get("cursor") or None
+    return JsonResponse(console_inbox(actor=actor, filters=filters, cursor=cursor, limit=limit))
+
+
+@require_http_methods(["GET"])
+@console_endpoint
+def console_conversation_get(request: HttpRequest, actor: AgentActor, conversation_id: int) -> HttpResponseBase:
+    """One conversation as the console's tab shows it (read access: yours, or any for supervisors and admins)."""
+    return JsonResponse({"conversation": console_conversation(actor=actor, conversation_id=conversation_id)})
 
 
 @require_http_methods(["POST"])

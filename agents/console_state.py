@@ -1,5 +1,5 @@
 """The console's read models (an interface, not a domain module): the hello snapshot an agent socket opens
-with, and one conversation as the console shows it. Composes chat, queueing and agents reads."""
+with, one conversation as the console shows it, and the inbox's rows. Composes chat, queueing and agents reads."""
 
 from __future__ import annotations
 
@@ -13,12 +13,22 @@ from agents.models import AgentProfile, CannedTemplate
 from agents.services import active_disposition_list
 from chat import events
 from chat.models import ConversationStatus
-from chat.selectors import AgentActor, agent_actor_refresh, agent_conversation_get, agent_open_conversation_list
+from chat.selectors import (
+    AgentActor,
+    agent_actor_refresh,
+    agent_conversation_get,
+    agent_open_conversation_list,
+    contact_data,
+    conversation_visibility,
+)
 from contactcenter.models import user_display_name
 from queueing.selectors import (
     WAITING_LIST_LIMIT,
+    InboxFilters,
     agent_queue_ids,
     conversation_queues,
+    inbox_list,
+    inbox_rows_get,
     pending_offer_ids,
     pending_offer_list,
     waiting_ids,
@@ -142,3 +152,39 @@ def console_open(*, actor: AgentActor) -> ConsoleSession:
         "limits": {"max_chars": settings.MESSAGE_MAX_CHARS},
     }
     return ConsoleSession(hello=hello, queue_ids=agent_queue_ids(actor=actor))
+
+
+def _inbox_row(conversation: Any, actor: AgentActor) -> dict[str, Any]:
+    """One inbox row (docs/protocol.md §7): `access` says how opening it works (write/read: its tab; history:
+    the contact's page, as any conversation of the tenant an agent takes no part in)."""
+    route = getattr(conversation, "queue_route", None)
+    return {
+        "id": conversation.pk,
+        "status": conversation.status,
+        "channel": conversation.channel,
+        "important": conversation.important,
+        "contact": contact_data(conversation.contact),
+        "assignee": events.user_ref(conversation.assignee if conversation.assignee_id else None),
+        "queue": {"id": route.queue_id, "name": route.queue_name} if route is not None else None,
+        "created_at": events.iso(conversation.created_at),
+        "last_activity_at": events.iso(conversation.activity),
+        "unread": conversation.unread,
+        "preview": conversation.preview or "",
+        "access": conversation_visibility(reader=actor, conversation=conversation).level,
+        "version": conversation.state_version,
+    }
+
+
+def console_inbox(*, actor: AgentActor, filters: InboxFilters, cursor: str | None, limit: int) -> dict[str, Any]:
+    """A page of the inbox: `{"conversations": [row], "next_cursor"}`."""
+    page = inbox_list(actor=actor, filters=filters, cursor=cursor, limit=limit)
+    return {
+        "conversations": [_inbox_row(conversation, actor) for conversation in page.conversations],
+        "next_cursor": page.next_cursor,
+    }
+
+
+def console_inbox_rows(*, actor: AgentActor, filters: InboxFilters, conversation_ids: list[int]) -> dict[str, Any]:
+    """The rows `inbox.changed` named that the agent still sees under these filters (no `next_cursor`)."""
+    conversations = inbox_rows_get(actor=actor, filters=filters, conversation_ids=conversation_ids)
+    return {"conversations": [_inbox_row(conversation, actor) for conversation in conversations], "next_cursor": None}

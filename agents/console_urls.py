@@ -5,6 +5,8 @@ from django.urls import path
 from agents import console_api
 
 urlpatterns = [
+    path("inbox", console_api.console_inbox_list, name="console-api-inbox"),
+    path("conversations/<int:conversation_id>", console_api.console_conversation_get, name="console-api-conversation"),
     path("conversations/<int:conversation_id>/history", console_api.console_history, name="console-api-history"),
     path("conversations/<int:conversation_id>/uploads", console_api.console_upload, name="console-api-upload"),
     path("attachments/<int:attachment_id>/", console_api.console_attachment, name="console-api-attachment"),

@@ -31,6 +31,7 @@ from contactcenter.realtime import (
     conversation_group,
     publish_ephemeral,
     tenant_agents_group,
+    tenant_inbox_group,
 )
 from contactcenter.sockets import (
     CLOSE_FORBIDDEN,
@@ -78,6 +79,7 @@ class AgentConsumer(ConversationSocket):
         "conversation.disposition": "on_disposition",
         "conversation.close": "on_close",
         "conversation.switch": "on_switch",
+        "inbox.watch": "on_inbox_watch",
         "ping": "on_ping",
     }
 
@@ -277,6 +279,15 @@ class AgentConsumer(ConversationSocket):
         )
         await self.send_ok(request_id)
 
+    async def on_inbox_watch(self, frame: dict[str, Any], request_id: str | None) -> None:
+        """The console shows its inbox (or stopped): only then does it hear which conversations changed."""
+        group = tenant_inbox_group(self.tenant_id)
+        if bool_field(frame, "watch", required=True):
+            await self.join(group)
+        else:
+            await self.leave(group)
+        await self.send_ok(request_id)
+
     async def on_ping(self, frame: dict[str, Any], request_id: str | None) -> None:
         # The event closes the socket at once; this catches a change made past the services (Django admin).
         ping = await database_sync_to_async(console_ping)(actor=self.agent)
@@ -338,6 +349,11 @@ class AgentConsumer(ConversationSocket):
 
     async def conversation_updated(self, event: dict[str, Any]) -> None:
         await self.send_frame({"type": "conversation.updated", "conversation": event["conversation"]})
+
+    async def inbox_changed(self, event: dict[str, Any]) -> None:
+        """A conversation of the tenant changed (only while the console watches its inbox): the console reads
+        the row again over HTTP, where who may see it is decided."""
+        await self.send_frame({"type": "inbox.changed", "conversation_id": event["conversation_id"]})
 
     async def message_delivery(self, event: dict[str, Any]) -> None:
         """How far a message to an SMS, WhatsApp or email customer got (channels_switch's relay)."""

@@ -316,6 +316,17 @@ def typing_event(
     }
 
 
+class InboxChangedEvent(TypedDict):
+    type: Literal["inbox.changed"]
+    conversation_id: int
+
+
+def inbox_changed(conversation_id: int) -> InboxChangedEvent:
+    # Only the id: the console reads the row again through the inbox endpoint, which applies who may see it,
+    # the console's filters and the unread count.
+    return {"type": "inbox.changed", "conversation_id": conversation_id}
+
+
 # --- offers, waiting list, presence (agents only) --------------------------------------------------------
 
 

@@ -40,6 +40,12 @@ def tenant_agents_group(tenant_id: int) -> str:
     return f"t{int(tenant_id)}.agents"
 
 
+def tenant_inbox_group(tenant_id: int) -> str:
+    """The console sockets of a tenant whose inbox is on screen (they join and leave it): which conversations
+    changed, by id only. A group of its own so that every message does not reach every console."""
+    return f"t{int(tenant_id)}.inbox"
+
+
 # --- publishing ---------------------------------------------------------------------------------------
 #
 # In a server process, events committed on a worker thread (a consumer's database call, a view) are handed

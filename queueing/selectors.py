@@ -1,13 +1,17 @@
-"""Queueing's reads: the waiting list and an agent's pending offers."""
+"""Queueing's reads: the waiting list, an agent's pending offers and the console's inbox."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, Left
 
-from chat.models import Conversation, ConversationStatus
+from chat.models import Channel, Conversation, ConversationStatus, Message, SenderKind
 from chat.selectors import AgentActor, first_visitor_words, preview_text
+from contactcenter.errors import ApplicationError
 from queueing.events import offer_data, waiting_item
 from queueing.models import ConversationRoute, Offer, OfferStatus, Queue, QueueMember
 
@@ -97,3 +101,160 @@ def pending_offer_list(*, actor: AgentActor) -> list[dict[str, Any]]:
 def pending_offer_ids(*, actor: AgentActor) -> set[int]:
     """The conversation ids of the agent's pending offers (offers are keyed by conversation on the console)."""
     return set(_pending_offers(actor).values_list("conversation_id", flat=True))
+
+
+# --- the console's inbox: every conversation the agent may see, by last activity (docs/protocol.md §7) -------
+
+INBOX_LIMIT = 25
+INBOX_LIMIT_MAX = 50
+INBOX_PREVIEW_CHARS = 140
+INBOX_ASSIGNEES = ("all", "mine", "unassigned")
+# The console's status filter onto ConversationStatus: "active" is everything not closed; "" is any status.
+INBOX_STATUSES: dict[str, tuple[str, ...]] = {
+    "": (),
+    "active": (ConversationStatus.WAITING, ConversationStatus.OPEN),
+    "open": (ConversationStatus.OPEN,),
+    "waiting": (ConversationStatus.WAITING,),
+    "closed": (ConversationStatus.CLOSED,),
+}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class InboxFilters:
+    """The inbox's filters, checked: `assignee` one of INBOX_ASSIGNEES, `channel` a Channel or "" (any),
+    `status` a key of INBOX_STATUSES."""
+
+    assignee: str = "all"
+    channel: str = ""
+    status: str = ""
+
+
+def inbox_filters_clean(*, assignee: str, channel: str, status: str) -> InboxFilters:
+    """The filters as typed by a client; `invalid` naming each unknown value."""
+    errors: dict[str, list[str]] = {}
+    if assignee not in INBOX_ASSIGNEES:
+        errors["assignee"] = [f"One of {', '.join(INBOX_ASSIGNEES)}."]
+    if channel and channel not in Channel.values:
+        errors["channel"] = [f"One of {', '.join(Channel.values)}, or empty for any."]
+    if status not in INBOX_STATUSES:
+        errors["status"] = [f"One of {', '.join(s for s in INBOX_STATUSES if s)}, or empty for any."]
+    if errors:
+        raise ApplicationError("invalid", "Unknown inbox filter.", errors)
+    return InboxFilters(assignee=assignee, channel=channel, status=status)
+
+
+@dataclass(frozen=True)
+class InboxCursor:
+    """Where a page ended: the last row's activity and id (rows move up as they get messages, never down, so
+    a cursor stays valid while the list changes above it)."""
+
+    activity: datetime
+    pk: int
+
+    def encode(self) -> str:
+        return f"{(self.activity - _EPOCH) // timedelta(microseconds=1)}.{self.pk}"
+
+    @classmethod
+    def decode(cls, raw: str) -> InboxCursor:
+        micros, _, pk = raw.partition(".")
+        if not micros.lstrip("-").isdigit() or not pk.isdigit():
+            raise ApplicationError("invalid", "Unknown cursor.", {"cursor": ["Pass next_cursor back as it was."]})
+        return cls(activity=_EPOCH + timedelta(microseconds=int(micros)), pk=int(pk))
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    # Each conversation carries `activity`, `unread` and `preview` (_inbox_annotated).
+    conversations: list[Any]
+    next_cursor: str | None
+
+
+def _inbox_visible(actor: AgentActor) -> QuerySet[Conversation]:
+    """What the agent may see in the inbox. Supervisors and admins: the tenant's every conversation. An agent:
+    those they are assignee or participant of (as the conversations page's `taken_by`), and the unassigned ones
+    of their queues or routed nowhere (as the waiting list, whatever their status)."""
+    conversations = Conversation.objects.for_tenant(actor.tenant_id)
+    if actor.supervises:
+        return conversations
+    my_queues = QueueMember.objects.filter(tenant_id=actor.tenant_id, user=actor.user).values("queue_id")
+    pickable = Q(assignee__isnull=True) & (Q(queue_route__queue__isnull=True) | Q(queue_route__queue__in=my_queues))
+    return conversations.filter(_taken_by(actor) | pickable)
+
+
+def _taken_by(actor: AgentActor) -> Q:
+    participates = Conversation.participants.through.objects.filter(
+        conversation_id=OuterRef("pk"), user_id=actor.user.pk
+    )
+    return Q(assignee=actor.user) | Q(Exists(participates))
+
+
+def _inbox_filtered(actor: AgentActor, filters: InboxFilters) -> QuerySet[Conversation]:
+    conversations = _inbox_visible(actor)
+    if filters.assignee == "mine":
+        conversations = conversations.filter(_taken_by(actor))
+    elif filters.assignee == "unassigned":
+        conversations = conversations.filter(assignee__isnull=True)
+    if filters.channel:
+        conversations = conversations.filter(channel=filters.channel)
+    if INBOX_STATUSES[filters.status]:
+        conversations = conversations.filter(status__in=INBOX_STATUSES[filters.status])
+    return conversations
+
+
+def _inbox_annotated(conversations: QuerySet[Conversation]) -> QuerySet[Any]:
+    """Each row's last activity, unread count (the customer's messages after the agents' read marker) and
+    preview (the latest words the customer could see, never a private note), in the one statement."""
+    unread = (
+        Message.objects.filter(
+            conversation_id=OuterRef("pk"), sender_kind=SenderKind.VISITOR, seq__gt=OuterRef("agent_read_seq")
+        )
+        .order_by()
+        .values("conversation_id")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
+    latest = (
+        Message.objects.filter(conversation_id=OuterRef("pk"), is_private=False)
+        .exclude(body="")
+        .order_by("-seq")
+        .annotate(snippet=Left("body", INBOX_PREVIEW_CHARS))
+        .values("snippet")[:1]
+    )
+    return (
+        conversations.select_related("contact", "assignee", "queue_route")
+        .prefetch_related("contact__identities", "participants")
+        .annotate(
+            activity=Coalesce("last_message_at", "created_at"),
+            unread=Coalesce(Subquery(unread, output_field=IntegerField()), 0),
+            preview=Subquery(latest),
+        )
+    )
+
+
+def inbox_list(
+    *, actor: AgentActor, filters: InboxFilters, cursor: str | None = None, limit: int = INBOX_LIMIT
+) -> InboxPage:
+    """One page of the inbox, newest activity first; `next_cursor` fetches the page after it (None: the end)."""
+    limit = max(1, min(int(limit), INBOX_LIMIT_MAX))
+    conversations = _inbox_annotated(_inbox_filtered(actor, filters))
+    if cursor:
+        after = InboxCursor.decode(cursor)
+        conversations = conversations.filter(
+            Q(activity__lt=after.activity) | Q(activity=after.activity, pk__lt=after.pk)
+        )
+    rows = list(conversations.order_by("-activity", "-pk")[: limit + 1])
+    page = rows[:limit]
+    more = len(rows) > limit
+    return InboxPage(
+        conversations=page,
+        next_cursor=InboxCursor(activity=page[-1].activity, pk=page[-1].pk).encode() if more else None,
+    )
+
+
+def inbox_rows_get(*, actor: AgentActor, filters: InboxFilters, conversation_ids: list[int]) -> list[Any]:
+    """Those of `conversation_ids` that the agent may see and that pass the filters, as inbox rows: how a
+    console refreshes the rows `inbox.changed` named (one it asked for and did not get leaves its list)."""
+    wanted = conversation_ids[:INBOX_LIMIT_MAX]
+    conversations = _inbox_annotated(_inbox_filtered(actor, filters).filter(pk__in=wanted))
+    return list(conversations.order_by("-activity", "-pk"))

@@ -32,6 +32,7 @@ from contactcenter.realtime import (
     conversation_agents_group,
     conversation_group,
     publish_on_commit,
+    tenant_inbox_group,
 )
 
 CLIENT_ID_MAX = 64
@@ -96,6 +97,7 @@ def _publish(tenant_id: int, message: Message, attachments: list[Attachment] | N
     else:
         group = conversation_group(tenant_id, message.conversation_id)
     publish_on_commit(group=group, event=events.message_new(message, attachments or []))
+    publish_on_commit(group=tenant_inbox_group(tenant_id), event=events.inbox_changed(message.conversation_id))
 
 
 def system_notice_post(
@@ -328,6 +330,10 @@ def conversation_mark_read(*, actor: Actor, conversation_id: int, seq: int) -> i
                 user_id=None if isinstance(actor, VisitorActor) else actor.user.pk,
             ),
         )
+        if side == "agent":  # the inbox's unread count of this conversation changed
+            publish_on_commit(
+                group=tenant_inbox_group(conversation.tenant_id), event=events.inbox_changed(conversation.pk)
+            )
         return seq
     return max(seq, getattr(conversation, field))
 

@@ -28,6 +28,7 @@ from contactcenter.realtime import (
     conversation_agents_group,
     conversation_group,
     publish_on_commit,
+    tenant_inbox_group,
 )
 
 
@@ -45,6 +46,7 @@ def conversation_updated_publish(conversation: Conversation, *, agents_only: boo
         else conversation_group(conversation.tenant_id, conversation.pk)
     )
     publish_on_commit(group=group, event=events.conversation_updated(conversation))
+    publish_on_commit(group=tenant_inbox_group(conversation.tenant_id), event=events.inbox_changed(conversation.pk))
 
 
 @transaction.atomic

@@ -63,9 +63,16 @@ export function fillDispositions(chat) {
 
 export function refreshCloseButton(chat) {
   const { close, disposition } = chat.els;
+  if (chat.conv.access === "read") {
+    // A read-only tab (opened from the inbox) only goes away.
+    close.disabled = false;
+    close.textContent = "Close tab";
+    close.title = "Remove this tab";
+    return;
+  }
   const chosen = Boolean(disposition.value);
   const closed = chat.conv.status === "closed";
-  close.disabled = !chosen || chat.conv.access === "read";
+  close.disabled = !chosen;
   close.textContent = closed ? "Close tab" : "Close chat";
   close.title = chosen ? (closed ? "Remove this tab" : "End the chat: the visitor is told") : "Choose a status first";
   disposition.classList.toggle("is-missing", !chosen);
@@ -150,7 +157,7 @@ export function wireControls(chat) {
     );
   });
   els.close.addEventListener("click", () => {
-    if (chat.conv.status === "closed") {
+    if (chat.conv.status === "closed" || chat.conv.access === "read") {
       removeChat(chat);
       return;
     }

@@ -121,7 +121,8 @@ export function removeChat(chat) {
   chat.els.tab.remove();
   chat.els.pane.remove();
   state.chats.delete(chat.id);
-  if (state.active === chat.id) activate(state.previous !== chat.id && state.chats.has(state.previous) ? state.previous : "home");
+  const back = state.previous !== chat.id && (state.chats.has(state.previous) || state.previous === "inbox");
+  if (state.active === chat.id) activate(back ? state.previous : "home");
   if (state.previous === chat.id) state.previous = "home";
   renderHome();
   updateTitle();
@@ -166,6 +167,10 @@ export function updateChat(chat, conversation) {
   els.important.classList.toggle("is-on", Boolean(conv.important));
   els.important.textContent = conv.important ? "★" : "☆";
   els.important.title = conv.important ? "Marked as important (click to unmark)" : "Mark as important";
+  // Read-only (a supervisor following a colleague's chat, opened from the inbox): nothing here changes it.
+  const readOnly = conv.access === "read";
+  els.important.disabled = readOnly;
+  els.disposition.hidden = readOnly;
   // Only a live web chat moves to SMS, WhatsApp or email, by someone who may write in it (one way).
   const movable = conv.channel === "web" && conv.status !== "closed" && conv.access !== "read" && conv.widget;
   els.switchButton.hidden = !movable;
@@ -183,6 +188,7 @@ export function updateChat(chat, conversation) {
   const closed = conv.status === "closed";
   els.composer.hidden = closed || conv.access === "read";
   els.ended.hidden = !closed;
+  if (closed && !els.ended.textContent) els.ended.textContent = "This conversation is closed."; // opened closed
   if (closed && !wasClosed) {
     if (chat.closing) {
       // This agent closed it: the tab has done its job.

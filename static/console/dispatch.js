@@ -6,6 +6,7 @@ import { createChat, onAssigned, resume, updateChat } from "./chat.js";
 import { onTyping } from "./composer.js";
 import { onDelivery, refreshSeen } from "./messages.js";
 import { addOffer, onWaitingPreview, removeOffer } from "./offers.js";
+import { inboxReconnected, onInboxChanged } from "./inbox.js";
 import { setPresence } from "./presence.js";
 import { state, ui } from "./state.js";
 import { renderHome } from "./tabs.js";
@@ -52,6 +53,10 @@ export function onFrame(frame) {
     case "waiting.added":
       state.waiting.set(frame.item.conversation_id, frame.item);
       renderWaiting();
+      onInboxChanged(frame.item.conversation_id); // a chat started without a message has had no inbox.changed
+      break;
+    case "inbox.changed":
+      onInboxChanged(frame.conversation_id);
       break;
     case "waiting.preview":
       onWaitingPreview(frame);
@@ -112,6 +117,7 @@ function onHello(frame) {
 
   replaceLiveState(frame, { alertNewOffers: false });
   renderHome();
+  inboxReconnected();
 }
 
 /** The server found this console's offers, waiting list or presence behind the database (an event lost on

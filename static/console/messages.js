@@ -200,7 +200,8 @@ export function markRead(chat) {
   chat.readTimer = setTimeout(() => {
     const visible = state.active === chat.id && document.visibilityState === "visible";
     const { lastSeq, resumed } = chat.thread;
-    if (visible && resumed && chat.conv.status !== "closed" && lastSeq > chat.readSent) {
+    const writes = chat.conv.status !== "closed" && chat.conv.access !== "read"; // the agents' marker: theirs only
+    if (visible && resumed && writes && lastSeq > chat.readSent) {
       chat.readSent = lastSeq;
       send({ type: "read", conversation_id: chat.id, seq: lastSeq });
     }

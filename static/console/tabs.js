@@ -3,15 +3,23 @@
 import { h } from "../js/dom.js";
 import { updateTitle } from "./attention.js";
 import { contactName } from "./format.js";
+import { inboxShown } from "./inbox.js";
 import { markRead, scrollToEnd } from "./messages.js";
 import { state, ui } from "./state.js";
+
+// The panes that are always there, beside one per chat.
+const FIXED = { home: () => [ui.homeTab, ui.homePane], inbox: () => [ui.inboxTab, ui.inboxPane] };
 
 export function activate(paneId) {
   if (paneId !== state.active) state.previous = state.active;
   state.active = paneId;
-  ui.homeTab.classList.toggle("is-active", paneId === "home");
-  ui.homeTab.setAttribute("aria-selected", String(paneId === "home"));
-  ui.homePane.classList.toggle("is-active", paneId === "home");
+  for (const [id, elements] of Object.entries(FIXED)) {
+    const [tab, pane] = elements();
+    tab.classList.toggle("is-active", paneId === id);
+    tab.setAttribute("aria-selected", String(paneId === id));
+    pane.classList.toggle("is-active", paneId === id);
+  }
+  inboxShown(paneId === "inbox");
   for (const chat of state.chats.values()) {
     const on = chat.id === paneId;
     chat.els.tab.classList.toggle("is-active", on);
@@ -29,6 +37,7 @@ export function activate(paneId) {
 }
 
 ui.homeTab.addEventListener("click", () => activate("home"));
+ui.inboxTab.addEventListener("click", () => activate("inbox"));
 
 export function renderHome() {
   const chats = [...state.chats.values()];

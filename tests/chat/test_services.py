@@ -80,8 +80,9 @@ def test_a_resend_with_the_same_client_id_returns_the_stored_message_and_announc
     assert again.message.pk == first.message.pk
     assert again.message.body == "hello"
     assert Message.objects.filter(conversation=conversation).count() == 1
-    # The first message of a waiting chat also gives its offers their preview; the resend adds nothing.
-    assert [event["type"] for _, event in published] == ["message.new", "waiting.preview"]
+    # The first message of a waiting chat also tells watching inboxes and gives its offers their preview; the
+    # resend adds nothing.
+    assert [event["type"] for _, event in published] == ["message.new", "inbox.changed", "waiting.preview"]
 
 
 def test_a_client_id_of_another_sender_is_refused(visitor, assigned, agent_actor):
