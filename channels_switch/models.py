@@ -230,3 +230,39 @@ class ChannelSwitch(TenantOwned):
 
     def __str__(self) -> str:
         return f"conversation {self.conversation_id}: {self.from_channel} → {self.to_channel}"
+
+
+class MediaState(models.TextChoices):
+    PENDING = "pending", "Waiting to be fetched"
+    FETCHING = "fetching", "Being fetched"
+    DONE = "done", "Kept"
+    FAILED = "failed", "Not kept"
+
+
+class InboundMedia(TenantOwned):
+    """A file (photo, voice note, document) a customer sent by MMS or WhatsApp: the provider holds it at `url`
+    until it is fetched and kept as an attachment of its own message in the conversation. Written with the
+    inbound message; a task fetches it and the sweep re-drives what a lost task or a dead worker left."""
+
+    connector = models.ForeignKey(ChannelConnector, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    provider_id = models.CharField(max_length=64)  # the message's (MessageSid); with `index`, this file's id
+    index = models.PositiveSmallIntegerField()
+    url = models.URLField(max_length=500)
+    content_type = models.CharField(max_length=100, blank=True)
+    state = models.CharField(max_length=16, choices=MediaState.choices, default=MediaState.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    fetching_since = models.DateTimeField(null=True, blank=True)
+    message = models.OneToOneField(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connector", "provider_id", "index"], name="inbound_media_unique"),
+        ]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="inbound_media_due")]
+
+    def __str__(self) -> str:
+        return f"media {self.index} of {self.provider_id}: {self.state}"

@@ -63,6 +63,7 @@ class OutgoingFile:
     filename: str
     content_type: str
     content: bytes
+    public_url: str = ""  # for Twilio, which fetches a message's files itself (channels_switch.media_urls)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,35 @@ def twilio_client(connector: ChannelConnector) -> Client:
     return client
 
 
+MEDIA_MAX_BYTES = 16 * 1024 * 1024  # WhatsApp's largest (documents); an MMS is at most 5 MB
+TWILIO_API = "https://api.twilio.com"
+
+
+def twilio_media_fetch(connector: ChannelConnector, url: str) -> tuple[bytes, str]:
+    """The bytes and type of a file a customer sent (an inbound message's MediaUrlN), fetched with the
+    account's credentials. Only Twilio's own API host is ever asked (the URL comes in a webhook, so it is
+    checked, never trusted); its redirect to Twilio's media store carries no credentials (requests drops them
+    on a change of host)."""
+    base = (settings.TWILIO_API_BASE_URL or TWILIO_API).rstrip("/")
+    if not url.startswith(base + "/"):
+        raise ProviderError("The file's address is not Twilio's.", code="not_twilio")
+    try:
+        with requests.get(
+            url, auth=(connector.account_sid, _secret(connector)), timeout=TIMEOUT_SECONDS, stream=True
+        ) as response:
+            if response.status_code >= 400:
+                retryable = response.status_code >= 500 or response.status_code == 429
+                message = f"Twilio answered {response.status_code} for the file."
+                raise ProviderError(message, code=str(response.status_code), retryable=retryable)
+            content = response.raw.read(MEDIA_MAX_BYTES + 1, decode_content=True)
+            content_type = response.headers.get("Content-Type", "")
+    except requests.RequestException as exc:
+        raise ProviderError("Twilio could not be reached for the file.", code="unreachable", retryable=True) from exc
+    if len(content) > MEDIA_MAX_BYTES:
+        raise ProviderError(f"The file is larger than {MEDIA_MAX_BYTES // (1024 * 1024)} MB.", code="too_large")
+    return content, content_type.split(";")[0].strip()
+
+
 def _twilio_addresses(connector: ChannelConnector, to: str) -> dict[str, str]:
     if connector.kind == ConnectorKind.WHATSAPP:
         return {"to": f"whatsapp:{to}", "from_": f"whatsapp:{connector.from_address}"}
@@ -135,11 +165,21 @@ def _twilio_addresses(connector: ChannelConnector, to: str) -> dict[str, str]:
     return {"to": to, "from_": connector.from_address}
 
 
-def twilio_send(connector: ChannelConnector, *, to: str, body: str, status_callback: str | None = None) -> Sent:
-    """Sends one SMS or WhatsApp message through the connector's Twilio account; `to` is E.164."""
+def twilio_send(
+    connector: ChannelConnector,
+    *,
+    to: str,
+    body: str,
+    status_callback: str | None = None,
+    media_urls: Sequence[str] = (),
+) -> Sent:
+    """Sends one SMS or WhatsApp message through the connector's Twilio account; `to` is E.164. `media_urls`:
+    public addresses Twilio fetches the message's files from (an MMS, a WhatsApp photo or document)."""
     fields: dict[str, object] = {"body": body, **_twilio_addresses(connector, to)}
     if status_callback:
         fields["status_callback"] = status_callback
+    if media_urls:
+        fields["media_url"] = list(media_urls)
     try:
         message = twilio_client(connector).messages.create(**fields)
     except TwilioRestException as exc:
@@ -352,7 +392,7 @@ def provider_send(
         raise ProviderError("The channel was removed.", code="channel_removed")
     if connector.provider == Provider.SANDBOX:
         if connector.kind != ConnectorKind.EMAIL:  # an SMS has no subject or headers
-            return sandbox_send(connector, to=delivery.to_address, body=body, delivery=delivery)
+            return sandbox_send(connector, to=delivery.to_address, body=body, delivery=delivery, files=files)
         return sandbox_send(
             connector,
             to=delivery.to_address,
@@ -364,7 +404,11 @@ def provider_send(
         )
     if connector.provider == Provider.TWILIO:
         return twilio_send(
-            connector, to=delivery.to_address, body=body, status_callback=webhook_url(connector, "status")
+            connector,
+            to=delivery.to_address,
+            body=body,
+            status_callback=webhook_url(connector, "status"),
+            media_urls=[file.public_url for file in files if file.public_url],
         )
     return email_send(connector, to=delivery.to_address, subject=subject, body=body, headers=headers, files=files)
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from anymail.exceptions import AnymailError, AnymailWebhookValidationFailure
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseNotFound
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseForbidden, HttpResponseNotFound
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 from twilio.request_validator import RequestValidator
 
 from channels_switch.models import ChannelConnector, ConnectorKind, Provider
@@ -27,7 +27,10 @@ from channels_switch.selectors import connector_for_webhook
 from channels_switch.services import delivery_status_update, inbound_receive
 from channels_switch.services.email import message_ids
 from channels_switch.services.inbound_email import Mail, email_receive, email_tracking_receive, mail_from_anymail
+from channels_switch.services.media_links import media_link_attachment
+from chat.services import attachment_served_type
 from contactcenter.errors import ApplicationError
+from contactcenter.jsonhttp import download_response
 from contactcenter.secretbox import SecretUnreadable, unseal
 
 logger = logging.getLogger(__name__)
@@ -85,6 +88,16 @@ def _sandbox_mail(params: Mapping[str, str]) -> Mail:
     )
 
 
+MEDIA_PER_MESSAGE = 10  # Twilio's own limit on an MMS
+
+
+def _media(params: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The files of an inbound message (NumMedia, MediaUrlN, MediaContentTypeN), as Twilio lists them."""
+    count = int(params.get("NumMedia", "0")) if params.get("NumMedia", "0").isdigit() else 0
+    media = [(params.get(f"MediaUrl{i}", ""), params.get(f"MediaContentType{i}", "")) for i in range(count)]
+    return [(url, kind) for url, kind in media[:MEDIA_PER_MESSAGE] if url]
+
+
 def _receive(connector: ChannelConnector, params: Mapping[str, str]) -> HttpResponse:
     """An inbound message in the provider's form fields (Twilio's names), from a request already checked."""
     message_sid = params.get("MessageSid", "")
@@ -107,6 +120,7 @@ def _receive(connector: ChannelConnector, params: Mapping[str, str]) -> HttpResp
             body=params.get("Body", ""),
             name=params.get("ProfileName", ""),
             opt_out_type=params.get("OptOutType", ""),
+            media=_media(params),
         )
     except ApplicationError as exc:
         return HttpResponse(exc.message, status=400)
@@ -234,3 +248,15 @@ def email_tracking(request: HttpRequest, key: str) -> HttpResponse:
             connector=connector, message_id=event.message_id or "", event_type=event.event_type or "", reason=reason
         )
     return HttpResponse(status=204)
+
+
+@require_GET
+def media_file(request: HttpRequest, token: str) -> HttpResponseBase:
+    """One file of an agent's SMS or WhatsApp message, for the provider to fetch: named by a signed link that
+    expires (services.media_links); anything else is a 404."""
+    attachment = media_link_attachment(token)
+    if attachment is None:
+        return HttpResponseNotFound("No such file.")
+    return download_response(
+        attachment.file, filename=attachment.filename, content_type=attachment_served_type(attachment)
+    )

@@ -320,6 +320,8 @@ UNSCOPED_ALLOWED = {
     "channels_switch/services/relay.py::_claim": "a relay task names its delivery row by id (written by the server)",
     "channels_switch/services/relay.py::_claim_batch": "a relay task drains the due rows of every tenant with its own",
     "channels_switch/services/relay.py::_slot_release": "a drain ending looks for any tenant's row that became due",
+    "channels_switch/services/media.py::inbound_media_sweep": "the sweep: every tenant's due and stuck file fetches",
+    "channels_switch/services/media.py::_claim": "a fetch task names its media row by id (written by the server)",
     "contactcenter/services/apikeys.py::apikey_authenticate": "an API key names its tenant",
     "chat/selectors.py::attachment_get_for_visitor_id": "a signed URL names the attachment and its visitor",
     "channels_switch/services/connectors.py::connector_secrets_reseal": "key rotation: every tenant's sealed secrets",

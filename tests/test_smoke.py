@@ -21,6 +21,8 @@ def test_sweep_task_runs_in_process():
         "offers_withdrawn": 0,
         "deliveries_retriggered": 0,
         "deliveries_reconciled": 0,
+        "media_retriggered": 0,
+        "media_released": 0,
         "chats_moved_after_lost_connection": 0,
     }
 

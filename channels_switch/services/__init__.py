@@ -1,7 +1,8 @@
-"""channels_switch's state changes, by concept: connectors (settings and secrets), the relay (messages out) and
-inbound (messages in, and the providers' status callbacks), switching (which channels a live chat may move to, and
-a widget's switching settings), switch (moving a chat there), dead_connection (moving it when the visitor's
-connection is lost)."""
+"""channels_switch's state changes, by concept: connectors (settings and secrets), the relay (messages out),
+inbound (messages in, and the providers' status callbacks), email (reply addresses, headers, threading),
+inbound_email (mail in), media (files on SMS and WhatsApp, both ways), switching (which channels a live chat may
+move to, and a widget's switching settings), switch (moving a chat there), dead_connection (moving it when the
+visitor's connection is lost)."""
 
 from channels_switch.services.connectors import (
     SECRET_MAX_CHARS,
@@ -12,6 +13,7 @@ from channels_switch.services.connectors import (
 )
 from channels_switch.services.dead_connection import dead_connections_sweep
 from channels_switch.services.inbound import Inbound, delivery_status_update, inbound_receive
+from channels_switch.services.media import inbound_media_fetch, inbound_media_sweep
 from channels_switch.services.relay import (
     deliveries_drain,
     deliveries_sweep,
@@ -48,6 +50,8 @@ __all__ = [
     "delivery_attempt",
     "delivery_create",
     "delivery_status_update",
+    "inbound_media_fetch",
+    "inbound_media_sweep",
     "inbound_receive",
     "switch_diagnostics",
     "switch_options",

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
-from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, InboundReceipt
+from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, InboundReceipt, Provider
+from channels_switch.services.media import inbound_media_record
 from channels_switch.services.relay import PROVIDER_PROGRESS, RECIPIENT_KINDS, message_delivery_set
 from chat.models import Conversation, ConversationStatus, DeliveryStatus, Message
 from chat.services import message_receive, system_notice_post
@@ -167,8 +168,10 @@ def inbound_receive(
     body: str,
     name: str = "",
     opt_out_type: str = "",
+    media: list[tuple[str, str]] | None = None,
 ) -> Inbound:
-    """Stores one inbound message (the provider's `provider_id`, from `sender`) once. A STOP (or the
+    """Stores one inbound message (the provider's `provider_id`, from `sender`) once; its files (`media`: the
+    provider's URL and type of each) are fetched after, each onto a message of its own. A STOP (or the
     provider's opt-out) marks the address opted out, and the agents see a notice; START reverses it."""
     kind = RECIPIENT_KINDS[ConnectorKind(connector.kind)][0]
     address = identity_normalise(kind=kind, value=sender)
@@ -176,6 +179,8 @@ def inbound_receive(
     if receipt is None:
         assert repeat is not None
         return repeat
+    if not body.strip() and media:  # a photo alone: its own message follows once it is fetched
+        body = f"[sent {len(media)} file{'s' if len(media) > 1 else ''}]"
     conversation, contact = conversation_for_sender(connector, address, name)
     if conversation is None:
         conversation, message = conversation_request_on_channel(
@@ -185,6 +190,8 @@ def inbound_receive(
         message = message_receive(conversation=conversation, body=body, client_id=provider_id)
     receipt.message = message
     receipt.save(update_fields=["message"])
+    if media and connector.provider == Provider.TWILIO:
+        inbound_media_record(connector=connector, conversation=conversation, provider_id=provider_id, media=media)
     signal = opt_out_signal(body=body, provider_says=opt_out_type)
     if signal is not None:
         _record_opt_out(connector, conversation, address, signal)

@@ -26,6 +26,7 @@ from django.utils import timezone
 from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, DeliveryState
 from channels_switch.providers import ProviderError, Sent, provider_lookup, provider_send
 from channels_switch.services.email import email_files, email_headers, email_subject
+from channels_switch.services.media_links import media_files
 from chat import events
 from chat.models import Attachment, Conversation, DeliveryStatus, Message, SenderKind
 from contactcenter.errors import ApplicationError
@@ -346,8 +347,10 @@ def delivery_attempt(*, delivery_id: int) -> str:
 
 def _send(delivery: Delivery) -> Sent:
     connector = delivery.connector
-    if delivery.channel != ConnectorKind.EMAIL or connector is None:
+    if connector is None:
         return provider_send(delivery, body=delivery.message.body)
+    if delivery.channel != ConnectorKind.EMAIL:
+        return provider_send(delivery, body=delivery.message.body, files=media_files(delivery))
     return provider_send(
         delivery,
         body=delivery.message.body,
