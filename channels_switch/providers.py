@@ -26,6 +26,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, Esp, Provider, SandboxMessage
+from channels_switch.sandbox import sandbox_media_read
 from contactcenter.secretbox import SecretUnreadable, unseal
 
 TIMEOUT_SECONDS = 15
@@ -155,6 +156,16 @@ def twilio_media_fetch(connector: ChannelConnector, url: str) -> tuple[bytes, st
     if len(content) > MEDIA_MAX_BYTES:
         raise ProviderError(f"The file is larger than {MEDIA_MAX_BYTES // (1024 * 1024)} MB.", code="too_large")
     return content, content_type.split(";")[0].strip()
+
+
+def provider_media_fetch(connector: ChannelConnector, url: str, content_type: str) -> tuple[bytes, str]:
+    """A customer's file from the provider that holds it: Twilio, or the sandbox standing in for it."""
+    if connector.provider == Provider.SANDBOX:
+        content = sandbox_media_read(connector, url)
+        if content is None:
+            raise ProviderError("The sandbox holds no such file.", code="no_file")
+        return content, content_type
+    return twilio_media_fetch(connector, url)
 
 
 def _twilio_addresses(connector: ChannelConnector, to: str) -> dict[str, str]:

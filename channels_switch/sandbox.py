@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import UploadedFile
 
 from channels_switch.models import ChannelConnector, SandboxDirection, SandboxMessage
 
@@ -69,7 +71,7 @@ def sandbox_threads(*, tenant_id: int, limit: int = 50) -> list[Thread]:
 
 
 def sandbox_customer_writes(
-    *, connector: ChannelConnector, sender: str, body: str, subject: str = ""
+    *, connector: ChannelConnector, sender: str, body: str, subject: str = "", filename: str = ""
 ) -> SandboxMessage:
     """A message a person writes as the customer on the sandbox page: kept on the customer's side, with the id
     the sandbox provider gives it (its MessageSid)."""
@@ -82,4 +84,29 @@ def sandbox_customer_writes(
         to_address=connector.from_address,
         subject=subject,
         body=body,
+        attachment_names=[filename] if filename else [],
     )
+
+
+SANDBOX_MEDIA = "sandbox:"
+SANDBOX_MEDIA_MAX_BYTES = 16 * 1024 * 1024
+
+
+def sandbox_media_keep(connector: ChannelConnector, upload: UploadedFile) -> str:
+    """A file the sandbox's customer sends, held by the sandbox "provider" as Twilio holds a customer's photo
+    until it is fetched: its address (`sandbox:<path>`, under the tenant's folder) goes in MediaUrl0."""
+    path = default_storage.save(f"sandbox/t{connector.tenant_id}/{secrets.token_hex(16)}", upload)
+    return SANDBOX_MEDIA + path
+
+
+def sandbox_media_read(connector: ChannelConnector, url: str) -> bytes | None:
+    """The bytes of a file the sandbox holds for this connector's tenant; None for any other address."""
+    path = url.removeprefix(SANDBOX_MEDIA)
+    folder = f"sandbox/t{connector.tenant_id}/"
+    if not url.startswith(SANDBOX_MEDIA) or not path.startswith(folder) or ".." in path:
+        return None
+    try:
+        with default_storage.open(path, "rb") as handle:
+            return bytes(handle.read(SANDBOX_MEDIA_MAX_BYTES + 1))
+    except OSError:
+        return None

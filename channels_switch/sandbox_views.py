@@ -10,6 +10,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
+from django.core.files.uploadedfile import UploadedFile
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils.decorators import method_decorator
@@ -17,7 +18,12 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 
 from channels_switch.models import ChannelConnector, ConnectorKind, Provider, SandboxDirection, SandboxMessage
-from channels_switch.sandbox import sandbox_customer_writes, sandbox_threads
+from channels_switch.sandbox import (
+    SANDBOX_MEDIA_MAX_BYTES,
+    sandbox_customer_writes,
+    sandbox_media_keep,
+    sandbox_threads,
+)
 from channels_switch.services import delivery_status_update
 from channels_switch.webhooks import sandbox_reply
 from contactcenter.errors import ApplicationError
@@ -29,8 +35,21 @@ class CustomerMessageForm(forms.Form):
     channel = forms.ChoiceField(choices=ConnectorKind.choices)
     address = forms.CharField(max_length=254, label="From (the customer)")
     subject = forms.CharField(max_length=300, required=False, label="Subject (email)")
-    body = forms.CharField(max_length=4000, widget=forms.Textarea(attrs={"rows": 2}), label="Message")
+    body = forms.CharField(max_length=4000, widget=forms.Textarea(attrs={"rows": 2}), label="Message", required=False)
     answers = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    file = forms.FileField(required=False, label="A photo or file (optional)")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not (data.get("body") or "").strip() and not data.get("file"):
+            raise forms.ValidationError("Write a message or attach a file.")
+        return data
+
+    def clean_file(self) -> UploadedFile | None:
+        upload = self.cleaned_data.get("file")
+        if upload is not None and upload.size > SANDBOX_MEDIA_MAX_BYTES:
+            raise forms.ValidationError(f"At most {SANDBOX_MEDIA_MAX_BYTES // (1024 * 1024)} MB.")
+        return upload
 
 
 @method_decorator(never_cache, name="dispatch")
@@ -72,10 +91,10 @@ class SandboxCustomerWritesView(SandboxView):
     """POST: a message as the customer, sent in through the sandbox webhook like a provider's."""
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        form = CustomerMessageForm(request.POST)
+        form = CustomerMessageForm(request.POST, request.FILES)
         back = redirect("sandbox-outbox")
         if not form.is_valid():
-            messages.error(request, "Choose a channel, the customer's address and a message.")
+            messages.error(request, "Choose a channel, the customer's address and a message or a file.")
             return back
         connector = self.connectors().get(form.cleaned_data["channel"])
         if connector is None:
@@ -88,11 +107,23 @@ class SandboxCustomerWritesView(SandboxView):
             messages.error(request, exc.fields.get("value", [exc.message])[0])
             return back
         params = self.mail_fields(connector, form.cleaned_data)
+        upload = form.cleaned_data.get("file")
         written = sandbox_customer_writes(
-            connector=connector, sender=sender, body=form.cleaned_data["body"], subject=params.get("Subject", "")
+            connector=connector,
+            sender=sender,
+            body=form.cleaned_data["body"],
+            subject=params.get("Subject", ""),
+            filename=upload.name if upload else "",
         )
         body = written.body + params.pop("Quoted", "")
-        params.update({"MessageSid": written.provider_id, "From": sender, "Body": body})
+        params.update({"MessageSid": written.provider_id, "From": sender, "Body": body, "NumMedia": "0"})
+        if upload is not None:  # held by the sandbox as Twilio holds a customer's photo, fetched after
+            params.update(
+                NumMedia="1",
+                MediaUrl0=sandbox_media_keep(connector, upload),
+                MediaContentType0=upload.content_type or "application/octet-stream",
+                MediaFilename0=upload.name or "file",
+            )
         answer = sandbox_reply(connector, params)
         if answer.status_code >= 300:
             SandboxMessage.objects.filter(pk=written.pk).delete()

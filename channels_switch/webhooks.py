@@ -22,11 +22,17 @@ from twilio.request_validator import RequestValidator
 
 from channels_switch.models import ChannelConnector, ConnectorKind, Provider
 from channels_switch.providers import ProviderError, email_webhook_view
-from channels_switch.sandbox import SIGNATURE_HEADER, sandbox_signature, sandbox_signed
+from channels_switch.sandbox import SIGNATURE_HEADER, sandbox_media_read, sandbox_signature, sandbox_signed
 from channels_switch.selectors import connector_for_webhook
 from channels_switch.services import delivery_status_update, inbound_receive
 from channels_switch.services.email import message_ids
-from channels_switch.services.inbound_email import Mail, email_receive, email_tracking_receive, mail_from_anymail
+from channels_switch.services.inbound_email import (
+    Mail,
+    MailFile,
+    email_receive,
+    email_tracking_receive,
+    mail_from_anymail,
+)
 from channels_switch.services.media_links import media_link_attachment
 from chat.services import attachment_served_type
 from contactcenter.errors import ApplicationError
@@ -73,9 +79,14 @@ def _twiml() -> HttpResponse:
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")
 
 
-def _sandbox_mail(params: Mapping[str, str]) -> Mail:
+def _sandbox_mail(connector: ChannelConnector, params: Mapping[str, str]) -> Mail:
     """A sandbox customer's email in the sandbox's form fields: From, To (the address answered), Subject,
-    Body, In-Reply-To, and the sandbox's id of it as its Message-ID."""
+    Body, In-Reply-To, a file the sandbox holds (MediaUrl0), and the sandbox's id of it as its Message-ID."""
+    files = []
+    for url, content_type in _media(params):
+        content = sandbox_media_read(connector, url)
+        if content is not None:
+            files.append(MailFile(params.get("MediaFilename0", "file"), content_type, content))
     return Mail(
         sender=params.get("From", ""),
         sender_name="",
@@ -84,7 +95,7 @@ def _sandbox_mail(params: Mapping[str, str]) -> Mail:
         text=params.get("Body", ""),
         message_id=f"<{params['MessageSid']}@sandbox.switchboard.invalid>",
         referenced=message_ids(params.get("In-Reply-To", "")),
-        files=[],
+        files=files,
     )
 
 
@@ -106,7 +117,7 @@ def _receive(connector: ChannelConnector, params: Mapping[str, str]) -> HttpResp
         return HttpResponse("MessageSid and From are required.", status=400)
     if connector.kind == ConnectorKind.EMAIL:
         try:
-            email_receive(connector=connector, mail=_sandbox_mail(params))
+            email_receive(connector=connector, mail=_sandbox_mail(connector, params))
         except ApplicationError as exc:
             return HttpResponse(exc.message, status=400)
         return _twiml()

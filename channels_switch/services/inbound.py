@@ -190,7 +190,7 @@ def inbound_receive(
         message = message_receive(conversation=conversation, body=body, client_id=provider_id)
     receipt.message = message
     receipt.save(update_fields=["message"])
-    if media and connector.provider == Provider.TWILIO:
+    if media and connector.provider in (Provider.TWILIO, Provider.SANDBOX):
         inbound_media_record(connector=connector, conversation=conversation, provider_id=provider_id, media=media)
     signal = opt_out_signal(body=body, provider_says=opt_out_type)
     if signal is not None:

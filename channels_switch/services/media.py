@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from channels_switch.models import ChannelConnector, ConnectorKind, InboundMedia, MediaState
-from channels_switch.providers import ProviderError, twilio_media_fetch
+from channels_switch.providers import ProviderError, provider_media_fetch
 from channels_switch.services.relay import backoff_seconds
 from chat.models import Conversation
 from chat.services import attachment_receive, message_receive, system_notice_post
@@ -105,7 +105,7 @@ def inbound_media_fetch(*, media_id: int) -> str:
     if row is None:
         return "skipped"
     try:
-        content, fetched_type = twilio_media_fetch(row.connector, row.url)
+        content, fetched_type = provider_media_fetch(row.connector, row.url, row.content_type)
     except ProviderError as exc:
         return _failed(row, exc.message, retry=exc.retryable)
     content_type = fetched_type or row.content_type

@@ -11,11 +11,13 @@ from urllib.parse import parse_qs
 
 import pytest
 from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
 from channels_switch.models import InboundMedia, MediaState
-from channels_switch.services import inbound_media_fetch, inbound_media_sweep, inbound_receive
+from channels_switch.sandbox import sandbox_media_keep, sandbox_media_read
+from channels_switch.services import connector_save, inbound_media_fetch, inbound_media_sweep, inbound_receive
 from channels_switch.services.media_links import media_link, media_link_attachment
 from channels_switch.services.relay import delivery_attempt
 from chat.models import Attachment, ConversationStatus, Message, SenderKind
@@ -177,3 +179,44 @@ def test_a_link_names_its_tenant_so_another_tenants_file_cannot_be_reached(clien
     Attachment.objects.filter(pk=attachment.pk).update(tenant=TenantFactory())  # the same id, another tenant
     assert client.get(media_link(attachment).removeprefix(settings.SITE_URL)).status_code == 404
     assert client.get(reverse("hooks-media", kwargs={"token": "nonsense"})).status_code == 404
+
+
+# --- the sandbox: a customer's photo from the outbox page --------------------------------------------------------
+
+
+@pytest.fixture
+def sandbox_whatsapp(settings, tenant):
+    settings.SANDBOX_OUTBOX = True
+    return connector_save(tenant=tenant, kind="whatsapp", provider="sandbox", from_address="+14155550111")
+
+
+def test_a_photo_sent_from_the_sandbox_outbox_is_fetched_like_twilios(client, tenant, agent, sandbox_whatsapp):
+    client.force_login(agent)
+    photo = SimpleUploadedFile("broken.png", PNG, content_type="image/png")
+    client.post(reverse("sandbox-customer-writes"), {"channel": "whatsapp", "address": CUSTOMER, "file": photo})
+    first = Message.objects.get(sender_kind=SenderKind.VISITOR)
+    assert first.body == "[sent 1 file]"
+    row = InboundMedia.objects.get()
+    assert row.url.startswith(f"sandbox:sandbox/t{tenant.pk}/")
+    assert inbound_media_fetch(media_id=row.pk) == "kept"
+    kept = Attachment.objects.get(message__conversation_id=first.conversation_id)
+    assert (kept.content_type, kept.file.read()) == ("image/png", PNG)
+
+
+def test_the_sandbox_reads_no_file_outside_its_tenants_folder(tenant, sandbox_whatsapp):
+    other = connector_save(tenant=TenantFactory(), kind="whatsapp", provider="sandbox", from_address="+14155550111")
+    url = sandbox_media_keep(other, SimpleUploadedFile("x.png", PNG, content_type="image/png"))
+    assert sandbox_media_read(other, url) == PNG
+    assert sandbox_media_read(sandbox_whatsapp, url) is None
+    assert sandbox_media_read(sandbox_whatsapp, f"sandbox:sandbox/t{tenant.pk}/../t{other.tenant_id}/x") is None
+
+
+def test_a_file_with_a_sandbox_mail_is_kept_on_it(client, settings, tenant, agent):
+    settings.SANDBOX_OUTBOX = True
+    connector_save(tenant=tenant, kind="email", provider="sandbox", from_address="help@shop.example")
+    client.force_login(agent)
+    photo = SimpleUploadedFile("receipt.png", PNG, content_type="image/png")
+    form = {"channel": "email", "address": "ada@example.org", "body": "My receipt", "subject": "Refund", "file": photo}
+    client.post(reverse("sandbox-customer-writes"), form)
+    message = Message.objects.get(sender_kind=SenderKind.VISITOR)
+    assert Attachment.objects.get(message=message).filename == "receipt.png"
