@@ -40,7 +40,7 @@ class CustomerMessageForm(forms.Form):
     file = forms.FileField(required=False, label="A photo or file (optional)")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if not (data.get("body") or "").strip() and not data.get("file"):
             raise forms.ValidationError("Write a message or attach a file.")
         return data

@@ -198,6 +198,15 @@ def twilio_status(request: HttpRequest, key: str) -> HttpResponse:
     return HttpResponse(status=204)
 
 
+def _read_whole_json(request: HttpRequest) -> None:
+    """A JSON-posting ESP (Postmark, Brevo, Resend …) sends a whole mail, its attachments in base64, as one
+    body: read it here up to MAX_EMAIL_BYTES (checked above), past DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB, which
+    guards every other request), so a customer's mail with a photo is not refused and lost. Form posts keep
+    Django's limits for their fields (their files are not held in memory)."""
+    if request.content_type == "application/json" and not hasattr(request, "_body"):
+        request._body = request.read(MAX_EMAIL_BYTES + 1)
+
+
 def _email_view(request: HttpRequest, key: str, hook: str) -> tuple[ChannelConnector, list[Any]] | HttpResponse:
     """The connector named by `key`, and the events of the ESP's request once Anymail's own checks for that ESP
     (the basic auth of the URL, the ESP's signature with the connector's key) have passed."""
@@ -206,6 +215,7 @@ def _email_view(request: HttpRequest, key: str, hook: str) -> tuple[ChannelConne
     connector = connector_for_webhook(key=key, provider=Provider.ANYMAIL)
     if connector is None or not connector.esp:
         return HttpResponseNotFound("No such webhook.")
+    _read_whole_json(request)
     try:
         view = email_webhook_view(connector, hook)
         view.run_validators(request)

@@ -466,3 +466,13 @@ def test_the_channel_page_shows_the_email_webhook_urls_and_never_the_signing_key
     password = email_webhook_password(connector)
     assert f"switchboard:{password}@" in page and f"/hooks/email/{connector.webhook_key}/inbound/" in page
     assert "signing-key-secret-1" not in page and "A signing key is stored" in page
+
+
+def test_a_mail_larger_than_djangos_in_memory_limit_is_still_taken(client, settings, tenant, agent, postmark):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024  # the same rule as the default 2.5 MB, cheaper to exceed
+    conversation = email_conversation(tenant, agent)
+    big = PNG + b"\x00" * (100 * 1024)  # a PNG as a photo is, larger than the limit once in base64
+    files = [{"Name": "photo.png", "Content": base64.b64encode(big).decode(), "ContentType": "image/png"}]
+    payload = postmark_inbound(to=reply_address(postmark, conversation.pk), attachments=files)
+    assert post_inbound(client, postmark, payload).status_code == 204
+    assert Attachment.objects.get(message__conversation=conversation).size == len(big)
