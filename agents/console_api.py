@@ -1,5 +1,5 @@
 """The console's JSON endpoints beside its socket (docs/protocol.md §7): the inbox, one conversation, uploads,
-files, older history."""
+files, older history, a WhatsApp conversation's window and templates."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from agents.console_state import console_conversation, console_inbox, console_inbox_rows
-from channels_switch.services import address_display, switch_options
+from channels_switch.models import ConnectorKind
+from channels_switch.selectors import whatsapp_template_list, whatsapp_window
+from channels_switch.services import address_display, switch_options, whatsapp_placeholder_count
 from chat import events
 from chat.selectors import (
     AgentActor,
@@ -121,6 +124,55 @@ def console_switch_options(request: HttpRequest, actor: AgentActor, conversation
         for option in switch_options(conversation=conversation)
     ]
     return JsonResponse({"channels": channels})
+
+
+@require_http_methods(["GET"])
+@console_endpoint
+def console_whatsapp(request: HttpRequest, actor: AgentActor, conversation_id: int) -> HttpResponseBase:
+    """A WhatsApp conversation's composer: whether free text may go now (the 24-hour window since the customer's
+    last message), why not, and the tenant's templates the agent may send instead (docs/protocol.md §7)."""
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True)
+    if conversation.channel != ConnectorKind.WHATSAPP:
+        raise ApplicationError("invalid", "This is not a WhatsApp conversation.", {"conversation": ["Not WhatsApp."]})
+    window = whatsapp_window(conversation=conversation, now=timezone.now())
+    # After a switch, nothing but the introduction goes to a typed-in number until the customer answers from it.
+    awaiting = bool(conversation.channel_address) and window.last_customer_message_at is None
+    if awaiting:
+        reason = (
+            f"Waiting for the customer to answer the introduction from {conversation.channel_address}: until they "
+            "do, nothing more is sent to an address typed into a form, templates included."
+        )
+    elif window.open:
+        reason = ""
+    elif window.last_customer_message_at is None:
+        reason = "The customer has not written on WhatsApp yet: WhatsApp takes only an approved template until they do."
+    else:
+        reason = (
+            "The customer's last WhatsApp message is more than 24 hours old: WhatsApp takes free text only within "
+            "24 hours of it. Send an approved template; the window opens again when the customer answers."
+        )
+    templates = [
+        {
+            "id": template.pk,
+            "name": template.name,
+            "language": template.language,
+            "body": template.body,
+            "variables": whatsapp_placeholder_count(template.body),
+        }
+        for template in whatsapp_template_list(tenant_id=actor.tenant_id, sendable=True)
+    ]
+    return JsonResponse(
+        {
+            "window": {
+                "open": window.open,
+                "ends_at": events.iso(window.ends_at),
+                "last_customer_message_at": events.iso(window.last_customer_message_at),
+            },
+            "awaiting_customer": awaiting,
+            "reason": reason,
+            "templates": [] if awaiting else templates,
+        }
+    )
 
 
 @require_http_methods(["GET"])

@@ -15,4 +15,5 @@ urlpatterns = [
         console_api.console_switch_options,
         name="console-api-switch-options",
     ),
+    path("conversations/<int:conversation_id>/whatsapp", console_api.console_whatsapp, name="console-api-whatsapp"),
 ]

@@ -8,7 +8,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from agents.console_state import LiveState, console_conversation, console_open, console_ping, console_state_sync
-from channels_switch.services import conversation_switch
+from channels_switch.services import conversation_switch, whatsapp_template_send
 from chat import events
 from chat.conversation_stream import ConversationSocket
 from chat.message_writer import post_message
@@ -60,6 +60,26 @@ CLOSE_ACCESS_CHANGED = 4000
 
 def _conversation_id(frame: dict[str, Any]) -> int:
     return int_field(frame, "conversation_id", minimum=1)
+
+
+def _template_field(frame: dict[str, Any]) -> tuple[int, dict[str, str]] | None:
+    """`message.send`'s `template` {`id`, `variables`: {"1": "…"}} (a WhatsApp template instead of `body`), typed
+    at the edge; None when the frame has none."""
+    template = frame.get("template")
+    if template is None:
+        return None
+    wrong = FrameError("bad_frame", "`template` is {id, variables}.", {"template": ["Expected {id, variables}."]})
+    if not isinstance(template, dict):
+        raise wrong
+    template_id = template.get("id")
+    variables = template.get("variables", {})
+    if not isinstance(template_id, int) or isinstance(template_id, bool) or template_id < 1:
+        raise wrong
+    if not isinstance(variables, dict) or not all(isinstance(value, str) for value in variables.values()):
+        raise FrameError(
+            "bad_frame", "`template.variables` maps numbers to text.", {"template.variables": ["Expected text."]}
+        )
+    return template_id, variables
 
 
 class AgentConsumer(ConversationSocket):
@@ -186,6 +206,17 @@ class AgentConsumer(ConversationSocket):
 
     async def on_message_send(self, frame: dict[str, Any], request_id: str | None) -> None:
         conversation_id = _conversation_id(frame)
+        template = _template_field(frame)
+        if template is not None:
+            result = await database_sync_to_async(whatsapp_template_send)(
+                actor=self.agent,
+                conversation_id=conversation_id,
+                template_id=template[0],
+                variables=template[1],
+                client_id=client_id_field(frame),
+            )
+            await self.ack(conversation_id, result, result.message.client_id, request_id)
+            return
         result = await post_message(
             actor=self.agent,
             conversation_id=conversation_id,

@@ -1,4 +1,5 @@
-"""Settings form of a channel connector; its secret field is write-only (never rendered with a value)."""
+"""Settings forms of a channel connector (its secret field is write-only: never rendered with a value) and of
+WhatsApp templates."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from django import forms
 
 from channels_switch.models import PROVIDERS_FOR_KIND, ChannelConnector, ConnectorKind, Esp, Provider
 from channels_switch.services import SECRET_MAX_CHARS
+from channels_switch.services.whatsapp_templates import BODY_MAX_CHARS
 from contactcenter.models import Tenant
 from queueing.models import Queue
 
@@ -134,3 +136,43 @@ class TestMessageForm(forms.Form):
             self.fields["to"].help_text = "An email address of yours."
         else:
             self.fields["to"].help_text = "A phone number of yours, in international format (+44 20 7946 0958)."
+
+
+class WhatsAppTemplateForm(forms.Form):
+    """A WhatsApp template as its settings page edits it; the rules (names, placeholders, the Content SID a
+    Twilio sender needs) are channels_switch.services.whatsapp_template_save's, shown next to each field."""
+
+    name = forms.CharField(
+        max_length=80,
+        help_text="The template's name as WhatsApp knows it: lowercase letters, digits and underscores, e.g. "
+        "order_update.",
+    )
+    language = forms.CharField(
+        max_length=16, initial="en", help_text="The language WhatsApp approved it in: en, en_US, pt_BR…"
+    )
+    body = forms.CharField(
+        label="Text",
+        max_length=BODY_MAX_CHARS,
+        widget=forms.Textarea(attrs={"rows": 5}),
+        help_text=f"What the customer reads, at most {BODY_MAX_CHARS} characters. Numbered placeholders {{{{1}}}}, "
+        "{{2}} … (from 1, without gaps) are filled in by the agent when sending, one line of text each: "
+        "“Hi {{1}}, your order {{2}} has shipped.”",
+    )
+    content_sid = forms.CharField(label="Twilio Content SID", max_length=34, required=False)
+    enabled = forms.BooleanField(required=False, initial=True, help_text="Off: agents are not offered this template.")
+
+    def __init__(self, *args: Any, provider: str | None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if provider == Provider.TWILIO:
+            self.fields["content_sid"].required = True
+            self.fields["content_sid"].help_text = (
+                "Your WhatsApp channel sends through Twilio, which sends a template only once WhatsApp has approved "
+                "it: create the template in Twilio (Console → Messaging → Content Template Builder) with this same "
+                "text and placeholders, submit it for WhatsApp approval, and once approved paste its Content SID "
+                "here (HX followed by 32 characters)."
+            )
+        else:
+            self.fields["content_sid"].help_text = (
+                "Not needed while your WhatsApp channel uses the sandbox, which approves every template. When it "
+                "sends through Twilio, enter the Content SID (HX…) of the template WhatsApp approved there."
+            )

@@ -119,6 +119,12 @@ class Delivery(TenantOwned):
     provider_status = models.CharField(max_length=16, blank=True)
     error_code = models.CharField(max_length=32, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
+    # A WhatsApp template sent instead of free text (services/whatsapp_templates.py): which one, its variables
+    # ({"1": "…"}) and the Content SID Twilio sends it by, as they were when the agent sent it (the message's
+    # body is the rendered text); empty for every other message.
+    template = models.ForeignKey("WhatsAppTemplate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    template_variables = models.JSONField(default=dict, blank=True)
+    content_sid = models.CharField(max_length=34, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -266,3 +272,32 @@ class InboundMedia(TenantOwned):
 
     def __str__(self) -> str:
         return f"media {self.index} of {self.provider_id}: {self.state}"
+
+
+class WhatsAppTemplate(TenantOwned):
+    """A message template a tenant may send on WhatsApp outside the 24-hour customer-service window: its body
+    with numbered placeholders {{1}}, {{2}} (what the agent fills in and the conversation's history shows) and,
+    for a Twilio WhatsApp sender, the Content SID of the template WhatsApp approved in the tenant's Twilio
+    account. The sandbox approves every template."""
+
+    name = models.CharField(max_length=80, help_text="As WhatsApp names it: lowercase letters, digits and _.")
+    language = models.CharField(max_length=16, default="en", help_text="A WhatsApp language code: en, en_US, pt_BR…")
+    body = models.TextField(max_length=1024)
+    content_sid = models.CharField(
+        "Twilio Content SID",
+        max_length=34,
+        blank=True,
+        help_text="HX followed by 32 characters: the template's SID in Twilio's Content Template Builder, once "
+        "WhatsApp approved it. Not needed on the sandbox, which approves every template.",
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name", "language"], name="whatsapp_template_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.language})"

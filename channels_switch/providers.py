@@ -8,9 +8,10 @@ never a URL, so nothing here can be pointed at a private address.
 
 from __future__ import annotations
 
+import json
 import secrets
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -183,10 +184,18 @@ def twilio_send(
     body: str,
     status_callback: str | None = None,
     media_urls: Sequence[str] = (),
+    content_sid: str = "",
+    content_variables: Mapping[str, str] | None = None,
 ) -> Sent:
     """Sends one SMS or WhatsApp message through the connector's Twilio account; `to` is E.164. `media_urls`:
-    public addresses Twilio fetches the message's files from (an MMS, a WhatsApp photo or document)."""
+    public addresses Twilio fetches the message's files from (an MMS, a WhatsApp photo or document). With a
+    `content_sid` it is that approved WhatsApp template (Twilio's ContentSid, with ContentVariables as JSON
+    {"1": "…"}) instead of the free text `body`, which Twilio renders itself."""
     fields: dict[str, object] = {"body": body, **_twilio_addresses(connector, to)}
+    if content_sid:
+        del fields["body"]
+        fields["content_sid"] = content_sid
+        fields["content_variables"] = json.dumps(dict(content_variables or {}), ensure_ascii=False)
     if status_callback:
         fields["status_callback"] = status_callback
     if media_urls:
@@ -420,6 +429,8 @@ def provider_send(
             body=body,
             status_callback=webhook_url(connector, "status"),
             media_urls=[file.public_url for file in files if file.public_url],
+            content_sid=delivery.content_sid,
+            content_variables=delivery.template_variables,
         )
     return email_send(connector, to=delivery.to_address, subject=subject, body=body, headers=headers, files=files)
 

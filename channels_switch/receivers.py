@@ -9,6 +9,6 @@ from chat.models import Attachment, Message
 
 
 def on_outbound_message_stored(
-    sender: type[Message], *, message: Message, attachments: list[Attachment], **kwargs: Any
+    sender: type[Message], *, message: Message, attachments: list[Attachment], relay: object = None, **kwargs: Any
 ) -> None:
-    delivery_create(message=message, attachments=attachments)
+    delivery_create(message=message, attachments=attachments, relay=relay)

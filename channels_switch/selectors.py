@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from channels_switch.models import ChannelConnector, WidgetSwitching
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import QuerySet
+
+from channels_switch.models import ChannelConnector, ConnectorKind, Provider, WhatsAppTemplate, WidgetSwitching
+from chat.models import Conversation, Message, SenderKind
 
 
 def connector_for_webhook(*, key: str, provider: str) -> ChannelConnector | None:
@@ -17,3 +23,51 @@ def widget_switching_for(*, tenant_id: int, widget_id: int | None) -> WidgetSwit
     if widget_id is None:
         return None
     return WidgetSwitching.objects.for_tenant(tenant_id).filter(widget_id=widget_id).first()
+
+
+# WhatsApp's customer-service window: free text only this long after the customer's last message.
+WHATSAPP_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class WhatsAppWindow:
+    """Where a WhatsApp conversation stands with the 24-hour window. `last_customer_message_at`: the customer's
+    last message on WhatsApp (None: they never wrote there, e.g. a chat just moved to WhatsApp)."""
+
+    last_customer_message_at: datetime | None
+    ends_at: datetime | None
+    open: bool
+
+
+def whatsapp_window(*, conversation: Conversation, now: datetime) -> WhatsAppWindow:
+    """The conversation's customer-service window at `now`, from the customer's last message on WhatsApp."""
+    last = (
+        Message.objects.for_tenant(conversation.tenant_id)
+        .filter(conversation_id=conversation.pk, sender_kind=SenderKind.VISITOR, channel=ConnectorKind.WHATSAPP)
+        .order_by("-seq")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    ends_at = last + WHATSAPP_WINDOW if last is not None else None
+    return WhatsAppWindow(last_customer_message_at=last, ends_at=ends_at, open=ends_at is not None and now <= ends_at)
+
+
+def whatsapp_connector_provider(*, tenant_id: int) -> str | None:
+    """The provider of the tenant's WhatsApp connector (None: none is set up)."""
+    return (
+        ChannelConnector.objects.for_tenant(tenant_id)
+        .filter(kind=ConnectorKind.WHATSAPP)
+        .values_list("provider", flat=True)
+        .first()
+    )
+
+
+def whatsapp_template_list(*, tenant_id: int, sendable: bool = False) -> QuerySet[WhatsAppTemplate]:
+    """The tenant's WhatsApp templates by name and language; `sendable`: only those an agent may send now (on
+    and approved: any on the sandbox, those with a Content SID on Twilio)."""
+    templates = WhatsAppTemplate.objects.for_tenant(tenant_id).order_by("name", "language", "pk")
+    if sendable:
+        templates = templates.filter(enabled=True)
+        if whatsapp_connector_provider(tenant_id=tenant_id) == Provider.TWILIO:
+            templates = templates.exclude(content_sid="")
+    return templates

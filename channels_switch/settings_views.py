@@ -1,4 +1,5 @@
-"""Settings pages of channel connectors ("Channels"): one per kind, its provider and its credentials."""
+"""Settings pages of channel connectors ("Channels"): one per kind, its provider and its credentials; and the
+tenant's WhatsApp templates, under Channels."""
 
 from __future__ import annotations
 
@@ -12,10 +13,17 @@ from django.shortcuts import redirect
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
-from channels_switch.forms import ConnectorForm, TestMessageForm
-from channels_switch.models import ChannelConnector, ConnectorKind, Provider
+from channels_switch.forms import ConnectorForm, TestMessageForm, WhatsAppTemplateForm
+from channels_switch.models import ChannelConnector, ConnectorKind, Provider, WhatsAppTemplate
 from channels_switch.providers import ProviderError, email_webhook_url, webhook_url
-from channels_switch.services import connector_delete, connector_save, connector_test_send
+from channels_switch.selectors import whatsapp_connector_provider, whatsapp_template_list
+from channels_switch.services import (
+    connector_delete,
+    connector_save,
+    connector_test_send,
+    whatsapp_template_delete,
+    whatsapp_template_save,
+)
 from contactcenter.errors import ApplicationError
 from contactcenter.settings_views import (
     AdminRequiredView,
@@ -146,3 +154,62 @@ class ChannelTestView(ChannelsMixin, TenantObjectMixin, AdminRequiredView):
                 request, f"{provider} accepted the test message: id {sent.provider_id}, status {sent.status}{segments}."
             )
         return edit
+
+
+# --- WhatsApp templates ----------------------------------------------------------------------------------
+
+
+class WhatsAppTemplatesMixin:
+    section: ClassVar[str] = "channels"
+    list_title: ClassVar[str] = "WhatsApp templates"
+    model: ClassVar[type[Model]] = WhatsAppTemplate
+    noun: ClassVar[str] = "template"
+    list_url_name: ClassVar[str] = "settings-whatsapp-templates-list"
+
+
+class WhatsAppTemplateListView(WhatsAppTemplatesMixin, SettingsListView):
+    template_name = "settings/whatsapp_templates_list.html"
+
+    def get(self, request: HttpRequest) -> Any:
+        provider = whatsapp_connector_provider(tenant_id=self.tenant.pk)
+        context = {
+            "objects": whatsapp_template_list(tenant_id=self.tenant.pk),
+            "provider": provider,
+            "twilio": provider == Provider.TWILIO,
+        }
+        return self.page(request, self.template_name, context)
+
+
+class WhatsAppTemplateFormView(WhatsAppTemplatesMixin, SettingsFormView):
+    form_class = WhatsAppTemplateForm
+
+    def make_form(self, data: Any = None) -> forms.Form:
+        initial = self.initial_from(self.object) if self.object is not None else None
+        provider = whatsapp_connector_provider(tenant_id=self.tenant.pk)
+        return WhatsAppTemplateForm(data=data, initial=initial, provider=provider)
+
+    def initial_from(self, obj: Any) -> dict[str, Any]:
+        fields = ("name", "language", "body", "content_sid", "enabled")
+        return {name: getattr(obj, name) for name in fields}
+
+    def extra_context(self) -> dict[str, Any]:
+        context = {
+            "intro": "Outside the 24 hours after a customer's last WhatsApp message, WhatsApp takes only templates "
+            "it approved. Agents pick one in the console and fill in its placeholders."
+        }
+        if self.object is None:
+            context["title"] = "New WhatsApp template"
+        return context
+
+    def success_message(self, obj: Any) -> str:
+        return f"WhatsApp template {obj} saved."
+
+    def save(self, form: forms.Form) -> WhatsAppTemplate:
+        return whatsapp_template_save(tenant=self.tenant, instance=self.object, **form.cleaned_data)
+
+
+class WhatsAppTemplateDeleteView(WhatsAppTemplatesMixin, SettingsDeleteView):
+    consequence = "Messages already sent with it keep their text. This cannot be undone."
+
+    def delete(self, obj: Any) -> None:
+        whatsapp_template_delete(template=obj)

@@ -11,5 +11,7 @@ waiting_message_stored = Signal()
 
 # An agent's message (not a private note) was stored in a conversation on a provider's channel (email, SMS,
 # WhatsApp). Arguments: `message` (chat.Message, delivery_status pending), `attachments` (list of
-# chat.Attachment). channels_switch writes its delivery row, in the same transaction.
+# chat.Attachment), `relay` (what the poster asked the relay beyond the text, e.g. channels_switch's WhatsApp
+# template; None for a plain message; introductions send none). channels_switch writes its delivery row, in the
+# same transaction.
 outbound_message_stored = Signal()

@@ -11,7 +11,7 @@ from django.contrib.auth.hashers import make_password
 from django.test import Client
 
 from agents.models import AgentProfile, CannedTemplate, Disposition, PauseReason, Presence
-from channels_switch.models import ChannelConnector
+from channels_switch.models import ChannelConnector, WhatsAppTemplate
 from chat.models import Attachment, Conversation, Message, SenderKind, Widget
 from contactcenter.models import ApiKey, Contact, ContactIdentity, Membership, Role, Tenant
 from queueing.models import Queue, QueueMember, QueueRoute
@@ -206,6 +206,16 @@ class ChannelConnectorFactory(factory.django.DjangoModelFactory):
     kind = "email"
     provider = "sandbox"
     from_address = "support@example.com"
+
+
+class WhatsAppTemplateFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WhatsAppTemplate
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"order_update_{n}")
+    language = "en"
+    body = "Hi {{1}}, your order {{2}} has shipped."
 
 
 def online_agent_in_routed_queue() -> tuple[Widget, object]:

@@ -2,7 +2,8 @@
 inbound (messages in, and the providers' status callbacks), email (reply addresses, headers, threading),
 inbound_email (mail in), media (files on SMS and WhatsApp, both ways), switching (which channels a live chat may
 move to, and a widget's switching settings), switch (moving a chat there), dead_connection (moving it when the
-visitor's connection is lost)."""
+visitor's connection is lost), whatsapp_templates (a tenant's approved WhatsApp templates, and sending one outside
+the 24-hour window)."""
 
 from channels_switch.services.connectors import (
     SECRET_MAX_CHARS,
@@ -31,12 +32,21 @@ from channels_switch.services.switching import (
     visitor_switching,
     widget_switching_save,
 )
+from channels_switch.services.whatsapp_templates import (
+    TemplateSend,
+    whatsapp_placeholder_count,
+    whatsapp_template_delete,
+    whatsapp_template_render,
+    whatsapp_template_save,
+    whatsapp_template_send,
+)
 
 __all__ = [
     "SECRET_MAX_CHARS",
     "ChannelDiagnosis",
     "Inbound",
     "SwitchOption",
+    "TemplateSend",
     "VisitorSwitching",
     "address_display",
     "connector_delete",
@@ -56,5 +66,10 @@ __all__ = [
     "switch_diagnostics",
     "switch_options",
     "visitor_switching",
+    "whatsapp_placeholder_count",
+    "whatsapp_template_delete",
+    "whatsapp_template_render",
+    "whatsapp_template_save",
+    "whatsapp_template_send",
     "widget_switching_save",
 ]

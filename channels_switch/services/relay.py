@@ -25,8 +25,10 @@ from django.utils import timezone
 
 from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, DeliveryState
 from channels_switch.providers import ProviderError, Sent, provider_lookup, provider_send
+from channels_switch.selectors import whatsapp_window
 from channels_switch.services.email import email_files, email_headers, email_subject
 from channels_switch.services.media_links import media_files
+from channels_switch.services.whatsapp_templates import TemplateSend
 from chat import events
 from chat.models import Attachment, Conversation, DeliveryStatus, Message, SenderKind
 from contactcenter.errors import ApplicationError
@@ -158,9 +160,6 @@ def _trigger(delivery_id: int, *, countdown: float | None = None) -> None:
     # Eager (no broker): a countdown would run at once, so the in-process sweep retries it when it is due.
 
 
-WHATSAPP_WINDOW = timedelta(hours=24)
-
-
 def _customer_answered(conversation: Conversation) -> bool:
     """Whether the customer has written on the conversation's present channel (after a switch: answered the
     introduction from the address it went to)."""
@@ -171,11 +170,14 @@ def _customer_answered(conversation: Conversation) -> bool:
     )
 
 
-def _refuse_if_not_allowed(conversation: Conversation, recipient: ContactIdentity | None, message: Message) -> None:
+def _refuse_if_not_allowed(
+    conversation: Conversation, recipient: ContactIdentity | None, message: Message, *, template: bool = False
+) -> None:
     """The rules an agent's message must meet before it is stored: nothing to an address that opted out; after a
     switch, nothing but the introduction to an address typed into a form until the customer answers from it
-    (which verifies it); and no free text on WhatsApp outside 24 hours from the customer's last message.
-    Refused with the reason (the message is not stored, the console shows why)."""
+    (which verifies it); and no free text on WhatsApp outside 24 hours from the customer's last message (a
+    `template`, approved by WhatsApp, is what goes outside it). Refused with the reason (the message is not
+    stored, the console shows why)."""
     label = ConnectorKind(conversation.channel).label
     if recipient is not None and recipient.opted_out_at is not None:
         raise ApplicationError(
@@ -195,31 +197,26 @@ def _refuse_if_not_allowed(conversation: Conversation, recipient: ContactIdentit
             "nothing more is sent to an address typed into a form.",
             status=409,
         )
-    if conversation.channel == ConnectorKind.WHATSAPP:
-        last_inbound = (
-            Message.objects.for_tenant(conversation.tenant_id)
-            .filter(conversation_id=conversation.pk, sender_kind=SenderKind.VISITOR, channel=ConnectorKind.WHATSAPP)
-            .order_by("-seq")
-            .values_list("created_at", flat=True)
-            .first()
+    free_text_on_whatsapp = not template and conversation.channel == ConnectorKind.WHATSAPP
+    if free_text_on_whatsapp and not whatsapp_window(conversation=conversation, now=timezone.now()).open:
+        raise ApplicationError(
+            "outside_whatsapp_window",
+            "WhatsApp allows free text only within 24 hours of the customer's last message; "
+            "wait for the customer to write, or send an approved template.",
+            status=409,
         )
-        if last_inbound is None or timezone.now() - last_inbound > WHATSAPP_WINDOW:
-            raise ApplicationError(
-                "outside_whatsapp_window",
-                "WhatsApp allows free text only within 24 hours of the customer's last message; "
-                "wait for the customer to write, or send an approved template.",
-                status=409,
-            )
 
 
-def delivery_create(*, message: Message, attachments: list[Attachment]) -> Delivery:
+def delivery_create(*, message: Message, attachments: list[Attachment], relay: object = None) -> Delivery:
     """The outbox row of an agent's message on a provider's channel, in the caller's transaction; the attempt
     is triggered once that commits. A message that cannot go out (the channel is off, the customer has no
-    address on it) is stored failed with the reason, for the agent to see: never silently dropped."""
+    address on it) is stored failed with the reason, for the agent to see: never silently dropped. `relay`: what
+    the message's sender asked beyond its text (a `TemplateSend`: it goes as that WhatsApp template)."""
     conversation = Conversation.objects.for_tenant(message.tenant_id).get(pk=message.conversation_id)
     channel = conversation.channel
     recipient = _recipient(conversation, channel)
-    _refuse_if_not_allowed(conversation, recipient, message)
+    template = relay if isinstance(relay, TemplateSend) and channel == ConnectorKind.WHATSAPP else None
+    _refuse_if_not_allowed(conversation, recipient, message, template=template is not None)
     connector = ChannelConnector.objects.for_tenant(message.tenant_id).filter(kind=channel).first()
     delivery = Delivery(
         tenant_id=message.tenant_id,
@@ -229,6 +226,9 @@ def delivery_create(*, message: Message, attachments: list[Attachment]) -> Deliv
         to_address=recipient.value if recipient is not None else "",
         next_attempt_at=timezone.now(),
     )
+    if template is not None:
+        delivery.template_id, delivery.template_variables = template.template_id, dict(template.variables)
+        delivery.content_sid = template.content_sid
     label = ConnectorKind(channel).label
     if connector is None or not connector.enabled:
         delivery.state, delivery.error_code = DeliveryState.FAILED, "channel_off"

@@ -163,6 +163,7 @@ def message_post(
     client_id: str | None,
     private: bool = False,
     attachment_ids: Sequence[int] = (),
+    relay: object = None,
 ) -> PostResult:
     """Stores a message with the conversation's next seq, once per client_id, and announces it after commit.
 
@@ -173,12 +174,14 @@ def message_post(
     transaction, with exact errors.
 
     The arguments come typed from the edge (contactcenter.sockets' field readers); this checks their values.
-    A `client_id` None is one the client did not send usably (`client_id_required`).
+    A `client_id` None is one the client did not send usably (`client_id_required`). `relay`: for an agent's
+    message on a provider's channel, what the app that relays it needs beyond the text (channels_switch's
+    WhatsApp template), handed on untouched with `outbound_message_stored`; chat never reads it.
     """
     client_id = _clean_client_id(client_id)
     if private and isinstance(actor, VisitorActor):
         raise ApplicationError("invalid", "Only agents write private notes.", {"private": ["Not allowed."]})
-    if not attachment_ids and connection.vendor == "postgresql" and not connection.in_atomic_block:
+    if not attachment_ids and relay is None and connection.vendor == "postgresql" and not connection.in_atomic_block:
         try:
             text = _clean_body(body, allow_empty=False)
         except ApplicationError:
@@ -209,6 +212,7 @@ def message_post(
                 client_id=client_id,
                 private=private,
                 attachment_ids=attachment_ids,
+                relay=relay,
             )
     except IntegrityError:
         existing = _existing_message(conversation_id, client_id, actor)
@@ -226,6 +230,7 @@ def _store_message(
     client_id: str,
     private: bool,
     attachment_ids: Sequence[int],
+    relay: object = None,
 ) -> Message:
     rate = _rate_window()
     taken = _take_seq(actor, conversation_id, rate)
@@ -279,7 +284,7 @@ def _store_message(
     if attachments:
         Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(message=message)
     if outbound:
-        outbound_message_stored.send(sender=Message, message=message, attachments=attachments)
+        outbound_message_stored.send(sender=Message, message=message, attachments=attachments, relay=relay)
     _publish(actor.tenant_id, message, attachments)
     if status == ConversationStatus.WAITING:
         _waiting_preview_publish(message)

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 
 from agents.services import agent_create, disposition_save, pause_reason_save, template_save, tenant_setup
-from channels_switch.services import connector_save, widget_switching_save
+from channels_switch.services import connector_save, whatsapp_template_save, widget_switching_save
 from chat.models import Widget
 from chat.services import widget_save
 from contactcenter.models import Membership, Role, Tenant
@@ -56,6 +56,12 @@ DEMO_TEMPLATES = {
     "Greeting": "Hi {visitor_name|there}, this is {agent_name} from {widget_name}. How can I help you today?",
     "Follow-up by email": "Thanks {visitor_name}! We will follow up at {visitor_email} within one business day.",
     "Closing": "Is there anything else I can help you with, {visitor_name}? Have a great day!",
+}
+# WhatsApp templates, for writing to a customer more than 24 hours after their last message (the sandbox approves
+# every template; a Twilio sender needs each one's Content SID).
+DEMO_WHATSAPP_TEMPLATES = {
+    "order_update": "Hi, this is Demo Company about your order {{1}}: {{2}}. Reply here if you have a question.",
+    "follow_up": "Hi {{1}}, we have an answer to your question. Reply to this message to continue the conversation.",
 }
 DEMO_DISPOSITIONS = ("Resolved", "Follow-up needed", "Spam")
 DEMO_PAUSE_REASONS = (("Lunch", False), ("Training", True), ("Meeting", True))
@@ -156,6 +162,8 @@ def _create_demo_tenant(*, origins: list[str]) -> Tenant:
     )
     for name, body in DEMO_TEMPLATES.items():
         template_save(tenant=tenant, name=name, body=body)
+    for name, body in DEMO_WHATSAPP_TEMPLATES.items():
+        whatsapp_template_save(tenant=tenant, name=name, language="en", body=body)
     for position, name in enumerate(DEMO_DISPOSITIONS):
         disposition_save(tenant=tenant, name=name, position=position)
     for name, paid in DEMO_PAUSE_REASONS:

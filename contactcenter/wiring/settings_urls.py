@@ -58,6 +58,27 @@ urlpatterns = [
     path("channels/<int:pk>/", channels_views.ChannelFormView.as_view(), name="settings-channels-edit"),
     path("channels/<int:pk>/delete/", channels_views.ChannelDeleteView.as_view(), name="settings-channels-delete"),
     path("channels/<int:pk>/test/", channels_views.ChannelTestView.as_view(), name="settings-channels-test"),
+    # WhatsApp templates, under Channels
+    path(
+        "channels/whatsapp-templates/",
+        channels_views.WhatsAppTemplateListView.as_view(),
+        name="settings-whatsapp-templates-list",
+    ),
+    path(
+        "channels/whatsapp-templates/new/",
+        channels_views.WhatsAppTemplateFormView.as_view(),
+        name="settings-whatsapp-templates-create",
+    ),
+    path(
+        "channels/whatsapp-templates/<int:pk>/",
+        channels_views.WhatsAppTemplateFormView.as_view(),
+        name="settings-whatsapp-templates-edit",
+    ),
+    path(
+        "channels/whatsapp-templates/<int:pk>/delete/",
+        channels_views.WhatsAppTemplateDeleteView.as_view(),
+        name="settings-whatsapp-templates-delete",
+    ),
     # API keys
     path("api-keys/", core_views.ApiKeyListView.as_view(), name="settings-apikeys-list"),
     path("api-keys/new/", core_views.ApiKeyCreateView.as_view(), name="settings-apikeys-create"),

@@ -12,6 +12,7 @@ import { client, send } from "./server.js";
 import { state, ui } from "./state.js";
 import { activate, renderHome } from "./tabs.js";
 import { renderWaiting } from "./waiting.js";
+import { refreshWhatsApp, watchWhatsApp, wireWhatsApp } from "./whatsapp.js";
 
 export const CHANNELS = { web: "Web chat", sms: "SMS", whatsapp: "WhatsApp", email: "Email" };
 
@@ -61,6 +62,16 @@ export function createChat(conversation) {
       pending: q("js-pending"),
       hint: q("js-hint"),
       count: q("js-count"),
+      wa: q("js-wa"),
+      waReason: q("js-wa-reason"),
+      waForm: q("js-wa-form"),
+      waTemplate: q("js-wa-template"),
+      waVars: q("js-wa-vars"),
+      waPreviewWrap: q("js-wa-preview-wrap"),
+      waPreview: q("js-wa-preview"),
+      waMissing: q("js-wa-missing"),
+      waSend: q("js-wa-send"),
+      composeBox: q("js-compose-box"),
       text: q("js-text"),
       templatesBtn: q("js-templates-btn"),
       templatesMenu: q("js-templates-menu"),
@@ -93,11 +104,13 @@ export function createChat(conversation) {
       setMeta(el, null, "failed");
       el.title = frame.message || "";
       errorToast(frame.message);
+      if (frame.code === "outside_whatsapp_window") refreshWhatsApp(chat); // offers the templates instead
     },
     onResumed: () => markRead(chat),
   });
   wireComposer(chat);
   wireControls(chat);
+  wireWhatsApp(chat);
   ui.tabs.appendChild(tab);
   ui.main.appendChild(pane);
   state.chats.set(chat.id, chat);
@@ -184,6 +197,7 @@ export function updateChat(chat, conversation) {
   renderSide(chat);
   refreshCloseButton(chat);
   refreshSeen(chat);
+  watchWhatsApp(chat);
 
   const closed = conv.status === "closed";
   els.composer.hidden = closed || conv.access === "read";

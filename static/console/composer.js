@@ -8,6 +8,7 @@ import { api, send } from "./server.js";
 import { refreshSmsCount } from "./sms.js";
 import { state } from "./state.js";
 import { closeMenus, fillTemplatesMenu, refreshUnfilled, selectUnfilled, toggleMenu } from "./templates.js";
+import { showWhatsApp } from "./whatsapp.js";
 
 const TYPING_IDLE_MS = 3000;
 const TYPING_REPEAT_MS = 2000;
@@ -134,6 +135,7 @@ export function wireComposer(chat) {
           ? "Write a private note: only agents see it"
           : "Write a reply… Enter sends, Shift+Enter adds a line";
       els.send.textContent = chat.mode === "note" ? "Add note" : "Send";
+      showWhatsApp(chat); // outside WhatsApp's window a reply is a template; a note is still text
       els.text.focus();
     });
   }

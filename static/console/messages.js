@@ -8,6 +8,7 @@ import { contactName, dateTime } from "./format.js";
 import { api, send } from "./server.js";
 import { state } from "./state.js";
 import { activate, renderHome } from "./tabs.js";
+import { refreshWhatsApp } from "./whatsapp.js";
 
 export function scrollToEnd(chat) {
   scrollLogToEnd(chat.els.scroll);
@@ -170,6 +171,7 @@ export function delivered(chat, li) {
 export function onMessageNew(chat, message, li, { replay, stick }) {
   if (li.dataset.status) setMeta(li, null, delivered(chat, li));
   if (message.sender === "visitor") hidePeerTyping(chat);
+  if (message.sender === "visitor" && message.channel === "whatsapp") refreshWhatsApp(chat); // the window opens
   if (message.event === "conversation.closed" && chat.conv.status !== "closed") {
     updateChat(chat, { status: "closed" });
     if (!state.chats.has(chat.id)) return;

@@ -202,7 +202,7 @@ async def test_a_visitor_whose_page_closed_is_moved_by_the_system(browser: Brows
     await expect(introduction.locator(".cc-bubble")).to_contain_text("Yes, it went through this morning.")
     await expect(introduction.locator(".cc-msg-meta")).to_have_text(re.compile(r"· Delivered$"), timeout=30_000)
     mail = await in_thread(lambda: list(SandboxMessage.objects.values_list("to_address", "subject")))
-    assert mail == [("lee@example.org", f"Your conversation #{conversation_id}")]
+    assert mail == [("lee@example.org", "Your conversation with Demo Company")]
     assert agent.errors == []
 
 

@@ -53,6 +53,21 @@ async def test_wrong_types_are_refused_at_the_edge_of_both_sockets_and_change_no
         (agent, {"type": "message.send", "conversation_id": cid, "client_id": "a1", "body": ["x"]}, "body"),
         (
             agent,
+            {"type": "message.send", "conversation_id": cid, "client_id": "a2", "template": {"id": "3"}},
+            "template",
+        ),
+        (
+            agent,
+            {
+                "type": "message.send",
+                "conversation_id": cid,
+                "client_id": "a3",
+                "template": {"id": 3, "variables": {"1": 5}},
+            },
+            "template.variables",
+        ),
+        (
+            agent,
             {"type": "conversation.important", "conversation_id": cid, "important": "yes"},
             "important",
         ),

@@ -33,6 +33,7 @@ from tests.factories import (
     QueueFactory,
     QueueRouteFactory,
     UserFactory,
+    WhatsAppTemplateFactory,
     WidgetFactory,
 )
 
@@ -53,6 +54,10 @@ PAGES = [
     ("settings-channels-create", None),
     ("settings-channels-edit", "connector"),
     ("settings-channels-delete", "connector"),
+    ("settings-whatsapp-templates-list", None),
+    ("settings-whatsapp-templates-create", None),
+    ("settings-whatsapp-templates-edit", "whatsapp_template"),
+    ("settings-whatsapp-templates-delete", "whatsapp_template"),
     ("settings-queues-list", None),
     ("settings-queues-create", None),
     ("settings-queues-edit", "queue"),
@@ -91,6 +96,7 @@ def make_objects(tenant) -> dict:
         "pause_reason": PauseReasonFactory(tenant=tenant),
         "api_key": ApiKeyFactory(tenant=tenant),
         "connector": ChannelConnectorFactory(tenant=tenant),
+        "whatsapp_template": WhatsAppTemplateFactory(tenant=tenant),
     }
 
 
