@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from django import forms
 
-from channels_switch.models import PROVIDERS_FOR_KIND, ChannelConnector, ConnectorKind, Esp, Provider
+from channels_switch.models import PROVIDERS_FOR_KIND, ChannelConnector, ConnectorKind, Esp, Provider, WhatsAppTemplate
 from channels_switch.services import SECRET_MAX_CHARS
 from channels_switch.services.whatsapp_templates import BODY_MAX_CHARS
 from contactcenter.models import Tenant
@@ -38,6 +38,15 @@ class ConnectorForm(forms.Form):
         required=False,
         empty_label="No queue (every agent sees them)",
         label="Queue for new inbound conversations",
+    )
+    introduction_template = forms.ModelChoiceField(
+        queryset=WhatsAppTemplate.objects.none(),
+        required=False,
+        empty_label="—",
+        label="Introduction template (WhatsApp through Twilio)",
+        help_text="WhatsApp lets a business write first only with an approved template, so a chat moved here opens "
+        "with this one: {{1}} is your contact center's name, {{2}} the agent looking after the chat. Without it, "
+        "visitors are not offered WhatsApp.",
     )
     account_sid = forms.CharField(
         label="Twilio account SID", max_length=34, required=False, help_text=f"{TWILIO_ONLY} Starts with AC."
@@ -83,6 +92,10 @@ class ConnectorForm(forms.Form):
     def __init__(self, *args: Any, tenant: Tenant, connector: ChannelConnector | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.fields["queue"].queryset = Queue.objects.for_tenant(tenant).order_by("name")  # type: ignore[attr-defined]
+        templates = WhatsAppTemplate.objects.for_tenant(tenant).filter(enabled=True).order_by("name", "language")
+        self.fields["introduction_template"].queryset = templates  # type: ignore[attr-defined]
+        if connector is not None and connector.kind != ConnectorKind.WHATSAPP:
+            del self.fields["introduction_template"]
         if connector is None:
             taken = set(ChannelConnector.objects.for_tenant(tenant).values_list("kind", flat=True))
             kind_field = cast(forms.ChoiceField, self.fields["kind"])
@@ -120,6 +133,7 @@ class ConnectorForm(forms.Form):
             "enabled": connector.enabled,
             "from_address": connector.from_address,
             "queue": connector.queue_id,
+            "introduction_template": connector.introduction_template_id,
             "account_sid": connector.account_sid,
             "messaging_service_sid": connector.messaging_service_sid,
             "esp": connector.esp,

@@ -72,6 +72,11 @@ class ChannelConnector(TenantOwned):
     # Resend's signing secret, MailerSend's inbound secret), sealed like the secret; none for ESPs that only
     # use the basic auth in the webhook URL.
     webhook_secret_sealed = models.TextField(blank=True, editable=False)
+    # WhatsApp through Twilio: the approved template a chat switched here opens with (WhatsApp lets a business
+    # write first only with one); {{1}} is the contact center's name, {{2}} the agent looking after the chat.
+    introduction_template = models.ForeignKey(
+        "WhatsAppTemplate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     webhook_key = models.CharField(max_length=40, unique=True, default=new_webhook_key, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 

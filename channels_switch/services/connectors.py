@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from channels_switch.models import PROVIDERS_FOR_KIND, ChannelConnector, ConnectorKind, Esp, Provider
 from channels_switch.providers import Sent, send_test_message
+from channels_switch.services.whatsapp_templates import whatsapp_placeholder_count
 from contactcenter.errors import ApplicationError
 from contactcenter.models import IdentityKind, Tenant
 from contactcenter.ratelimit import Rate, ratelimit_hit
@@ -89,11 +90,31 @@ def _check(connector: ChannelConnector, *, secret_given: bool) -> None:
             raise _invalid("messaging_service_sid", "A messaging service SID is MG followed by 32 characters.")
         if kind == ConnectorKind.WHATSAPP and connector.messaging_service_sid:
             raise _invalid("messaging_service_sid", "WhatsApp sends from its Twilio WhatsApp sender number.")
+    if connector.introduction_template_id is not None:
+        _check_introduction_template(connector)
     if provider == Provider.ANYMAIL:
         if connector.esp not in Esp.values:
             raise _invalid("esp", f"Choose one of {', '.join(Esp.labels)}.")
         if connector.inbound_address:
             connector.inbound_address = _inbound_address(connector.inbound_address)
+
+
+INTRODUCTION_VALUES = 2  # {{1}} the contact center's name, {{2}} the agent looking after the chat
+
+
+def _check_introduction_template(connector: ChannelConnector) -> None:
+    template = connector.introduction_template
+    if template is None or template.tenant_id != connector.tenant_id:
+        raise _invalid("introduction_template", "No such template.")
+    if not template.enabled:
+        raise _invalid("introduction_template", "That template is turned off.")
+    if connector.provider == Provider.TWILIO and not template.content_sid:
+        raise _invalid("introduction_template", "That template has no Twilio Content SID yet.")
+    if whatsapp_placeholder_count(template.body) > INTRODUCTION_VALUES:
+        raise _invalid(
+            "introduction_template",
+            "An introduction template takes at most {{1}} (your contact center's name) and {{2}} (the agent).",
+        )
 
 
 @transaction.atomic
@@ -118,6 +139,8 @@ def connector_save(
     provider = connector.provider
     for name in _OPTIONAL_FIELDS - _PROVIDER_FIELDS.get(provider, set()):
         setattr(connector, name, "")
+    if connector.kind != ConnectorKind.WHATSAPP or provider != Provider.TWILIO:
+        connector.introduction_template = None
     secret_given = bool(secret and secret.strip())
     _check(connector, secret_given=secret_given)
     if provider != Provider.ANYMAIL:

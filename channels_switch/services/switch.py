@@ -12,8 +12,13 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from channels_switch.models import ChannelSwitch, ConnectorKind, SwitchedBy
+from channels_switch.models import ChannelConnector, ChannelSwitch, ConnectorKind, Provider, SwitchedBy
 from channels_switch.services.switching import address_display, switch_options
+from channels_switch.services.whatsapp_templates import (
+    TemplateSend,
+    whatsapp_placeholder_count,
+    whatsapp_template_render,
+)
 from chat.events import agent_public_name
 from chat.models import Conversation, Message
 from chat.selectors import AgentActor, VisitorActor, conversation_get_for
@@ -50,6 +55,32 @@ def _introduction(conversation: Conversation, channel: str, by: str, unread: lis
     if channel != ConnectorKind.EMAIL:
         lines.append("Reply STOP to get no more messages from us.")
     return "\n".join(lines)
+
+
+def _introduction_template(conversation: Conversation, channel: str) -> tuple[str, TemplateSend] | None:
+    """For a Twilio WhatsApp sender, the introduction as its approved template (the rendered text, and what the
+    relay sends): {{1}} the contact center's name, {{2}} the agent looking after the chat. None elsewhere."""
+    connector = (
+        ChannelConnector.objects.for_tenant(conversation.tenant_id)
+        .select_related("introduction_template")
+        .filter(kind=channel)
+        .first()
+    )
+    if connector is None or channel != ConnectorKind.WHATSAPP or connector.provider != Provider.TWILIO:
+        return None
+    template = connector.introduction_template
+    if template is None:  # switch_options refused this already: a stale connector is refused the same
+        raise ApplicationError("switch_unavailable", "WhatsApp has no introduction template.", status=409)
+    widget = conversation.widget
+    who = (widget.title if widget is not None and widget.title else "") or conversation.tenant.name
+    agent = agent_public_name(conversation.assignee) if conversation.assignee_id is not None else "our team"
+    values = {"1": who, "2": agent}
+    count = whatsapp_placeholder_count(template.body)
+    if count > len(values):
+        raise ApplicationError("switch_unavailable", "The introduction template takes too many values.", status=409)
+    variables = {str(n): values[str(n)] for n in range(1, count + 1)}
+    body = whatsapp_template_render(body=template.body, variables=variables)
+    return body, TemplateSend(template_id=template.pk, variables=variables, content_sid=template.content_sid)
 
 
 def _locked(*, conversation_id: int, actor: VisitorActor | AgentActor | None, tenant_id: int) -> Conversation:
@@ -112,10 +143,16 @@ def conversation_switch(
         notice=f"We'll continue this conversation by {IN_A_SENTENCE[ConnectorKind(channel)]} at {shown}.",
         event_data=data,
     )
+    template = _introduction_template(conversation, channel)
+    if template is None:
+        body, relay = _introduction(conversation, channel, by, unread or []), None
+    else:  # WhatsApp through Twilio opens only with an approved template: unread replies wait for the answer
+        body, relay, unread = template[0], template[1], []
     introduction = introduction_post(
         conversation=conversation,
-        body=_introduction(conversation, channel, by, unread or []),
+        body=body,
         event_data={"switch_by": by.value, "relayed_seqs": [m.seq for m in unread or []]},
+        relay=relay,
     )
     return ChannelSwitch.objects.create(
         tenant_id=conversation.tenant_id,

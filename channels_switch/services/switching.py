@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import phonenumbers
 from django.db import transaction
 
-from channels_switch.models import ChannelConnector, ConnectorKind, WidgetSwitching
+from channels_switch.models import ChannelConnector, ConnectorKind, Provider, WidgetSwitching
 from channels_switch.selectors import widget_switching_for
 from channels_switch.services.relay import RECIPIENT_KINDS
 from chat.models import Channel, Conversation, ConversationStatus, SurveyFieldKind, Widget
@@ -45,7 +45,20 @@ def _connector_problem(connector: ChannelConnector | None, label: str) -> str:
         return f"No {label} channel is set up (Settings → Channels)."
     if not connector.enabled:
         return f"The {label} channel is turned off (Settings → Channels)."
+    if introduction_template_missing(connector):
+        return (
+            "WhatsApp lets a business write first only with an approved template: pick the WhatsApp channel's "
+            "introduction template (Settings → Channels)."
+        )
     return ""
+
+
+def introduction_template_missing(connector: ChannelConnector) -> bool:
+    """A Twilio WhatsApp sender with no usable introduction template cannot open a switched chat."""
+    if connector.kind != ConnectorKind.WHATSAPP or connector.provider != Provider.TWILIO:
+        return False
+    template = connector.introduction_template
+    return template is None or not template.enabled or not template.content_sid
 
 
 def _usable_phone(value: str) -> bool:
@@ -126,7 +139,9 @@ def visitor_switching(*, conversation: Conversation) -> VisitorSwitching:
 
 def _options(conversation: Conversation, switching: WidgetSwitching | None, *, by_system: bool) -> list[SwitchOption]:
     tenant_id = conversation.tenant_id
-    connectors = {c.kind: c for c in ChannelConnector.objects.for_tenant(tenant_id)}
+    connectors = {
+        c.kind: c for c in ChannelConnector.objects.for_tenant(tenant_id).select_related("introduction_template")
+    }
     identities = list(ContactIdentity.objects.for_tenant(tenant_id).filter(contact_id=conversation.contact_id))
     options = []
     for channel in _in_order(switching):
@@ -165,7 +180,9 @@ class ChannelDiagnosis:
 def switch_diagnostics(*, widget: Widget) -> list[ChannelDiagnosis]:
     """For the Channel Switching tab: per channel, what keeps it from ever being offered on this widget."""
     switching = widget_switching_for(tenant_id=widget.tenant_id, widget_id=widget.pk)
-    connectors = {c.kind: c for c in ChannelConnector.objects.for_tenant(widget.tenant_id)}
+    connectors = {
+        c.kind: c for c in ChannelConnector.objects.for_tenant(widget.tenant_id).select_related("introduction_template")
+    }
     survey_kinds = {f.get("kind") for f in (widget.survey_fields or [])} if widget.survey_enabled else set()
     diagnoses = []
     for channel in _in_order(switching):

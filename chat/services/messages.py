@@ -111,10 +111,13 @@ def system_notice_post(
     return message
 
 
-def introduction_post(*, conversation: Conversation, body: str, event_data: dict[str, Any]) -> Message:
+def introduction_post(
+    *, conversation: Conversation, body: str, event_data: dict[str, Any], relay: object = None
+) -> Message:
     """The first message on a provider's channel after a switch, written by Switchboard itself (who is writing
     and how to reply): stored on the conversation's new channel and handed to the relay like an agent's
-    reply (`outbound_message_stored`), in the caller's transaction; the caller holds the row lock."""
+    reply (`outbound_message_stored`, with `relay` as message_post hands it), in the caller's transaction; the
+    caller holds the row lock."""
     message = _append_message(
         conversation,
         sender_kind=SenderKind.SYSTEM,
@@ -123,7 +126,7 @@ def introduction_post(*, conversation: Conversation, body: str, event_data: dict
         event_data=event_data,
         delivery_status=DeliveryStatus.PENDING,
     )
-    outbound_message_stored.send(sender=Message, message=message, attachments=[])
+    outbound_message_stored.send(sender=Message, message=message, attachments=[], relay=relay)
     _publish_message(conversation, message)
     return message
 
