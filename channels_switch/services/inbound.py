@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, InboundReceipt, Provider
 from channels_switch.services.media import inbound_media_record
 from channels_switch.services.relay import PROVIDER_PROGRESS, RECIPIENT_KINDS, message_delivery_set
+from channels_switch.services.switch import held_replies_relay
 from chat.models import Conversation, ConversationStatus, DeliveryStatus, Message
 from chat.services import message_receive, system_notice_post
 from contactcenter.errors import Conflict
@@ -190,6 +191,9 @@ def inbound_receive(
         message = message_receive(conversation=conversation, body=body, client_id=provider_id)
     receipt.message = message
     receipt.save(update_fields=["message"])
+    if conversation.channel_address == address:  # an answer on the channel a chat was switched to
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk, tenant_id=conversation.tenant_id)
+        held_replies_relay(conversation=locked)
     if media and connector.provider in (Provider.TWILIO, Provider.SANDBOX):
         inbound_media_record(connector=connector, conversation=conversation, provider_id=provider_id, media=media)
     signal = opt_out_signal(body=body, provider_says=opt_out_type)

@@ -144,16 +144,15 @@ def conversation_switch(
         event_data=data,
     )
     template = _introduction_template(conversation, channel)
+    seqs = [m.seq for m in unread or []]
+    relay: TemplateSend | None = None
     if template is None:
-        body, relay = _introduction(conversation, channel, by, unread or []), None
+        body = _introduction(conversation, channel, by, unread or [])
+        told: dict[str, object] = {"switch_by": by.value, "relayed_seqs": seqs}
     else:  # WhatsApp through Twilio opens only with an approved template: unread replies wait for the answer
-        body, relay, unread = template[0], template[1], []
-    introduction = introduction_post(
-        conversation=conversation,
-        body=body,
-        event_data={"switch_by": by.value, "relayed_seqs": [m.seq for m in unread or []]},
-        relay=relay,
-    )
+        body, relay = template
+        told = {"switch_by": by.value, "relayed_seqs": [], "held_seqs": seqs}
+    introduction = introduction_post(conversation=conversation, body=body, event_data=told, relay=relay)
     return ChannelSwitch.objects.create(
         tenant_id=conversation.tenant_id,
         conversation=conversation,
@@ -163,4 +162,39 @@ def conversation_switch(
         by=by,
         by_user=actor.user if isinstance(actor, AgentActor) else None,
         introduction=introduction,
+    )
+
+
+def held_replies_relay(*, conversation: Conversation) -> Message | None:
+    """Once the customer answered an introduction that could not carry the agent replies they had not seen (a
+    WhatsApp template, after a lost connection), those replies go out, once; the caller holds the row lock."""
+    introduction = (
+        Message.objects.for_tenant(conversation.tenant_id)
+        .filter(conversation_id=conversation.pk, event="channel.introduction")
+        .order_by("-seq")
+        .first()
+    )
+    held = (introduction.event_data or {}).get("held_seqs") if introduction is not None else None
+    if not held or introduction is None:
+        return None
+    already = Message.objects.for_tenant(conversation.tenant_id).filter(
+        conversation_id=conversation.pk, event="channel.held_replies", seq__gt=introduction.seq
+    )
+    if already.exists():
+        return None
+    replies = list(
+        Message.objects.for_tenant(conversation.tenant_id)
+        .filter(conversation_id=conversation.pk, seq__in=held)
+        .select_related("sender_user")
+        .order_by("seq")
+    )
+    lines = ["Our replies you had not seen yet:"]
+    for message in replies:
+        name = agent_public_name(message.sender_user) if message.sender_user_id is not None else "We"
+        lines.append(f"{name}: {message.body}" if message.body else f"{name} sent a file.")
+    return introduction_post(
+        conversation=conversation,
+        body="\n".join(lines),
+        event_data={"relayed_seqs": [m.seq for m in replies]},
+        event="channel.held_replies",
     )

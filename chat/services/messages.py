@@ -112,17 +112,23 @@ def system_notice_post(
 
 
 def introduction_post(
-    *, conversation: Conversation, body: str, event_data: dict[str, Any], relay: object = None
+    *,
+    conversation: Conversation,
+    body: str,
+    event_data: dict[str, Any],
+    relay: object = None,
+    event: str = "channel.introduction",
 ) -> Message:
     """The first message on a provider's channel after a switch, written by Switchboard itself (who is writing
     and how to reply): stored on the conversation's new channel and handed to the relay like an agent's
     reply (`outbound_message_stored`, with `relay` as message_post hands it), in the caller's transaction; the
-    caller holds the row lock."""
+    caller holds the row lock. `event` "channel.held_replies": the agent replies an introduction could not carry
+    (a WhatsApp template), sent once the customer answered it."""
     message = _append_message(
         conversation,
         sender_kind=SenderKind.SYSTEM,
         body=body,
-        event="channel.introduction",
+        event=event,
         event_data=event_data,
         delivery_status=DeliveryStatus.PENDING,
     )

@@ -14,12 +14,14 @@ from channels_switch.services import (
     connector_save,
     conversation_switch,
     delivery_attempt,
+    inbound_receive,
     switch_diagnostics,
     switch_options,
 )
 from chat.events import agent_public_name
-from chat.models import ConversationStatus
-from chat.selectors import VisitorActor
+from chat.models import ConversationStatus, Message
+from chat.selectors import VisitorActor, agent_actor_for
+from chat.services import message_post
 from contactcenter.errors import ApplicationError
 from tests.channels_switch.twilio_support import ACCOUNT_SID, twilio_connector
 from tests.factories import ContactIdentityFactory, ConversationFactory, WhatsAppTemplateFactory, WidgetFactory
@@ -117,3 +119,23 @@ def test_another_tenants_template_is_refused(tenant, whatsapp):
 def test_the_sandbox_needs_none(tenant, chat, whatsapp):
     connector_save(tenant=tenant, instance=whatsapp, provider="sandbox", account_sid="")
     assert offered(chat) == (True, "")
+
+
+def test_replies_a_template_could_not_carry_go_out_once_the_customer_answers(
+    tenant, chat, whatsapp, introduction, agent
+):
+    connector_save(tenant=tenant, instance=whatsapp, introduction_template=introduction)
+    WidgetSwitching.objects.filter(widget=chat.widget).update(dead_connection=True)
+    unread = message_post(
+        actor=agent_actor_for(agent), conversation_id=chat.pk, body="Your refund is approved.", client_id="a1"
+    ).message
+    switch = conversation_switch(conversation_id=chat.pk, channel="whatsapp", tenant_id=tenant.pk, unread=[unread])
+    assert "refund" not in switch.introduction.body  # a template carries only its own text
+    assert switch.introduction.event_data["held_seqs"] == [unread.seq]
+    inbound_receive(connector=whatsapp, provider_id="SM" + "1" * 32, sender=PHONE, body="Hi, I'm here")
+    held = Message.objects.get(conversation=chat, event="channel.held_replies")
+    assert held.body == f"Our replies you had not seen yet:\n{agent_public_name(agent)}: Your refund is approved."
+    delivery = Delivery.objects.get(message=held)
+    assert (delivery.content_sid, delivery.state) == ("", "pending")  # free text now: the window is open
+    inbound_receive(connector=whatsapp, provider_id="SM" + "2" * 32, sender=PHONE, body="Thanks")
+    assert Message.objects.filter(conversation=chat, event="channel.held_replies").count() == 1
