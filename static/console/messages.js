@@ -52,9 +52,15 @@ function attachmentNode(attachment, localPreview) {
   return h("div", { cls: "cc-bubble is-file" }, [chip]);
 }
 
+// What Switchboard itself sent to the customer's phone or mailbox (a switch's introduction; the replies a
+// WhatsApp template could not carry) is shown as a message, with its delivery.
+const RELAYED_EVENTS = {
+  "channel.introduction": "Introduction (sent automatically)",
+  "channel.held_replies": "Replies the visitor had not seen (sent automatically)",
+};
+
 export function messageNode(chat, message, { status, history } = {}) {
-  // The introduction a switch sent to the customer's phone or mailbox is shown as a message, with its delivery.
-  const introduction = message.sender === "system" && message.event === "channel.introduction";
+  const introduction = message.sender === "system" && Object.hasOwn(RELAYED_EVENTS, message.event || "");
   if (message.sender === "system" && !introduction) {
     const [strong, rest] = eventText(chat, message);
     const li = h("li", { cls: "cc-event" });
@@ -71,7 +77,7 @@ export function messageNode(chat, message, { status, history } = {}) {
   const li = h("li", { cls });
   let who = contactName(chat.conv.contact);
   if (!fromVisitor) who = mine ? "You" : (message.sender_user && message.sender_user.name) || "Agent";
-  if (introduction) who = "Introduction (sent automatically)";
+  if (introduction) who = RELAYED_EVENTS[message.event];
   li.appendChild(h("span", { cls: "cc-msg-who", text: who }));
   if (message.body) li.appendChild(h("div", { cls: "cc-bubble", text: message.body }));
   for (const attachment of message.attachments || []) {
