@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods
 
 from agents.console_state import console_conversation, console_inbox, console_inbox_rows
 from channels_switch.models import ConnectorKind
-from channels_switch.selectors import whatsapp_template_list, whatsapp_window
+from channels_switch.selectors import whatsapp_composer
 from channels_switch.services import address_display, switch_options, whatsapp_placeholder_count
 from chat import events
 from chat.selectors import (
@@ -134,23 +134,8 @@ def console_whatsapp(request: HttpRequest, actor: AgentActor, conversation_id: i
     conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True)
     if conversation.channel != ConnectorKind.WHATSAPP:
         raise ApplicationError("invalid", "This is not a WhatsApp conversation.", {"conversation": ["Not WhatsApp."]})
-    window = whatsapp_window(conversation=conversation, now=timezone.now())
-    # After a switch, nothing but the introduction goes to a typed-in number until the customer answers from it.
-    awaiting = bool(conversation.channel_address) and window.last_customer_message_at is None
-    if awaiting:
-        reason = (
-            f"Waiting for the customer to answer the introduction from {conversation.channel_address}: until they "
-            "do, nothing more is sent to an address typed into a form, templates included."
-        )
-    elif window.open:
-        reason = ""
-    elif window.last_customer_message_at is None:
-        reason = "The customer has not written on WhatsApp yet: WhatsApp takes only an approved template until they do."
-    else:
-        reason = (
-            "The customer's last WhatsApp message is more than 24 hours old: WhatsApp takes free text only within "
-            "24 hours of it. Send an approved template; the window opens again when the customer answers."
-        )
+    composer = whatsapp_composer(conversation=conversation, now=timezone.now())
+    window = composer.window
     templates = [
         {
             "id": template.pk,
@@ -159,7 +144,7 @@ def console_whatsapp(request: HttpRequest, actor: AgentActor, conversation_id: i
             "body": template.body,
             "variables": whatsapp_placeholder_count(template.body),
         }
-        for template in whatsapp_template_list(tenant_id=actor.tenant_id, sendable=True)
+        for template in composer.templates
     ]
     return JsonResponse(
         {
@@ -168,9 +153,9 @@ def console_whatsapp(request: HttpRequest, actor: AgentActor, conversation_id: i
                 "ends_at": events.iso(window.ends_at),
                 "last_customer_message_at": events.iso(window.last_customer_message_at),
             },
-            "awaiting_customer": awaiting,
-            "reason": reason,
-            "templates": [] if awaiting else templates,
+            "awaiting_customer": composer.awaiting_customer,
+            "reason": composer.reason,
+            "templates": templates,
         }
     )
 

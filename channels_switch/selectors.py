@@ -71,3 +71,37 @@ def whatsapp_template_list(*, tenant_id: int, sendable: bool = False) -> QuerySe
         if whatsapp_connector_provider(tenant_id=tenant_id) == Provider.TWILIO:
             templates = templates.exclude(content_sid="")
     return templates
+
+
+@dataclass(frozen=True)
+class WhatsAppComposer:
+    """What an agent may send on a WhatsApp conversation now: the window, whether the conversation waits for the
+    customer's answer to a switch's introduction (nothing goes until then, templates included), the reason free
+    text cannot go (empty: it can), and the templates to send instead."""
+
+    window: WhatsAppWindow
+    awaiting_customer: bool
+    reason: str
+    templates: list[WhatsAppTemplate]
+
+
+def whatsapp_composer(*, conversation: Conversation, now: datetime) -> WhatsAppComposer:
+    window = whatsapp_window(conversation=conversation, now=now)
+    # The relay's rule after a switch: nothing but the introduction until the customer wrote on the channel.
+    awaiting = bool(conversation.channel_address) and window.last_customer_message_at is None
+    if awaiting:
+        reason = (
+            f"Waiting for the customer to answer the introduction from {conversation.channel_address}: until they "
+            "do, nothing more is sent to an address typed into a form, templates included."
+        )
+    elif window.open:
+        reason = ""
+    elif window.last_customer_message_at is None:
+        reason = "The customer has not written on WhatsApp yet: WhatsApp takes only an approved template until they do."
+    else:
+        reason = (
+            "The customer's last WhatsApp message is more than 24 hours old: WhatsApp takes free text only within "
+            "24 hours of it. Send an approved template; the window opens again when the customer answers."
+        )
+    templates = [] if awaiting else list(whatsapp_template_list(tenant_id=conversation.tenant_id, sendable=True))
+    return WhatsAppComposer(window=window, awaiting_customer=awaiting, reason=reason, templates=templates)

@@ -6,7 +6,7 @@ conversation's limits. An ESP's tracking events move a delivery forward like Twi
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from anymail.inbound import AnymailInboundMessage
 from django.db import transaction
@@ -169,7 +169,7 @@ def email_receive(*, connector: ChannelConnector, mail: Mail, event_id: str = ""
         sender = identity_normalise(kind=IdentityKind.EMAIL, value=mail.sender)
     except ApplicationError as exc:
         raise ApplicationError("invalid", "The email has no valid sender address (From).") from exc
-    mail = Mail(**{**mail.__dict__, "sender": sender})
+    mail = replace(mail, sender=sender)
     provider_id = _provider_id(mail, event_id)
     receipt, repeat = receipt_claim(connector, provider_id)
     if receipt is None:

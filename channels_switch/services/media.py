@@ -158,24 +158,24 @@ def _failed(row: InboundMedia, reason: str, *, retry: bool) -> str:
 
 
 def inbound_media_sweep() -> dict[str, Any]:
-    """The sweep's pass over inbound files: a fetch a dead worker left is made due again, and due rows whose
-    task was lost are triggered again."""
+    """The sweep's pass over inbound files: a fetch a dead worker left is made due again, and it and the due rows
+    whose task was lost are triggered again."""
     now = timezone.now()
-    released = InboundMedia.objects.filter(state=MediaState.FETCHING, fetching_since__lt=now - FETCHING_LEASE).update(
+    stuck = list(
+        InboundMedia.objects.filter(state=MediaState.FETCHING, fetching_since__lt=now - FETCHING_LEASE).values_list(
+            "pk", flat=True
+        )[:SWEEP_BATCH]
+    )
+    InboundMedia.objects.filter(pk__in=stuck, state=MediaState.FETCHING).update(
         state=MediaState.PENDING, next_attempt_at=now
     )
     grace = timedelta(0) if settings.CELERY_TASK_ALWAYS_EAGER else TRIGGER_GRACE
-    due = list(
+    overdue = list(
         InboundMedia.objects.filter(state=MediaState.PENDING, next_attempt_at__lte=now - grace)
+        .exclude(pk__in=stuck)
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
-    if released:
-        due += list(
-            InboundMedia.objects.filter(state=MediaState.PENDING, next_attempt_at__lte=now)
-            .exclude(pk__in=due)
-            .values_list("pk", flat=True)[:SWEEP_BATCH]
-        )
-    for media_id in due:
+    for media_id in stuck + overdue:
         _trigger(media_id)
-    return {"media_retriggered": len(due), "media_released": released}
+    return {"media_retriggered": len(stuck) + len(overdue), "media_released": len(stuck)}
