@@ -7,8 +7,10 @@ the same run, windows of it alternate with windows of a bare Celery task on the 
 the same HTTP POST (requests.Session): sends/s, end-to-end latency (agent post → provider received) p50/p99,
 duplicates and losses, and real/bare.
 
-Inbound: signed Twilio webhooks (Twilio's algorithm, `RequestValidator`) into one daphne process, each stored
-as a customer's message, in windows alternating with a bare view on the same process that answers 200.
+Inbound: signed Twilio webhooks (Twilio's algorithm, `RequestValidator`) into one daphne process, in windows
+alternating with a bare view on the same process that answers 200. The webhook keeps each message in the inbox
+and answers; the worker, running all along, processes them into conversations: after the last window the bench
+waits until it has processed every one, and prints when that was and how many messages were stored.
 """
 
 from __future__ import annotations
@@ -438,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 hook_rates[name].append(rate)
                 hook_statuses[name].update(statuses)
+        answered = time.monotonic()
+        processed_after = inbox_drained(timeout=300.0)
+        drained_seconds = time.monotonic() - answered
         stored = inbound_stored()
     finally:
         for proc in (server, worker):
@@ -493,12 +498,31 @@ def main(argv: list[str] | None = None) -> int:
         f"inbound webhooks into one daphne process, {args.concurrency} in flight, {args.windows} paired windows of "
         f"{per_hook_window}: bare view {hook_bare:.0f} req/s (answers {dict(hook_statuses['bare'])}), signed Twilio "
         f"webhook stored as a message {hook_real:.0f} req/s (answers {dict(hook_statuses['real'])}); "
-        f"real/bare {hook_ratio:.2f} (target ≥ {TARGET_INBOUND_RATIO:.2f}); inbound messages stored: {stored}"
+        f"real/bare {hook_ratio:.2f} (target ≥ {TARGET_INBOUND_RATIO:.2f}); the worker had processed every kept "
+        f"webhook {drained_seconds:.1f} s after the last was answered ({processed_after} still pending); inbound "
+        f"messages stored: {stored}"
     )
     print(f"logs: {logs}")
     clean = real_dup == 0 and real_lost == 0 and bare_dup == 0 and bare_lost == 0
-    clean = clean and set(hook_statuses["real"]) == {200}
+    clean = clean and set(hook_statuses["real"]) == {200} and processed_after == 0
     return 0 if clean else 1
+
+
+def inbox_drained(timeout: float) -> int:
+    """Waits until the worker has processed every webhook the inbox kept; returns how many are still pending."""
+    from django.db import connections
+
+    from channels_switch.models import InboundReceipt, InboundState
+
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            pending = InboundReceipt.objects.filter(state=InboundState.PENDING).count()
+            if pending == 0 or time.monotonic() > deadline:
+                return pending
+            time.sleep(0.1)
+    finally:
+        connections.close_all()
 
 
 def inbound_stored() -> int:

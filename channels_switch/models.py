@@ -171,13 +171,28 @@ class SandboxMessage(TenantOwned):
         return f"sandbox {self.channel} to {self.to_address}"
 
 
+class InboundState(models.TextChoices):
+    PENDING = "pending", "Accepted, not yet processed"
+    DONE = "done", "Processed"
+    FAILED = "failed", "Could not be processed"
+
+
 class InboundReceipt(TenantOwned):
     """A provider's id of an inbound message, once per connector: a provider retrying a webhook (Twilio does,
-    with the same MessageSid) stores nothing twice."""
+    with the same MessageSid) stores nothing twice.
+
+    It is also the inbox of Twilio's inbound webhooks: the webhook stores the receipt *pending*, with the
+    provider's form fields, and answers; a task (the trigger) or the sweep (what a lost task left) processes
+    it into the conversation, in one transaction with marking it done."""
 
     connector = models.ForeignKey(ChannelConnector, on_delete=models.CASCADE, related_name="+")
     provider_id = models.CharField(max_length=200)
     message = models.OneToOneField(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    state = models.CharField(max_length=8, choices=InboundState.choices, default=InboundState.DONE)
+    fields = models.JSONField(default=dict, blank=True)  # the webhook's form fields, until processed
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
     # Email: the mail's own Message-ID and Subject, which replies to it are threaded by and answer to.
     email_message_id = models.CharField(max_length=255, blank=True)
     subject = models.CharField(max_length=300, blank=True)
@@ -192,7 +207,10 @@ class InboundReceipt(TenantOwned):
                 fields=["tenant", "email_message_id"],
                 name="inbound_email_message_id",
                 condition=~models.Q(email_message_id=""),
-            )
+            ),
+            models.Index(
+                fields=["next_attempt_at"], name="inbound_pending", condition=models.Q(state=InboundState.PENDING)
+            ),
         ]
 
     def __str__(self) -> str:

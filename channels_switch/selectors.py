@@ -12,10 +12,12 @@ from chat.models import Conversation, Message, SenderKind
 
 
 def connector_for_webhook(*, key: str, provider: str) -> ChannelConnector | None:
-    """The connector a webhook URL names by its key (which names the tenant too), if it uses `provider`."""
+    """The connector a webhook URL names by its key (which names the tenant too), if it uses `provider`. Its
+    tenant is not joined: a webhook is answered with the connector's own fields (the hot path of a provider's
+    burst), and what processes a message later loads what it needs."""
     if not key or len(key) > 64:
         return None
-    return ChannelConnector.objects.select_related("tenant").filter(webhook_key=key, provider=provider).first()
+    return ChannelConnector.objects.filter(webhook_key=key, provider=provider).first()
 
 
 def widget_switching_for(*, tenant_id: int, widget_id: int | None) -> WidgetSwitching | None:

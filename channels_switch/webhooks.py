@@ -14,7 +14,14 @@ from typing import Any
 
 from anymail.exceptions import AnymailError, AnymailWebhookValidationFailure
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseForbidden, HttpResponseNotFound
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseForbidden,
+    HttpResponseNotFound,
+    QueryDict,
+)
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -24,7 +31,7 @@ from channels_switch.models import ChannelConnector, ConnectorKind, Provider
 from channels_switch.providers import ProviderError, email_webhook_view
 from channels_switch.sandbox import SIGNATURE_HEADER, sandbox_media_read, sandbox_signature, sandbox_signed
 from channels_switch.selectors import connector_for_webhook
-from channels_switch.services import delivery_status_update, inbound_receive
+from channels_switch.services import delivery_status_update, inbound_accept, inbound_process
 from channels_switch.services.email import message_ids
 from channels_switch.services.inbound_email import (
     Mail,
@@ -33,6 +40,7 @@ from channels_switch.services.inbound_email import (
     email_tracking_receive,
     mail_from_anymail,
 )
+from channels_switch.services.inbox import inbound_fields
 from channels_switch.services.media_links import media_link_attachment
 from chat.services import attachment_served_type
 from contactcenter.errors import ApplicationError
@@ -46,8 +54,7 @@ MAX_BODY_BYTES = 64 * 1024  # Twilio's form posts are a few KiB
 MAX_EMAIL_BYTES = 40 * 1024 * 1024  # a mail with attachments, as the ESP posts it (their own limits are 25-40 MB)
 
 
-def _twilio_signed(request: HttpRequest, connector: ChannelConnector) -> bool:
-    signature = request.headers.get("X-Twilio-Signature", "")
+def _twilio_signed(connector: ChannelConnector, url: str, params: QueryDict, signature: str) -> bool:
     if not signature or not connector.secret_sealed:
         return False
     try:
@@ -55,24 +62,51 @@ def _twilio_signed(request: HttpRequest, connector: ChannelConnector) -> bool:
     except SecretUnreadable:
         logger.error("twilio webhook for connector %s: its auth token cannot be unsealed", connector.pk)
         return False
-    url = f"{settings.SITE_URL}{request.get_full_path()}"
-    return bool(RequestValidator(token).validate(url, request.POST, signature))
+    return bool(RequestValidator(token).validate(url, params, signature))
 
 
-def _checked(request: HttpRequest, key: str) -> ChannelConnector | HttpResponse:
-    if int(request.headers.get("Content-Length") or 0) > MAX_BODY_BYTES:
-        return HttpResponse("Too large.", status=413)
+TWILIO_HOOKS = ("inbound", "status")
+
+
+def twilio_hook_answer(
+    *, hook: str, key: str, url: str, params: QueryDict, signature: str, client: str
+) -> HttpResponse:
+    """What Twilio's webhook `hook` ("inbound" or "status") of the connector named by `key` answers to a request
+    read already (`url`: the public URL it was posted to). Under daphne the intake (webhook_intake.py) calls it
+    on the database thread, without Django's request machinery; the views below, on any other server."""
     connector = connector_for_webhook(key=key, provider=Provider.TWILIO)
     if connector is None:
         return HttpResponseNotFound("No such webhook.")
-    if not _twilio_signed(request, connector):
-        logger.warning(
-            "twilio webhook refused: bad or missing signature (connector %s, from %s)",
-            connector.pk,
-            request.META.get("REMOTE_ADDR", "?"),
-        )
+    if not _twilio_signed(connector, url, params, signature):
+        logger.warning("twilio webhook refused: bad or missing signature (connector %s, from %s)", connector.pk, client)
         return HttpResponseForbidden("Bad signature.")
-    return connector
+    if hook == "inbound":
+        try:  # kept, then processed by a task: the provider is answered at once (services/inbox.py)
+            inbound_accept(connector=connector, params={name: str(params.get(name, "")) for name in params})
+        except ApplicationError as exc:
+            return HttpResponse(exc.message, status=400)
+        return _twiml()
+    message_sid, status = params.get("MessageSid", ""), params.get("MessageStatus", "")
+    if not message_sid or not status:
+        return HttpResponse("MessageSid and MessageStatus are required.", status=400)
+    delivery_status_update(
+        connector=connector, provider_id=message_sid, status=status, error_code=params.get("ErrorCode", "")
+    )
+    return HttpResponse(status=204)
+
+
+def _twilio_request(request: HttpRequest, hook: str, key: str) -> HttpResponse:
+    length = request.headers.get("Content-Length") or "0"
+    if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+        return HttpResponse("Too large.", status=413)
+    return twilio_hook_answer(
+        hook=hook,
+        key=key,
+        url=f"{settings.SITE_URL}{request.get_full_path()}",
+        params=request.POST,
+        signature=request.headers.get("X-Twilio-Signature", ""),
+        client=request.META.get("REMOTE_ADDR", "?"),
+    )
 
 
 def _twiml() -> HttpResponse:
@@ -83,7 +117,7 @@ def _sandbox_mail(connector: ChannelConnector, params: Mapping[str, str]) -> Mai
     """A sandbox customer's email in the sandbox's form fields: From, To (the address answered), Subject,
     Body, In-Reply-To, a file the sandbox holds (MediaUrl0), and the sandbox's id of it as its Message-ID."""
     files = []
-    for url, content_type in _media(params):
+    for url, content_type in inbound_fields(params).media:
         content = sandbox_media_read(connector, url)
         if content is not None:
             files.append(MailFile(params.get("MediaFilename0", "file"), content_type, content))
@@ -99,23 +133,13 @@ def _sandbox_mail(connector: ChannelConnector, params: Mapping[str, str]) -> Mai
     )
 
 
-MEDIA_PER_MESSAGE = 10  # Twilio's own limit on an MMS
-
-
-def _media(params: Mapping[str, str]) -> list[tuple[str, str]]:
-    """The files of an inbound message (NumMedia, MediaUrlN, MediaContentTypeN), as Twilio lists them."""
-    count = int(params.get("NumMedia", "0")) if params.get("NumMedia", "0").isdigit() else 0
-    media = [(params.get(f"MediaUrl{i}", ""), params.get(f"MediaContentType{i}", "")) for i in range(count)]
-    return [(url, kind) for url, kind in media[:MEDIA_PER_MESSAGE] if url]
-
-
 def _receive(connector: ChannelConnector, params: Mapping[str, str]) -> HttpResponse:
-    """An inbound message in the provider's form fields (Twilio's names), from a request already checked."""
-    message_sid = params.get("MessageSid", "")
-    sender = params.get("From", "").removeprefix("whatsapp:")
-    if not message_sid or not sender:
-        return HttpResponse("MessageSid and From are required.", status=400)
+    """A sandbox customer's message, in Twilio's form field names, from a request already checked. The sandbox
+    page is the customer's phone on this server: its message is kept in the inbox like Twilio's, then processed
+    before the page is answered, so that the page can say what became of it."""
     if connector.kind == ConnectorKind.EMAIL:
+        if not params.get("MessageSid") or not params.get("From"):
+            return HttpResponse("MessageSid and From are required.", status=400)
         try:
             email_receive(connector=connector, mail=_sandbox_mail(connector, params))
         except ApplicationError as exc:
@@ -124,17 +148,11 @@ def _receive(connector: ChannelConnector, params: Mapping[str, str]) -> HttpResp
     # A connector turned off sends nothing and is offered to no visitor, but what customers still send to
     # its number is kept: turning a channel off never loses a customer's message.
     try:
-        inbound_receive(
-            connector=connector,
-            provider_id=message_sid,
-            sender=sender,
-            body=params.get("Body", ""),
-            name=params.get("ProfileName", ""),
-            opt_out_type=params.get("OptOutType", ""),
-            media=_media(params),
-        )
+        receipt_id = inbound_accept(connector=connector, params=params, trigger=False)
     except ApplicationError as exc:
         return HttpResponse(exc.message, status=400)
+    if receipt_id is not None:
+        inbound_process(receipt_id=receipt_id)
     return _twiml()
 
 
@@ -142,10 +160,7 @@ def _receive(connector: ChannelConnector, params: Mapping[str, str]) -> HttpResp
 @require_POST
 def twilio_inbound(request: HttpRequest, key: str) -> HttpResponse:
     """An SMS or WhatsApp message to the connector's number."""
-    checked = _checked(request, key)
-    if isinstance(checked, HttpResponse):
-        return checked
-    return _receive(checked, request.POST.dict())
+    return _twilio_request(request, "inbound", key)
 
 
 def sandbox_webhook_url(connector: ChannelConnector) -> str:
@@ -186,16 +201,7 @@ def sandbox_reply(connector: ChannelConnector, params: Mapping[str, str]) -> Htt
 @require_POST
 def twilio_status(request: HttpRequest, key: str) -> HttpResponse:
     """Twilio's status callback for a message the relay sent through this connector."""
-    checked = _checked(request, key)
-    if isinstance(checked, HttpResponse):
-        return checked
-    message_sid, status = request.POST.get("MessageSid", ""), request.POST.get("MessageStatus", "")
-    if not message_sid or not status:
-        return HttpResponse("MessageSid and MessageStatus are required.", status=400)
-    delivery_status_update(
-        connector=checked, provider_id=message_sid, status=status, error_code=request.POST.get("ErrorCode", "")
-    )
-    return HttpResponse(status=204)
+    return _twilio_request(request, "status", key)
 
 
 def _read_whole_json(request: HttpRequest) -> None:

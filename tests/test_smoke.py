@@ -23,6 +23,7 @@ def test_sweep_task_runs_in_process():
         "deliveries_reconciled": 0,
         "media_retriggered": 0,
         "media_released": 0,
+        "inbound_retriggered": 0,
         "chats_moved_after_lost_connection": 0,
     }
 

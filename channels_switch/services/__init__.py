@@ -1,5 +1,6 @@
 """channels_switch's state changes, by concept: connectors (settings and secrets), the relay (messages out),
-inbound (messages in, and the providers' status callbacks), email (reply addresses, headers, threading),
+inbound (messages in, and the providers' status callbacks), inbox (Twilio's inbound webhooks kept, then
+processed), email (reply addresses, headers, threading),
 inbound_email (mail in), media (files on SMS and WhatsApp, both ways), switching (which channels a live chat may
 move to, and a widget's switching settings), switch (moving a chat there), dead_connection (moving it when the
 visitor's connection is lost), whatsapp_templates (a tenant's approved WhatsApp templates, and sending one outside
@@ -14,6 +15,7 @@ from channels_switch.services.connectors import (
 )
 from channels_switch.services.dead_connection import dead_connections_sweep
 from channels_switch.services.inbound import Inbound, delivery_status_update, inbound_receive
+from channels_switch.services.inbox import inbound_accept, inbound_drain, inbound_inbox_sweep, inbound_process
 from channels_switch.services.media import inbound_media_fetch, inbound_media_sweep
 from channels_switch.services.relay import (
     deliveries_drain,
@@ -60,8 +62,12 @@ __all__ = [
     "delivery_attempt",
     "delivery_create",
     "delivery_status_update",
+    "inbound_accept",
+    "inbound_drain",
+    "inbound_inbox_sweep",
     "inbound_media_fetch",
     "inbound_media_sweep",
+    "inbound_process",
     "inbound_receive",
     "switch_diagnostics",
     "switch_options",

@@ -180,6 +180,30 @@ def inbound_receive(
     if receipt is None:
         assert repeat is not None
         return repeat
+    return receipt_fill(
+        connector=connector,
+        receipt=receipt,
+        address=address,
+        body=body,
+        name=name,
+        opt_out_type=opt_out_type,
+        media=media or [],
+    )
+
+
+def receipt_fill(
+    *,
+    connector: ChannelConnector,
+    receipt: InboundReceipt,
+    address: str,
+    body: str,
+    name: str,
+    opt_out_type: str,
+    media: list[tuple[str, str]],
+) -> Inbound:
+    """The message a new receipt stands for, stored in the conversation it continues or starts (the caller's
+    transaction, with the receipt claimed or locked)."""
+    provider_id = receipt.provider_id
     if not body.strip() and media:  # a photo alone: its own message follows once it is fetched
         body = f"[sent {len(media)} file{'s' if len(media) > 1 else ''}]"
     conversation, contact = conversation_for_sender(connector, address, name)

@@ -1,4 +1,5 @@
-"""The ASGI application: HTTP through Django, both sockets behind the one origin check, on the server's loop."""
+"""The ASGI application: HTTP through Django (Twilio's webhooks just ahead of it), both sockets behind the one origin
+check, on the server's loop."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from channels.routing import ProtocolTypeRouter, URLRouter
 
 from agents.routing import websocket_urlpatterns as agent_patterns
+from channels_switch.webhook_intake import TwilioWebhookIntake
 from chat.routing import websocket_urlpatterns as chat_patterns
 from contactcenter import realtime
 from contactcenter.origin import SameOriginOnly
@@ -30,4 +32,6 @@ class ServerLoop:
 
 def build_application(http_app: Any) -> ServerLoop:
     websocket = SameOriginOnly(OpeningTurns(URLRouter(chat_patterns + agent_patterns)))
-    return ServerLoop(ProtocolTypeRouter({"http": http_app, "websocket": websocket}))
+    # Twilio's webhooks are taken ahead of Django's request machinery (channels_switch/webhook_intake.py).
+    http = TwilioWebhookIntake(http_app)
+    return ServerLoop(ProtocolTypeRouter({"http": http, "websocket": websocket}))

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from channels_switch.services import dead_connections_sweep, deliveries_sweep, inbound_media_sweep
+from channels_switch.services import (
+    dead_connections_sweep,
+    deliveries_sweep,
+    inbound_inbox_sweep,
+    inbound_media_sweep,
+)
 from queueing.services import agents_offline_sweep
 
 
@@ -17,6 +22,7 @@ def sweep_once() -> dict[str, int]:
         "offers_withdrawn": offline.offers_withdrawn,
         **deliveries_sweep(),
         **inbound_media_sweep(),
+        **inbound_inbox_sweep(),
         "chats_moved_after_lost_connection": dead_connections_sweep(),
     }
 

@@ -7,14 +7,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from agents.models import AgentProfile, Presence
-from channels_switch.models import Delivery, DeliveryState
-from channels_switch.services import connector_save
+from channels_switch.models import Delivery, DeliveryState, InboundReceipt, InboundState
+from channels_switch.services import connector_save, inbound_inbox_sweep, inbound_process
+from channels_switch.tasks import drain_inbound, process_inbound
 from chat.models import Channel, Conversation, ConversationStatus, DeliveryStatus, Message, SenderKind
 from contactcenter.models import ContactIdentity
 from queueing.models import ConversationRoute, Offer
@@ -70,10 +73,15 @@ def inbound_params(sid: str, body: str = "Hello, is my order on its way?", sende
     }
 
 
-def hook(client, settings, connector, params, *, hook="inbound", token=AUTH_TOKEN, signed_params=None):
+def hook(client, settings, connector, params, *, hook="inbound", token=AUTH_TOKEN, signed_params=None, process=True):
+    """Posts a signed webhook; then (`process`) the task its inbound message would trigger runs here."""
     path = reverse(f"hooks-twilio-{hook}", kwargs={"key": connector.webhook_key})
     signature = twilio_signature(token, settings.SITE_URL + path, signed_params or params)
-    return client.post(path, params, HTTP_X_TWILIO_SIGNATURE=signature)
+    response = client.post(path, params, HTTP_X_TWILIO_SIGNATURE=signature)
+    if process:
+        for receipt_id in InboundReceipt.objects.filter(state=InboundState.PENDING).values_list("pk", flat=True):
+            inbound_process(receipt_id=receipt_id)
+    return response
 
 
 def sid(n: int) -> str:
@@ -198,6 +206,123 @@ def test_a_turned_off_channel_still_keeps_what_customers_send(client, settings, 
     connector_save(tenant=tenant, instance=sms, enabled=False)
     assert hook(client, settings, sms, inbound_params(sid(1))).status_code == 200
     assert Message.objects.filter(tenant=tenant).count() == 1
+
+
+# --- the inbox: kept by the webhook, processed by a task (or the sweep) -----------------------------------
+
+
+def test_the_webhook_keeps_the_message_and_triggers_its_task_once_committed(
+    client, settings, tenant, sms, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent: list[tuple] = []
+    monkeypatch.setattr(drain_inbound, "delay", lambda *args: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = hook(client, settings, sms, inbound_params(sid(1)), process=False)
+    assert response.status_code == 200
+    receipt = InboundReceipt.objects.get(tenant=tenant)
+    assert (receipt.state, receipt.provider_id) == ("pending", sid(1))
+    assert receipt.fields["Body"] == "Hello, is my order on its way?"
+    assert sent == [(sms.pk,)] and not Message.objects.exists()
+    assert drain_inbound(sms.pk) == 1  # what the worker runs
+    receipt.refresh_from_db()
+    assert (receipt.state, receipt.fields, receipt.error) == ("done", {}, "")
+    assert Message.objects.get(tenant=tenant).pk == receipt.message_id
+    assert process_inbound(receipt.pk) == "skipped"  # a second copy of a task: nothing twice
+    assert drain_inbound(sms.pk) == 0
+
+
+@pytest.mark.redis
+def test_triggers_coalesce_into_one_drain_that_keeps_the_order_and_leaves_nothing_behind(
+    client, settings, tenant, sms, monkeypatch, django_capture_on_commit_callbacks
+):
+    from channels_switch.services import inbox
+
+    sent: list[tuple] = []
+    monkeypatch.setattr(drain_inbound, "delay", lambda *args: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        for n, body in enumerate(["first", "second", "third"], start=1):
+            hook(client, settings, sms, inbound_params(sid(n), body=body), process=False)
+    assert sent == [(sms.pk,)]  # one drain for the burst: the slot was held for the other two
+    assert drain_inbound(sms.pk) == 3
+    assert list(Message.objects.filter(tenant=tenant).order_by("seq").values_list("body", flat=True)) == [
+        "first",
+        "second",
+        "third",
+    ]
+    assert not inbox._slots().exists(inbox._slot_key(sms.pk))  # let go
+    # A message kept while a drain holds the slot, after its last look: the drain's look after letting go sends it.
+    inbox._slots().set(inbox._slot_key(sms.pk), "1")
+    with django_capture_on_commit_callbacks(execute=True):
+        hook(client, settings, sms, inbound_params(sid(4), body="fourth"), process=False)
+    assert sent == [(sms.pk,)]
+    inbox._slot_release(sms.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert drain_inbound(sms.pk) == 1
+    assert Message.objects.filter(tenant=tenant).count() == 4
+
+
+def test_a_lost_task_is_made_good_by_the_sweep(client, settings, tenant, sms, monkeypatch):
+    monkeypatch.setattr(drain_inbound, "delay", lambda *args: None)  # the broker took it and lost it
+    hook(client, settings, sms, inbound_params(sid(1)), process=False)
+    assert inbound_inbox_sweep() == {"inbound_retriggered": 0}  # within its grace: its task may yet run
+    InboundReceipt.objects.update(next_attempt_at=timezone.now() - timedelta(minutes=1))
+    retriggered: list[tuple] = []
+    monkeypatch.setattr(process_inbound, "delay", lambda *args: retriggered.append(args))
+    assert inbound_inbox_sweep() == {"inbound_retriggered": 1}
+    (receipt_id,) = retriggered[0]
+    process_inbound(receipt_id)
+    assert Message.objects.filter(tenant=tenant).count() == 1
+    assert inbound_inbox_sweep() == {"inbound_retriggered": 0}
+
+
+def test_a_broker_that_is_down_loses_nothing(
+    client, settings, tenant, sms, monkeypatch, django_capture_on_commit_callbacks
+):
+    from channels_switch.services import inbox
+
+    def down(*args):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(drain_inbound, "delay", down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = hook(client, settings, sms, inbound_params(sid(1)), process=False)
+    assert response.status_code == 200  # answered: the message is kept, and the sweep will trigger it
+    assert InboundReceipt.objects.get(tenant=tenant).state == "pending"
+    assert not inbox._slots().exists(inbox._slot_key(sms.pk))  # no drain holds the slot: the next one triggers
+
+
+def test_an_unexpected_error_leaves_it_pending_for_a_later_attempt_then_failed(
+    client, settings, tenant, sms, monkeypatch
+):
+    from channels_switch.services import inbox
+
+    def broken(**kwargs):
+        raise RuntimeError("database hiccup")
+
+    hook(client, settings, sms, inbound_params(sid(1)), process=False)
+    receipt = InboundReceipt.objects.get(tenant=tenant)
+    monkeypatch.setattr(inbox, "receipt_fill", broken)
+    assert inbound_process(receipt_id=receipt.pk) is None
+    receipt.refresh_from_db()
+    assert (receipt.state, receipt.attempts, receipt.error) == ("pending", 1, "RuntimeError: database hiccup")
+    assert receipt.next_attempt_at > timezone.now() and receipt.fields["MessageSid"] == sid(1)
+    for _ in range(inbox.INBOUND_MAX_ATTEMPTS - 1):
+        inbound_process(receipt_id=receipt.pk)
+    receipt.refresh_from_db()
+    assert (receipt.state, receipt.attempts) == ("failed", inbox.INBOUND_MAX_ATTEMPTS)
+    assert not Message.objects.exists() and not Conversation.objects.exists()
+    monkeypatch.undo()
+    assert inbound_inbox_sweep() == {"inbound_retriggered": 0}  # given up on: the error is on the row
+
+
+def test_a_refused_message_is_marked_failed_with_the_reason(client, settings, tenant, sms):
+    hook(client, settings, sms, inbound_params(sid(1)), process=False)
+    # What the services refuse only at processing time (here: an address stored before a rule changed).
+    InboundReceipt.objects.update(fields={**inbound_params(sid(1)), "From": "+1 555"})
+    receipt = InboundReceipt.objects.get(tenant=tenant)
+    assert inbound_process(receipt_id=receipt.pk) is None
+    receipt.refresh_from_db()
+    assert receipt.state == "failed" and "international format" in receipt.error
 
 
 # --- status callbacks -------------------------------------------------------------------------------------
