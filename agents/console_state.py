@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from agents.models import AgentProfile, CannedTemplate
+from agents.models import AgentProfile, CannedTemplate, PauseReason
 from agents.services import active_disposition_list
 from chat import events
 from chat.models import ConversationStatus
@@ -55,19 +55,24 @@ class LiveState:
     offers: set[int]
     waiting: set[int]
     presence: str
+    pause_reason: str | None = None  # its name, while paused
 
     @classmethod
     def of_frame(cls, frame: dict[str, Any]) -> LiveState:
         """The state a `hello` or `state.sync` frame gives the console."""
-        presence = frame["me"]["presence"] if "me" in frame else frame["presence"]
+        if "me" in frame:
+            presence, reason = frame["me"]["presence"], (frame["me"].get("pause_reason") or {}).get("name")
+        else:
+            presence, reason = frame["presence"], frame.get("pause_reason")
         return cls(
             offers={offer["conversation_id"] for offer in frame["offers"]},
             waiting={item["conversation_id"] for item in frame["waiting"]},
             presence=presence,
+            pause_reason=reason,
         )
 
     def agrees_with(self, truth: LiveState) -> bool:
-        if self.offers != truth.offers or self.presence != truth.presence:
+        if self.offers != truth.offers or (self.presence, self.pause_reason) != (truth.presence, truth.pause_reason):
             return False
         if len(truth.waiting) >= WAITING_LIST_LIMIT:
             # The list is cut at the limit and live `waiting.added` events go past it: only what the
@@ -86,13 +91,16 @@ class ConsolePing:
     live: LiveState | None
 
 
-def _presence(actor: AgentActor) -> str:
-    presence = (
+def _presence(actor: AgentActor) -> tuple[str, str | None]:
+    """The agent's presence and, while paused, the name of its reason."""
+    row = (
         AgentProfile.objects.filter(tenant_id=actor.tenant_id, user=actor.user)
-        .values_list("presence", flat=True)
+        .values_list("presence", "pause_reason__name")
         .first()
     )
-    return presence or "offline"
+    if row is None:
+        return "offline", None
+    return row[0], row[1] if row[0] == "paused" else None
 
 
 def console_ping(*, actor: AgentActor) -> ConsolePing:
@@ -100,17 +108,22 @@ def console_ping(*, actor: AgentActor) -> ConsolePing:
     if fresh is not actor:
         return ConsolePing(actor=fresh, queue_ids=[], live=None)
     queue_ids = agent_console_ping(actor=actor)
-    live = LiveState(offers=pending_offer_ids(actor=actor), waiting=waiting_ids(actor=actor), presence=_presence(actor))
+    presence, reason = _presence(actor)
+    live = LiveState(
+        offers=pending_offer_ids(actor=actor), waiting=waiting_ids(actor=actor), presence=presence, pause_reason=reason
+    )
     return ConsolePing(actor=actor, queue_ids=queue_ids, live=live)
 
 
 def console_state_sync(*, actor: AgentActor) -> dict[str, Any]:
     """The `state.sync` frame: the console's offers, waiting list and presence, whole (docs/protocol.md §4)."""
+    presence, reason = _presence(actor)
     return {
         "type": "state.sync",
         "offers": pending_offer_list(actor=actor),
         "waiting": waiting_list(actor=actor),
-        "presence": _presence(actor),
+        "presence": presence,
+        "pause_reason": reason,
     }
 
 
@@ -141,6 +154,11 @@ def console_open(*, actor: AgentActor) -> ConsoleSession:
             "name": user_display_name(actor.user),
             "role": actor.role,
             "presence": profile.presence,
+            "pause_reason": (
+                {"id": profile.pause_reason.pk, "name": profile.pause_reason.name}
+                if profile.presence == "paused" and profile.pause_reason is not None
+                else None
+            ),
             "max_chats": profile.max_chats,
             "open_chats": sum(1 for c in conversations if c["status"] == ConversationStatus.OPEN),
         },
@@ -148,6 +166,12 @@ def console_open(*, actor: AgentActor) -> ConsoleSession:
         "offers": pending_offer_list(actor=actor),
         "waiting": waiting_list(actor=actor),
         "dispositions": active_disposition_list(tenant_id=actor.tenant_id),
+        "pause_reasons": list(
+            PauseReason.objects.for_tenant(actor.tenant_id)
+            .filter(is_active=True, system="")
+            .order_by("name")
+            .values("id", "name", "paid")
+        ),
         "templates": list(CannedTemplate.objects.for_tenant(actor.tenant_id).values("id", "name", "body")),
         "limits": {"max_chars": settings.MESSAGE_MAX_CHARS},
     }

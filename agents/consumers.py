@@ -262,8 +262,13 @@ class AgentConsumer(ConversationSocket):
     async def on_presence_set(self, frame: dict[str, Any], request_id: str | None) -> None:
         presence = frame.get("presence")
         if not isinstance(presence, str):
-            raise FrameError("bad_frame", "`presence` is online, away or offline.", {"presence": ["Expected text."]})
-        await database_sync_to_async(agent_presence_change)(actor=self.agent, presence=presence)
+            raise FrameError(
+                "bad_frame", "`presence` is online, away, paused or offline.", {"presence": ["Expected text."]}
+            )
+        pause_reason_id = optional_int_field(frame, "pause_reason_id", minimum=1)
+        await database_sync_to_async(agent_presence_change)(
+            actor=self.agent, presence=presence, pause_reason_id=pause_reason_id
+        )
         await self.send_ok(request_id)
 
     async def on_accept(self, frame: dict[str, Any], request_id: str | None) -> None:
@@ -425,8 +430,8 @@ class AgentConsumer(ConversationSocket):
 
     async def agent_presence(self, event: dict[str, Any]) -> None:
         if event["user_id"] == self.agent.user.pk:
-            self.shown.presence = event["presence"]
-        await self.send_frame({key: event[key] for key in ("type", "user_id", "name", "presence")})
+            self.shown.presence, self.shown.pause_reason = event["presence"], event.get("pause_reason")
+        await self.send_frame({key: event.get(key) for key in ("type", "user_id", "name", "presence", "pause_reason")})
 
     # Tenant settings the console shows, changed while it is open (agents/services.py publishes them with
     # exactly the frame's fields): forwarded as they are.

@@ -16,9 +16,13 @@ class Presence(models.TextChoices):
 
 
 class PauseReason(TenantOwned):
+    # The reasons the product itself pauses an agent for (never picked by the agent): "missed_offer".
+    MISSED_OFFER = "missed_offer"
+
     name = models.CharField(max_length=80)
     paid = models.BooleanField(default=True, help_text="Whether time in this pause counts as paid time.")
     is_active = models.BooleanField(default=True)
+    system = models.CharField(max_length=16, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -38,6 +42,10 @@ class AgentProfile(TenantOwned):
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Open console sockets; presence falls to offline once this is 0 past the grace period.
     open_sockets = models.PositiveIntegerField(default=0)
+    # Routing's order among eligible agents: longest idle (since they came online, took or ended a chat),
+    # round robin (the least recently offered a chat first).
+    idle_since = models.DateTimeField(null=True, blank=True)
+    last_offered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "presence"])]

@@ -375,7 +375,14 @@ class AgentPresenceEvent(TypedDict):
     user_id: int
     name: str
     presence: str
+    pause_reason: str | None  # the reason's name, when paused
 
 
-def agent_presence(user: User, presence: str) -> AgentPresenceEvent:
-    return {"type": "agent.presence", "user_id": user.pk, "name": user_display_name(user), "presence": presence}
+def agent_presence(user: User, presence: str, pause_reason: str | None = None) -> AgentPresenceEvent:
+    return {
+        "type": "agent.presence",
+        "user_id": user.pk,
+        "name": user_display_name(user),
+        "presence": presence,
+        "pause_reason": pause_reason,
+    }

@@ -35,6 +35,9 @@ def offer_data(offer: Offer, conversation: Conversation, *, preview: str) -> dic
         "queue": {"id": queue.pk, "name": queue.name} if queue is not None else None,
         "waiting_since": iso(conversation.created_at),
         "offered_at": iso(offer.created_at),
+        "expires_at": iso(offer.expires_at),
+        # The limit this offer was made with (the queue's may have changed since).
+        "answer_seconds": round((offer.expires_at - offer.created_at).total_seconds()) if offer.expires_at else None,
         "contact": contact_data(conversation.contact),
         "survey": list(conversation.survey or []),
         "widget": (

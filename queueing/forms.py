@@ -1,4 +1,4 @@
-"""Settings form of a queue: its name, member agents and the widgets routed to it."""
+"""Settings form of a queue: its name, how it routes, its member agents and the widgets routed to it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 
 from chat.models import Widget
 from contactcenter.models import Tenant, user_display_name
-from queueing.models import Queue, QueueRoute
+from queueing.models import ANSWER_SECONDS_MAX, Queue, QueueRoute, RoutingMethod
 
 
 class MemberChoiceField(forms.ModelMultipleChoiceField):
@@ -33,6 +33,20 @@ class WidgetChoiceField(forms.ModelMultipleChoiceField):
 class QueueForm(forms.Form):
     name = forms.CharField(max_length=80)
     description = forms.CharField(max_length=300, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    routing_method = forms.ChoiceField(
+        choices=RoutingMethod.choices,
+        initial=RoutingMethod.LONGEST_IDLE,
+        label="Who gets the next chat",
+        help_text="A chat is offered to one available member at a time, in this order.",
+    )
+    answer_seconds = forms.IntegerField(
+        min_value=0,
+        max_value=ANSWER_SECONDS_MAX,
+        initial=30,
+        label="Answer time limit (seconds)",
+        help_text="An agent who does not answer an offer in time is paused (Missed offer) and the chat goes to "
+        "the next agent. 0: no limit.",
+    )
 
     def __init__(self, *args: Any, tenant: Tenant, queue: Queue | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -67,6 +81,8 @@ class QueueForm(forms.Form):
         return {
             "name": queue.name,
             "description": queue.description,
+            "routing_method": queue.routing_method,
+            "answer_seconds": queue.answer_seconds,
             "members": list(queue.members.values_list("pk", flat=True)),
             "widgets": list(queue.widgets.values_list("pk", flat=True)),
         }

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db import models
 
 from chat.models import Widget
 from contactcenter.models import TenantOwned
 
 
+class RoutingMethod(models.TextChoices):
+    LONGEST_IDLE = "longest_idle", "Longest idle agent first"
+    ROUND_ROBIN = "round_robin", "Round robin"
+    LEAST_BUSY = "least_busy", "Least busy agent first"
+
+
+ANSWER_SECONDS_MAX = 600
+
+
 class Queue(TenantOwned):
     name = models.CharField(max_length=80)
     description = models.CharField(max_length=300, blank=True)
+    routing_method = models.CharField(max_length=16, choices=RoutingMethod.choices, default=RoutingMethod.LONGEST_IDLE)
+    # How long an agent has to answer an offer before it goes to the next agent and they are paused (0: no limit).
+    answer_seconds = models.PositiveSmallIntegerField(default=30, validators=[MaxValueValidator(ANSWER_SECONDS_MAX)])
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="QueueMember", related_name="queues", blank=True)
     widgets = models.ManyToManyField(Widget, through="QueueRoute", related_name="queues", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -63,11 +76,13 @@ class OfferStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     ACCEPTED = "accepted", "Accepted"
     REJECTED = "rejected", "Rejected"
+    MISSED = "missed", "Not answered in time"
     WITHDRAWN = "withdrawn", "Withdrawn"
 
 
 class Offer(TenantOwned):
-    """A waiting conversation shown to one agent; the first accept wins and withdraws the others."""
+    """A waiting conversation shown to one agent at a time (the routing engine's choice); it expires at
+    `expires_at` (the queue's answer time limit), and then goes to the next agent."""
 
     conversation = models.ForeignKey("chat.Conversation", on_delete=models.CASCADE, related_name="offers")
     queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.SET_NULL, related_name="offers")
@@ -75,13 +90,17 @@ class Offer(TenantOwned):
     status = models.CharField(max_length=16, choices=OfferStatus.choices, default=OfferStatus.PENDING)
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             # Offered once per agent: a rejected conversation is not pushed at the same agent again.
             models.UniqueConstraint(fields=["conversation", "agent"], name="offer_once_per_agent"),
         ]
-        indexes = [models.Index(fields=["tenant", "agent", "status"])]
+        indexes = [
+            models.Index(fields=["tenant", "agent", "status"]),
+            models.Index(fields=["expires_at"], name="offer_pending_expiry", condition=models.Q(status="pending")),
+        ]
 
     def __str__(self) -> str:
         return f"Offer #{self.pk} conv {self.conversation_id} → {self.agent_id} [{self.status}]"

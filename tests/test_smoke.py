@@ -19,6 +19,8 @@ def test_sweep_task_runs_in_process():
         "sockets_cleared": 0,
         "agents_offline": 0,
         "offers_withdrawn": 0,
+        "offers_missed": 0,
+        "waiting_offered": 0,
         "deliveries_retriggered": 0,
         "deliveries_reconciled": 0,
         "media_retriggered": 0,

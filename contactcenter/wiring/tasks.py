@@ -10,7 +10,7 @@ from channels_switch.services import (
     inbound_inbox_sweep,
     inbound_media_sweep,
 )
-from queueing.services import agents_offline_sweep
+from queueing.services import agents_offline_sweep, routing_sweep
 
 
 def sweep_once() -> dict[str, int]:
@@ -20,6 +20,7 @@ def sweep_once() -> dict[str, int]:
         "sockets_cleared": offline.sockets_cleared,
         "agents_offline": len(offline.user_ids),
         "offers_withdrawn": offline.offers_withdrawn,
+        **routing_sweep(),
         **deliveries_sweep(),
         **inbound_media_sweep(),
         **inbound_inbox_sweep(),

@@ -1,5 +1,6 @@
 """State changes of queueing, one module per concept; the names callers use are re-exported here."""
 
+from queueing.services.deadlines import offer_expire, offers_expire_sweep, routing_sweep, waiting_offer_sweep
 from queueing.services.presence import (
     OfflineSweep,
     agent_console_close,
@@ -47,7 +48,9 @@ __all__ = [
     "conversation_request",
     "conversation_request_on_channel",
     "conversation_route",
+    "offer_expire",
     "offer_reject",
+    "offers_expire_sweep",
     "queue_configure",
     "queue_delete",
     "queue_member_add",
@@ -55,6 +58,8 @@ __all__ = [
     "queue_members_set",
     "queue_save",
     "queue_widgets_set",
+    "routing_sweep",
+    "waiting_offer_sweep",
     "widget_available",
     "widget_queue",
     "widget_save_routed",

@@ -12,6 +12,7 @@ from agents.services.presence import (
     agent_socket_closed,
     agent_socket_opened,
     agent_sockets_sweep,
+    presence_pause_for_missed_offer,
     presence_set,
     presence_sweep,
 )
@@ -21,28 +22,45 @@ from contactcenter.models import Role
 from contactcenter.realtime import publish_on_commit, tenant_agents_group
 from queueing.models import Offer, OfferStatus
 from queueing.selectors import agent_queue_ids
-from queueing.services.routing import _offers_refresh, _withdraw_offers, agent_offers_refresh
+from queueing.services.routing import _offer_onwards, _offers_refresh, _withdraw_offers, agent_offers_refresh
 
 
-def _presence_followup(*, actor: AgentActor, presence: str, changed: bool) -> int:
-    """What follows a presence change, whoever made it: colleagues hear of it, and online brings offers
-    while any other presence withdraws the pending ones. Returns how many offers were withdrawn."""
+def _presence_followup(*, actor: AgentActor, profile: AgentProfile, changed: bool) -> int:
+    """What follows a presence change, whoever made it: colleagues hear of it, and online brings offers while
+    any other presence withdraws the pending ones, each going to the next eligible agent at once. Returns how
+    many offers were withdrawn."""
+    presence = profile.presence
     if changed:
-        publish_on_commit(group=tenant_agents_group(actor.tenant_id), event=events.agent_presence(actor.user, presence))
+        reason = profile.pause_reason.name if presence == Presence.PAUSED and profile.pause_reason else None
+        publish_on_commit(
+            group=tenant_agents_group(actor.tenant_id), event=events.agent_presence(actor.user, presence, reason)
+        )
     if presence == Presence.ONLINE:
         agent_offers_refresh(actor=actor)
         return 0
     pending = list(Offer.objects.filter(tenant_id=actor.tenant_id, agent=actor.user, status=OfferStatus.PENDING))
     _withdraw_offers(pending, reason_for={}, default="unavailable")
+    _offer_onwards(actor.tenant_id, [offer.conversation_id for offer in pending])
     return len(pending)
 
 
 @transaction.atomic
-def agent_presence_change(*, actor: AgentActor, presence: str) -> AgentProfile:
-    """The agent's chosen presence: online brings offers, away/offline withdraws the pending ones."""
-    profile, changed = presence_set(user=actor.user, presence=presence)
-    _presence_followup(actor=actor, presence=presence, changed=changed)
+def agent_presence_change(*, actor: AgentActor, presence: str, pause_reason_id: int | None = None) -> AgentProfile:
+    """The agent's chosen presence: online brings offers; away, paused (with one of the team's reasons) and
+    offline withdraw the pending ones, which go to colleagues."""
+    profile, changed = presence_set(user=actor.user, presence=presence, pause_reason_id=pause_reason_id)
+    _presence_followup(actor=actor, profile=profile, changed=changed)
     return profile
+
+
+@transaction.atomic
+def agent_missed_offer(*, actor: AgentActor) -> bool:
+    """An agent let an offer expire: paused with the built-in "Missed offer" reason (unpaid), which they see;
+    their other offers go to colleagues. Returns whether they were paused now."""
+    profile, changed = presence_pause_for_missed_offer(user=actor.user)
+    if changed:
+        _presence_followup(actor=actor, profile=profile, changed=True)
+    return changed
 
 
 @dataclass(frozen=True)
@@ -63,7 +81,7 @@ def agents_offline_sweep() -> OfflineSweep:
     for profile in profiles:
         # The role does not matter for going offline (only for picking up work), as in conversation_end.
         actor = AgentActor(tenant_id=profile.tenant_id, user=profile.user, role=Role.AGENT)
-        withdrawn += _presence_followup(actor=actor, presence=Presence.OFFLINE, changed=True)
+        withdrawn += _presence_followup(actor=actor, profile=profile, changed=True)
     return OfflineSweep(sockets_cleared=sockets_cleared, user_ids=user_ids, offers_withdrawn=withdrawn)
 
 
@@ -71,7 +89,7 @@ def agents_offline_sweep() -> OfflineSweep:
 def agent_console_open(*, actor: AgentActor) -> AgentProfile:
     """Counts the socket and re-offers waiting work if the agent is online; returns the agent's profile."""
     agent_socket_opened(user=actor.user)
-    profile = AgentProfile.objects.get(tenant_id=actor.tenant_id, user=actor.user)
+    profile = AgentProfile.objects.select_related("pause_reason").get(tenant_id=actor.tenant_id, user=actor.user)
     _offers_refresh(actor, profile)  # already in this transaction: no savepoint, no second profile read
     return profile
 

@@ -1,10 +1,16 @@
-"""Live chat routing (docs/protocol.md): a waiting conversation is offered to every online member of its
-queue who has room; the first accept wins through a conditional UPDATE, and every other offer is withdrawn."""
+"""The routing engine (docs/architecture.md, "Routing"): a waiting conversation is offered to ONE eligible agent
+at a time (online, a member of its queue, under their cap counting the offers they hold, never offered it
+before), chosen by the queue's method: longest idle, round robin or least busy. The offer expires after the
+queue's answer time limit: the agent is paused ("Missed offer") and the next agent gets it; a rejection sends
+it to the next agent at once. An agent's profile row is locked (skipping a locked one) while an offer is
+made to them, as accept locks it, so two processes never give one agent more than their room. Accept is
+won by a conditional UPDATE. Every deadline is a stored timestamp the one sweep acts on."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -12,6 +18,7 @@ from django.db.models import Count, prefetch_related_objects
 from django.utils import timezone
 
 from agents.models import AgentProfile, Presence
+from agents.services.presence import agent_idle_from_now
 from chat import events
 from chat.models import Attachment, Conversation, ConversationStatus, Message, Widget
 from chat.selectors import Actor, AgentActor, conversation_preview
@@ -22,7 +29,7 @@ from contactcenter.errors import ApplicationError, Conflict, NotFound, Permissio
 from contactcenter.models import Contact, Role
 from contactcenter.realtime import agent_group, publish_on_commit, tenant_agents_group
 from queueing.events import offer_data, waiting_item
-from queueing.models import ConversationRoute, Offer, OfferStatus, Queue, QueueMember, QueueRoute
+from queueing.models import ConversationRoute, Offer, OfferStatus, Queue, QueueMember, QueueRoute, RoutingMethod
 from queueing.selectors import conversation_queue
 
 
@@ -55,43 +62,98 @@ def _open_load(tenant_id: int, user_ids: Iterable[int]) -> dict[int, int]:
     return {row["assignee_id"]: row["n"] for row in rows}
 
 
+def _load(tenant_id: int, user_ids: Iterable[int]) -> dict[int, int]:
+    """Each agent's open conversations plus the offers they hold: what counts against their cap."""
+    user_ids = list(user_ids)
+    load = _open_load(tenant_id, user_ids)
+    offers = (
+        Offer.objects.filter(tenant_id=tenant_id, agent_id__in=user_ids, status=OfferStatus.PENDING)
+        .values("agent_id")
+        .annotate(n=Count("id"))
+    )
+    for row in offers:
+        load[row["agent_id"]] = load.get(row["agent_id"], 0) + row["n"]
+    return load
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _ranked(
+    queue: Queue, candidates: list[tuple[int, int, int, datetime | None, datetime | None]], load: dict[int, int]
+) -> list[int]:
+    """The candidates' profile ids in the order the queue's method tries them: (profile id, user id, max chats,
+    idle since, last offered at) each."""
+
+    def idle(row: tuple[int, int, int, datetime | None, datetime | None]) -> tuple[datetime, int]:
+        # Idle since they came online, took or ended a chat, or were last offered one (an offer is work).
+        return (max(row[3] or _NEVER, row[4] or _NEVER), row[0])
+
+    if queue.routing_method == RoutingMethod.ROUND_ROBIN:
+        ordered = sorted(candidates, key=lambda row: (row[4] or _NEVER, row[0]))
+    elif queue.routing_method == RoutingMethod.LEAST_BUSY:
+        ordered = sorted(candidates, key=lambda row: (load.get(row[1], 0), *idle(row)))
+    else:
+        ordered = sorted(candidates, key=idle)
+    return [row[0] for row in ordered if load.get(row[1], 0) < row[2]]
+
+
+def _agent_locked(tenant_id: int, profile_ids: list[int]) -> AgentProfile | None:
+    """The first of these agents (in this order) whose profile no one else holds and who still has room, locked
+    for this transaction; None when every one is taken or full."""
+    for profile_id in profile_ids:
+        profile = (
+            AgentProfile.objects.select_for_update(skip_locked=True)
+            .filter(pk=profile_id, tenant_id=tenant_id, presence=Presence.ONLINE)
+            .first()
+        )
+        if profile is not None and _load(tenant_id, [profile.user_id]).get(profile.user_id, 0) < profile.max_chats:
+            return profile
+    return None
+
+
 @transaction.atomic
 def conversation_offer(*, conversation: Conversation, only_user_ids: Iterable[int] | None = None) -> list[Offer]:
-    """The one routing function: offers a waiting conversation to the online members of the queue it was routed
-    to that have room and were not offered it before (or only to `only_user_ids` among them)."""
+    """The routing engine's one step: offers a waiting conversation that no agent holds an offer for to the
+    one eligible agent its queue's method picks (or to one of `only_user_ids`); [] when none can take it now
+    (it waits in the queue: the sweep, an agent coming online or ending a chat, tries again)."""
     if conversation.status != ConversationStatus.WAITING or conversation.assignee_id is not None:
         return []
     queue = conversation_queue(conversation=conversation)
     if queue is None:
         return []  # unrouted: stays in every agent's waiting list
-    members = QueueMember.objects.filter(
+    if Offer.objects.filter(conversation=conversation, status=OfferStatus.PENDING).exists():
+        return []  # one agent at a time
+    profiles = AgentProfile.objects.filter(
         tenant_id=conversation.tenant_id,
-        queue=queue,
+        presence=Presence.ONLINE,
         user__is_active=True,
-        user__agent_profile__presence=Presence.ONLINE,
+        user__queue_memberships__queue=queue,
     ).exclude(user__chat_offers__conversation=conversation)
     if only_user_ids is not None:
-        members = members.filter(user_id__in=list(only_user_ids))
-    candidates = list(members.values_list("user_id", "user__agent_profile__max_chats"))
-    load = _open_load(conversation.tenant_id, [user_id for user_id, _ in candidates])
-    offers: list[Offer] = []
-    preview: str | None = None  # read once, for the first offer made
-    for user_id, max_chats in candidates:
-        if load.get(user_id, 0) >= max_chats:
-            continue
-        offer, created = Offer.objects.get_or_create(
-            conversation=conversation, agent_id=user_id, defaults={"tenant_id": conversation.tenant_id, "queue": queue}
-        )
-        if created:
-            offers.append(offer)
-            if preview is None:  # what every offer card shows of the conversation, read once
-                preview = conversation_preview(conversation)
-                prefetch_related_objects([conversation], "contact__identities")
-            publish_on_commit(
-                group=agent_group(conversation.tenant_id, user_id),
-                event=events.offer_new(offer_data(offer, conversation, preview=preview)),
-            )
-    return offers
+        profiles = profiles.filter(user_id__in=list(only_user_ids))
+    candidates = list(profiles.values_list("pk", "user_id", "max_chats", "idle_since", "last_offered_at"))
+    load = _load(conversation.tenant_id, [row[1] for row in candidates])
+    agent = _agent_locked(conversation.tenant_id, _ranked(queue, candidates, load))
+    if agent is None:
+        return []
+    now = timezone.now()
+    expires_at = now + timedelta(seconds=queue.answer_seconds) if queue.answer_seconds else None
+    offer = Offer.objects.create(
+        tenant_id=conversation.tenant_id,
+        conversation=conversation,
+        agent_id=agent.user_id,
+        queue=queue,
+        expires_at=expires_at,
+    )
+    AgentProfile.objects.filter(pk=agent.pk).update(last_offered_at=now)
+    preview = conversation_preview(conversation)  # what the offer card shows of the conversation
+    prefetch_related_objects([conversation], "contact__identities")
+    publish_on_commit(
+        group=agent_group(conversation.tenant_id, agent.user_id),
+        event=events.offer_new(offer_data(offer, conversation, preview=preview)),
+    )
+    return [offer]
 
 
 @transaction.atomic
@@ -224,6 +286,8 @@ def conversation_accept(*, actor: AgentActor, conversation_id: int) -> Conversat
     ).update(status=ConversationStatus.OPEN, assignee=actor.user, answered_at=now)
     if not won:
         raise Conflict("already_taken", "Another agent took this conversation.")
+    profile.idle_since = now
+    profile.save(update_fields=["idle_since"])
     conversation.refresh_from_db()
     own = Offer.objects.filter(conversation=conversation, agent=actor.user, status=OfferStatus.PENDING).first()
     if own is not None:
@@ -252,6 +316,7 @@ def conversation_accept(*, actor: AgentActor, conversation_id: int) -> Conversat
 
 @transaction.atomic
 def offer_reject(*, actor: AgentActor, conversation_id: int) -> Offer:
+    """The agent declines an offer: it goes to the next eligible agent at once (never back to this one)."""
     offer = (
         Offer.objects.select_for_update()
         .filter(tenant_id=actor.tenant_id, conversation_id=conversation_id, agent=actor.user)
@@ -267,7 +332,18 @@ def offer_reject(*, actor: AgentActor, conversation_id: int) -> Offer:
             group=agent_group(actor.tenant_id, actor.user.pk),
             event=events.offer_withdrawn(conversation_id=conversation_id, offer_id=offer.pk, reason="rejected"),
         )
+        _offer_onwards(actor.tenant_id, [offer.conversation_id])
     return offer
+
+
+def _offer_onwards(tenant_id: int, conversation_ids: Iterable[int]) -> int:
+    """Conversations whose offer ended without an answer go to the next eligible agent, oldest first; returns
+    how many got one."""
+    made = 0
+    conversations = Conversation.objects.for_tenant(tenant_id).filter(pk__in=list(conversation_ids))
+    for conversation in conversations.order_by("created_at", "pk"):
+        made += len(conversation_offer(conversation=conversation))
+    return made
 
 
 @transaction.atomic
@@ -280,7 +356,7 @@ def _offers_refresh(actor: AgentActor, profile: AgentProfile | None) -> list[Off
     """agent_offers_refresh with the agent's profile already read, inside the caller's transaction."""
     if profile is None or profile.presence != Presence.ONLINE:
         return []
-    room = profile.max_chats - _open_load(actor.tenant_id, [actor.user.pk]).get(actor.user.pk, 0)
+    room = profile.max_chats - _load(actor.tenant_id, [actor.user.pk]).get(actor.user.pk, 0)
     if room <= 0:
         return []
     waiting = (
@@ -291,6 +367,7 @@ def _offers_refresh(actor: AgentActor, profile: AgentProfile | None) -> list[Off
             queue_route__queue__memberships__user=actor.user,
         )
         .exclude(offers__agent=actor.user)
+        .exclude(offers__status=OfferStatus.PENDING)  # held by a colleague's offer: theirs to answer first
         .select_related("widget", "contact")
         .order_by("created_at", "pk")[:room]
     )
@@ -315,6 +392,7 @@ def conversation_end(*, actor: Actor, conversation_id: int, disposition_id: int 
         )
     if conversation.assignee_id is not None:
         assignee = User.objects.get(pk=conversation.assignee_id)
+        agent_idle_from_now(tenant_id=conversation.tenant_id, user_id=assignee.pk)
         # The assignee has room again: the oldest waiting conversation of their queues comes to them.
         agent_offers_refresh(actor=AgentActor(tenant_id=conversation.tenant_id, user=assignee, role=Role.AGENT))
     return result

@@ -7,7 +7,7 @@ import { onTyping } from "./composer.js";
 import { onDelivery, refreshSeen } from "./messages.js";
 import { addOffer, onWaitingPreview, removeOffer } from "./offers.js";
 import { inboxReconnected, onInboxChanged } from "./inbox.js";
-import { setPresence } from "./presence.js";
+import { reasonName, setPauseReasons, setPresence, showMissedNotice } from "./presence.js";
 import { state, ui } from "./state.js";
 import { renderHome } from "./tabs.js";
 import { setTemplates } from "./templates.js";
@@ -49,6 +49,7 @@ export function onFrame(frame) {
     case "offer.withdrawn":
       removeOffer(frame.conversation_id);
       if (frame.reason === "taken") toast({ title: "Taken by a colleague", body: "That chat was answered." });
+      if (frame.reason === "missed") showMissedNotice(); // the server paused us: its agent.presence follows
       break;
     case "waiting.added":
       state.waiting.set(frame.item.conversation_id, frame.item);
@@ -69,7 +70,7 @@ export function onFrame(frame) {
       onStateSync(frame);
       break;
     case "agent.presence":
-      if (frame.user_id === state.me.user_id) setPresence(frame.presence);
+      if (frame.user_id === state.me.user_id) setPresence(frame.presence, frame.pause_reason);
       break;
     case "template.updated":
       setTemplates([...state.templates.filter((t) => t.id !== frame.template.id), frame.template]);
@@ -97,7 +98,8 @@ function onHello(frame) {
   state.limits = frame.limits || state.limits;
   state.dispositions = frame.dispositions || [];
   setTemplates(frame.templates || []);
-  setPresence(frame.me.presence);
+  setPauseReasons(frame.pause_reasons || []);
+  setPresence(frame.me.presence, frame.me.pause_reason);
   ui.presence.disabled = false;
 
   const current = new Set();
@@ -123,7 +125,10 @@ function onHello(frame) {
 /** The server found this console's offers, waiting list or presence behind the database (an event lost on
  * the way) and sends them whole: offers it never showed ring like new ones, vanished ones go quietly. */
 function onStateSync(frame) {
-  setPresence(frame.presence);
+  // The pause reason, when the frame has none, stays the one shown if the presence is unchanged.
+  const same = frame.presence === state.me.presence;
+  const reason = "pause_reason" in frame ? reasonName(frame.pause_reason) : same ? state.me.pauseReasonName : null;
+  setPresence(frame.presence, reason);
   replaceLiveState(frame, { alertNewOffers: true });
 }
 

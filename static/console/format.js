@@ -31,6 +31,22 @@ export function tickCounter(node) {
   node.textContent = elapsed(ms);
 }
 
+/** A live countdown to `until` (an ISO time on the server's clock), refreshed every second; never below 0:00. */
+export function countdown(until) {
+  const node = h("span", { cls: "cc-countdown js-countdown" });
+  node.dataset.until = until;
+  tickCountdown(node);
+  return node;
+}
+
+export function tickCountdown(node) {
+  const left = Date.parse(node.dataset.until) - (Date.now() + state.serverOffsetMs);
+  if (Number.isNaN(left)) return;
+  // Rounded up: "0:01" until the last second is over, "0:00" from the deadline on.
+  node.textContent = elapsed(Math.ceil(left / 1000) * 1000);
+  node.classList.toggle("is-urgent", left <= 10_000);
+}
+
 export function contactUrl(contactId) {
   return boot.contactUrl.replace(/\/0\/$/, `/${encodeURIComponent(contactId)}/`);
 }

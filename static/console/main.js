@@ -14,14 +14,17 @@
  *   - after every (re)connect each open chat is resumed from its highest seq: the database is the truth.
  */
 
-import { tickCounter } from "./format.js";
+import { tickCountdown, tickCounter } from "./format.js";
 import { setPresence } from "./presence.js";
 import { client } from "./server.js";
 import { boot } from "./state.js";
 import { activate, renderHome } from "./tabs.js";
 import { renderWaiting } from "./waiting.js";
 
-setInterval(() => document.querySelectorAll(".js-counter").forEach(tickCounter), 1000);
+setInterval(() => {
+  document.querySelectorAll(".js-counter").forEach(tickCounter);
+  document.querySelectorAll(".js-countdown").forEach(tickCountdown);
+}, 1000);
 
 setPresence(boot.presence);
 renderWaiting();

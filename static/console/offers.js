@@ -2,7 +2,8 @@
 
 import { h } from "../js/dom.js";
 import { beep, errorToast, updateTitle } from "./attention.js";
-import { contactName, contactUrl, counter, externalUrlOf, identityLine } from "./format.js";
+import { contactName, contactUrl, counter, countdown, externalUrlOf, identityLine } from "./format.js";
+import { closeOfferNotification, notifyOffer } from "./notify.js";
 import { request } from "./server.js";
 import { state, ui } from "./state.js";
 import { renderWaiting } from "./waiting.js";
@@ -39,6 +40,7 @@ export function addOffer(offer, { alert }) {
       h("div", {}, [h("dt", { text: "Waiting" }), h("dd", {}, [counter({ since: offer.waiting_since })])]),
       h("div", {}, [h("dt", { text: "Notified" }), h("dd", {}, [counter({ local: receivedAt })])]),
     ]),
+    answerWithin(offer),
     actions,
   ]);
   accept.addEventListener("click", () => acceptChat(offer.conversation_id, [accept, reject]));
@@ -58,7 +60,19 @@ export function addOffer(offer, { alert }) {
   state.offers.set(offer.conversation_id, { offer, el, preview });
   ui.offers.appendChild(el);
   updateTitle();
-  if (alert) beep(2);
+  if (alert) {
+    beep(2);
+    notifyOffer(offer);
+  }
+}
+
+/** "Answer within 0:27": the offer goes to the next agent at `expires_at` (none when the queue has no limit). */
+function answerWithin(offer) {
+  if (!offer.expires_at || Number.isNaN(Date.parse(offer.expires_at))) return null;
+  return h("p", { cls: "cc-offer-countdown", attrs: { role: "timer" } }, [
+    document.createTextNode("Answer within "),
+    countdown(offer.expires_at),
+  ]);
 }
 
 function setOfferPreview(node, preview) {
@@ -85,6 +99,7 @@ export function removeOffer(conversationId) {
   if (!entry) return;
   entry.el.remove();
   state.offers.delete(conversationId);
+  closeOfferNotification(conversationId);
   updateTitle();
 }
 

@@ -28,6 +28,10 @@ export const ui = {
   waitingEmpty: $("cc-waiting-empty"),
   presence: $("cc-presence"),
   presenceWrap: $("cc-presence-wrap"),
+  missed: $("cc-missed"),
+  missedClose: $("cc-missed-close"),
+  notifyWrap: $("cc-notify-wrap"),
+  notifyBtn: $("cc-notify-btn"),
   conn: $("cc-conn"),
   offers: $("cc-offers"),
   toasts: $("cc-toasts"),
@@ -35,7 +39,9 @@ export const ui = {
 };
 
 export const state = {
-  me: { user_id: boot.userId, name: boot.agentName, presence: boot.presence },
+  // pauseReasonName: why the agent is paused (a reason's name; null when not paused or no reason is known).
+  me: { user_id: boot.userId, name: boot.agentName, presence: boot.presence, pauseReasonName: null },
+  pauseReasons: [], // the reasons the agent may pick: [{id, name, paid}] from hello
   serverOffsetMs: 0, // server clock minus ours, from pong frames: waiting times use the server's clock
   chats: new Map(), // conversation id -> chat (see createChat)
   offers: new Map(), // conversation id -> {offer, el}

@@ -13,7 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections
 
 from agents.console_state import LiveState
-from agents.models import AgentProfile, Presence
+from agents.models import AgentProfile, PauseReason, Presence
 from queueing.models import Offer, OfferStatus
 from queueing.selectors import WAITING_LIST_LIMIT
 from queueing.services import conversation_request
@@ -137,3 +137,32 @@ def test_a_waiting_list_cut_at_its_limit_only_needs_what_the_database_lists():
     assert not LiveState(offers=set(), waiting={1, 2, 9}, presence="online").agrees_with(short)
     assert not LiveState(offers={4}, waiting={1, 2}, presence="online").agrees_with(short)
     assert not LiveState(offers=set(), waiting={1, 2}, presence="away").agrees_with(short)
+
+
+async def test_a_pause_reason_changed_without_its_event_is_repaired(settings):
+    """Paused for lunch through the socket, then moved to another reason past the services (an event lost):
+    the next ping sends the state with the reason the database has."""
+    settings.SWEEP_IN_PROCESS = False
+    data = await database_sync_to_async(online_agent)()
+
+    def reasons() -> tuple[int, int]:
+        tenant_id = data["widget"].tenant_id
+        lunch = PauseReason.objects.create(tenant_id=tenant_id, name="Lunch", paid=False)
+        return lunch.pk, PauseReason.objects.create(tenant_id=tenant_id, name="Training").pk
+
+    lunch, training = await database_sync_to_async(reasons)()
+    socket = await console(data)
+    await socket.send_json_to(
+        {"type": "presence.set", "presence": "paused", "pause_reason_id": lunch, "request_id": "s"}
+    )
+    frames = await frames_until(socket, {"agent.presence", "ok"})
+    (presence,) = [frame for frame in frames if frame["type"] == "agent.presence"]
+    assert (presence["presence"], presence["pause_reason"]) == ("paused", "Lunch")
+    assert [frame["type"] for frame in await ping(socket, "p1")] == ["pong"]
+
+    await database_sync_to_async(AgentProfile.objects.filter(user=data["agent"]).update)(pause_reason_id=training)
+    frames = await ping(socket, "p2")
+    assert [frame["type"] for frame in frames] == ["state.sync", "pong"]
+    assert (frames[0]["presence"], frames[0]["pause_reason"]) == ("paused", "Training")
+    assert [frame["type"] for frame in await ping(socket, "p3")] == ["pong"]
+    await finish(socket)

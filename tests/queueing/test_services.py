@@ -80,32 +80,30 @@ def test_going_online_offers_the_waiting_conversations_of_ones_queues(widget, qu
     assert Offer.objects.get(agent=agent).status == OfferStatus.WITHDRAWN
 
 
-def test_the_first_accept_wins_and_withdraws_every_other_offer(
+def test_the_first_accept_wins_and_withdraws_the_pending_offer(
     tenant, widget, queue, online, agent_actor, published, django_capture_on_commit_callbacks
 ):
     colleague = QueueMemberFactory(tenant=tenant, queue=queue).user
-    AgentProfile.objects.filter(user=colleague).update(presence=Presence.ONLINE)
+    AgentProfile.objects.filter(user=colleague).update(presence=Presence.ONLINE, idle_since=timezone.now())
     with django_capture_on_commit_callbacks(execute=True):
         conversation = conversation_request(widget=widget, visitor_id="v1", answers={"name": "A"}).conversation
-    assert Offer.objects.filter(conversation=conversation).count() == 2
+    # One agent at a time: the one idle the longest (the colleague only just came online).
+    assert list(Offer.objects.filter(conversation=conversation).values_list("agent_id", flat=True)) == [online.pk]
 
+    # The colleague picks it up from the waiting list first: theirs; the offer is withdrawn.
     with django_capture_on_commit_callbacks(execute=True):
-        conversation_accept(actor=agent_actor, conversation_id=conversation.pk)
-    with pytest.raises(ApplicationError) as error:
         conversation_accept(actor=agent_for(colleague), conversation_id=conversation.pk)
+    with pytest.raises(ApplicationError) as error:
+        conversation_accept(actor=agent_actor, conversation_id=conversation.pk)
     assert error.value.code == "already_taken"
 
     conversation.refresh_from_db()
-    assert (conversation.status, conversation.assignee_id) == (ConversationStatus.OPEN, online.pk)
-    statuses = dict(Offer.objects.filter(conversation=conversation).values_list("agent_id", "status"))
-    assert statuses == {online.pk: OfferStatus.ACCEPTED, colleague.pk: OfferStatus.WITHDRAWN}
+    assert (conversation.status, conversation.assignee_id) == (ConversationStatus.OPEN, colleague.pk)
+    assert Offer.objects.get(conversation=conversation).status == OfferStatus.WITHDRAWN
     withdrawn = {group: event["reason"] for group, event in published if event["type"] == "offer.withdrawn"}
-    assert withdrawn == {
-        f"t{tenant.pk}.agent.{online.pk}": "accepted",
-        f"t{tenant.pk}.agent.{colleague.pk}": "taken",
-    }
+    assert withdrawn == {f"t{tenant.pk}.agent.{online.pk}": "taken"}
     joined = Message.objects.get(conversation=conversation, event="agent.joined")
-    assert joined.event_data == {"agent_name": online.first_name}
+    assert joined.event_data == {"agent_name": colleague.first_name}
 
 
 def agent_for(user):
@@ -169,6 +167,7 @@ def test_the_console_hello_reads_waiting_chats_and_offers_with_their_first_words
             frame = console_open(actor=agent_actor).hello
         return len(queries), frame
 
+    AgentProfile.objects.filter(user=online).update(max_chats=5)  # room left after three offers: the same reads
     request("v-1", "first words of one")
     one, frame = hello()
     request("v-2", "")  # has not written yet
@@ -277,13 +276,14 @@ def test_the_sweep_takes_agents_whose_sockets_died_offline_and_withdraws_their_o
     with django_capture_on_commit_callbacks() as callbacks:
         result = agents_offline_sweep()
     assert result == OfflineSweep(sockets_cleared=1, user_ids=[online.pk], offers_withdrawn=1)
-    # agent.presence to the colleagues and offer.withdrawn to the agent, both waiting for the commit.
-    assert len(callbacks) == 2
+    # agent.presence to the colleagues, offer.withdrawn to the agent and offer.new to the next one, all
+    # waiting for the commit.
+    assert len(callbacks) == 3
     assert AgentProfile.objects.get(user=online).presence == Presence.OFFLINE
     assert AgentProfile.objects.get(user=still_here).presence == Presence.ONLINE
     offer.refresh_from_db()
     assert offer.status == OfferStatus.WITHDRAWN
-    # The conversation still waits for the others; a second pass finds nothing to do.
+    # The conversation went to the agent still here at once; a second pass finds nothing to do.
     assert Offer.objects.get(conversation=conversation, agent=still_here).status == OfferStatus.PENDING
     assert agents_offline_sweep() == OfflineSweep(sockets_cleared=0, user_ids=[], offers_withdrawn=0)
 
@@ -325,6 +325,7 @@ async def test_colleagues_hear_that_the_sweep_took_an_agent_offline_as_after_a_m
         "user_id": setup["agent"],
         "name": setup["name"],
         "presence": "offline",
+        "pause_reason": None,
     }
     assert withdrawn == {
         "type": "offer.withdrawn",

@@ -469,6 +469,9 @@ def test_survey_errors_show_in_their_row(admin_client, objects):
 # --- queues -----------------------------------------------------------------------------------------------
 
 
+ROUTING = {"routing_method": "longest_idle", "answer_seconds": 45}  # what the form's two routing fields send
+
+
 def test_create_a_queue_with_members_and_widgets(admin_client, tenant, admin, agent):
     widget = WidgetFactory(tenant=tenant)
     page = admin_client.get(reverse("settings-queues-create"))
@@ -476,10 +479,11 @@ def test_create_a_queue_with_members_and_widgets(admin_client, tenant, admin, ag
         attrs(c)["value"] for c in controls(parse_html(page.content.decode()), "members")
     }
     data = {"name": "Billing", "description": "Money", "members": [agent.pk, admin.pk], "widgets": [widget.pk]}
-    response = admin_client.post(reverse("settings-queues-create"), data)
+    response = admin_client.post(reverse("settings-queues-create"), {**data, **ROUTING, "routing_method": "least_busy"})
     assert response.status_code == 302
     queue = Queue.objects.for_tenant(tenant).get(name="Billing")
     assert set(queue.members.all()) == {agent, admin}
+    assert (queue.routing_method, queue.answer_seconds) == ("least_busy", 45)
     assert QueueRoute.objects.get(widget=widget).queue == queue
 
 
@@ -488,7 +492,7 @@ def test_edit_a_queue_changes_its_members(admin_client, tenant, admin, agent):
     QueueMember.objects.create(tenant=tenant, queue=queue, user=agent)
     url = reverse("settings-queues-edit", kwargs={"pk": queue.pk})
     assert checked(admin_client.get(url), "members") == {str(agent.pk)}
-    response = admin_client.post(url, {"name": "Sales EU", "members": [admin.pk]})
+    response = admin_client.post(url, {"name": "Sales EU", "members": [admin.pk], **ROUTING})
     assert response.status_code == 302
     queue.refresh_from_db()
     assert queue.name == "Sales EU"
@@ -497,7 +501,7 @@ def test_edit_a_queue_changes_its_members(admin_client, tenant, admin, agent):
 
 def test_a_refused_queue_keeps_what_was_typed(admin_client, tenant, agent):
     QueueFactory(tenant=tenant, name="Support")
-    data = {"name": "Support", "description": "Typed text", "members": [agent.pk]}
+    data = {"name": "Support", "description": "Typed text", "members": [agent.pk], **ROUTING}
     response = admin_client.post(reverse("settings-queues-create"), data)
     assert response.status_code == 200
     assert_error_next_to(response, "name", "Queue with this name already exists")

@@ -1,0 +1,210 @@
+"""The routing engine on the test database: one agent at a time by the queue's method, caps that count the
+offers an agent holds, rejection and expiry sending the chat on, the missed-offer pause, agents' own pause
+reasons, and the sweep that offers waiting chats no offer holds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from agents.models import AgentProfile, PauseReason, Presence
+from chat.models import ConversationStatus
+from chat.selectors import VisitorActor, agent_actor_for
+from contactcenter.errors import ApplicationError
+from contactcenter.wiring.tasks import sweep_once
+from queueing.models import Offer, OfferStatus
+from queueing.services import (
+    agent_presence_change,
+    conversation_accept,
+    conversation_end,
+    conversation_request,
+    offer_reject,
+    offers_expire_sweep,
+    queue_save,
+    waiting_offer_sweep,
+)
+from tests.factories import MembershipFactory, QueueMemberFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def team(tenant, queue, online):
+    """Three online members of the widget's queue, idle since 3, 2 and 1 minutes ago (the first longest)."""
+    now = timezone.now()
+    members = [online] + [QueueMemberFactory(tenant=tenant, queue=queue).user for _ in range(2)]
+    for minutes, user in zip((3, 2, 1), members, strict=True):
+        AgentProfile.objects.filter(user=user).update(
+            presence=Presence.ONLINE, idle_since=now - timedelta(minutes=minutes), max_chats=3
+        )
+    return members
+
+
+def request(widget, n: int):
+    return conversation_request(widget=widget, visitor_id=f"v{n}", answers={"name": f"Visitor {n}"}).conversation
+
+
+def offered_to(conversation) -> list[int]:
+    return list(
+        Offer.objects.filter(conversation=conversation, status=OfferStatus.PENDING).values_list("agent_id", flat=True)
+    )
+
+
+def test_a_chat_is_offered_to_one_agent_at_a_time_the_longest_idle_first(widget, queue, team):
+    first, second, third = team
+    assert offered_to(request(widget, 1)) == [first.pk]
+    # An offer is work: the next chat goes to the next longest idle, and so on round the team.
+    assert offered_to(request(widget, 2)) == [second.pk]
+    assert offered_to(request(widget, 3)) == [third.pk]
+    assert offered_to(request(widget, 4)) == [first.pk]
+
+
+def test_round_robin_takes_the_least_recently_offered(widget, queue, team):
+    queue_save(tenant=queue.tenant, instance=queue, routing_method="round_robin")
+    first, second, third = team
+    now = timezone.now()
+    for minutes, user in zip((1, 5, 3), team, strict=True):
+        AgentProfile.objects.filter(user=user).update(last_offered_at=now - timedelta(minutes=minutes))
+    assert offered_to(request(widget, 1)) == [second.pk]
+    assert offered_to(request(widget, 2)) == [third.pk]
+    assert offered_to(request(widget, 3)) == [first.pk]
+
+
+def test_least_busy_takes_the_agent_with_the_fewest_chats(tenant, widget, queue, team):
+    queue_save(tenant=queue.tenant, instance=queue, routing_method="least_busy")
+    first, second, third = team
+    for user, chats in ((first, 2), (second, 0), (third, 1)):
+        for n in range(chats):
+            conversation = request(widget, 100 + user.pk * 10 + n)
+            Offer.objects.filter(conversation=conversation).delete()
+            conversation_accept(actor=agent_actor_for(user), conversation_id=conversation.pk)
+    assert offered_to(request(widget, 1)) == [second.pk]
+
+
+def test_an_agents_cap_counts_the_offers_they_hold(widget, queue, online):
+    AgentProfile.objects.filter(user=online).update(max_chats=1)
+    first = request(widget, 1)
+    second = request(widget, 2)
+    assert offered_to(first) == [online.pk]
+    assert offered_to(second) == []  # the agent holds one offer: full; the chat waits in the queue
+    conversation_accept(actor=agent_actor_for(online), conversation_id=first.pk)
+    assert offered_to(second) == []
+    AgentProfile.objects.filter(user=online).update(max_chats=2)
+    assert waiting_offer_sweep() == 1  # room that no event announced: the sweep offers it
+    assert offered_to(second) == [online.pk]
+
+
+def test_a_rejected_chat_goes_to_the_next_agent_at_once_and_never_back(widget, queue, team):
+    first, second, third = team
+    conversation = request(widget, 1)
+    offer_reject(actor=agent_actor_for(first), conversation_id=conversation.pk)
+    assert offered_to(conversation) == [second.pk]
+    offer_reject(actor=agent_actor_for(second), conversation_id=conversation.pk)
+    assert offered_to(conversation) == [third.pk]
+    offer_reject(actor=agent_actor_for(third), conversation_id=conversation.pk)
+    assert offered_to(conversation) == []  # everyone said no: it waits, and anyone may pick it up
+    assert waiting_offer_sweep() == 0
+    taken = conversation_accept(actor=agent_actor_for(second), conversation_id=conversation.pk)
+    assert taken.status == ConversationStatus.OPEN
+
+
+def test_an_unanswered_offer_expires_pauses_the_agent_and_goes_to_the_next(
+    tenant, widget, queue, team, published, django_capture_on_commit_callbacks
+):
+    first, second, _ = team
+    conversation = request(widget, 1)
+    offer = Offer.objects.get(conversation=conversation)
+    # The queue's default answer time limit, from the moment of the offer.
+    assert abs(offer.expires_at - offer.created_at - timedelta(seconds=30)) < timedelta(seconds=1)
+    assert offers_expire_sweep() == 0  # not yet
+    Offer.objects.filter(pk=offer.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert offers_expire_sweep() == 1
+    offer.refresh_from_db()
+    assert offer.status == OfferStatus.MISSED
+    profile = AgentProfile.objects.select_related("pause_reason").get(user=first)
+    assert profile.presence == Presence.PAUSED
+    assert (profile.pause_reason.name, profile.pause_reason.paid, profile.pause_reason.system) == (
+        "Missed offer",
+        False,
+        PauseReason.MISSED_OFFER,
+    )
+    assert offered_to(conversation) == [second.pk]
+    own = f"t{tenant.pk}.agent.{first.pk}"
+    assert (
+        own,
+        {"type": "offer.withdrawn", "conversation_id": conversation.pk, "offer_id": offer.pk, "reason": "missed"},
+    ) in published
+    presence = [event for group, event in published if event["type"] == "agent.presence"]
+    assert [(e["user_id"], e["presence"], e["pause_reason"]) for e in presence] == [
+        (first.pk, "paused", "Missed offer")
+    ]
+    assert offers_expire_sweep() == 0  # done once
+    # Back online, the paused agent gets chats again, behind the colleagues who waited longer.
+    agent_presence_change(actor=agent_actor_for(first), presence="online")
+    assert AgentProfile.objects.get(user=first).pause_reason is None
+
+
+def test_a_queue_without_an_answer_time_limit_never_expires_offers(widget, queue, online):
+    queue_save(tenant=queue.tenant, instance=queue, answer_seconds=0)
+    conversation = request(widget, 1)
+    assert Offer.objects.get(conversation=conversation).expires_at is None
+    assert sweep_once()["offers_missed"] == 0
+
+
+def test_an_answer_time_limit_is_within_ten_minutes(queue):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises((ApplicationError, ValidationError)):
+        queue_save(tenant=queue.tenant, instance=queue, answer_seconds=601)
+
+
+def test_agents_pause_with_their_teams_reasons_and_their_offers_go_to_colleagues(
+    tenant, other_tenant, widget, queue, team
+):
+    first, second, _ = team
+    lunch = PauseReason.objects.create(tenant=tenant, name="Lunch", paid=False)
+    foreign = PauseReason.objects.create(tenant=other_tenant, name="Training")
+    conversation = request(widget, 1)
+    assert offered_to(conversation) == [first.pk]
+    actor = agent_actor_for(first)
+    from queueing.services.presence import agent_missed_offer
+
+    agent_presence_change(actor=agent_actor_for(second), presence="online")
+    for bad in (None, foreign.pk, lunch.pk + 1000):
+        with pytest.raises(ApplicationError) as refused:
+            agent_presence_change(actor=actor, presence="paused", pause_reason_id=bad)
+        assert refused.value.fields == {"pause_reason_id": ["Pick one of your team's pause reasons."]}
+    # The product's own reason is not the agent's to pick.
+    agent_missed_offer(actor=agent_actor_for(team[2]))
+    builtin = PauseReason.objects.get(tenant=tenant, system=PauseReason.MISSED_OFFER)
+    with pytest.raises(ApplicationError):
+        agent_presence_change(actor=actor, presence="paused", pause_reason_id=builtin.pk)
+
+    profile = agent_presence_change(actor=actor, presence="paused", pause_reason_id=lunch.pk)
+    assert (profile.presence, profile.pause_reason_id) == ("paused", lunch.pk)
+    assert offered_to(conversation) == [second.pk]  # the paused agent's offer went on at once
+    assert offered_to(request(widget, 2)) == [second.pk]  # the third agent is paused (missed offer) too
+
+
+def test_closing_a_chat_brings_the_first_waiting_one_to_the_agent(widget, queue, online):
+    AgentProfile.objects.filter(user=online).update(max_chats=1)
+    first = request(widget, 1)
+    conversation_accept(actor=agent_actor_for(online), conversation_id=first.pk)
+    second = request(widget, 2)
+    third = request(widget, 3)
+    assert offered_to(second) == offered_to(third) == []
+    # The visitor ends it (an agent would pick a status first): the agent has room again.
+    conversation_end(
+        actor=VisitorActor(tenant_id=widget.tenant_id, widget_id=widget.pk, visitor_id="v1"), conversation_id=first.pk
+    )
+    assert (offered_to(second), offered_to(third)) == ([online.pk], [])
+
+
+def test_another_tenants_agents_are_never_offered_a_chat(tenant, other_tenant, widget, queue, online):
+    stranger = MembershipFactory(tenant=other_tenant).user
+    AgentProfile.objects.filter(user=stranger).update(presence=Presence.ONLINE)
+    conversation = request(widget, 1)
+    assert offered_to(conversation) == [online.pk]
