@@ -383,6 +383,10 @@ class AgentConsumer(ConversationSocket):
             }
         )
 
+    async def queue_position(self, event: dict[str, Any]) -> None:
+        """A waiting visitor's place in line (queueing.services.line), sent to the conversation's group: the
+        visitor's news; a console following the conversation has its waiting time already."""
+
     async def conversation_updated(self, event: dict[str, Any]) -> None:
         await self.send_frame({"type": "conversation.updated", "conversation": event["conversation"]})
 

@@ -27,6 +27,7 @@ from contactcenter.sockets import (
     optional_int_field,
     text_field,
 )
+from queueing.selectors import queue_place
 from queueing.services import conversation_end
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,11 @@ class VisitorConsumer(ConversationSocket):
         self.lease_seconds = switching.lease_seconds
         if self.lease_seconds is not None:
             self.renew_lease()
-        return {**visitor_hello_frame(conversation), "switch": switching.offers}
+        return {
+            **visitor_hello_frame(conversation),
+            "switch": switching.offers,
+            "queue": queue_place(conversation=conversation),
+        }
 
     def renew_lease(self) -> None:
         assert self.lease_seconds is not None
@@ -196,3 +201,10 @@ class VisitorConsumer(ConversationSocket):
 
     async def conversation_updated(self, event: dict[str, Any]) -> None:
         await self.send_frame({"type": "conversation.updated", "conversation": event["visitor_conversation"]})
+
+    async def queue_position(self, event: dict[str, Any]) -> None:
+        """The visitor's place in the queue's line changed (queueing.services.line)."""
+        if event["conversation_id"] == self.conversation_id:
+            await self.send_frame(
+                {key: event[key] for key in ("type", "conversation_id", "position", "estimated_wait_seconds")}
+            )

@@ -42,6 +42,13 @@ class WidgetForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Shown when no agent can take the chat.",
     )
+    queueing_enabled = forms.BooleanField(
+        label="When every agent is busy, let visitors wait in the queue",
+        required=False,
+        initial=True,
+        help_text="Visitors see their place in line. Off: they are offered the message form at once. A full "
+        "queue (its capacity is on the queue's page) offers the message form too.",
+    )
     allowed_origins = forms.CharField(
         label="Allowed origins",
         required=False,
@@ -70,6 +77,7 @@ class WidgetForm(forms.Form):
             "greeting": widget.greeting,
             "accent_color": widget.accent_color,
             "offline_message": widget.offline_message,
+            "queueing_enabled": widget.queueing_enabled,
             "allowed_origins": "\n".join(widget.allowed_origins or []),
             "max_upload_mb": max(1, round(widget.max_upload_bytes / MB)),
             "allowed_file_types": "\n".join(widget.allowed_file_types or []),

@@ -48,6 +48,8 @@ class Widget(TenantOwned):
     offline_message = models.CharField(
         max_length=300, default="No one is available right now. Leave a message and we will get back to you."
     )
+    # When every agent is busy: visitors wait in the queue (True), or are offered the offline form at once.
+    queueing_enabled = models.BooleanField(default=True)
     survey_enabled = models.BooleanField(default=True)
     survey_fields = models.JSONField(default=default_survey_fields, blank=True)
     max_upload_bytes = models.PositiveIntegerField(default=10 * 1024 * 1024)

@@ -60,6 +60,7 @@ class WidgetSerializer(TenantModelSerializer[Widget]):
             "greeting",
             "accent_color",
             "offline_message",
+            "queueing_enabled",
             "survey_enabled",
             "survey_fields",
             "max_upload_bytes",

@@ -29,7 +29,7 @@ from chat.tokens import (
 from contactcenter.errors import ApplicationError, NotFound
 from contactcenter.jsonhttp import download_response, json_endpoint, read_json
 from contactcenter.ratelimit import client_ip
-from queueing.services import conversation_request, widget_available
+from queueing.services import conversation_request, widget_admission
 
 TOKEN_HEADER = "HTTP_X_VISITOR_TOKEN"
 
@@ -69,6 +69,7 @@ def _attachment_json(attachment: Attachment, visitor_id: str) -> dict[str, Any]:
 @json_endpoint
 def widget_config(request: HttpRequest, public_key: str) -> HttpResponseBase:
     widget = _widget(public_key)
+    admission = widget_admission(widget=widget)
     return JsonResponse(
         {
             "protocol_version": events.PROTOCOL_VERSION,
@@ -84,7 +85,8 @@ def widget_config(request: HttpRequest, public_key: str) -> HttpResponseBase:
                 "allowed_file_types": list(widget.allowed_file_types or []),
                 "max_message_chars": settings.MESSAGE_MAX_CHARS,
             },
-            "available": widget_available(widget=widget),
+            "available": admission.available,
+            "unavailable_reason": admission.reason,
         }
     )
 

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 
 from chat.models import Widget
 from contactcenter.models import Tenant, user_display_name
-from queueing.models import ANSWER_SECONDS_MAX, Queue, QueueRoute, RoutingMethod
+from queueing.models import ANSWER_SECONDS_MAX, CAPACITY_MAX, CapacityKind, Queue, QueueRoute, RoutingMethod
 
 
 class MemberChoiceField(forms.ModelMultipleChoiceField):
@@ -47,6 +47,19 @@ class QueueForm(forms.Form):
         help_text="An agent who does not answer an offer in time is paused (Missed offer) and the chat goes to "
         "the next agent. 0: no limit.",
     )
+    capacity_kind = forms.ChoiceField(
+        choices=CapacityKind.choices,
+        initial=CapacityKind.FIXED,
+        label="Waiting places",
+        help_text="How many visitors may wait for an agent; when it is full, visitors are offered the message form.",
+    )
+    capacity = forms.IntegerField(
+        min_value=0,
+        max_value=CAPACITY_MAX,
+        initial=20,
+        label="Places (in all, or per online agent)",
+        help_text="e.g. 2 per agent with 4 agents online: 8 places. 0: no one waits.",
+    )
 
     def __init__(self, *args: Any, tenant: Tenant, queue: Queue | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -83,6 +96,8 @@ class QueueForm(forms.Form):
             "description": queue.description,
             "routing_method": queue.routing_method,
             "answer_seconds": queue.answer_seconds,
+            "capacity_kind": queue.capacity_kind,
+            "capacity": queue.capacity,
             "members": list(queue.members.values_list("pk", flat=True)),
             "widgets": list(queue.widgets.values_list("pk", flat=True)),
         }

@@ -17,6 +17,12 @@ class RoutingMethod(models.TextChoices):
 
 
 ANSWER_SECONDS_MAX = 600
+CAPACITY_MAX = 1000
+
+
+class CapacityKind(models.TextChoices):
+    FIXED = "fixed", "A fixed number of places"
+    PER_AGENT = "per_agent", "Places per online agent"
 
 
 class Queue(TenantOwned):
@@ -25,6 +31,9 @@ class Queue(TenantOwned):
     routing_method = models.CharField(max_length=16, choices=RoutingMethod.choices, default=RoutingMethod.LONGEST_IDLE)
     # How long an agent has to answer an offer before it goes to the next agent and they are paused (0: no limit).
     answer_seconds = models.PositiveSmallIntegerField(default=30, validators=[MaxValueValidator(ANSWER_SECONDS_MAX)])
+    # How many visitors may wait in it for an agent: `capacity` places, or `capacity` per online member.
+    capacity_kind = models.CharField(max_length=10, choices=CapacityKind.choices, default=CapacityKind.FIXED)
+    capacity = models.PositiveSmallIntegerField(default=20, validators=[MaxValueValidator(CAPACITY_MAX)])
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="QueueMember", related_name="queues", blank=True)
     widgets = models.ManyToManyField(Widget, through="QueueRoute", related_name="queues", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -258,3 +258,81 @@ def inbox_rows_get(*, actor: AgentActor, filters: InboxFilters, conversation_ids
     wanted = conversation_ids[:INBOX_LIMIT_MAX]
     conversations = _inbox_annotated(_inbox_filtered(actor, filters).filter(pk__in=wanted))
     return list(conversations.order_by("-activity", "-pk"))
+
+
+# --- a visitor's place in line --------------------------------------------------------------------------------
+
+PLACES_ANNOUNCED = 200  # places re-announced when the line moves; those further back see theirs at their next hello
+ESTIMATE_WINDOW = timedelta(hours=2)
+ESTIMATE_SAMPLES = 20
+ESTIMATE_MIN_SAMPLES = 5
+
+
+def _in_line(tenant_id: int, queue_id: int) -> QuerySet[Conversation]:
+    """The web visitors waiting live in a queue for an agent: offline messages wait in the console, and SMS,
+    WhatsApp and email customers in the inbox, not in line (they take no place and are told none)."""
+    return Conversation.objects.filter(
+        tenant_id=tenant_id,
+        queue_route__queue_id=queue_id,
+        channel=Channel.WEB,
+        status=ConversationStatus.WAITING,
+        assignee__isnull=True,
+        started_offline=False,
+    )
+
+
+def queue_waiting_count(*, tenant_id: int, queue_id: int) -> int:
+    return _in_line(tenant_id, queue_id).count()
+
+
+def queue_wait_estimate(*, tenant_id: int, queue_id: int) -> float | None:
+    """Seconds per place in line, from the queue's recent pace: the last ESTIMATE_SAMPLES chats of this queue
+    an agent answered within ESTIMATE_WINDOW, (n - 1) answers over the time between the first and the last.
+    None until there are ESTIMATE_MIN_SAMPLES of them (no history, no estimate)."""
+    since = datetime.now(tz=UTC) - ESTIMATE_WINDOW
+    answered: list[datetime] = [
+        at
+        for at in Conversation.objects.filter(
+            tenant_id=tenant_id, queue_route__queue_id=queue_id, answered_at__gte=since
+        )
+        .order_by("-answered_at")
+        .values_list("answered_at", flat=True)[:ESTIMATE_SAMPLES]
+        if at is not None
+    ]
+    if len(answered) < ESTIMATE_MIN_SAMPLES:
+        return None
+    span = (answered[0] - answered[-1]).total_seconds()
+    return span / (len(answered) - 1) if span > 0 else None
+
+
+def estimated_wait(per_place: float | None, position: int) -> int | None:
+    return round(per_place * position) if per_place is not None else None
+
+
+def queue_places(*, tenant_id: int, queue_id: int) -> list[tuple[int, int]]:
+    """(conversation id, place in line from 1) of the first PLACES_ANNOUNCED visitors waiting in the queue."""
+    ids = _in_line(tenant_id, queue_id).order_by("created_at", "pk").values_list("pk", flat=True)[:PLACES_ANNOUNCED]
+    return [(conversation_id, place) for place, conversation_id in enumerate(ids, start=1)]
+
+
+def queue_place(*, conversation: Conversation) -> dict[str, Any] | None:
+    """A waiting visitor's place in line and the estimated wait (`hello.queue`); None when not in a line."""
+    if (
+        conversation.status != ConversationStatus.WAITING
+        or conversation.assignee_id is not None
+        or conversation.started_offline
+        or conversation.channel != Channel.WEB
+    ):
+        return None
+    route = ConversationRoute.objects.filter(tenant_id=conversation.tenant_id, conversation=conversation).first()
+    if route is None or route.queue_id is None:
+        return None
+    ahead = (
+        _in_line(conversation.tenant_id, route.queue_id)
+        .filter(
+            Q(created_at__lt=conversation.created_at) | Q(created_at=conversation.created_at, pk__lt=conversation.pk)
+        )
+        .count()
+    )
+    per_place = queue_wait_estimate(tenant_id=conversation.tenant_id, queue_id=route.queue_id)
+    return {"position": ahead + 1, "estimated_wait_seconds": estimated_wait(per_place, ahead + 1)}

@@ -21,7 +21,17 @@ class QueueSerializer(TenantModelSerializer[Queue]):
 
     class Meta:
         model = Queue
-        fields = ["id", "name", "description", "routing_method", "answer_seconds", "widgets", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "routing_method",
+            "answer_seconds",
+            "capacity_kind",
+            "capacity",
+            "widgets",
+            "created_at",
+        ]
 
 
 class QueueMemberSerializer(TenantModelSerializer[QueueMember]):

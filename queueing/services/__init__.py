@@ -20,6 +20,7 @@ from queueing.services.queues import (
     widget_save_routed,
 )
 from queueing.services.routing import (
+    Admission,
     ConversationRequest,
     agent_offers_refresh,
     conversation_accept,
@@ -29,11 +30,13 @@ from queueing.services.routing import (
     conversation_request_on_channel,
     conversation_route,
     offer_reject,
+    widget_admission,
     widget_available,
     widget_queue,
 )
 
 __all__ = [
+    "Admission",
     "ConversationRequest",
     "OfflineSweep",
     "agent_console_close",
@@ -60,6 +63,7 @@ __all__ = [
     "queue_widgets_set",
     "routing_sweep",
     "waiting_offer_sweep",
+    "widget_admission",
     "widget_available",
     "widget_queue",
     "widget_save_routed",

@@ -29,8 +29,18 @@ from contactcenter.errors import ApplicationError, Conflict, NotFound, Permissio
 from contactcenter.models import Contact, Role
 from contactcenter.realtime import agent_group, publish_on_commit, tenant_agents_group
 from queueing.events import offer_data, waiting_item
-from queueing.models import ConversationRoute, Offer, OfferStatus, Queue, QueueMember, QueueRoute, RoutingMethod
-from queueing.selectors import conversation_queue
+from queueing.models import (
+    CapacityKind,
+    ConversationRoute,
+    Offer,
+    OfferStatus,
+    Queue,
+    QueueMember,
+    QueueRoute,
+    RoutingMethod,
+)
+from queueing.selectors import conversation_queue, queue_waiting_count
+from queueing.services.line import queue_line_joined, queue_line_moved
 
 
 def widget_queue(widget: Widget | None) -> Queue | None:
@@ -40,17 +50,49 @@ def widget_queue(widget: Widget | None) -> Queue | None:
     return route.queue if route is not None else None
 
 
-def widget_available(*, widget: Widget) -> bool:
-    """Whether a member of the widget's queue is online (the widget shows the chat form, not the offline one)."""
+@dataclass(frozen=True)
+class Admission:
+    """Whether a visitor may start a live chat now (else the widget offers the offline form), and why not:
+    "no_queue", "nobody_online", "all_busy" (everyone busy and this widget queues no one), "queue_full"."""
+
+    available: bool
+    reason: str | None = None
+
+
+def widget_admission(*, widget: Widget, lock: bool = False) -> Admission:
+    """A live chat is offered when a member of the widget's queue is online with room (an offer at once) or,
+    with the widget's queueing on, while the queue has a place left: `capacity` places, or `capacity` per
+    online member. `lock`: the queue row is locked for the caller's transaction, so that two visitors
+    starting at once never take the same last place."""
     queue = widget_queue(widget)
     if queue is None:
-        return False
-    return QueueMember.objects.filter(
-        tenant_id=widget.tenant_id,
-        queue=queue,
-        user__is_active=True,
-        user__agent_profile__presence=Presence.ONLINE,
-    ).exists()
+        return Admission(False, "no_queue")
+    online = list(
+        AgentProfile.objects.filter(
+            tenant_id=widget.tenant_id,
+            presence=Presence.ONLINE,
+            user__is_active=True,
+            user__queue_memberships__queue=queue,
+        ).values_list("user_id", "max_chats")
+    )
+    if not online:
+        return Admission(False, "nobody_online")
+    load = _load(widget.tenant_id, [user_id for user_id, _ in online])
+    if any(load.get(user_id, 0) < max_chats for user_id, max_chats in online):
+        return Admission(True)
+    if not widget.queueing_enabled:
+        return Admission(False, "all_busy")
+    if lock:
+        Queue.objects.select_for_update().filter(pk=queue.pk, tenant_id=widget.tenant_id).first()
+    places = queue.capacity * (len(online) if queue.capacity_kind == CapacityKind.PER_AGENT else 1)
+    if queue_waiting_count(tenant_id=widget.tenant_id, queue_id=queue.pk) >= places:
+        return Admission(False, "queue_full")
+    return Admission(True)
+
+
+def widget_available(*, widget: Widget) -> bool:
+    """Whether the widget offers a live chat now (else the offline form): widget_admission's answer."""
+    return widget_admission(widget=widget).available
 
 
 def _open_load(tenant_id: int, user_ids: Iterable[int]) -> dict[int, int]:
@@ -168,6 +210,7 @@ def conversation_route(*, conversation: Conversation, queue: Queue | None) -> li
         ConversationRoute.objects.create(
             tenant_id=conversation.tenant_id, conversation=conversation, queue=queue, queue_name=queue.name
         )
+        queue_line_joined(tenant_id=conversation.tenant_id, queue_id=queue.pk, conversation_id=conversation.pk)
     publish_on_commit(
         group=tenant_agents_group(conversation.tenant_id),
         event=events.waiting_added(
@@ -201,7 +244,7 @@ def conversation_request(
     `visitor_id` None: a visitor without a token (chat.services.conversation_start makes them an id).
     `client_ip`: the caller's address, for the widget session rate limits (see conversation_start).
     """
-    offline = not widget_available(widget=widget)
+    offline = not widget_admission(widget=widget, lock=True).available
     started = conversation_start(
         widget=widget,
         visitor_id=visitor_id,
@@ -289,6 +332,7 @@ def conversation_accept(*, actor: AgentActor, conversation_id: int) -> Conversat
     profile.idle_since = now
     profile.save(update_fields=["idle_since"])
     conversation.refresh_from_db()
+    queue_line_moved(tenant_id=actor.tenant_id, queue_id=queue.pk if queue is not None else None)
     own = Offer.objects.filter(conversation=conversation, agent=actor.user, status=OfferStatus.PENDING).first()
     if own is not None:
         Offer.objects.filter(pk=own.pk).update(status=OfferStatus.ACCEPTED, decided_at=now)
@@ -387,6 +431,8 @@ def conversation_end(*, actor: Actor, conversation_id: int, disposition_id: int 
     pending = Offer.objects.filter(conversation=conversation, status=OfferStatus.PENDING)
     _withdraw_offers(list(pending), reason_for={}, default="closed")
     if result.previous_status == ConversationStatus.WAITING:
+        route = ConversationRoute.objects.filter(tenant_id=conversation.tenant_id, conversation=conversation).first()
+        queue_line_moved(tenant_id=conversation.tenant_id, queue_id=route.queue_id if route is not None else None)
         publish_on_commit(
             group=tenant_agents_group(conversation.tenant_id), event=events.waiting_removed(conversation.pk)
         )

@@ -32,6 +32,7 @@ const ui = {
   end: $("sb-end"),
   minimize: $("sb-minimize"),
   notice: $("sb-notice"),
+  queue: $("sb-queue"),
   banner: $("sb-banner"),
   body: $("sb-body"),
   loading: $("sb-view-loading"),
@@ -63,9 +64,43 @@ const ui = {
 // How a channel reads in a sentence ("continues by SMS", "by email").
 const CHANNEL_WORDS = { sms: "SMS", whatsapp: "WhatsApp", email: "email" };
 
+// Why no one can take a chat now (config `unavailable_reason`, protocol 1.10), in the visitor's words: above the
+// offline form (`form`, null: the widget's own offline_message, written for exactly that case), in the header, and
+// below a message left meanwhile. "unknown": the start found the chat could not be taken after the config said it
+// could (the queue filled up, the last agent left); the message was kept all the same.
+const UNAVAILABLE = {
+  nobody_online: {
+    form: null,
+    subtitle: "No one is available right now",
+    notice: "No one is available right now: we will reply here as soon as we can.",
+  },
+  all_busy: {
+    form: "All our agents are busy right now. Leave a message and we will reply.",
+    subtitle: "All our agents are busy",
+    notice: "All our agents are busy: we will reply here as soon as we can.",
+  },
+  queue_full: {
+    form: "All our agents are busy and the queue is full. Leave a message and we will reply.",
+    subtitle: "All our agents are busy",
+    notice: "All our agents are busy: we will reply here as soon as we can.",
+  },
+  unknown: {
+    form: null,
+    subtitle: "We will reply as soon as we can",
+    notice: "No one could take your chat just now: we will reply here as soon as we can.",
+  },
+};
+UNAVAILABLE.no_queue = UNAVAILABLE.nobody_online;
+const NOBODY_ONLINE_FORM = "No one is available right now. Leave a message and we will reply.";
+
+function unavailable() {
+  return UNAVAILABLE[state.unavailableReason] || UNAVAILABLE.nobody_online;
+}
+
 const state = {
   config: null, // widget config from GET config
   available: true,
+  unavailableReason: null, // why not available (a key of UNAVAILABLE), null when available
   token: null,
   conversation: null, // visitor conversation object (§5)
   thread: null, // the conversation's messages and sends (static/js/protocol.js)
@@ -81,6 +116,8 @@ const state = {
   startClientId: null,
   switchOffers: [], // the channels this chat may move to now (hello.switch), in the widget's order
   moved: null, // the visitor's earlier conversation that went on by SMS, WhatsApp or email
+  queue: null, // {position, estimated_wait_seconds} while this conversation waits in a queue (hello, queue.position)
+  queueKnown: false, // whether `queue` is the server's word for this conversation (from its start or hello)
 };
 
 // --- small helpers -----------------------------------------------------------------------------
@@ -169,6 +206,7 @@ function showView(name) {
     ui.typing.hidden = true;
     ui.notice.hidden = true;
   }
+  renderQueue();
   if (name === "chat") requestHeight(FORM_HEIGHT_MAX);
   if (name === "form") {
     const header = document.querySelector(".sb-header").offsetHeight;
@@ -188,18 +226,18 @@ function setSubtitle() {
   if (conversation && conversation.status === "open") {
     text = conversation.agent_name ? `Chatting with ${conversation.agent_name}` : "An agent is with you";
   } else if (conversation && conversation.status === "waiting") {
-    text = state.available ? "Waiting for an agent…" : "No one is available right now";
+    // In a queue it waits for an agent whatever the config said when the page loaded (e.g. the queue it is in
+    // is full now): only a conversation in no queue is a message left for later.
+    text = state.available || !offlineKnown() ? "Waiting for an agent…" : unavailable().subtitle;
   } else if (conversation && conversation.status === "closed") {
     text = "This chat has ended";
   } else if (!state.available) {
-    text = "No one is available right now";
+    text = unavailable().subtitle;
   }
   ui.subtitle.textContent = text;
   // Below the conversation while nobody can answer: the message is kept, the reply comes here.
-  const waitingOffline = Boolean(conversation && conversation.status === "waiting" && !state.available);
-  ui.notice.textContent = waitingOffline
-    ? "Thanks, your message was received. No one is available right now: we will reply here as soon as we can."
-    : "";
+  const waitingOffline = Boolean(conversation?.status === "waiting" && !state.available && offlineKnown());
+  ui.notice.textContent = waitingOffline ? `Thanks, your message was received. ${unavailable().notice}` : "";
   ui.notice.hidden = !waitingOffline || ui.chatView.hidden;
   const initial = conversation && conversation.agent_name ? conversation.agent_name : ui.title.textContent;
   ui.avatar.textContent = (initial.trim()[0] || "?").toUpperCase();
@@ -241,8 +279,11 @@ function showForm() {
   state.conversation = null;
   ui.fields.replaceChildren();
   ui.formError.hidden = true;
-  ui.intro.textContent = state.available ? widget.greeting : widget.offline_message;
+  ui.intro.textContent = state.available
+    ? widget.greeting
+    : unavailable().form || widget.offline_message || NOBODY_ONLINE_FORM;
   ui.intro.classList.toggle("is-offline", !state.available);
+  ui.intro.dataset.reason = state.available ? "" : state.unavailableReason || "";
   ui.intro.hidden = !ui.intro.textContent;
   ui.moved.textContent = state.moved ? movedText(state.moved, "Your earlier conversation") : "";
   ui.moved.hidden = !state.moved;
@@ -322,7 +363,8 @@ ui.form.addEventListener("submit", async (event) => {
     const started = await startSession({ answers, message, client_id: state.startClientId });
     state.startClientId = null;
     saveToken(started.token);
-    enterChat(started.conversation, { offline: started.offline });
+    // A resumed start is an earlier conversation: whether it waits in a queue, its hello says.
+    enterChat(started.conversation, { offline: started.resumed ? undefined : started.offline });
   } catch (error) {
     ui.submit.disabled = false;
     if (error.code === "duplicate_client_id") state.startClientId = null;
@@ -378,6 +420,9 @@ function resetLog() {
   state.thread = null;
   ui.pending.replaceChildren();
   state.agentReadSeq = 0;
+  state.queue = null;
+  state.queueKnown = false;
+  renderQueue();
 }
 
 /** The highest seq known, including private notes this side never sees (from resume.done). */
@@ -385,12 +430,19 @@ function lastSeq() {
   return state.thread ? state.thread.lastSeq : 0;
 }
 
-function enterChat(conversation, { offline = false } = {}) {
+/** `offline`: what the start answered (undefined for a conversation resumed after a reload). */
+function enterChat(conversation, { offline } = {}) {
   resetLog();
   state.conversation = conversation;
   state.seenSeq = Number(store.read()[`seen:${conversation.id}`]) || 0;
   state.agentReadSeq = conversation.agent_read_seq || 0;
-  if (offline) state.available = false;
+  if (offline && state.available) {
+    // The config said a chat could start; the start found otherwise and kept it as a message (protocol 1.10).
+    state.available = false;
+    state.unavailableReason = "unknown";
+  }
+  // An offline message waits in no queue; a chat just routed gets its place in hello.
+  if (offline !== undefined) state.queueKnown = true;
   state.thread = client.thread(conversation.id, {
     log: ui.log,
     scroller: ui.body,
@@ -646,6 +698,11 @@ function onFrame(frame) {
   switch (frame.type) {
     case "hello":
       state.switchOffers = Array.isArray(frame.switch) ? frame.switch : [];
+      // Before the conversation: its subtitle depends on whether it waits in a queue.
+      if (frame.conversation && state.conversation && frame.conversation.id === state.conversation.id) {
+        setQueue(frame.queue);
+        setSubtitle();
+      }
       updateConversation(frame.conversation);
       renderSwitch();
       if (frame.limits) {
@@ -669,6 +726,13 @@ function onFrame(frame) {
     case "conversation.updated":
       updateConversation(frame.conversation);
       break;
+    case "queue.position":
+      // One that arrives after the answer (from another server process) is late: the chat is no longer waiting.
+      if (frame.conversation_id === state.conversation?.id && state.conversation.status === "waiting") {
+        setQueue(frame);
+        setSubtitle();
+      }
+      break;
     // message.new, message.ack, resume.done and refused sends: handled by the thread (protocol.js).
     case "error":
       onError(frame);
@@ -685,6 +749,8 @@ function updateConversation(conversation) {
   state.conversation = conversation;
   state.agentReadSeq = Math.max(state.agentReadSeq, conversation.agent_read_seq || 0);
   refreshSeen();
+  if (conversation.status !== "waiting") state.queue = null; // answered, closed: out of the queue
+  renderQueue();
   setSubtitle();
   if (isMoved(conversation)) showMoved(conversation);
   else if (conversation.status === "closed") showEnded();
@@ -713,6 +779,44 @@ function onError(frame) {
     showBanner(frame.message, true);
     setTimeout(() => showBanner(""), 5000);
   }
+}
+
+// --- the queue (protocol 1.10): the visitor's place while no agent has taken the chat yet ----------------------
+
+/** From hello.queue or a queue.position frame; anything but a place in line (null included) clears it. */
+function setQueue(place) {
+  state.queueKnown = true;
+  const position = place ? Number(place.position) : NaN;
+  if (!Number.isInteger(position) || position < 0) {
+    state.queue = null;
+  } else {
+    const seconds = place.estimated_wait_seconds;
+    state.queue = { position, estimated_wait_seconds: Number.isFinite(seconds) ? seconds : null };
+  }
+  renderQueue();
+}
+
+/** The waiting conversation is a message left for later (in no queue), as far as the server has said yet. After
+ * a reload that is only known from hello: until then it reads as waiting for an agent, which is true either way. */
+function offlineKnown() {
+  return state.queueKnown && !state.queue;
+}
+
+function queueText(place) {
+  const where = place.position <= 1 ? "You are next in line" : `You are number ${place.position} in line`;
+  const seconds = place.estimated_wait_seconds;
+  if (seconds === null) return where;
+  return `${where} · ${seconds < 60 ? "less than a minute" : `about ${Math.ceil(seconds / 60)} min`}`;
+}
+
+function renderQueue() {
+  const conversation = state.conversation;
+  const waiting = Boolean(conversation && conversation.status === "waiting" && !isMoved(conversation));
+  const shown = Boolean(state.queue && waiting && !ui.chatView.hidden);
+  const text = shown ? queueText(state.queue) : "";
+  // Rewritten only when the words change: a live region repeats whatever is put into it.
+  if (ui.queue.textContent === text) return;
+  ui.queue.replaceChildren(...(text ? [h("p", { cls: "sb-queue-line", text })] : []));
 }
 
 function showAgentTyping(name) {
@@ -902,6 +1006,8 @@ async function refreshAvailability() {
   const config = await api("/config");
   state.config = config;
   state.available = Boolean(config.available);
+  // Older servers send no reason: an unavailable widget then reads as "no one is available".
+  state.unavailableReason = state.available ? null : config.unavailable_reason || "nobody_online";
 }
 
 async function restoreSession() {

@@ -88,7 +88,7 @@ def test_a_crash_is_a_json_500(client, tenant, monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("chat.widget_api.widget_available", broken)
+    monkeypatch.setattr("chat.widget_api.widget_admission", broken)
     client.raise_request_exception = False
     error = error_of(client.get(f"/widget/api/{widget.public_key}/config"), 500)
     assert error["code"] == "server_error" and "boom" not in error["message"]

@@ -49,7 +49,7 @@ pytestmark = pytest.mark.django_db
 def test_a_retried_request_is_not_routed_again(widget, queue, online, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks() as callbacks:
         first = conversation_request(widget=widget, visitor_id=None, answers={"name": "A"}, client_id="start-1")
-    assert first.created is True and len(callbacks) == 2  # waiting.added and the offer
+    assert first.created is True and len(callbacks) == 3  # waiting.added, the offer and the visitor's place
     with django_capture_on_commit_callbacks() as callbacks:
         again = conversation_request(widget=widget, visitor_id=None, answers={"name": "A"}, client_id="start-1")
     assert (again.created, again.offline, again.conversation.pk) == (False, False, first.conversation.pk)

@@ -469,7 +469,12 @@ def test_survey_errors_show_in_their_row(admin_client, objects):
 # --- queues -----------------------------------------------------------------------------------------------
 
 
-ROUTING = {"routing_method": "longest_idle", "answer_seconds": 45}  # what the form's two routing fields send
+ROUTING = {
+    "routing_method": "longest_idle",
+    "answer_seconds": 45,
+    "capacity_kind": "fixed",
+    "capacity": 20,
+}  # what the form's two routing fields send
 
 
 def test_create_a_queue_with_members_and_widgets(admin_client, tenant, admin, agent):
