@@ -28,11 +28,15 @@ SWEEP_BATCH = 200
 def offer_expire(*, offer_id: int) -> bool:
     """One offer past its answer time limit: missed; its agent is paused ("Missed offer") and the chat goes
     to the next eligible agent. False when it was answered, withdrawn or is being handled meanwhile."""
-    offer = (
-        Offer.objects.select_for_update(skip_locked=True)
-        .filter(pk=offer_id, status=OfferStatus.PENDING, expires_at__lte=timezone.now())
-        .first()
-    )
+    due = Offer.objects.filter(pk=offer_id, status=OfferStatus.PENDING, expires_at__lte=timezone.now())
+    conversation_id = due.values_list("conversation_id", flat=True).first()
+    if conversation_id is None:
+        return False
+    # The conversation first, as every path that changes offers takes it; one being accepted or closed right
+    # now is left to the next pass (whose look at the offer will find it settled).
+    if Conversation.objects.select_for_update(skip_locked=True).filter(pk=conversation_id).first() is None:
+        return False
+    offer = due.select_for_update().first()
     if offer is None:
         return False
     offer.status, offer.decided_at = OfferStatus.MISSED, timezone.now()

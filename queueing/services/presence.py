@@ -22,7 +22,13 @@ from contactcenter.models import Role
 from contactcenter.realtime import publish_on_commit, tenant_agents_group
 from queueing.models import Offer, OfferStatus
 from queueing.selectors import agent_queue_ids
-from queueing.services.routing import _offer_onwards, _offers_refresh, _withdraw_offers, agent_offers_refresh
+from queueing.services.routing import (
+    _offer_onwards,
+    _offers_refresh,
+    _withdraw_offers,
+    agent_offers_refresh,
+    conversations_lock,
+)
 
 
 def _presence_followup(*, actor: AgentActor, profile: AgentProfile, changed: bool) -> int:
@@ -38,7 +44,9 @@ def _presence_followup(*, actor: AgentActor, profile: AgentProfile, changed: boo
     if presence == Presence.ONLINE:
         agent_offers_refresh(actor=actor)
         return 0
-    pending = list(Offer.objects.filter(tenant_id=actor.tenant_id, agent=actor.user, status=OfferStatus.PENDING))
+    held = Offer.objects.filter(tenant_id=actor.tenant_id, agent=actor.user, status=OfferStatus.PENDING)
+    conversations_lock(actor.tenant_id, held.values_list("conversation_id", flat=True))
+    pending = list(held)
     _withdraw_offers(pending, reason_for={}, default="unavailable")
     _offer_onwards(actor.tenant_id, [offer.conversation_id for offer in pending])
     return len(pending)

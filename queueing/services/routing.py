@@ -164,6 +164,13 @@ def conversation_offer(*, conversation: Conversation, only_user_ids: Iterable[in
     queue = conversation_queue(conversation=conversation)
     if queue is None:
         return []  # unrouted: stays in every agent's waiting list
+    # The conversation's row first (as accept, reject, expiry and close lock it before its offers): an accept
+    # committing meanwhile is seen, and no offer is made for a chat just taken.
+    waiting = Conversation.objects.select_for_update().filter(
+        pk=conversation.pk, tenant_id=conversation.tenant_id, status=ConversationStatus.WAITING, assignee__isnull=True
+    )
+    if waiting.values_list("pk", flat=True).first() is None:
+        return []
     if Offer.objects.filter(conversation=conversation, status=OfferStatus.PENDING).exists():
         return []  # one agent at a time
     profiles = AgentProfile.objects.filter(
@@ -361,6 +368,7 @@ def conversation_accept(*, actor: AgentActor, conversation_id: int) -> Conversat
 @transaction.atomic
 def offer_reject(*, actor: AgentActor, conversation_id: int) -> Offer:
     """The agent declines an offer: it goes to the next eligible agent at once (never back to this one)."""
+    conversations_lock(actor.tenant_id, [conversation_id])
     offer = (
         Offer.objects.select_for_update()
         .filter(tenant_id=actor.tenant_id, conversation_id=conversation_id, agent=actor.user)
@@ -378,6 +386,18 @@ def offer_reject(*, actor: AgentActor, conversation_id: int) -> Offer:
         )
         _offer_onwards(actor.tenant_id, [offer.conversation_id])
     return offer
+
+
+def conversations_lock(tenant_id: int, conversation_ids: Iterable[int]) -> None:
+    """Locks conversations' rows, in id order, before their offers are touched: every path that changes an
+    offer takes the conversation first (accept's conditional UPDATE does), so no two paths wait on each other
+    in opposite orders."""
+    list(
+        Conversation.objects.select_for_update()
+        .filter(tenant_id=tenant_id, pk__in=list(conversation_ids))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def _offer_onwards(tenant_id: int, conversation_ids: Iterable[int]) -> int:
