@@ -101,11 +101,22 @@ def _publish(tenant_id: int, message: Message, attachments: list[Attachment] | N
 
 
 def system_notice_post(
-    *, conversation: Conversation, event: str, body: str, event_data: dict[str, Any] | None = None
+    *,
+    conversation: Conversation,
+    event: str,
+    body: str,
+    event_data: dict[str, Any] | None = None,
+    private: bool = False,
 ) -> Message:
-    """A stored system notice ("agent.joined", "conversation.closed"); the caller holds the row lock."""
+    """A stored system notice ("agent.joined", "conversation.closed"; `private`: for the agents only, as a
+    note is); the caller holds the row lock."""
     message = _append_message(
-        conversation, sender_kind=SenderKind.SYSTEM, body=body, event=event, event_data=event_data or {}
+        conversation,
+        sender_kind=SenderKind.SYSTEM,
+        body=body,
+        event=event,
+        event_data=event_data or {},
+        is_private=private,
     )
     _publish_message(conversation, message)
     return message

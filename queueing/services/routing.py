@@ -95,6 +95,17 @@ def widget_available(*, widget: Widget) -> bool:
     return widget_admission(widget=widget).available
 
 
+def duration_text(seconds: int) -> str:
+    """3 min 12 s, 45 s, 1 h 5 min."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    return f"{secs} s"
+
+
 def _open_load(tenant_id: int, user_ids: Iterable[int]) -> dict[int, int]:
     rows = (
         Conversation.objects.filter(tenant_id=tenant_id, assignee_id__in=list(user_ids), status=ConversationStatus.OPEN)
@@ -357,6 +368,16 @@ def conversation_accept(*, actor: AgentActor, conversation_id: int) -> Conversat
         body=f"{name} joined the chat.",
         event_data={"agent_name": name},
     )
+    if queue is not None:
+        # For the agent: where the visitor came from, and how long they waited there.
+        waited = max(0, round((now - conversation.created_at).total_seconds()))
+        system_notice_post(
+            conversation=conversation,
+            event="queue.came_from",
+            body=f"The visitor came from the queue {queue.name} after waiting {duration_text(waited)}.",
+            event_data={"queue": queue.name, "waited_seconds": waited},
+            private=True,
+        )
     conversation_updated_publish(conversation, agents_only=False)
     publish_on_commit(
         group=agent_group(actor.tenant_id, actor.user.pk), event=events.conversation_assigned(conversation.pk)

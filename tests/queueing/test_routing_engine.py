@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from agents.models import AgentProfile, PauseReason, Presence
-from chat.models import ConversationStatus
+from chat.models import Conversation, ConversationStatus
 from chat.selectors import VisitorActor, agent_actor_for
 from contactcenter.errors import ApplicationError
 from contactcenter.wiring.tasks import sweep_once
@@ -208,3 +208,19 @@ def test_another_tenants_agents_are_never_offered_a_chat(tenant, other_tenant, w
     AgentProfile.objects.filter(user=stranger).update(presence=Presence.ONLINE)
     conversation = request(widget, 1)
     assert offered_to(conversation) == [online.pk]
+
+
+def test_the_agent_sees_that_the_visitor_came_from_the_queue_and_how_long_they_waited(widget, queue, online):
+    from chat.models import Message
+    from queueing.services.routing import duration_text
+
+    conversation = request(widget, 1)
+    Conversation.objects.filter(pk=conversation.pk).update(created_at=timezone.now() - timedelta(seconds=192))
+    conversation_accept(actor=agent_actor_for(online), conversation_id=conversation.pk)
+    notice = Message.objects.get(conversation=conversation, event="queue.came_from")
+    assert notice.is_private  # the agents' line, never the visitor's
+    waited = notice.event_data["waited_seconds"]
+    assert notice.event_data["queue"] == "Sales" and 192 <= waited < 200
+    assert notice.body == f"The visitor came from the queue Sales after waiting {duration_text(waited)}."
+    assert duration_text(192) == "3 min 12 s"
+    assert [duration_text(s) for s in (45, 60, 3725, 7200)] == ["45 s", "1 min", "1 h 2 min", "2 h"]
