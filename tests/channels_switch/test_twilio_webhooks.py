@@ -328,8 +328,7 @@ def test_a_refused_message_is_marked_failed_with_the_reason(client, settings, te
 # --- status callbacks -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sent(tenant, sms):
+def sent_delivery(tenant, sms) -> Delivery:
     """An agent's SMS the relay handed to Twilio (provider id SM…01)."""
     agent = MembershipFactory(tenant=tenant).user
     conversation = ConversationFactory(tenant=tenant, channel="sms", status=ConversationStatus.OPEN, assignee=agent)
@@ -353,6 +352,11 @@ def sent(tenant, sms):
         provider_id=sid(1),
         provider_status="queued",
     )
+
+
+@pytest.fixture
+def sent(tenant, sms):
+    return sent_delivery(tenant, sms)
 
 
 def callback(client, settings, sms, status, **extra):

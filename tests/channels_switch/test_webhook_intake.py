@@ -10,11 +10,17 @@ from urllib.parse import urlencode
 import pytest
 from django.db import close_old_connections
 
-from channels_switch.models import Delivery, DeliveryState, InboundReceipt
-from chat.models import Conversation, ConversationStatus, DeliveryStatus, Message, SenderKind
-from tests.channels_switch.test_twilio_webhooks import OTHER_TOKEN, inbound_params, sid, twilio_signature
-from tests.channels_switch.twilio_support import ACCOUNT_SID, AUTH_TOKEN, CUSTOMER, twilio_connector
-from tests.factories import ConversationFactory, MembershipFactory, QueueFactory, TenantFactory
+from channels_switch.models import InboundReceipt
+from chat.models import Message, SenderKind
+from tests.channels_switch.test_twilio_webhooks import (
+    OTHER_TOKEN,
+    inbound_params,
+    sent_delivery,
+    sid,
+    twilio_signature,
+)
+from tests.channels_switch.twilio_support import ACCOUNT_SID, AUTH_TOKEN, twilio_connector
+from tests.factories import QueueFactory, TenantFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
@@ -107,30 +113,8 @@ def test_the_intake_refuses_what_is_too_large_unknown_or_malformed(daphne_server
 
 
 def test_a_status_callback_through_the_intake_moves_the_delivery(daphne_server, sms):
-    agent = MembershipFactory(tenant=sms.tenant).user
-    conversation = ConversationFactory(tenant=sms.tenant, channel="sms", status=ConversationStatus.OPEN, assignee=agent)
-    message = Message.objects.create(
-        tenant=sms.tenant,
-        conversation=conversation,
-        seq=1,
-        sender_kind=SenderKind.AGENT,
-        sender_user=agent,
-        body="Shipped",
-        channel="sms",
-        delivery_status=DeliveryStatus.SENDING,
-    )
-    Delivery.objects.create(
-        tenant=sms.tenant,
-        message=message,
-        connector=sms,
-        channel="sms",
-        to_address=CUSTOMER,
-        state=DeliveryState.SENT,
-        provider_id=sid(1),
-        provider_status="queued",
-    )
+    delivery = sent_delivery(sms.tenant, sms)
     path = f"/hooks/twilio/{sms.webhook_key}/status/"
     params = {"MessageSid": sid(1), "MessageStatus": "delivered", "AccountSid": ACCOUNT_SID}
     assert post(daphne_server, path, params)[0] == 204
-    assert Message.objects.get(pk=message.pk).delivery_status == "delivered"
-    assert not Conversation.objects.exclude(pk=conversation.pk).exists()
+    assert Message.objects.get(pk=delivery.message_id).delivery_status == "delivered"
