@@ -48,8 +48,9 @@ lint: install ## ruff check, ruff format --check, mypy (runs all three, fails if
 	$(BIN)/mypy contactcenter agents chat queueing channels_switch || status=1; \
 	exit $$status
 
-bench: install ## load benchmarks on throwaway PostgreSQL + Redis: live chat (ARGS='--quick'), relay + webhooks (RELAY_ARGS='--quick')
+bench: install ## load benchmarks on throwaway PostgreSQL + Redis: live chat (ARGS='--quick'), relay + webhooks (RELAY_ARGS='--quick'), routing (ROUTING_ARGS='--quick')
 	@status=0; \
 	$(BIN)/python bench/chat_load.py $(ARGS) || status=1; \
 	$(BIN)/python bench/relay_load.py $(RELAY_ARGS) || status=1; \
+	$(BIN)/python bench/routing_load.py $(ROUTING_ARGS) || status=1; \
 	exit $$status
