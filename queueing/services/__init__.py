@@ -31,7 +31,6 @@ from queueing.services.routing import (
     conversation_route,
     offer_reject,
     widget_admission,
-    widget_available,
     widget_queue,
 )
 
@@ -64,7 +63,6 @@ __all__ = [
     "routing_sweep",
     "waiting_offer_sweep",
     "widget_admission",
-    "widget_available",
     "widget_queue",
     "widget_save_routed",
 ]

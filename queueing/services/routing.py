@@ -90,11 +90,6 @@ def widget_admission(*, widget: Widget, lock: bool = False) -> Admission:
     return Admission(True)
 
 
-def widget_available(*, widget: Widget) -> bool:
-    """Whether the widget offers a live chat now (else the offline form): widget_admission's answer."""
-    return widget_admission(widget=widget).available
-
-
 def duration_text(seconds: int) -> str:
     """3 min 12 s, 45 s, 1 h 5 min."""
     hours, rest = divmod(seconds, 3600)
