@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from channels_switch.services import conversation_switch, visitor_switching
 from chat import events
@@ -53,6 +54,7 @@ class VisitorConsumer(ConversationSocket):
     def setup(self) -> None:
         super().setup()
         self.lease_seconds: int | None = None  # dead-connection detection's timeout, when it watches this chat
+        self.waiting_lease_seconds: int | None = None  # while the chat waits in a queue: the leave grace
         self.lease_task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -73,43 +75,52 @@ class VisitorConsumer(ConversationSocket):
         await self.join(conversation_group(self.tenant_id, self.conversation_id))
         await self.accept()
         await self.send_frame(hello)
-        if self.lease_seconds is not None:
+        if self.watched:
             self.lease_task = asyncio.create_task(self.keep_lease())
 
+    @property
+    def watched(self) -> bool:
+        return self.lease_seconds is not None or self.waiting_lease_seconds is not None
+
     def hello(self) -> dict[str, Any]:
-        """The first frame: the conversation, the limits, and the channels the switch button offers. When
-        dead-connection detection watches this chat, the socket takes its lease on the deadline here."""
+        """The first frame: the conversation, the limits, the channels the switch button offers and the place in
+        line. The socket takes its lease on the conversation's deadline here: while the chat waits in a queue (a
+        visitor gone past the grace leaves it), and while dead-connection detection watches it."""
         conversation = visitor_socket_conversation(actor=self.visitor, conversation_id=self.conversation_id)
         switching = visitor_switching(conversation=conversation)
+        place = queue_place(conversation=conversation)
         self.lease_seconds = switching.lease_seconds
-        if self.lease_seconds is not None:
-            self.renew_lease()
-        return {
-            **visitor_hello_frame(conversation),
-            "switch": switching.offers,
-            "queue": queue_place(conversation=conversation),
-        }
+        self.waiting_lease_seconds = settings.QUEUE_LEAVE_GRACE_SECONDS if place is not None else None
+        if self.watched and not self.renew_lease():
+            self.lease_seconds = self.waiting_lease_seconds = None
+        return {**visitor_hello_frame(conversation), "switch": switching.offers, "queue": place}
 
-    def renew_lease(self) -> None:
-        assert self.lease_seconds is not None
-        visitor_lease_renew(tenant_id=self.tenant_id, conversation_id=self.conversation_id, seconds=self.lease_seconds)
+    def renew_lease(self) -> bool:
+        return visitor_lease_renew(
+            tenant_id=self.tenant_id,
+            conversation_id=self.conversation_id,
+            seconds=self.lease_seconds,
+            waiting_seconds=self.waiting_lease_seconds,
+        )
 
     async def keep_lease(self) -> None:
         """Renews the lease while the socket is open, from the server: a hidden tab's timers (the browser's
-        pings) may run only once a minute, and a socket whose process died simply stops renewing."""
-        assert self.lease_seconds is not None
-        interval = max(5.0, self.lease_seconds / 3)
+        pings) may run only once a minute, and a socket whose process died simply stops renewing. Stops once
+        nothing watches the chat any more (answered without dead-connection detection, closed, moved)."""
+        shortest = min(s for s in (self.lease_seconds, self.waiting_lease_seconds) if s is not None)
+        interval = max(5.0, shortest / 3)
         while True:
             await asyncio.sleep(interval)
             try:
-                await database_sync_to_async(self.renew_lease)()
+                if not await database_sync_to_async(self.renew_lease)():
+                    return
             except Exception:  # the database blinked: the next round tries again, well within the timeout
                 logger.warning("visitor lease of conversation %s not renewed", self.conversation_id, exc_info=True)
 
     async def closed(self) -> None:
         if self.lease_task is not None:
             self.lease_task.cancel()
-        if self.lease_seconds is not None:
+        if self.watched:
             # Gone from now: the timeout runs from the close (another open socket of the visitor renews it).
             await database_sync_to_async(self.renew_lease)()
 
@@ -203,8 +214,8 @@ class VisitorConsumer(ConversationSocket):
         await self.send_frame({"type": "conversation.updated", "conversation": event["visitor_conversation"]})
 
     async def queue_position(self, event: dict[str, Any]) -> None:
-        """The visitor's place in the queue's line changed (queueing.services.line)."""
+        """The visitor's place in the queue's line changed, or they are out of it for good with a `reason`
+        (queueing.services.line)."""
         if event["conversation_id"] == self.conversation_id:
-            await self.send_frame(
-                {key: event[key] for key in ("type", "conversation_id", "position", "estimated_wait_seconds")}
-            )
+            keys = ("type", "conversation_id", "position", "estimated_wait_seconds", "reason")
+            await self.send_frame({key: event[key] for key in keys if key in event})

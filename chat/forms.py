@@ -1,4 +1,5 @@
-"""Settings forms of a widget: the General tab and the pre-chat survey with its formset of fields."""
+"""Settings forms of a widget: the General tab, the pre-chat survey with its formset of fields, Channel Switching,
+and Hours & display."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from django import forms
 from django.core.validators import RegexValidator
 
 from chat.models import SurveyFieldKind
+from chat.services.hours import DISPLAY_DELAY_MAX, WEEKDAYS, time_zone_choices
 
 MB = 1024 * 1024
 MAX_UPLOAD_MB = 100
@@ -241,3 +243,142 @@ class WidgetSwitchingForm(forms.Form):
             initial[f"{channel}_allowed"] = channel in channels
             initial[f"{channel}_position"] = min(place, len(POSITIONS))
         return initial
+
+
+CLOCK_FORMAT = RegexValidator(r"^([01]\d|2[0-3]):[0-5]\d$", "Enter a time as HH:MM on a 24-hour clock, e.g. 09:00.")
+
+
+class WidgetHoursForm(forms.Form):
+    """The Hours & display tab: business hours (one interval a day here; the API takes several) and where the
+    launcher appears. Checked again, with the API's rules, by widget_save (chat.services.hours)."""
+
+    hours_enabled = forms.BooleanField(
+        required=False,
+        label="Only offer the chat during business hours",
+        help_text="Outside them visitors get the message form, which says when you are back. Off: always open.",
+    )
+    time_zone = forms.ChoiceField(label="Time zone", initial="UTC", help_text="Of the hours and closed dates below.")
+    closed_dates = forms.CharField(
+        label="Closed dates",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "2025-12-25", "spellcheck": "false"}),
+        help_text="One date a line, as YYYY-MM-DD: closed all day (holidays).",
+    )
+    display_url_contains = forms.CharField(
+        label="Show only on pages whose URL contains",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "/pricing", "spellcheck": "false"}),
+        help_text="One text a line; the launcher appears where the page's address contains any of them. Empty: "
+        "every page.",
+    )
+    display_url_excludes = forms.CharField(
+        label="Never on pages whose URL contains",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "/checkout", "spellcheck": "false"}),
+        help_text="One text a line.",
+    )
+    display_delay_seconds = forms.IntegerField(
+        label="Seconds on the page before the launcher appears",
+        min_value=0,
+        max_value=DISPLAY_DELAY_MAX,
+        initial=0,
+        help_text=f"0 to {DISPLAY_DELAY_MAX}. A visitor with a chat in progress always sees the launcher at once.",
+    )
+
+    def __init__(self, *args: Any, stored_week: list[Any] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # The stored days, so that a day with several intervals (set through the API) is kept unless edited here.
+        self.stored_week = stored_week or [[] for _ in WEEKDAYS]
+        cast(forms.ChoiceField, self.fields["time_zone"]).choices = [(name, name) for name in time_zone_choices()]
+        for weekday, day in enumerate(WEEKDAYS):
+            for part, word in (("opens", "Opens"), ("closes", "Closes")):
+                self.fields[f"day{weekday}_{part}"] = forms.CharField(
+                    label=f"{day}: {word.lower()}",
+                    required=False,
+                    validators=[CLOCK_FORMAT],
+                    widget=forms.TimeInput(attrs={"type": "time"}),
+                )
+
+    def days(self) -> list[dict[str, Any]]:
+        """One row a weekday for the template, with a note when the stored day has more intervals than it shows."""
+        rows = []
+        for weekday, day in enumerate(WEEKDAYS):
+            stored = self.stored_week[weekday] if weekday < len(self.stored_week) else []
+            rows.append(
+                {
+                    "day": day,
+                    "opens": self[f"day{weekday}_opens"],
+                    "closes": self[f"day{weekday}_closes"],
+                    "more": [f"{opens}-{closes}" for opens, closes in stored[1:]],
+                }
+            )
+        return rows
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for weekday, day in enumerate(WEEKDAYS):
+            opens, closes = data.get(f"day{weekday}_opens"), data.get(f"day{weekday}_closes")
+            if opens is None or closes is None:
+                continue  # already refused by the field
+            if bool(opens) != bool(closes):
+                self.add_error(f"day{weekday}_closes", f"{day}: give both times, or neither when closed all day.")
+            elif opens and _day_end(closes) <= opens:
+                self.add_error(f"day{weekday}_closes", f"{day}: the closing time is before the opening time.")
+        return data
+
+    def service_fields(self) -> dict[str, Any]:
+        """The cleaned data in the shape `widget_save` takes."""
+        data = self.cleaned_data
+        week: list[list[list[str]]] = []
+        for weekday in range(len(WEEKDAYS)):
+            opens, closes = data[f"day{weekday}_opens"], data[f"day{weekday}_closes"]
+            stored = self.stored_week[weekday] if weekday < len(self.stored_week) else []
+            interval = [opens, _day_end(closes)] if opens else None
+            if stored and interval == list(stored[0]):
+                week.append([list(span) for span in stored])  # untouched: keep every interval it had
+            else:
+                week.append([interval] if interval else [])
+        return {
+            "hours_enabled": data["hours_enabled"],
+            "time_zone": data["time_zone"],
+            "weekly_hours": week,
+            "closed_dates": _lines(data["closed_dates"]),
+            "display_url_contains": [
+                line.strip() for line in data["display_url_contains"].splitlines() if line.strip()
+            ],
+            "display_url_excludes": [
+                line.strip() for line in data["display_url_excludes"].splitlines() if line.strip()
+            ],
+            "display_delay_seconds": data["display_delay_seconds"],
+        }
+
+    @staticmethod
+    def initial_from(widget: Any) -> dict[str, Any]:
+        initial: dict[str, Any] = {
+            "hours_enabled": widget.hours_enabled,
+            "time_zone": widget.time_zone,
+            "closed_dates": "\n".join(widget.closed_dates or []),
+            "display_url_contains": "\n".join(widget.display_url_contains or []),
+            "display_url_excludes": "\n".join(widget.display_url_excludes or []),
+            "display_delay_seconds": widget.display_delay_seconds,
+        }
+        week = widget.weekly_hours if isinstance(widget.weekly_hours, list) else []
+        for weekday in range(len(WEEKDAYS)):
+            day = week[weekday] if weekday < len(week) else []
+            opens, closes = (day[0][0], day[0][1]) if day else ("", "")
+            # A time input has no 24:00: the end of the day shows as 00:00.
+            initial[f"day{weekday}_opens"], initial[f"day{weekday}_closes"] = (
+                opens,
+                "00:00" if closes == "24:00" else closes,
+            )
+        return initial
+
+
+def _rows(value: str) -> list[str]:
+    """One entry a line (commas allowed inside: a URL may hold them)."""
+    return [line.strip() for line in value.splitlines() if line.strip()]
+
+
+def _day_end(closes: str) -> str:
+    """A closing time of 00:00 means the end of the day (a time input cannot say 24:00)."""
+    return "24:00" if closes == "00:00" else closes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -28,6 +29,11 @@ DEFAULT_FILE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp", "app
 
 def default_file_types() -> list[str]:
     return list(DEFAULT_FILE_TYPES)
+
+
+def default_weekly_hours() -> list[list[list[str]]]:
+    """Monday to Friday 09:00 to 17:00, closed at the weekend: index 0 is Monday, 6 Sunday."""
+    return [[["09:00", "17:00"]] if weekday < 5 else [] for weekday in range(7)]
 
 
 def default_survey_fields() -> list[dict[str, object]]:
@@ -56,6 +62,19 @@ class Widget(TenantOwned):
     allowed_file_types = models.JSONField(default=default_file_types, blank=True)
     # Opened by the extra button in the agent's incoming-chat notification, when set.
     agent_external_url = models.URLField(blank=True)
+    # Business hours (chat.services.hours): outside them no live chat is offered, only the offline form. Off:
+    # always open. Times and closed dates are wall-clock in `time_zone` (an IANA name); `weekly_hours` holds
+    # seven lists (Monday first) of ["HH:MM", "HH:MM"] intervals, sorted and not overlapping ("24:00" ends a day).
+    hours_enabled = models.BooleanField(default=False)
+    time_zone = models.CharField(max_length=64, default="UTC")
+    weekly_hours = models.JSONField(default=default_weekly_hours, blank=True)
+    closed_dates = models.JSONField(default=list, blank=True)  # ["YYYY-MM-DD", …], sorted
+    # Display rules, applied by loader.js on the customer's page: the launcher appears only where the page's URL
+    # contains one of `display_url_contains` (any page when empty) and none of `display_url_excludes`, and
+    # only after `display_delay_seconds` on the page. A visitor with a chat in progress always sees it.
+    display_url_contains = models.JSONField(default=list, blank=True)
+    display_url_excludes = models.JSONField(default=list, blank=True)
+    display_delay_seconds = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(600)])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -20,6 +20,13 @@ from chat.models import (
     SurveyFieldKind,
     Widget,
 )
+from chat.services.hours import (
+    CLOSED_DATES_MAX,
+    DISPLAY_DELAY_MAX,
+    DISPLAY_RULE_CHARS,
+    DISPLAY_RULES_MAX,
+    INTERVALS_PER_DAY_MAX,
+)
 from contactcenter.models import Contact
 from contactcenter.serializers import StrictBooleanField, TenantModelSerializer
 
@@ -48,6 +55,49 @@ class WidgetSerializer(TenantModelSerializer[Widget]):
     accent_color = serializers.RegexField(
         r"^#[0-9a-fA-F]{6}$", max_length=7, required=False, error_messages={"invalid": "Enter a colour as #rrggbb."}
     )
+    # Business hours and display rules: shapes here, their rules (formats, order, overlaps, bounds) in
+    # chat.services.hours, which the settings form goes through too.
+    hours_enabled = StrictBooleanField(
+        required=False, help_text="Outside the hours below no live chat is offered, only the offline form."
+    )
+    time_zone = serializers.CharField(
+        max_length=64, required=False, help_text="IANA time zone of the hours and closed dates, e.g. Europe/Berlin."
+    )
+    weekly_hours = serializers.ListField(
+        child=serializers.ListField(
+            child=serializers.ListField(child=serializers.CharField(max_length=5), min_length=2, max_length=2),
+            max_length=INTERVALS_PER_DAY_MAX,
+        ),
+        min_length=7,
+        max_length=7,
+        required=False,
+        help_text='Seven days, Monday first, each a list of ["HH:MM", "HH:MM"] intervals (sorted, not '
+        'overlapping; "24:00" ends the day; [] closed that day).',
+    )
+    closed_dates = serializers.ListField(
+        child=serializers.CharField(max_length=10),
+        max_length=CLOSED_DATES_MAX,
+        required=False,
+        help_text="Dates closed all day (YYYY-MM-DD, in the widget's time zone).",
+    )
+    display_url_contains = serializers.ListField(
+        child=serializers.CharField(max_length=DISPLAY_RULE_CHARS),
+        max_length=DISPLAY_RULES_MAX,
+        required=False,
+        help_text="The launcher appears only on pages whose URL contains one of these (any page when empty).",
+    )
+    display_url_excludes = serializers.ListField(
+        child=serializers.CharField(max_length=DISPLAY_RULE_CHARS),
+        max_length=DISPLAY_RULES_MAX,
+        required=False,
+        help_text="…and never on pages whose URL contains one of these.",
+    )
+    display_delay_seconds = serializers.IntegerField(
+        min_value=0,
+        max_value=DISPLAY_DELAY_MAX,
+        required=False,
+        help_text="Seconds on the page before the launcher appears. A visitor with a chat in progress sees it at once.",
+    )
 
     class Meta:
         model = Widget
@@ -66,6 +116,13 @@ class WidgetSerializer(TenantModelSerializer[Widget]):
             "max_upload_bytes",
             "allowed_file_types",
             "agent_external_url",
+            "hours_enabled",
+            "time_zone",
+            "weekly_hours",
+            "closed_dates",
+            "display_url_contains",
+            "display_url_excludes",
+            "display_delay_seconds",
             "created_at",
         ]
         read_only_fields = ["public_key", "created_at"]

@@ -1,5 +1,5 @@
 """Settings pages of widgets: list, the General tab (with the embed snippet), the pre-chat survey tab, the Channel
-Switching tab, delete."""
+Switching tab, the Hours & display tab, delete."""
 
 from __future__ import annotations
 
@@ -12,19 +12,21 @@ from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils import timezone
 
 from channels_switch.selectors import widget_switching_for
 from channels_switch.services import switch_diagnostics, widget_switching_save
 from chat.forms import (
     WIDGET_FIELD_ALIASES,
     WidgetForm,
+    WidgetHoursForm,
     WidgetSurveyForm,
     WidgetSwitchingForm,
     survey_formset,
     survey_rows_as_typed,
 )
 from chat.models import Widget
-from chat.services import widget_delete, widget_save
+from chat.services import widget_delete, widget_open_at, widget_save
 from contactcenter.errors import ApplicationError
 from contactcenter.forms import apply_application_error
 from contactcenter.settings_views import (
@@ -200,6 +202,43 @@ class WidgetSwitchingView(WidgetsMixin, TenantObjectMixin, AdminRequiredView):
             else:
                 messages.success(request, f"Channel switching of “{widget}” saved.")
                 return redirect("settings-widgets-switching", pk=widget.pk)
+        return self.render_page(request, widget, form)
+
+
+class WidgetHoursView(WidgetsMixin, TenantObjectMixin, AdminRequiredView):
+    """Business hours (outside them the chat is not offered and the message form says when the team is back) and
+    the display rules loader.js applies on the customer's page."""
+
+    template_name = "settings/widget_hours.html"
+
+    def render_page(self, request: HttpRequest, widget: Widget, form: WidgetHoursForm) -> HttpResponse:
+        context = {
+            "object": widget,
+            "form": form,
+            "tab": "hours",
+            "open_now": widget_open_at(widget=widget, now=timezone.now()),
+            "snippet": embed_snippet(widget),
+            **widget_routing(widget),
+        }
+        return self.page(request, self.template_name, context)
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        widget = self.get_object()
+        form = WidgetHoursForm(initial=WidgetHoursForm.initial_from(widget), stored_week=widget.weekly_hours)
+        return self.render_page(request, widget, form)
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        widget = self.get_object()
+        form = WidgetHoursForm(request.POST, stored_week=widget.weekly_hours)
+        if form.is_valid():
+            try:
+                widget_save(tenant=self.tenant, instance=widget, **form.service_fields())
+            except ApplicationError as exc:
+                widget.refresh_from_db()
+                apply_application_error(form, exc)
+            else:
+                messages.success(request, f"Hours and display rules of “{widget}” saved.")
+                return redirect("settings-widgets-hours", pk=widget.pk)
         return self.render_page(request, widget, form)
 
 

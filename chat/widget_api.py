@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -19,7 +20,13 @@ from chat.selectors import (
     visitor_current_conversation,
     visitor_moved_conversation,
 )
-from chat.services import attachment_served_type, attachment_upload
+from chat.services import (
+    attachment_served_type,
+    attachment_upload,
+    widget_display_rules,
+    widget_next_open,
+    widget_open_at,
+)
 from chat.tokens import (
     attachment_signature_read,
     visitor_attachment_url,
@@ -69,7 +76,16 @@ def _attachment_json(attachment: Attachment, visitor_id: str) -> dict[str, Any]:
 @json_endpoint
 def widget_config(request: HttpRequest, public_key: str) -> HttpResponseBase:
     widget = _widget(public_key)
-    admission = widget_admission(widget=widget)
+    now = timezone.now()
+    opens_at: str | None = None
+    if widget_open_at(widget=widget, now=now):
+        admission = widget_admission(widget=widget)
+        available, reason = admission.available, admission.reason
+    else:
+        # Closed: no live chat whoever is online; the offline form says when the team is back.
+        available, reason = False, "closed"
+        opens = widget_next_open(widget=widget, now=now)
+        opens_at = opens.isoformat() if opens is not None else None
     return JsonResponse(
         {
             "protocol_version": events.PROTOCOL_VERSION,
@@ -85,8 +101,10 @@ def widget_config(request: HttpRequest, public_key: str) -> HttpResponseBase:
                 "allowed_file_types": list(widget.allowed_file_types or []),
                 "max_message_chars": settings.MESSAGE_MAX_CHARS,
             },
-            "available": admission.available,
-            "unavailable_reason": admission.reason,
+            "available": available,
+            "unavailable_reason": reason,
+            "opens_at": opens_at,
+            "display": widget_display_rules(widget),
         }
     )
 
@@ -131,9 +149,9 @@ def widget_session_start(request: HttpRequest, public_key: str) -> HttpResponseB
     )
     # A retried start answers as its first try did: same conversation, a token for the same visitor.
     conversation = started.conversation
-    return _session_response(
-        widget, conversation.visitor_id, conversation, resumed=False, offline=started.offline, status=201
-    )
+    # started_offline too: outside business hours conversation_start keeps the chat as a message by itself.
+    offline = started.offline or conversation.started_offline
+    return _session_response(widget, conversation.visitor_id, conversation, resumed=False, offline=offline, status=201)
 
 
 def _optional_text(body: dict[str, Any], name: str) -> str | None:

@@ -334,6 +334,9 @@ MESSAGE_MAX_CHARS = env_int("MESSAGE_MAX_CHARS", 4000)
 PRESENCE_GRACE_SECONDS = env_int("PRESENCE_GRACE_SECONDS", 30)
 # A console socket not heard from (no ping) for this long is counted as gone, e.g. after a server crash.
 AGENT_SOCKET_STALE_SECONDS = env_int("AGENT_SOCKET_STALE_SECONDS", 90)
+# A visitor waiting in a queue whose widget has been gone (no open socket) this long has left it: their chat
+# closes as abandoned. Long enough for a reload or a page change on the customer's site.
+QUEUE_LEAVE_GRACE_SECONDS = env_int("QUEUE_LEAVE_GRACE_SECONDS", 60)
 # Per conversation and side (its visitor; its agents): at most MESSAGE_RATE_COUNT messages in
 # MESSAGE_RATE_WINDOW_SECONDS, counted in the conversation row by the statement that stores each message.
 MESSAGE_RATE_COUNT = env_int("MESSAGE_RATE_COUNT", 30)

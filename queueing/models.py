@@ -73,6 +73,11 @@ class ConversationRoute(TenantOwned):
     queue = models.ForeignKey(Queue, null=True, on_delete=models.SET_NULL, related_name="conversation_routes")
     queue_name = models.CharField(max_length=80)
     routed_at = models.DateTimeField(auto_now_add=True)
+    # The visitor left the queue (their widget gone past the grace period) before an agent answered.
+    abandoned_at = models.DateTimeField(null=True, blank=True)
+    # The queue's last eligible agent went offline while the visitor waited: they were told, and their chat
+    # waits on as a message left for later (out of the line; offered when an agent is back).
+    unserved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "queue"])]

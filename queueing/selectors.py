@@ -269,11 +269,13 @@ ESTIMATE_MIN_SAMPLES = 5
 
 
 def _in_line(tenant_id: int, queue_id: int) -> QuerySet[Conversation]:
-    """The web visitors waiting live in a queue for an agent: offline messages wait in the console, and SMS,
-    WhatsApp and email customers in the inbox, not in line (they take no place and are told none)."""
+    """The web visitors waiting live in a queue for an agent: offline messages (and the chats left waiting when
+    the queue's last agent went offline) wait in the console, and SMS, WhatsApp and email customers in the
+    inbox, not in line (they take no place and are told none)."""
     return Conversation.objects.filter(
         tenant_id=tenant_id,
         queue_route__queue_id=queue_id,
+        queue_route__unserved_at__isnull=True,
         channel=Channel.WEB,
         status=ConversationStatus.WAITING,
         assignee__isnull=True,
@@ -325,7 +327,7 @@ def queue_place(*, conversation: Conversation) -> dict[str, Any] | None:
     ):
         return None
     route = ConversationRoute.objects.filter(tenant_id=conversation.tenant_id, conversation=conversation).first()
-    if route is None or route.queue_id is None:
+    if route is None or route.queue_id is None or route.unserved_at is not None:
         return None
     ahead = (
         _in_line(conversation.tenant_id, route.queue_id)

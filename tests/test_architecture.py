@@ -63,6 +63,7 @@ LOWER_OPERATIONS = {
     # → queueing.services.conversation_request_on_channel
     "conversation_open_on_channel": {"queueing/services/routing.py"},
     "conversation_close": {"queueing/services/routing.py"},  # → queueing.services.conversation_end
+    "conversation_abandon": {"queueing/services/deadlines.py"},  # → queueing.services.queue_abandon
     # → channels_switch.services.conversation_switch (eligibility, the switch record, the introduction)
     "conversation_channel_move": {"channels_switch/services/switch.py"},
     "introduction_post": {"channels_switch/services/switch.py"},
@@ -326,6 +327,8 @@ UNSCOPED_ALLOWED = {
     "queueing/services/deadlines.py::offer_expire": "the sweep names an offer by id (read by the sweep itself)",
     "queueing/services/deadlines.py::offers_expire_sweep": "the sweep: every tenant's offers past their time limit",
     "queueing/services/deadlines.py::waiting_offer_sweep": "the sweep: every tenant's waiting chats without an offer",
+    "queueing/services/deadlines.py::queue_abandon_sweep": "the sweep: every tenant's queued visitors who are gone",
+    "queueing/services/deadlines.py::queue_unserved_sweep": "the sweep: every tenant's lines with no agent at work",
     "channels_switch/services/inbox.py::_next_due": "a drain names its connector by id (the server's own task)",
     "channels_switch/services/inbox.py::inbound_inbox_sweep": "the sweep: every tenant's webhooks whose task was lost",
     "contactcenter/services/apikeys.py::apikey_authenticate": "an API key names its tenant",

@@ -21,6 +21,8 @@ def test_sweep_task_runs_in_process():
         "offers_withdrawn": 0,
         "offers_missed": 0,
         "waiting_offered": 0,
+        "queue_left": 0,
+        "queue_unserved": 0,
         "deliveries_retriggered": 0,
         "deliveries_reconciled": 0,
         "media_retriggered": 0,

@@ -16,6 +16,7 @@ from chat.services.attachments import (
     attachment_served_type,
     attachment_upload,
 )
+from chat.services.hours import widget_display_rules, widget_next_open, widget_open_at
 from chat.services.messages import (
     PostResult,
     RateLimited,
@@ -52,5 +53,8 @@ __all__ = [
     "system_notice_post",
     "visitor_lease_renew",
     "widget_delete",
+    "widget_display_rules",
+    "widget_next_open",
+    "widget_open_at",
     "widget_save",
 ]

@@ -18,6 +18,7 @@ from chat.models import (
     SurveyFieldKind,
     Widget,
 )
+from chat.services.hours import widget_open_at
 from chat.services.messages import (
     RateLimited,
     _append_message,
@@ -160,6 +161,8 @@ def conversation_start(
     `client_id` makes the start
     idempotent: a retry with it (within a visitor token's lifetime) returns the conversation the first try
     made, with its visitor, and creates nothing. It also becomes the first message's client_id.
+    `offline`: no agent can take it now (the caller's admission); outside the widget's business hours it is
+    offline whatever the caller says, and `started_offline` records which it became.
     `client_ip` (the widget API's caller) subjects the start to the widget session rate limits; a retry
     answered from the first try, and a refused invalid start, are not counted.
     """
@@ -173,6 +176,9 @@ def conversation_start(
             Conversation.objects.filter(pk=earlier.pk).update(start_client_id=None)
     survey = survey_validate(widget=widget, answers=answers or {})
     body = _clean_body(message, allow_empty=True)
+    # Outside the widget's business hours a start is a message left for later, whatever the agents' state.
+    closed = not widget_open_at(widget=widget, now=timezone.now())
+    offline = offline or closed
     if offline and not body.strip():
         raise ApplicationError(
             "offline_message_required",
@@ -216,7 +222,7 @@ def conversation_start(
         system_notice_post(
             conversation=conversation,
             event="conversation.offline",
-            body="Message left while no one was available.",
+            body="Message left outside business hours." if closed else "Message left while no one was available.",
         )
     if body.strip():
         message_row = _append_message(

@@ -124,6 +124,43 @@ def conversation_close(*, actor: Actor, conversation_id: int, disposition_id: in
     return CloseResult(conversation=conversation, closed_now=True, previous_status=previous)
 
 
+def conversation_abandon(*, tenant_id: int, conversation_id: int) -> Conversation | None:
+    """Closes a waiting web chat whose visitor is gone: their lease on `visitor_away_deadline` ran out before an
+    agent answered. None when they came back, an agent took it, or it closed meanwhile.
+
+    The lower half of queueing's `queue_abandon`, which also releases the chat's offers and its place in line;
+    in the caller's transaction."""
+    now = timezone.now()
+    conversation = (
+        Conversation.objects.select_for_update()
+        .filter(
+            pk=conversation_id,
+            tenant_id=tenant_id,
+            channel=Channel.WEB,
+            status=ConversationStatus.WAITING,
+            assignee__isnull=True,
+            visitor_away_deadline__lt=now,
+        )
+        .first()
+    )
+    if conversation is None:
+        return None
+    conversation.status, conversation.closed_at, conversation.visitor_away_deadline = (
+        ConversationStatus.CLOSED,
+        now,
+        None,
+    )
+    conversation.save(update_fields=["status", "closed_at", "visitor_away_deadline"])
+    system_notice_post(
+        conversation=conversation,
+        event="conversation.closed",
+        body="The visitor left before an agent answered.",
+        event_data={"by": "system", "reason": "abandoned"},
+    )
+    conversation_updated_publish(conversation, agents_only=False)
+    return conversation
+
+
 def conversation_channel_move(
     *, conversation: Conversation, channel: str, address: str, notice: str, event_data: dict[str, Any]
 ) -> Conversation:
@@ -145,10 +182,23 @@ def conversation_channel_move(
     return conversation
 
 
-def visitor_lease_renew(*, tenant_id: int, conversation_id: int, seconds: int) -> None:
-    """The visitor is connected: their connection counts as lost only `seconds` from now (dead-connection
-    detection; a visitor socket renews this while it is open, and once more when it closes). A chat that is
-    closed or no longer on the web is left alone."""
-    Conversation.objects.filter(pk=conversation_id, tenant_id=tenant_id, channel=Channel.WEB).exclude(
-        status=ConversationStatus.CLOSED
-    ).update(visitor_away_deadline=timezone.now() + timedelta(seconds=seconds))
+def visitor_lease_renew(
+    *, tenant_id: int, conversation_id: int, seconds: int | None, waiting_seconds: int | None = None
+) -> bool:
+    """The visitor is connected: their connection counts as lost only so long from now (a visitor socket renews
+    this while it is open, and once more when it closes). `seconds`: dead-connection detection's timeout, for a
+    chat an agent has (None: nobody watches an answered chat); `waiting_seconds`: while it still waits for an
+    agent (a queued visitor gone this long has left the queue; None: as `seconds`). A chat that is closed or no
+    longer on the web is left alone. Returns whether the chat is still watched (False: renewing is pointless)."""
+    now = timezone.now()
+    web = Conversation.objects.filter(pk=conversation_id, tenant_id=tenant_id, channel=Channel.WEB)
+    waiting = waiting_seconds if waiting_seconds is not None else seconds
+    if waiting is not None and web.filter(status=ConversationStatus.WAITING).update(
+        visitor_away_deadline=now + timedelta(seconds=waiting)
+    ):
+        return True
+    if seconds is None:
+        return False
+    return bool(
+        web.filter(status=ConversationStatus.OPEN).update(visitor_away_deadline=now + timedelta(seconds=seconds))
+    )

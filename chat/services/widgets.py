@@ -1,4 +1,5 @@
-"""Widget configuration: allowed origins, the pre-chat survey's fields, saving and deleting."""
+"""Widget configuration: allowed origins, the pre-chat survey's fields, business hours and display rules (checked
+by chat.services.hours), saving and deleting."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from chat.models import (
     SurveyFieldKind,
     Widget,
 )
+from chat.services.hours import widget_hours_clean
 from contactcenter.errors import ApplicationError
 from contactcenter.models import Tenant
 from contactcenter.services import (
@@ -98,6 +100,7 @@ def widget_save(*, tenant: Tenant, instance: Widget | None = None, **fields: Any
             message = f"Never allowed (they can carry scripts): {', '.join(blocked)}"
             raise ApplicationError("invalid", message, {"allowed_file_types": [message]})
         fields["allowed_file_types"] = list(dict.fromkeys(types))
+    widget_hours_clean(fields, instance=instance)
     return validated_save(instance or Widget(tenant=tenant), **fields)
 
 

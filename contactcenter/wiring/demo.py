@@ -139,6 +139,8 @@ def _create_demo_tenant(*, origins: list[str]) -> Tenant:
         allowed_origins=origins,
         survey_enabled=True,
         survey_fields=DEMO_SURVEY_FIELDS,
+        # Always open, so `make run` offers the chat at any hour (Settings → Widgets → Hours & display to try).
+        hours_enabled=False,
     )
     queue = queue_configure(
         tenant=tenant,

@@ -8,16 +8,20 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from agents.models import AgentProfile, Presence
 from chat import events
-from chat.models import Conversation, ConversationStatus
+from chat.models import Channel, Conversation, ConversationStatus
 from chat.selectors import AgentActor
+from chat.services.state import conversation_abandon
 from contactcenter.models import Role
-from contactcenter.realtime import agent_group, publish_on_commit
-from queueing.models import Offer, OfferStatus
+from contactcenter.realtime import agent_group, publish_on_commit, tenant_agents_group
+from queueing.models import ConversationRoute, Offer, OfferStatus
+from queueing.services.line import queue_line_moved, queue_line_unserved
 from queueing.services.presence import agent_missed_offer
-from queueing.services.routing import _offer_onwards
+from queueing.services.routing import _offer_onwards, _withdraw_offers
 
 logger = logging.getLogger(__name__)
 
@@ -86,5 +90,76 @@ def waiting_offer_sweep() -> int:
     return offered
 
 
+@transaction.atomic
+def queue_abandon(*, tenant_id: int, conversation_id: int) -> bool:
+    """A queued visitor whose widget has been gone past the grace period (their lease on the conversation's
+    `visitor_away_deadline` ran out) left the queue: the chat closes as abandoned, an agent holding its offer
+    is told, and everyone behind moves up. False when they came back or an agent took it meanwhile."""
+    conversation = conversation_abandon(tenant_id=tenant_id, conversation_id=conversation_id)
+    if conversation is None:
+        return False
+    _withdraw_offers(
+        Offer.objects.filter(conversation=conversation, status=OfferStatus.PENDING),
+        reason_for={},
+        default="abandoned",
+    )
+    route = ConversationRoute.objects.filter(tenant_id=tenant_id, conversation=conversation).first()
+    if route is not None:
+        route.abandoned_at = conversation.closed_at
+        route.save(update_fields=["abandoned_at"])
+        queue_line_moved(tenant_id=tenant_id, queue_id=route.queue_id)
+    publish_on_commit(group=tenant_agents_group(tenant_id), event=events.waiting_removed(conversation.pk))
+    return True
+
+
+def queue_abandon_sweep() -> int:
+    """The sweep's pass over queued visitors who are gone (web chats still waiting for their first agent, not
+    messages left for later); returns how many left."""
+    due = list(
+        Conversation.objects.filter(
+            channel=Channel.WEB,
+            status=ConversationStatus.WAITING,
+            assignee__isnull=True,
+            started_offline=False,
+            queue_route__isnull=False,
+            queue_route__unserved_at__isnull=True,
+            visitor_away_deadline__lt=timezone.now(),
+        )
+        .order_by("visitor_away_deadline")
+        .values_list("tenant_id", "pk")[:SWEEP_BATCH]
+    )
+    return sum(queue_abandon(tenant_id=tenant_id, conversation_id=pk) for tenant_id, pk in due)
+
+
+def queue_unserved_sweep() -> int:
+    """The sweep's pass over queues with visitors in line and none of their agents at work (two agents who went
+    offline at once may each have seen the other still there): those visitors are told. Returns how many."""
+    staffed = AgentProfile.objects.filter(
+        tenant_id=OuterRef("tenant_id"), user__is_active=True, user__queue_memberships__queue_id=OuterRef("queue_id")
+    ).exclude(presence=Presence.OFFLINE)
+    lines = (
+        ConversationRoute.objects.filter(
+            queue__isnull=False,
+            unserved_at__isnull=True,
+            conversation__channel=Channel.WEB,
+            conversation__status=ConversationStatus.WAITING,
+            conversation__assignee__isnull=True,
+            conversation__started_offline=False,
+        )
+        .exclude(Exists(staffed))
+        .values_list("tenant_id", "queue_id")
+        .distinct()
+    )
+    told = 0
+    for tenant_id, queue_id in list(lines)[:SWEEP_BATCH]:
+        told += queue_line_unserved(tenant_id=tenant_id, queue_ids=[queue_id])
+    return told
+
+
 def routing_sweep() -> dict[str, Any]:
-    return {"offers_missed": offers_expire_sweep(), "waiting_offered": waiting_offer_sweep()}
+    return {
+        "offers_missed": offers_expire_sweep(),
+        "waiting_offered": waiting_offer_sweep(),
+        "queue_left": queue_abandon_sweep(),
+        "queue_unserved": queue_unserved_sweep(),
+    }

@@ -3,12 +3,22 @@ changes (docs/protocol.md, `queue.position`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import partial
 
 from django.db import transaction
+from django.utils import timezone
 
+from agents.models import AgentProfile, Presence
+from chat.models import Channel, Conversation, ConversationStatus
+from chat.services import system_notice_post
 from contactcenter.realtime import conversation_group, publish_on_commit
+from queueing.models import ConversationRoute
 from queueing.selectors import estimated_wait, queue_places, queue_wait_estimate
+
+UNSERVED_NOTICE = (
+    "Everyone who could answer has gone offline. Your message is kept: we will reply here as soon as someone is back."
+)
 
 
 def _position_event(conversation_id: int, position: int, per_place: float | None) -> dict[str, object]:
@@ -42,3 +52,68 @@ def queue_line_joined(*, tenant_id: int, queue_id: int | None, conversation_id: 
     """A visitor joined the queue's line: once committed, they hear their place."""
     if queue_id is not None:
         transaction.on_commit(partial(_announce, tenant_id, queue_id, conversation_id))
+
+
+def _staffed(tenant_id: int, queue_id: int) -> bool:
+    """Someone of the queue is at work: online, or away or paused for a while (they come back to it)."""
+    return (
+        AgentProfile.objects.filter(
+            tenant_id=tenant_id,
+            user__is_active=True,
+            user__queue_memberships__queue_id=queue_id,
+        )
+        .exclude(presence=Presence.OFFLINE)
+        .exists()
+    )
+
+
+@transaction.atomic
+def queue_line_unserved(*, tenant_id: int, queue_ids: Iterable[int]) -> int:
+    """The queues none of whose agents is at work any more: each visitor in their line is told (a notice in the
+    chat, and `queue.position` with no place and the reason, so the widget shows what it shows when no one is
+    online) and their chat waits on as a message left for later, out of the line, offered to the first agent
+    back. Never left waiting in a line nobody serves. Returns how many visitors were told."""
+    told = 0
+    for queue_id in sorted(set(queue_ids)):
+        if _staffed(tenant_id, queue_id):
+            continue
+        routes = ConversationRoute.objects.filter(
+            tenant_id=tenant_id,
+            queue_id=queue_id,
+            unserved_at__isnull=True,
+            conversation__channel=Channel.WEB,
+            conversation__status=ConversationStatus.WAITING,
+            conversation__assignee__isnull=True,
+            conversation__started_offline=False,
+        )
+        conversation_ids = list(routes.order_by("conversation_id").values_list("conversation_id", flat=True))
+        if not conversation_ids:
+            continue
+        # Each conversation's row before its route is written (the order every routing path keeps).
+        conversations = list(
+            Conversation.objects.select_for_update()
+            .filter(tenant_id=tenant_id, pk__in=conversation_ids, status=ConversationStatus.WAITING)
+            .order_by("pk")
+        )
+        ConversationRoute.objects.filter(
+            tenant_id=tenant_id, conversation_id__in=[c.pk for c in conversations], unserved_at__isnull=True
+        ).update(unserved_at=timezone.now())
+        for conversation in conversations:
+            system_notice_post(
+                conversation=conversation,
+                event="queue.unserved",
+                body=UNSERVED_NOTICE,
+                event_data={"reason": "nobody_online"},
+            )
+            publish_on_commit(
+                group=conversation_group(tenant_id, conversation.pk),
+                event={
+                    "type": "queue.position",
+                    "conversation_id": conversation.pk,
+                    "position": None,
+                    "estimated_wait_seconds": None,
+                    "reason": "nobody_online",
+                },
+            )
+        told += len(conversations)
+    return told

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from django.db import transaction
 
@@ -22,6 +23,7 @@ from contactcenter.models import Role
 from contactcenter.realtime import publish_on_commit, tenant_agents_group
 from queueing.models import Offer, OfferStatus
 from queueing.selectors import agent_queue_ids
+from queueing.services.line import queue_line_unserved
 from queueing.services.routing import (
     _offer_onwards,
     _offers_refresh,
@@ -49,6 +51,12 @@ def _presence_followup(*, actor: AgentActor, profile: AgentProfile, changed: boo
     pending = list(held)
     _withdraw_offers(pending, reason_for={}, default="unavailable")
     _offer_onwards(actor.tenant_id, [offer.conversation_id for offer in pending])
+    if presence == Presence.OFFLINE and changed:
+        # Was it the last of a queue? Checked once committed, so that two agents leaving at once both count
+        # (and the sweep's pass catches whatever slips between two commits).
+        transaction.on_commit(
+            partial(queue_line_unserved, tenant_id=actor.tenant_id, queue_ids=agent_queue_ids(actor=actor))
+        )
     return len(pending)
 
 

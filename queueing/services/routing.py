@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, prefetch_related_objects
@@ -22,7 +23,14 @@ from agents.services.presence import agent_idle_from_now
 from chat import events
 from chat.models import Attachment, Conversation, ConversationStatus, Message, Widget
 from chat.selectors import Actor, AgentActor, conversation_preview
-from chat.services import CloseResult, conversation_updated_publish, message_receive, system_notice_post
+from chat.services import (
+    CloseResult,
+    conversation_updated_publish,
+    message_receive,
+    system_notice_post,
+    visitor_lease_renew,
+    widget_open_at,
+)
 from chat.services.starting import conversation_open_on_channel, conversation_start
 from chat.services.state import conversation_close
 from contactcenter.errors import ApplicationError, Conflict, NotFound, PermissionDenied
@@ -257,7 +265,8 @@ def conversation_request(
     `visitor_id` None: a visitor without a token (chat.services.conversation_start makes them an id).
     `client_ip`: the caller's address, for the widget session rate limits (see conversation_start).
     """
-    offline = not widget_admission(widget=widget, lock=True).available
+    closed = not widget_open_at(widget=widget, now=timezone.now())
+    offline = closed or not widget_admission(widget=widget, lock=True).available
     started = conversation_start(
         widget=widget,
         visitor_id=visitor_id,
@@ -270,7 +279,17 @@ def conversation_request(
     conversation = started.conversation
     if not started.created:
         return ConversationRequest(conversation=conversation, offline=conversation.started_offline, created=False)
-    conversation_route(conversation=conversation, queue=widget_queue(widget))
+    queue = widget_queue(widget)
+    if not offline and queue is not None:
+        # In line from now: a visitor whose widget never connects, or is gone past the grace, leaves it (the
+        # widget's socket keeps this lease while it is open).
+        visitor_lease_renew(
+            tenant_id=conversation.tenant_id,
+            conversation_id=conversation.pk,
+            seconds=None,
+            waiting_seconds=settings.QUEUE_LEAVE_GRACE_SECONDS,
+        )
+    conversation_route(conversation=conversation, queue=queue)
     return ConversationRequest(conversation=conversation, offline=offline)
 
 

@@ -4,7 +4,9 @@
  *
  * It adds a launcher button and a chat window that is an iframe of HOST/widget/PUBLIC_KEY/. The iframe
  * does all the chatting (same-origin socket and uploads); this script only places it on the page and
- * talks to it through postMessage, checking the origin and the source window of every message.
+ * talks to it through postMessage, checking the origin and the source window of every message. The launcher
+ * appears when the iframe is ready, where the widget's display rules allow (page URL, seconds on the page), and
+ * always for a visitor with a chat in progress.
  *
  * Everything is styled through element.style (CSSOM), which a host page's CSP does not block, inside a
  * shadow root, so the host page's CSS cannot reach the launcher.
@@ -29,7 +31,15 @@
   const MOBILE_MAX_WIDTH = 480;
   const READY_TIMEOUT_MS = 15000;
 
-  const state = { open: false, ready: false, unread: 0, height: DEFAULT_HEIGHT, accent: "#2563eb" };
+  const state = {
+    open: false,
+    ready: false,
+    shown: false, // the launcher is on the page (the display rules allowed it, or a chat is in progress)
+    showTimer: null,
+    unread: 0,
+    height: DEFAULT_HEIGHT,
+    accent: "#2563eb",
+  };
 
   function el(tag, styles, attrs) {
     const node = document.createElement(tag);
@@ -125,7 +135,7 @@
       border: "0",
       padding: "0",
       cursor: "pointer",
-      display: "none", // shown once the iframe says it is ready (and so allowed on this page)
+      display: "none", // shown once the iframe says it is ready (so allowed on this page) and the display rules agree
       alignItems: "center",
       justifyContent: "center",
       boxShadow: "0 6px 20px rgba(15, 23, 42, 0.3)",
@@ -224,6 +234,37 @@
     post({ type: open ? "opened" : "closed" });
   }
 
+  // Display rules (the widget's config `display`, protocol 1.11): the launcher appears only on pages whose address
+  // contains one of `url_contains` (any page when there are none) and none of `url_excludes`, ignoring case, and
+  // only once the visitor has been `delay_seconds` on the page. Checked when the page loads.
+  function displayAllowed(display) {
+    if (!display) return true;
+    const url = location.href.toLowerCase();
+    const texts = (list) => (Array.isArray(list) ? list : []).filter((t) => typeof t === "string" && t);
+    const contains = texts(display.url_contains);
+    if (contains.length && !contains.some((text) => url.includes(text.toLowerCase()))) return false;
+    return !texts(display.url_excludes).some((text) => url.includes(text.toLowerCase()));
+  }
+
+  function displayDelay(display) {
+    const seconds = Math.min(Math.max(Number(display && display.delay_seconds) || 0, 0), 600);
+    // Time on the page counts from its navigation, not from when this script ran.
+    return seconds * 1000 - performance.now();
+  }
+
+  function showLauncher() {
+    if (state.shown) return;
+    state.shown = true;
+    launcher.style.display = "flex";
+    let wasOpen = false;
+    try {
+      wasOpen = sessionStorage.getItem(OPEN_KEY) === "1";
+    } catch (_) {
+      /* see setOpen */
+    }
+    setOpen(wasOpen);
+  }
+
   launcher.addEventListener("click", () => setOpen(!state.open));
   window.addEventListener("resize", layout);
 
@@ -236,14 +277,14 @@
         state.ready = true;
         if (/^#[0-9a-f]{6}$/i.test(data.accent || "")) state.accent = data.accent;
         if (typeof data.title === "string") frame.title = data.title;
-        launcher.style.display = "flex";
-        let wasOpen = false;
-        try {
-          wasOpen = sessionStorage.getItem(OPEN_KEY) === "1";
-        } catch (_) {
-          /* see setOpen */
+        clearTimeout(state.showTimer);
+        if (data.ongoing) {
+          showLauncher(); // a chat in progress is never hidden by the display rules
+        } else if (displayAllowed(data.display)) {
+          const wait = displayDelay(data.display);
+          if (wait > 0) state.showTimer = setTimeout(showLauncher, wait);
+          else showLauncher();
         }
-        setOpen(wasOpen);
         break;
       }
       case "unread":
@@ -251,7 +292,7 @@
         render();
         break;
       case "open":
-        if (!state.open) setOpen(true);
+        if (!state.open && state.shown) setOpen(true);
         break;
       case "close":
         if (state.open) setOpen(false);

@@ -64,7 +64,8 @@ const ui = {
 // How a channel reads in a sentence ("continues by SMS", "by email").
 const CHANNEL_WORDS = { sms: "SMS", whatsapp: "WhatsApp", email: "email" };
 
-// Why no one can take a chat now (config `unavailable_reason`, protocol 1.10), in the visitor's words: above the
+// Why no one can take a chat now (config `unavailable_reason`, protocol 1.10), in the visitor's words (text, or a
+// function giving it when it depends on the config): above the
 // offline form (`form`, null: the widget's own offline_message, written for exactly that case), in the header, and
 // below a message left meanwhile. "unknown": the start found the chat could not be taken after the config said it
 // could (the queue filled up, the last agent left); the message was kept all the same.
@@ -84,6 +85,20 @@ const UNAVAILABLE = {
     subtitle: "All our agents are busy",
     notice: "All our agents are busy: we will reply here as soon as we can.",
   },
+  // Outside the widget's business hours (protocol 1.11): the words say when the team is back, from `opens_at`.
+  closed: {
+    form: () => {
+      const when = backWhen(state.opensAt);
+      return when
+        ? `We are closed right now and back ${when}. Leave a message and we will reply then.`
+        : "We are closed right now. Leave a message and we will reply when we are back.";
+    },
+    subtitle: "We are closed right now",
+    notice: () => {
+      const when = backWhen(state.opensAt);
+      return when ? `We are back ${when}: we will reply here then.` : "We will reply here when we are back.";
+    },
+  },
   unknown: {
     form: null,
     subtitle: "We will reply as soon as we can",
@@ -94,13 +109,33 @@ UNAVAILABLE.no_queue = UNAVAILABLE.nobody_online;
 const NOBODY_ONLINE_FORM = "No one is available right now. Leave a message and we will reply.";
 
 function unavailable() {
-  return UNAVAILABLE[state.unavailableReason] || UNAVAILABLE.nobody_online;
+  const words = UNAVAILABLE[state.unavailableReason] || UNAVAILABLE.nobody_online;
+  const text = (value) => (typeof value === "function" ? value() : value);
+  return { form: text(words.form), subtitle: text(words.subtitle), notice: text(words.notice) };
+}
+
+/** When the team is back, in the visitor's own language and time zone: "today at 9:00 AM", "tomorrow at 09:00",
+ * "on Monday at 09:00", or with the date when it is a week or more away; null when the server gave no time. */
+function backWhen(iso) {
+  const when = iso ? new Date(iso) : null;
+  if (!when || Number.isNaN(when.getTime())) return null;
+  const time = when.toLocaleTimeString(undefined, { hour: "numeric", minute: "2-digit" });
+  const midnight = (date) => new Date(date.getFullYear(), date.getMonth(), date.getDate()).getTime();
+  const days = Math.round((midnight(when) - midnight(new Date())) / 86400000);
+  if (days <= 0) return `today at ${time}`;
+  if (days === 1) return `tomorrow at ${time}`;
+  const date = when.toLocaleDateString(
+    undefined,
+    days < 7 ? { weekday: "long" } : { weekday: "long", month: "long", day: "numeric" },
+  );
+  return `on ${date} at ${time}`;
 }
 
 const state = {
   config: null, // widget config from GET config
   available: true,
   unavailableReason: null, // why not available (a key of UNAVAILABLE), null when available
+  opensAt: null, // when a closed team is back (config `opens_at`, ISO 8601), null when unknown or open
   token: null,
   conversation: null, // visitor conversation object (§5)
   thread: null, // the conversation's messages and sends (static/js/protocol.js)
@@ -729,6 +764,13 @@ function onFrame(frame) {
     case "queue.position":
       // One that arrives after the answer (from another server process) is late: the chat is no longer waiting.
       if (frame.conversation_id === state.conversation?.id && state.conversation.status === "waiting") {
+        if (frame.reason) {
+          // Out of the line for good (protocol 1.12: the queue's last agent went offline): the chat is now a
+          // message left for later, and the widget says so as it does for one left while nobody was online.
+          state.available = false;
+          state.unavailableReason = frame.reason;
+          state.queueKnown = true;
+        }
         setQueue(frame);
         setSubtitle();
       }
@@ -786,8 +828,9 @@ function onError(frame) {
 /** From hello.queue or a queue.position frame; anything but a place in line (null included) clears it. */
 function setQueue(place) {
   state.queueKnown = true;
-  const position = place ? Number(place.position) : NaN;
-  if (!Number.isInteger(position) || position < 0) {
+  // Number(null) is 0: a null position (out of the line, protocol 1.12) must not read as the first place.
+  const position = place && place.position !== null ? Number(place.position) : NaN;
+  if (!Number.isInteger(position) || position < 1) {
     state.queue = null;
   } else {
     const seconds = place.estimated_wait_seconds;
@@ -1008,6 +1051,7 @@ async function refreshAvailability() {
   state.available = Boolean(config.available);
   // Older servers send no reason: an unavailable widget then reads as "no one is available".
   state.unavailableReason = state.available ? null : config.unavailable_reason || "nobody_online";
+  state.opensAt = config.opens_at || null;
 }
 
 async function restoreSession() {
@@ -1037,8 +1081,16 @@ async function start() {
   }
   applyTheme(state.config.widget.accent_color, state.config.widget.title);
   state.token = store.read().token || null;
-  toParent({ type: "ready", accent: state.config.widget.accent_color, title: state.config.widget.title });
   await restoreSession();
+  // After the session is known: the loader shows the launcher where the display rules allow, and always to a
+  // visitor with a chat in progress (protocol 1.11).
+  toParent({
+    type: "ready",
+    accent: state.config.widget.accent_color,
+    title: state.config.widget.title,
+    display: state.config.display || null,
+    ongoing: Boolean(state.conversation),
+  });
 }
 
 start();

@@ -276,9 +276,9 @@ def test_the_sweep_takes_agents_whose_sockets_died_offline_and_withdraws_their_o
     with django_capture_on_commit_callbacks() as callbacks:
         result = agents_offline_sweep()
     assert result == OfflineSweep(sockets_cleared=1, user_ids=[online.pk], offers_withdrawn=1)
-    # agent.presence to the colleagues, offer.withdrawn to the agent and offer.new to the next one, all
-    # waiting for the commit.
-    assert len(callbacks) == 3
+    # agent.presence to the colleagues, offer.withdrawn to the agent and offer.new to the next one, and the
+    # check whether the agent was the last of their queue, all waiting for the commit.
+    assert len(callbacks) == 4
     assert AgentProfile.objects.get(user=online).presence == Presence.OFFLINE
     assert AgentProfile.objects.get(user=still_here).presence == Presence.ONLINE
     offer.refresh_from_db()

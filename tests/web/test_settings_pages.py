@@ -49,6 +49,7 @@ PAGES = [
     ("settings-widgets-edit", "widget"),
     ("settings-widgets-survey", "widget"),
     ("settings-widgets-switching", "widget"),
+    ("settings-widgets-hours", "widget"),
     ("settings-widgets-delete", "widget"),
     ("settings-channels-list", None),
     ("settings-channels-create", None),
