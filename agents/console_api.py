@@ -29,6 +29,7 @@ from chat.tokens import agent_attachment_url
 from contactcenter.errors import ApplicationError
 from contactcenter.jsonhttp import download_response, json_endpoint
 from queueing.selectors import INBOX_LIMIT, inbox_filters_clean
+from queueing.services.collaboration import colleagues_for, queue_choices
 
 
 def console_endpoint(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
@@ -124,6 +125,28 @@ def console_switch_options(request: HttpRequest, actor: AgentActor, conversation
         for option in switch_options(conversation=conversation)
     ]
     return JsonResponse({"channels": channels})
+
+
+@require_http_methods(["GET"])
+@console_endpoint
+def console_colleagues(request: HttpRequest, actor: AgentActor, conversation_id: int) -> HttpResponseBase:
+    """Whom the chat may be transferred to or who may be invited: the tenant's other agents, each available or
+    with the reason, and the queues with how many of their members are online."""
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True)
+    agents = [
+        {
+            "user_id": c.user_id,
+            "name": c.name,
+            "presence": c.presence,
+            "chats": c.chats,
+            "max_chats": c.max_chats,
+            "available": c.available,
+            "reason": c.reason,
+        }
+        for c in colleagues_for(actor=actor, conversation=conversation)
+    ]
+    queues = [{"id": q.pk, "name": q.name, "online": online} for q, online in queue_choices(actor=actor)]
+    return JsonResponse({"agents": agents, "queues": queues})
 
 
 @require_http_methods(["GET"])

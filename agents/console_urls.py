@@ -15,5 +15,8 @@ urlpatterns = [
         console_api.console_switch_options,
         name="console-api-switch-options",
     ),
+    path(
+        "conversations/<int:conversation_id>/colleagues", console_api.console_colleagues, name="console-api-colleagues"
+    ),
     path("conversations/<int:conversation_id>/whatsapp", console_api.console_whatsapp, name="console-api-whatsapp"),
 ]

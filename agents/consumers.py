@@ -50,6 +50,8 @@ from queueing.services import (
     agent_presence_change,
     conversation_accept,
     conversation_end,
+    conversation_invite,
+    conversation_transfer,
     offer_reject,
 )
 
@@ -99,6 +101,8 @@ class AgentConsumer(ConversationSocket):
         "conversation.disposition": "on_disposition",
         "conversation.close": "on_close",
         "conversation.switch": "on_switch",
+        "conversation.transfer": "on_transfer",
+        "conversation.invite": "on_invite",
         "inbox.watch": "on_inbox_watch",
         "ping": "on_ping",
     }
@@ -197,12 +201,14 @@ class AgentConsumer(ConversationSocket):
         await self.subscribe(conversation_id, last_seq, request_id)
 
     async def on_unsubscribe(self, frame: dict[str, Any], request_id: str | None) -> None:
-        conversation_id = _conversation_id(frame)
+        await self._forget(_conversation_id(frame))
+        await self.send_ok(request_id)
+
+    async def _forget(self, conversation_id: int) -> None:
         self.access.pop(conversation_id, None)
         self.cursors.pop(conversation_id, None)
         await self.leave(conversation_group(self.tenant_id, conversation_id))
         await self.leave(conversation_agents_group(self.tenant_id, conversation_id))
-        await self.send_ok(request_id)
 
     async def on_message_send(self, frame: dict[str, Any], request_id: str | None) -> None:
         conversation_id = _conversation_id(frame)
@@ -315,6 +321,24 @@ class AgentConsumer(ConversationSocket):
         )
         await self.send_ok(request_id)
 
+    async def on_transfer(self, frame: dict[str, Any], request_id: str | None) -> None:
+        await database_sync_to_async(conversation_transfer)(
+            actor=self.agent,
+            conversation_id=_conversation_id(frame),
+            to_user_id=optional_int_field(frame, "agent_id", minimum=1),
+            to_queue_id=optional_int_field(frame, "queue_id", minimum=1),
+        )
+        await self.send_ok(request_id)  # conversation.unassigned follows, to each of the agent's consoles
+
+    async def on_invite(self, frame: dict[str, Any], request_id: str | None) -> None:
+        await database_sync_to_async(conversation_invite)(
+            actor=self.agent,
+            conversation_id=_conversation_id(frame),
+            to_user_id=optional_int_field(frame, "agent_id", minimum=1),
+            to_queue_id=optional_int_field(frame, "queue_id", minimum=1),
+        )
+        await self.send_ok(request_id)
+
     async def on_inbox_watch(self, frame: dict[str, Any], request_id: str | None) -> None:
         """The console shows its inbox (or stopped): only then does it hear which conversations changed."""
         group = tenant_inbox_group(self.tenant_id)
@@ -353,6 +377,14 @@ class AgentConsumer(ConversationSocket):
             return
         await self._subscribe_groups(conversation_id, snapshot["access"])
         await self.send_frame({"type": "conversation.assigned", "conversation": snapshot})
+
+    async def conversation_unassigned(self, event: dict[str, Any]) -> None:
+        """The agent handed the conversation on or left it to a colleague (any of their consoles): this socket
+        stops following it and the console drops the tab."""
+        await self._forget(event["conversation_id"])
+        await self.send_frame(
+            {"type": "conversation.unassigned", "conversation_id": event["conversation_id"], "reason": event["reason"]}
+        )
 
     async def conversation_assigned(self, event: dict[str, Any]) -> None:
         await self._announce_assigned(event["conversation_id"])

@@ -275,6 +275,12 @@ def conversation_assigned(conversation_id: int) -> ConversationAssignedEvent:
     return {"type": "conversation.assigned", "conversation_id": conversation_id}
 
 
+def conversation_unassigned(conversation_id: int, *, reason: str) -> dict[str, Any]:
+    """To an agent's consoles: the conversation is no longer theirs ("transferred": they handed it on; "left":
+    they left it to the colleague who goes on with it); the tab goes."""
+    return {"type": "conversation.unassigned", "conversation_id": conversation_id, "reason": reason}
+
+
 class ReadEvent(TypedDict):
     type: Literal["read"]
     conversation_id: int

@@ -337,6 +337,9 @@ AGENT_SOCKET_STALE_SECONDS = env_int("AGENT_SOCKET_STALE_SECONDS", 90)
 # A visitor waiting in a queue whose widget has been gone (no open socket) this long has left it: their chat
 # closes as abandoned. Long enough for a reload or a page change on the customer's site.
 QUEUE_LEAVE_GRACE_SECONDS = env_int("QUEUE_LEAVE_GRACE_SECONDS", 60)
+# A chat an agent rejected or let expire goes back to them after this long, but only when no one else of its
+# queue can take it (else it would wait for nobody).
+ROUTING_REOFFER_SECONDS = env_int("ROUTING_REOFFER_SECONDS", 60)
 # Per conversation and side (its visitor; its agents): at most MESSAGE_RATE_COUNT messages in
 # MESSAGE_RATE_WINDOW_SECONDS, counted in the conversation row by the statement that stores each message.
 MESSAGE_RATE_COUNT = env_int("MESSAGE_RATE_COUNT", 30)

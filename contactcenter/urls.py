@@ -26,6 +26,7 @@ urlpatterns = [
     path("widget/api/", include("chat.widget_urls")),
     path("console/api/", include("agents.console_urls")),
     path("console/", include("agents.urls")),
+    path("supervision/", include("agents.supervision_urls")),
     path("", include("chat.urls")),
     path("hooks/", include("channels_switch.webhook_urls")),
     path("sandbox/", include("channels_switch.sandbox_urls")),

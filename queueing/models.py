@@ -78,6 +78,10 @@ class ConversationRoute(TenantOwned):
     # The queue's last eligible agent went offline while the visitor waited: they were told, and their chat
     # waits on as a message left for later (out of the line; offered when an agent is back).
     unserved_at = models.DateTimeField(null=True, blank=True)
+    # The agent who last transferred the chat away: routing does not hand it back to them.
+    transferred_from = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="transferred_routes"
+    )
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "queue"])]

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, IntegerField, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, Left
 
 from chat.models import Channel, Conversation, ConversationStatus, Message, SenderKind
 from chat.selectors import AgentActor, first_visitor_words, preview_text
 from contactcenter.errors import ApplicationError
 from queueing.events import offer_data, waiting_item
-from queueing.models import ConversationRoute, Offer, OfferStatus, Queue, QueueMember
+from queueing.models import CapacityKind, ConversationRoute, Offer, OfferStatus, Queue, QueueMember
 
 WAITING_LIST_LIMIT = 200
 
@@ -285,6 +285,18 @@ def _in_line(tenant_id: int, queue_id: int) -> QuerySet[Conversation]:
 
 def queue_waiting_count(*, tenant_id: int, queue_id: int) -> int:
     return _in_line(tenant_id, queue_id).count()
+
+
+def queue_line_summary(*, tenant_id: int, queue_id: int) -> tuple[int, datetime | None]:
+    """How many web visitors wait in the queue's line, and since when the first of them waits (None: nobody)."""
+    figures = _in_line(tenant_id, queue_id).aggregate(count=Count("pk"), oldest=Min("created_at"))
+    return figures["count"], figures["oldest"]
+
+
+def queue_places_total(*, queue: Queue, online_members: int) -> int:
+    """The places of a queue's line: `capacity`, or `capacity` per online member (none while nobody is online
+    makes no difference here: admission then refuses before it counts places)."""
+    return queue.capacity * (online_members if queue.capacity_kind == CapacityKind.PER_AGENT else 1)
 
 
 def queue_wait_estimate(*, tenant_id: int, queue_id: int) -> float | None:

@@ -198,6 +198,10 @@ INTERFACE_MODULES = {
     "routing",
     "serializers",
     "settings_views",
+    "supervision_consumer",
+    "supervision_state",
+    "supervision_urls",
+    "supervision_views",
     "urls",
     "views",
     "widget_api",
@@ -424,6 +428,20 @@ def test_services_and_selectors_scope_every_read_of_a_tenants_rows(app):
                 if f"{where}::{function}" not in UNSCOPED_ALLOWED
             ]
             assert not unscoped, "queries that do not name the tenant:\n" + "\n".join(unscoped)
+
+
+# Interface read models that query several apps' rows for one page themselves are held to the same rule.
+READ_MODELS = ["agents/supervision_state.py"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("where", READ_MODELS)
+def test_read_models_scope_every_read_of_a_tenants_rows(where):
+    unscoped = [
+        f"{where}:{line} in {function}(): {query}"
+        for function, line, query in unscoped_queries(ROOT / where, tenant_owned_models())
+    ]
+    assert not unscoped, "queries that do not name the tenant:\n" + "\n".join(unscoped)
 
 
 @pytest.mark.django_db

@@ -25,6 +25,7 @@ from chat.selectors import (
 from chat.services.messages import switched_away, system_notice_post
 from contactcenter.errors import ApplicationError
 from contactcenter.realtime import (
+    agent_group,
     conversation_agents_group,
     conversation_group,
     publish_on_commit,
@@ -90,6 +91,39 @@ class CloseResult:
     conversation: Conversation
     closed_now: bool
     previous_status: str
+    # An agent left a chat another agent goes on with (invited colleagues): it stays open without them.
+    left: bool = False
+
+
+def _agent_leave(conversation: Conversation, user: Any) -> bool:
+    """An agent closing a chat that another agent also takes part in (an invited colleague) only leaves it: the
+    visitor is told and goes on with the other (an assignee's place passes to the longest-standing
+    participant). False when they are the only agent in it: their close ends the chat. The caller holds the
+    row lock."""
+    through = Conversation.participants.through
+    participant_ids = list(
+        through.objects.filter(conversation_id=conversation.pk).order_by("pk").values_list("user_id", flat=True)
+    )
+    others = [user_id for user_id in participant_ids if user_id != user.pk]
+    if conversation.assignee_id == user.pk:
+        if not others:
+            return False
+        conversation.assignee_id = others[0]
+        conversation.save(update_fields=["assignee"])
+        through.objects.filter(conversation_id=conversation.pk, user_id=others[0]).delete()
+    elif conversation.assignee_id is None:
+        return False
+    through.objects.filter(conversation_id=conversation.pk, user_id=user.pk).delete()
+    name = events.agent_public_name(user)
+    system_notice_post(
+        conversation=conversation, event="agent.left", body=f"{name} left the chat.", event_data={"agent_name": name}
+    )
+    conversation_updated_publish(conversation, agents_only=False)
+    publish_on_commit(
+        group=agent_group(conversation.tenant_id, user.pk),
+        event=events.conversation_unassigned(conversation.pk, reason="left"),
+    )
+    return True
 
 
 @transaction.atomic
@@ -102,6 +136,9 @@ def conversation_close(*, actor: Actor, conversation_id: int, disposition_id: in
     if not isinstance(actor, AgentActor) and conversation.channel != Channel.WEB:
         raise switched_away(conversation)
     data: dict[str, Any]
+    open_now = conversation.status == ConversationStatus.OPEN
+    if isinstance(actor, AgentActor) and open_now and _agent_leave(conversation, actor.user):
+        return CloseResult(conversation=conversation, closed_now=False, previous_status=previous, left=True)
     if isinstance(actor, AgentActor):
         if disposition_id is not None:
             conversation.disposition = _disposition_for(conversation.tenant_id, disposition_id)

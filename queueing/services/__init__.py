@@ -1,5 +1,6 @@
 """State changes of queueing, one module per concept; the names callers use are re-exported here."""
 
+from queueing.services.collaboration import conversation_invite, conversation_transfer
 from queueing.services.deadlines import offer_expire, offers_expire_sweep, routing_sweep, waiting_offer_sweep
 from queueing.services.presence import (
     OfflineSweep,
@@ -7,6 +8,7 @@ from queueing.services.presence import (
     agent_console_open,
     agent_console_ping,
     agent_presence_change,
+    agent_presence_change_by,
     agents_offline_sweep,
 )
 from queueing.services.queues import (
@@ -43,13 +45,16 @@ __all__ = [
     "agent_console_ping",
     "agent_offers_refresh",
     "agent_presence_change",
+    "agent_presence_change_by",
     "agents_offline_sweep",
     "conversation_accept",
     "conversation_end",
+    "conversation_invite",
     "conversation_offer",
     "conversation_request",
     "conversation_request_on_channel",
     "conversation_route",
+    "conversation_transfer",
     "offer_expire",
     "offer_reject",
     "offers_expire_sweep",

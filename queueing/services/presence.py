@@ -19,7 +19,8 @@ from agents.services.presence import (
 )
 from chat import events
 from chat.selectors import AgentActor
-from contactcenter.models import Role
+from contactcenter.errors import ApplicationError
+from contactcenter.models import Membership, Role
 from contactcenter.realtime import publish_on_commit, tenant_agents_group
 from queueing.models import Offer, OfferStatus
 from queueing.selectors import agent_queue_ids
@@ -64,6 +65,37 @@ def _presence_followup(*, actor: AgentActor, profile: AgentProfile, changed: boo
 def agent_presence_change(*, actor: AgentActor, presence: str, pause_reason_id: int | None = None) -> AgentProfile:
     """The agent's chosen presence: online brings offers; away, paused (with one of the team's reasons) and
     offline withdraw the pending ones, which go to colleagues."""
+    profile, changed = presence_set(user=actor.user, presence=presence, pause_reason_id=pause_reason_id)
+    _presence_followup(actor=actor, profile=profile, changed=changed)
+    return profile
+
+
+@transaction.atomic
+def agent_presence_change_by(
+    *, supervisor: AgentActor, user_id: int, presence: str, pause_reason_id: int | None = None
+) -> AgentProfile:
+    """A supervisor or admin sets a teammate's presence (the supervision page), with the same follow-up as the
+    agent's own choice: their consoles and colleagues hear `agent.presence`, offers come or go. A user who is not
+    an active member of the supervisor's tenant is `not_found`, whoever they are elsewhere."""
+    if not supervisor.supervises:
+        raise ApplicationError("forbidden", "Only supervisors and admins change a teammate's presence.")
+    member = (
+        Membership.objects.filter(tenant_id=supervisor.tenant_id, user_id=user_id, user__is_active=True)
+        .select_related("user")
+        .first()
+    )
+    sockets = (
+        AgentProfile.objects.filter(tenant_id=supervisor.tenant_id, user_id=user_id)
+        .values_list("open_sockets", flat=True)
+        .first()
+    )
+    if member is None or sockets is None:
+        raise ApplicationError("not_found", "No such teammate.", {"user_id": ["Not a member of your team."]})
+    if presence == Presence.ONLINE and not sockets:
+        # Chats would be offered to a console nobody has open, until the sweep took them offline again.
+        message = "They have no console open: only they can come online, from their console."
+        raise ApplicationError("invalid", message, {"presence": [message]})
+    actor = AgentActor(tenant_id=supervisor.tenant_id, user=member.user, role=member.role)
     profile, changed = presence_set(user=actor.user, presence=presence, pause_reason_id=pause_reason_id)
     _presence_followup(actor=actor, profile=profile, changed=changed)
     return profile

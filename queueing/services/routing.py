@@ -1,10 +1,11 @@
-"""The routing engine (docs/architecture.md, "Routing"): a waiting conversation is offered to ONE eligible agent
-at a time (online, a member of its queue, under their cap counting the offers they hold, never offered it
-before), chosen by the queue's method: longest idle, round robin or least busy. The offer expires after the
-queue's answer time limit: the agent is paused ("Missed offer") and the next agent gets it; a rejection sends
-it to the next agent at once. An agent's profile row is locked (skipping a locked one) while an offer is
-made to them, as accept locks it, so two processes never give one agent more than their room. Accept is
-won by a conditional UPDATE. Every deadline is a stored timestamp the one sweep acts on."""
+"""The routing engine (docs/architecture.md, "Routing"): a waiting conversation is offered to ONE eligible agent at
+a time (online, a member of its queue, under their cap counting the offers they hold, not offered it before while
+anyone else can take it: after ROUTING_REOFFER_SECONDS an agent who rejected or missed it may have it again when
+no one else can), chosen by the queue's method: longest idle, round robin or least busy. The offer expires after
+the queue's answer time limit: the agent is paused ("Missed offer") and the next agent gets it; a rejection sends
+it to the next agent at once. An agent's profile row is locked (skipping a locked one) while an offer is made to
+them, as accept locks it, so two processes never give one agent more than their room. Accept is won by a
+conditional UPDATE. Every deadline is a stored timestamp the one sweep acts on."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Count, prefetch_related_objects
+from django.db.models import Count, Value, prefetch_related_objects
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents.models import AgentProfile, Presence
@@ -38,7 +40,6 @@ from contactcenter.models import Contact, Role
 from contactcenter.realtime import agent_group, publish_on_commit, tenant_agents_group
 from queueing.events import offer_data, waiting_item
 from queueing.models import (
-    CapacityKind,
     ConversationRoute,
     Offer,
     OfferStatus,
@@ -47,7 +48,7 @@ from queueing.models import (
     QueueRoute,
     RoutingMethod,
 )
-from queueing.selectors import conversation_queue, queue_waiting_count
+from queueing.selectors import conversation_queue, queue_places_total, queue_waiting_count
 from queueing.services.line import queue_line_joined, queue_line_moved
 
 
@@ -92,7 +93,7 @@ def widget_admission(*, widget: Widget, lock: bool = False) -> Admission:
         return Admission(False, "all_busy")
     if lock:
         Queue.objects.select_for_update().filter(pk=queue.pk, tenant_id=widget.tenant_id).first()
-    places = queue.capacity * (len(online) if queue.capacity_kind == CapacityKind.PER_AGENT else 1)
+    places = queue_places_total(queue=queue, online_members=len(online))
     if queue_waiting_count(tenant_id=widget.tenant_id, queue_id=queue.pk) >= places:
         return Admission(False, "queue_full")
     return Admission(True)
@@ -193,22 +194,61 @@ def conversation_offer(*, conversation: Conversation, only_user_ids: Iterable[in
         user__is_active=True,
         user__queue_memberships__queue=queue,
     ).exclude(user__chat_offers__conversation=conversation)
+    profiles = profiles.exclude(user__transferred_routes__conversation=conversation)
     if only_user_ids is not None:
         profiles = profiles.filter(user_id__in=list(only_user_ids))
     candidates = list(profiles.values_list("pk", "user_id", "max_chats", "idle_since", "last_offered_at"))
     load = _load(conversation.tenant_id, [row[1] for row in candidates])
     agent = _agent_locked(conversation.tenant_id, _ranked(queue, candidates, load))
+    if agent is not None:
+        return [offer_make(conversation=conversation, agent=agent, queue=queue)]
+    if only_user_ids is not None:
+        return []
+    # No one else can take it: an agent who rejected or missed it a while ago may have it again rather than the
+    # visitor waiting for nobody (the sweep comes back to it once that time has passed).
+    cutoff = timezone.now() - timedelta(seconds=settings.ROUTING_REOFFER_SECONDS)
+    again = AgentProfile.objects.filter(
+        tenant_id=conversation.tenant_id,
+        presence=Presence.ONLINE,
+        user__is_active=True,
+        user__queue_memberships__queue=queue,
+    ).filter(
+        user__chat_offers__conversation=conversation,
+        user__chat_offers__status__in=[OfferStatus.REJECTED, OfferStatus.MISSED],
+        user__chat_offers__decided_at__lte=cutoff,
+    )
+    again = again.exclude(user__transferred_routes__conversation=conversation)
+    candidates = list(again.values_list("pk", "user_id", "max_chats", "idle_since", "last_offered_at"))
+    if not candidates:
+        return []
+    load = _load(conversation.tenant_id, [row[1] for row in candidates])
+    agent = _agent_locked(conversation.tenant_id, _ranked(queue, candidates, load))
     if agent is None:
         return []
+    return [offer_make(conversation=conversation, agent=agent, queue=queue, again=True)]
+
+
+def offer_make(*, conversation: Conversation, agent: AgentProfile, queue: Queue | None, again: bool = False) -> Offer:
+    """Offers the conversation to this agent (whose profile the caller locked), with the queue's answer time
+    limit, and tells their consoles once committed. `again`: the agent may have been offered it before (a
+    transfer to them): that row is offered anew (routing itself never offers a chat twice to one agent)."""
     now = timezone.now()
-    expires_at = now + timedelta(seconds=queue.answer_seconds) if queue.answer_seconds else None
-    offer = Offer.objects.create(
-        tenant_id=conversation.tenant_id,
-        conversation=conversation,
-        agent_id=agent.user_id,
-        queue=queue,
-        expires_at=expires_at,
-    )
+    answer_seconds = queue.answer_seconds if queue is not None else 0
+    fields = {
+        "queue": queue,
+        "status": OfferStatus.PENDING,
+        "decided_at": None,
+        "expires_at": now + timedelta(seconds=answer_seconds) if answer_seconds else None,
+    }
+    offer = Offer.objects.filter(conversation=conversation, agent_id=agent.user_id).first() if again else None
+    if offer is None:
+        offer = Offer.objects.create(
+            tenant_id=conversation.tenant_id, conversation=conversation, agent_id=agent.user_id, **fields
+        )
+    else:
+        for name, value in {**fields, "created_at": now}.items():
+            setattr(offer, name, value)
+        offer.save(update_fields=[*fields, "created_at"])
     AgentProfile.objects.filter(pk=agent.pk).update(last_offered_at=now)
     preview = conversation_preview(conversation)  # what the offer card shows of the conversation
     prefetch_related_objects([conversation], "contact__identities")
@@ -216,7 +256,7 @@ def conversation_offer(*, conversation: Conversation, only_user_ids: Iterable[in
         group=agent_group(conversation.tenant_id, agent.user_id),
         event=events.offer_new(offer_data(offer, conversation, preview=preview)),
     )
-    return [offer]
+    return offer
 
 
 @transaction.atomic
@@ -356,9 +396,10 @@ def conversation_accept(*, actor: AgentActor, conversation_id: int) -> Conversat
         raise Conflict("at_capacity", f"You already have {profile.max_chats} open conversations.")
     now = timezone.now()
     # The race is decided here, by the database: the second UPDATE finds the row no longer waiting.
+    first_answer = conversation.answered_at is None  # else handed on (a transfer): answered long ago
     won = Conversation.objects.filter(
         pk=conversation.pk, tenant_id=actor.tenant_id, status=ConversationStatus.WAITING, assignee__isnull=True
-    ).update(status=ConversationStatus.OPEN, assignee=actor.user, answered_at=now)
+    ).update(status=ConversationStatus.OPEN, assignee=actor.user, answered_at=Coalesce("answered_at", Value(now)))
     if not won:
         raise Conflict("already_taken", "Another agent took this conversation.")
     profile.idle_since = now
@@ -382,7 +423,7 @@ def conversation_accept(*, actor: AgentActor, conversation_id: int) -> Conversat
         body=f"{name} joined the chat.",
         event_data={"agent_name": name},
     )
-    if queue is not None:
+    if queue is not None and first_answer:
         # For the agent: where the visitor came from, and how long they waited there.
         waited = max(0, round((now - conversation.created_at).total_seconds()))
         system_notice_post(
@@ -466,6 +507,7 @@ def _offers_refresh(actor: AgentActor, profile: AgentProfile | None) -> list[Off
             queue_route__queue__memberships__user=actor.user,
         )
         .exclude(offers__agent=actor.user)
+        .exclude(queue_route__transferred_from=actor.user)
         .exclude(offers__status=OfferStatus.PENDING)  # held by a colleague's offer: theirs to answer first
         .select_related("widget", "contact")
         .order_by("created_at", "pk")[:room]
@@ -478,8 +520,14 @@ def _offers_refresh(actor: AgentActor, profile: AgentProfile | None) -> list[Off
 
 @transaction.atomic
 def conversation_end(*, actor: Actor, conversation_id: int, disposition_id: int | None = None) -> CloseResult:
-    """Closes a conversation (visitor's "end chat" or an agent's close) and releases what routing held for it."""
+    """Closes a conversation (visitor's "end chat" or an agent's close) and releases what routing held for it.
+    An agent with an invited colleague in the chat only leaves it (the visitor goes on with the colleague)."""
     result = conversation_close(actor=actor, conversation_id=conversation_id, disposition_id=disposition_id)
+    if result.left and isinstance(actor, AgentActor):
+        # They left it to a colleague: they have room again.
+        agent_idle_from_now(tenant_id=actor.tenant_id, user_id=actor.user.pk)
+        agent_offers_refresh(actor=actor)
+        return result
     if not result.closed_now:
         return result
     conversation = result.conversation

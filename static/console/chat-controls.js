@@ -124,8 +124,79 @@ async function openSwitchMenu(chat) {
   switchButton.setAttribute("aria-expanded", "true");
 }
 
+export function closeTeamMenu(chat) {
+  const { teamMenu, transfer, invite } = chat.els;
+  teamMenu.hidden = true;
+  delete teamMenu.dataset.mode;
+  transfer.setAttribute("aria-expanded", "false");
+  invite.setAttribute("aria-expanded", "false");
+}
+
+const TEAM_MENU = {
+  transfer: { title: "Transfer this chat to", frame: "conversation.transfer", button: "transfer" },
+  invite: { title: "Invite into this chat", frame: "conversation.invite", button: "invite" },
+};
+
+/** "Transfer…" and "Invite…": the colleagues (each free now, or shown with the reason they are not) and the
+ * queues (with how many of their members are online), asked of the server when the menu opens. */
+async function openTeamMenu(chat, mode) {
+  const { teamMenu } = chat.els;
+  const spec = TEAM_MENU[mode];
+  let team;
+  try {
+    team = await api(`/conversations/${chat.id}/colleagues`);
+  } catch (error) {
+    errorToast(error.message);
+    return;
+  }
+  const pick = (label, target) => {
+    const button = h("button", { cls: "cc-btn cc-btn-sm", text: label, attrs: { type: "button" } });
+    button.addEventListener("click", () => {
+      button.disabled = true;
+      request(
+        { type: spec.frame, conversation_id: chat.id, ...target },
+        {
+          // A transfer's tab goes with conversation.unassigned; an invite's colleague arrives as a notice.
+          ok: () => closeTeamMenu(chat),
+          fail: (error) => {
+            button.disabled = false;
+            errorToast(error.message);
+          },
+        },
+      );
+    });
+    return button;
+  };
+  const agents = team.agents.map((agent) =>
+    agent.available
+      ? pick(`${agent.name} · ${agent.chats}/${agent.max_chats}`, { agent_id: agent.user_id })
+      : h("p", { cls: "cc-switch-off", text: agent.reason }),
+  );
+  const queues = team.queues.map((queue) =>
+    pick(`${queue.name} · ${queue.online} online`, { queue_id: queue.id }),
+  );
+  teamMenu.replaceChildren(
+    h("p", { cls: "cc-switch-title", text: spec.title }),
+    h("p", { cls: "cc-team-heading", text: "Colleagues" }),
+    ...(agents.length ? agents : [h("p", { cls: "cc-switch-off", text: "No colleagues yet." })]),
+    h("p", { cls: "cc-team-heading", text: "Queues" }),
+    ...(queues.length ? queues : [h("p", { cls: "cc-switch-off", text: "No queues yet." })]),
+  );
+  teamMenu.setAttribute("aria-label", spec.title);
+  teamMenu.dataset.mode = mode;
+  teamMenu.hidden = false;
+  chat.els[spec.button].setAttribute("aria-expanded", "true");
+}
+
 export function wireControls(chat) {
   const { els } = chat;
+  for (const mode of Object.keys(TEAM_MENU)) {
+    els[TEAM_MENU[mode].button].addEventListener("click", () => {
+      const same = !els.teamMenu.hidden && els.teamMenu.dataset.mode === mode;
+      closeTeamMenu(chat);
+      if (!same) openTeamMenu(chat, mode);
+    });
+  }
   els.switchButton.addEventListener("click", () => {
     if (els.switchMenu.hidden) openSwitchMenu(chat);
     else closeSwitchMenu(chat);

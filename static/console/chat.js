@@ -3,7 +3,7 @@
 import { h } from "../js/dom.js";
 import { isStale } from "../js/protocol.js";
 import { errorToast, updateTitle } from "./attention.js";
-import { fillDispositions, refreshCloseButton, renderSide, wireControls } from "./chat-controls.js";
+import { closeTeamMenu, fillDispositions, refreshCloseButton, renderSide, wireControls } from "./chat-controls.js";
 import { hidePeerTyping, wireComposer } from "./composer.js";
 import { contactName, contactUrl, externalUrlOf } from "./format.js";
 import { delivered, markRead, messageNode, onMessageNew, refreshSeen, setMeta } from "./messages.js";
@@ -51,6 +51,9 @@ export function createChat(conversation) {
       external: q("js-external"),
       switchButton: q("js-switch"),
       switchMenu: q("js-switch-menu"),
+      transfer: q("js-transfer"),
+      invite: q("js-invite"),
+      teamMenu: q("js-team-menu"),
       disposition: q("js-disposition"),
       close: q("js-close"),
       scroll: q("js-scroll"),
@@ -188,6 +191,11 @@ export function updateChat(chat, conversation) {
   const movable = conv.channel === "web" && conv.status !== "closed" && conv.access !== "read" && conv.widget;
   els.switchButton.hidden = !movable;
   if (!movable) els.switchMenu.hidden = true;
+  // Transfer (the assignee) and Invite (anyone in the chat) while it is open (protocol 1.14).
+  const working = conv.status === "open" && conv.access !== "read";
+  els.transfer.hidden = !(working && conv.assignee && conv.assignee.id === state.me.user_id);
+  els.invite.hidden = !working;
+  if (!working) closeTeamMenu(chat);
   const externalUrl = externalUrlOf(conv.widget);
   els.external.hidden = !externalUrl;
   els.external.title = externalUrl || "";

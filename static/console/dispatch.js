@@ -2,7 +2,7 @@
 
 import { errorToast, toast } from "./attention.js";
 import { fillDispositions } from "./chat-controls.js";
-import { createChat, onAssigned, resume, updateChat } from "./chat.js";
+import { createChat, onAssigned, removeChat, resume, updateChat } from "./chat.js";
 import { onTyping } from "./composer.js";
 import { onDelivery, refreshSeen } from "./messages.js";
 import { addOffer, onWaitingPreview, removeOffer } from "./offers.js";
@@ -43,6 +43,12 @@ export function onFrame(frame) {
     case "conversation.assigned":
       onAssigned(frame.conversation);
       break;
+    case "conversation.unassigned": {
+      // Handed on (a transfer) or left to the colleague who goes on with it: the tab goes.
+      const chat = state.chats.get(frame.conversation_id);
+      if (chat) removeChat(chat);
+      break;
+    }
     case "offer.new":
       addOffer(frame.offer, { alert: true });
       break;

@@ -104,10 +104,40 @@ def test_a_rejected_chat_goes_to_the_next_agent_at_once_and_never_back(widget, q
     offer_reject(actor=agent_actor_for(second), conversation_id=conversation.pk)
     assert offered_to(conversation) == [third.pk]
     offer_reject(actor=agent_actor_for(third), conversation_id=conversation.pk)
-    assert offered_to(conversation) == []  # everyone said no: it waits, and anyone may pick it up
+    assert offered_to(conversation) == []  # everyone said no: it waits (anyone may pick it up), for a while
     assert waiting_offer_sweep() == 0
     taken = conversation_accept(actor=agent_actor_for(second), conversation_id=conversation.pk)
     assert taken.status == ConversationStatus.OPEN
+
+
+def test_when_no_one_else_can_take_it_a_rejected_chat_comes_back_after_a_while(settings, widget, queue, online):
+    settings.ROUTING_REOFFER_SECONDS = 60
+    conversation = request(widget, 1)
+    offer_reject(actor=agent_actor_for(online), conversation_id=conversation.pk)
+    # The only agent said no a moment ago: it waits (not pushed straight back at them).
+    assert offered_to(conversation) == []
+    assert waiting_offer_sweep() == 0
+    # A minute later it is theirs again, on the same offer row, with a fresh answer time.
+    Offer.objects.filter(conversation=conversation).update(decided_at=timezone.now() - timedelta(seconds=61))
+    assert waiting_offer_sweep() == 1
+    offer = Offer.objects.get(conversation=conversation)
+    assert (offer.agent_id, offer.status, offer.decided_at) == (online.pk, OfferStatus.PENDING, None)
+    assert offer.expires_at > timezone.now()
+
+
+def test_a_rejected_chat_waits_for_a_colleague_rather_than_coming_back(settings, tenant, widget, queue, team):
+    settings.ROUTING_REOFFER_SECONDS = 0
+    first, second, third = team
+    AgentProfile.objects.filter(user__in=[second, third]).update(max_chats=0)  # busy: not eligible now
+    conversation = request(widget, 1)
+    offer_reject(actor=agent_actor_for(first), conversation_id=conversation.pk)
+    assert offered_to(conversation) == [first.pk]  # no one else can take it: back to the only one who can
+    settings.ROUTING_REOFFER_SECONDS = 60
+    offer_reject(actor=agent_actor_for(first), conversation_id=conversation.pk)
+    assert offered_to(conversation) == []
+    AgentProfile.objects.filter(user=second).update(max_chats=3)
+    assert waiting_offer_sweep() == 1
+    assert offered_to(conversation) == [second.pk]  # a colleague with room: theirs, not the rejecter's
 
 
 def test_an_unanswered_offer_expires_pauses_the_agent_and_goes_to_the_next(
