@@ -1,5 +1,5 @@
 """The console's JSON endpoints beside its socket (docs/protocol.md §7): the inbox, one conversation, uploads,
-files, older history, a WhatsApp conversation's window and templates."""
+files, older history, a WhatsApp conversation's window and templates, the agent's reminder preferences."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from agents.console_state import console_conversation, console_inbox, console_inbox_rows
+from agents.services import agent_reminders_set
 from channels_switch.models import ConnectorKind
 from channels_switch.selectors import whatsapp_composer
 from channels_switch.services import address_display, switch_options, whatsapp_placeholder_count
@@ -27,7 +28,7 @@ from chat.selectors import (
 from chat.services import attachment_served_type, attachment_upload
 from chat.tokens import agent_attachment_url
 from contactcenter.errors import ApplicationError
-from contactcenter.jsonhttp import download_response, json_endpoint
+from contactcenter.jsonhttp import download_response, json_endpoint, read_json
 from queueing.selectors import INBOX_LIMIT, inbox_filters_clean
 from queueing.services.collaboration import colleagues_for, queue_choices
 
@@ -189,3 +190,29 @@ def console_history(request: HttpRequest, actor: AgentActor, conversation_id: in
     before = _int_param(request, "before", None)
     limit = _int_param(request, "limit", 1) or 1
     return JsonResponse(conversation_history(actor=actor, conversation_id=conversation_id, before=before, limit=limit))
+
+
+PREFERENCE_FIELDS = {"reminder_mode", "reminder_seconds"}
+
+
+@require_http_methods(["POST"])
+@console_endpoint
+def console_preferences(request: HttpRequest, actor: AgentActor) -> HttpResponseBase:
+    """The signed-in agent's own reminder preferences (never anyone else's: there is no id to name)."""
+    data = read_json(request)
+    unknown = sorted(set(data) - PREFERENCE_FIELDS)
+    if unknown:
+        message = f"Unknown field: {', '.join(unknown)}."
+        raise ApplicationError("invalid", message, {name: ["Not a preference."] for name in unknown})
+    mode = data.get("reminder_mode")
+    if not isinstance(mode, str):
+        message = "reminder_mode is required, as text."
+        raise ApplicationError("invalid", message, {"reminder_mode": [message]})
+    seconds = data.get("reminder_seconds")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
+        message = "reminder_seconds is a whole number of seconds."
+        raise ApplicationError("invalid", message, {"reminder_seconds": [message]})
+    profile = agent_reminders_set(tenant_id=actor.tenant_id, user=actor.user, mode=mode, seconds=seconds)
+    return JsonResponse(
+        {"preferences": {"reminder_mode": profile.reminder_mode, "reminder_seconds": profile.reminder_seconds}}
+    )

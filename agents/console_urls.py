@@ -19,4 +19,5 @@ urlpatterns = [
         "conversations/<int:conversation_id>/colleagues", console_api.console_colleagues, name="console-api-colleagues"
     ),
     path("conversations/<int:conversation_id>/whatsapp", console_api.console_whatsapp, name="console-api-whatsapp"),
+    path("preferences", console_api.console_preferences, name="console-api-preferences"),
 ]

@@ -13,6 +13,7 @@ from chat import events
 from chat.conversation_stream import ConversationSocket
 from chat.message_writer import post_message
 from chat.selectors import (
+    READ,
     WRITE,
     AgentActor,
     agent_actor_for,
@@ -23,6 +24,7 @@ from chat.services import (
     conversation_mark_important,
     conversation_mark_read,
     conversation_set_disposition,
+    whisper_post,
 )
 from contactcenter.errors import ApplicationError
 from contactcenter.realtime import (
@@ -48,9 +50,11 @@ from contactcenter.sockets import (
 from queueing.services import (
     agent_console_close,
     agent_presence_change,
+    assistance_request,
     conversation_accept,
     conversation_end,
     conversation_invite,
+    conversation_join,
     conversation_transfer,
     offer_reject,
 )
@@ -103,6 +107,8 @@ class AgentConsumer(ConversationSocket):
         "conversation.switch": "on_switch",
         "conversation.transfer": "on_transfer",
         "conversation.invite": "on_invite",
+        "conversation.assist": "on_assist",
+        "conversation.join": "on_join",
         "inbox.watch": "on_inbox_watch",
         "ping": "on_ping",
     }
@@ -223,21 +229,37 @@ class AgentConsumer(ConversationSocket):
             )
             await self.ack(conversation_id, result, result.message.client_id, request_id)
             return
+        private = bool_field(frame, "private")
+        attachment_ids = ids_field(frame, "attachment_ids")
+        if private and not attachment_ids and self._whispers(conversation_id):
+            # A supervisor following a colleague's chat without taking part: a whisper (a note, never a reply).
+            result = await database_sync_to_async(whisper_post)(
+                actor=self.agent,
+                conversation_id=conversation_id,
+                body=text_field(frame, "body"),
+                client_id=client_id_field(frame),
+            )
+            await self.ack(conversation_id, result, result.message.client_id, request_id)
+            return
         result = await post_message(
             actor=self.agent,
             conversation_id=conversation_id,
             body=text_field(frame, "body"),
             client_id=client_id_field(frame),
-            private=bool_field(frame, "private"),
-            attachment_ids=ids_field(frame, "attachment_ids"),
+            private=private,
+            attachment_ids=attachment_ids,
         )
         await self.ack(conversation_id, result, result.message.client_id, request_id)
+
+    def _whispers(self, conversation_id: int) -> bool:
+        """This socket follows the conversation read-only as a supervisor: its notes are whispers."""
+        return self.agent.supervises and self.access.get(conversation_id) == READ
 
     async def on_typing(self, frame: dict[str, Any], request_id: str | None) -> None:
         conversation_id = _conversation_id(frame)
         is_typing = bool_field(frame, "is_typing", default=True)
         private = bool_field(frame, "private")
-        if self.access.get(conversation_id) != WRITE:
+        if self.access.get(conversation_id) != WRITE and not (private and self._whispers(conversation_id)):
             # Typing is never stored, so it is authorised by the socket's own subscription, not a query.
             raise FrameError("forbidden", "Resume a conversation you work on before typing in it.")
         if self.typing_due(conversation_id, is_typing):
@@ -339,6 +361,16 @@ class AgentConsumer(ConversationSocket):
         )
         await self.send_ok(request_id)
 
+    async def on_assist(self, frame: dict[str, Any], request_id: str | None) -> None:
+        await database_sync_to_async(assistance_request)(actor=self.agent, conversation_id=_conversation_id(frame))
+        await self.send_ok(request_id)
+
+    async def on_join(self, frame: dict[str, Any], request_id: str | None) -> None:
+        conversation_id = _conversation_id(frame)
+        await database_sync_to_async(conversation_join)(actor=self.agent, conversation_id=conversation_id)
+        await self._announce_assigned(conversation_id)
+        await self.send_ok(request_id)
+
     async def on_inbox_watch(self, frame: dict[str, Any], request_id: str | None) -> None:
         """The console shows its inbox (or stopped): only then does it hear which conversations changed."""
         group = tenant_inbox_group(self.tenant_id)
@@ -366,8 +398,9 @@ class AgentConsumer(ConversationSocket):
     # --- layer events -----------------------------------------------------------------------------------
 
     async def _announce_assigned(self, conversation_id: int) -> None:
-        """Subscribes this socket and shows the conversation; once per socket, whichever path comes first."""
-        if conversation_id in self.access:
+        """Subscribes this socket and shows the conversation; once per socket, whichever path comes first (a
+        conversation it followed read-only is shown again: the agent now takes part in it)."""
+        if self.access.get(conversation_id) == WRITE:
             return
         try:
             snapshot = await database_sync_to_async(console_conversation)(
@@ -431,6 +464,11 @@ class AgentConsumer(ConversationSocket):
         """How far a message to an SMS, WhatsApp or email customer got (channels_switch's relay)."""
         if event["conversation_id"] in self.cursors:
             await self.send_frame(dict(event))
+
+    async def assistance_requested(self, event: dict[str, Any]) -> None:
+        """To a supervisor on duty: a colleague asks for help in a chat (queueing.services.assistance_request)."""
+        keys = ("type", "conversation_id", "agent_name", "contact_name", "queue")
+        await self.send_frame({key: event[key] for key in keys})
 
     # Offers, the waiting list and the agent's presence: what the console is told is noted in self.shown,
     # which each ping checks against the database (LiveState).

@@ -15,6 +15,17 @@ class Presence(models.TextChoices):
     OFFLINE = "offline", "Offline"
 
 
+class ReminderMode(models.TextChoices):
+    """When the console reminds its agent of a chat they are not looking at (seed 002's reminder toast)."""
+
+    EVERY_MESSAGE = "every_message", "On every new message"
+    AFTER_FIRST_MESSAGE = "after_first_message", "When a customer waits for a reply"
+    OFF = "off", "Off"
+
+
+REMINDER_SECONDS_DEFAULT = 60
+
+
 class PauseReason(TenantOwned):
     # The reasons the product itself pauses an agent for (never picked by the agent): "missed_offer".
     MISSED_OFFER = "missed_offer"
@@ -46,6 +57,9 @@ class AgentProfile(TenantOwned):
     # round robin (the least recently offered a chat first).
     idle_since = models.DateTimeField(null=True, blank=True)
     last_offered_at = models.DateTimeField(null=True, blank=True)
+    # The agent's own choice of reminders in the console (agents.services.agent_reminders_set).
+    reminder_mode = models.CharField(max_length=24, choices=ReminderMode.choices, default=ReminderMode.EVERY_MESSAGE)
+    reminder_seconds = models.PositiveSmallIntegerField(default=REMINDER_SECONDS_DEFAULT)
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "presence"])]

@@ -18,7 +18,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from agents.models import AgentProfile, Presence
+from agents.models import REMINDER_SECONDS_DEFAULT, AgentProfile, Presence, ReminderMode
 from chat.selectors import AgentActor, contact_conversation_list, contact_get, conversation_search
 from contactcenter.models import Membership, Role, user_display_name
 from contactcenter.security import content_security_policy
@@ -59,13 +59,23 @@ def console(request: HttpRequest, membership: Membership) -> HttpResponse:
         "agentName": user_display_name(request.user),  # type: ignore[arg-type]
         "tenantName": membership.tenant.name,
         "presence": profile.presence if profile else Presence.OFFLINE,
+        # How this agent wants to be reminded of chats they are not looking at (static/console/reminders.js).
+        "reminders": {
+            "mode": profile.reminder_mode if profile else ReminderMode.EVERY_MESSAGE,
+            "seconds": profile.reminder_seconds if profile else REMINDER_SECONDS_DEFAULT,
+        },
         "contactUrl": reverse("console-contact", args=[0]),
         "loginUrl": f"{reverse('login')}?next={reverse('console')}",
     }
     return render(
         request,
         "agents/console.html",
-        {"boot": boot, "presence_choices": [(p.value, p.label) for p in SELECTABLE_PRESENCE], "section": "console"},
+        {
+            "boot": boot,
+            "presence_choices": [(p.value, p.label) for p in SELECTABLE_PRESENCE],
+            "reminder_choices": ReminderMode.choices,
+            "section": "console",
+        },
     )
 
 

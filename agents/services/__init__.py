@@ -1,10 +1,12 @@
 """State changes of agents, one module per concept; the names callers use are re-exported here.
 
 `team` (members with their agent profiles), `statuses` (dispositions and pause reasons), `templates` (canned
-templates and their placeholders), `presence` (sockets, heartbeats, chosen presence, the sweep; its lower
-halves, which queueing.services wraps, are imported from agents.services.presence by queueing only).
+templates and their placeholders), `preferences` (an agent's own console reminders), `presence` (sockets,
+heartbeats, chosen presence, the sweep; its lower halves, which queueing.services wraps, are imported from
+agents.services.presence by queueing only).
 """
 
+from agents.services.preferences import REMINDER_SECONDS_MAX, REMINDER_SECONDS_MIN, agent_reminders_set
 from agents.services.presence import SETTABLE_PRESENCE, agent_heartbeat, agent_sockets_sweep, stale_socket_seconds
 from agents.services.statuses import (
     active_disposition_list,
@@ -34,6 +36,8 @@ from agents.services.templates import (
 
 __all__ = [
     "MAX_CHATS_LIMIT",
+    "REMINDER_SECONDS_MAX",
+    "REMINDER_SECONDS_MIN",
     "SETTABLE_PRESENCE",
     "TEMPLATE_PLACEHOLDERS",
     "RenderedTemplate",
@@ -43,6 +47,7 @@ __all__ = [
     "agent_invite",
     "agent_profile_ensure",
     "agent_profile_update",
+    "agent_reminders_set",
     "agent_sockets_sweep",
     "agent_update",
     "disposition_delete",

@@ -24,6 +24,7 @@ from chat.services.messages import (
     message_post,
     message_receive,
     system_notice_post,
+    whisper_post,
 )
 from chat.services.starting import survey_validate
 from chat.services.state import (
@@ -52,6 +53,7 @@ __all__ = [
     "survey_validate",
     "system_notice_post",
     "visitor_lease_renew",
+    "whisper_post",
     "widget_delete",
     "widget_display_rules",
     "widget_next_open",

@@ -22,12 +22,13 @@ from chat.models import (
 )
 from chat.selectors import (
     Actor,
+    AgentActor,
     VisitorActor,
     conversation_get_for,
 )
 from chat.services.message_sql import _post_fast, _rate_window, _take_seq, message_rate_limit
 from chat.signals import outbound_message_stored, waiting_message_stored
-from contactcenter.errors import ApplicationError, NotFound
+from contactcenter.errors import ApplicationError, NotFound, PermissionDenied
 from contactcenter.realtime import (
     conversation_agents_group,
     conversation_group,
@@ -173,6 +174,32 @@ def _existing_message(conversation_id: int, client_id: str, actor: Actor) -> Mes
     if not same_sender:
         raise ApplicationError("duplicate_client_id", "This client_id belongs to another message.")
     return message
+
+
+@transaction.atomic
+def whisper_post(*, actor: AgentActor, conversation_id: int, body: str, client_id: str | None) -> PostResult:
+    """A supervisor's private note ("whisper") in a chat they follow without taking part: only the agents see it.
+    Supervisors and admins only; the chat must not be closed. Once per client_id, as any message."""
+    if not actor.supervises:
+        raise PermissionDenied("Only supervisors and admins whisper in a colleague's chat.")
+    client_id = _clean_client_id(client_id)
+    text = _clean_body(body, allow_empty=False)
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, lock=True)
+    existing = Message.objects.filter(conversation=conversation, client_id=client_id).first()
+    if existing is not None:
+        return PostResult(message=existing, created=False)
+    if conversation.status == ConversationStatus.CLOSED:
+        raise ApplicationError("conversation_closed", "This conversation is closed.", status=409)
+    message = _append_message(
+        conversation,
+        sender_kind=SenderKind.AGENT,
+        sender_user=actor.user,
+        body=text,
+        client_id=client_id,
+        is_private=True,
+    )
+    _publish_message(conversation, message)
+    return PostResult(message=message, created=True)
 
 
 def message_post(

@@ -1,6 +1,11 @@
 """State changes of queueing, one module per concept; the names callers use are re-exported here."""
 
-from queueing.services.collaboration import conversation_invite, conversation_transfer
+from queueing.services.collaboration import (
+    assistance_request,
+    conversation_invite,
+    conversation_join,
+    conversation_transfer,
+)
 from queueing.services.deadlines import offer_expire, offers_expire_sweep, routing_sweep, waiting_offer_sweep
 from queueing.services.presence import (
     OfflineSweep,
@@ -47,9 +52,11 @@ __all__ = [
     "agent_presence_change",
     "agent_presence_change_by",
     "agents_offline_sweep",
+    "assistance_request",
     "conversation_accept",
     "conversation_end",
     "conversation_invite",
+    "conversation_join",
     "conversation_offer",
     "conversation_request",
     "conversation_request_on_channel",

@@ -4,6 +4,7 @@ queue) into it. Leaving a chat a colleague goes on with is chat's `conversation_
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -11,11 +12,11 @@ from django.utils import timezone
 from agents.models import AgentProfile, Presence
 from agents.services.presence import agent_idle_from_now
 from chat import events
-from chat.models import Conversation, ConversationStatus
+from chat.models import Conversation, ConversationStatus, Message
 from chat.selectors import AgentActor, conversation_get_for, conversation_preview
 from chat.services import conversation_updated_publish, system_notice_post
 from contactcenter.errors import ApplicationError, Conflict, NotFound, PermissionDenied
-from contactcenter.models import user_display_name
+from contactcenter.models import Role, user_display_name
 from contactcenter.realtime import agent_group, publish_on_commit, tenant_agents_group
 from queueing.events import waiting_item
 from queueing.models import ConversationRoute, Offer, OfferStatus, Queue, QueueMember
@@ -251,3 +252,80 @@ def queue_choices(*, actor: AgentActor) -> list[tuple[Queue, int]]:
     for queue_id in rows:
         online[queue_id] = online.get(queue_id, 0) + 1
     return [(q, online[q.pk]) for q in queues]
+
+
+ASSIST_AGAIN_AFTER = timedelta(seconds=30)
+
+
+@transaction.atomic
+def assistance_request(*, actor: AgentActor, conversation_id: int) -> int:
+    """An agent in an open chat asks for help: every supervisor and admin on duty (their console open and not
+    offline) gets `assistance.requested` with a way into the chat, where they can read it live, whisper and join;
+    the agents in the chat see a private line that help was asked for. Returns how many were alerted."""
+    conversation = _writable_open(actor, conversation_id)
+    recent = Message.objects.filter(
+        conversation=conversation, event="assistance.requested", created_at__gte=timezone.now() - ASSIST_AGAIN_AFTER
+    )
+    if recent.exists():
+        raise ApplicationError(
+            "rate_limited", "Assistance was asked for a moment ago: a supervisor is alerted.", status=429
+        )
+    on_duty = list(
+        AgentProfile.objects.for_tenant(actor.tenant_id)
+        .filter(
+            user__is_active=True,
+            user__membership__tenant_id=actor.tenant_id,
+            user__membership__role__in=[Role.SUPERVISOR, Role.ADMIN],
+        )
+        .exclude(presence=Presence.OFFLINE)
+        .exclude(user_id=actor.user.pk)
+        .values_list("user_id", flat=True)
+    )
+    if not on_duty:
+        raise ApplicationError("no_supervisor", "No supervisor is on duty right now.", status=409)
+    name = user_display_name(actor.user)
+    system_notice_post(
+        conversation=conversation,
+        event="assistance.requested",
+        body=f"{name} asked a supervisor for assistance.",
+        event_data={"agent_name": name},
+        private=True,
+    )
+    route = ConversationRoute.objects.filter(tenant_id=actor.tenant_id, conversation=conversation).first()
+    alert = {
+        "type": "assistance.requested",
+        "conversation_id": conversation.pk,
+        "agent_name": name,
+        "contact_name": conversation.contact.name,
+        "queue": route.queue_name if route is not None else None,
+    }
+    for user_id in on_duty:
+        publish_on_commit(group=agent_group(actor.tenant_id, user_id), event=alert)
+    return len(on_duty)
+
+
+@transaction.atomic
+def conversation_join(*, actor: AgentActor, conversation_id: int) -> Conversation:
+    """A supervisor or admin following a colleague's chat joins it: they take part (write access) and the visitor
+    sees who joined."""
+    if not actor.supervises:
+        raise PermissionDenied("Only supervisors and admins join a colleague's chat.")
+    conversations_lock(actor.tenant_id, [conversation_id])
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id)
+    if conversation.status != ConversationStatus.OPEN:
+        raise Conflict("not_open", "Only an open chat can be joined.")
+    if conversation.assignee_id == actor.user.pk or conversation.participants.filter(pk=actor.user.pk).exists():
+        raise ApplicationError("bad_target", "You are in this chat already.")
+    conversation.participants.add(actor.user)
+    joined = events.agent_public_name(actor.user)
+    system_notice_post(
+        conversation=conversation,
+        event="agent.joined",
+        body=f"{joined} joined the chat.",
+        event_data={"agent_name": joined, "supervisor": True},
+    )
+    conversation_updated_publish(conversation, agents_only=False)
+    publish_on_commit(
+        group=agent_group(actor.tenant_id, actor.user.pk), event=events.conversation_assigned(conversation.pk)
+    )
+    return conversation

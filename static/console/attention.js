@@ -60,7 +60,7 @@ document.addEventListener("visibilitychange", () => {
   if (chat) markRead(chat);
 });
 
-export function toast({ title, body, onClick, kind }) {
+export function toast({ title, body, onClick, kind, sticky = false }) {
   const el = h("div", { cls: `cc-toast${kind === "error" ? " is-error" : ""}`, attrs: { role: kind === "error" ? "alert" : "status" } }, [
     h("div", { cls: "cc-toast-main" }, [
       h("div", { cls: "cc-toast-title", text: title }),
@@ -82,7 +82,7 @@ export function toast({ title, body, onClick, kind }) {
   }
   ui.toasts.appendChild(el);
   while (ui.toasts.children.length > 4) ui.toasts.firstElementChild.remove();
-  setTimeout(remove, TOAST_MS);
+  if (!sticky) setTimeout(remove, TOAST_MS);
 }
 
 export function errorToast(message) {

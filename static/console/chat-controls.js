@@ -1,7 +1,7 @@
 // A chat's header controls (important, external page, status, close) and its side panel.
 
 import { h } from "../js/dom.js";
-import { errorToast } from "./attention.js";
+import { errorToast, toast } from "./attention.js";
 import { CHANNELS, removeChat, updateChat } from "./chat.js";
 import { addresses, contactName, contactUrl, dateTime, externalUrlOf, IDENTITY_KINDS } from "./format.js";
 import { loadOlder } from "./messages.js";
@@ -190,6 +190,37 @@ async function openTeamMenu(chat, mode) {
 
 export function wireControls(chat) {
   const { els } = chat;
+  els.assist.addEventListener("click", () => {
+    els.assist.disabled = true;
+    request(
+      { type: "conversation.assist", conversation_id: chat.id },
+      {
+        ok: () => {
+          els.assist.disabled = false;
+          toast({ title: "Help is on its way", body: "The supervisors on duty were alerted to this chat." });
+        },
+        fail: (error) => {
+          els.assist.disabled = false;
+          errorToast(error.message);
+        },
+      },
+    );
+  });
+  els.join.addEventListener("click", () => {
+    els.join.disabled = true;
+    request(
+      { type: "conversation.join", conversation_id: chat.id },
+      {
+        ok: () => {
+          els.join.disabled = false; // conversation.assigned made the tab a working one
+        },
+        fail: (error) => {
+          els.join.disabled = false;
+          errorToast(error.message);
+        },
+      },
+    );
+  });
   for (const mode of Object.keys(TEAM_MENU)) {
     els[TEAM_MENU[mode].button].addEventListener("click", () => {
       const same = !els.teamMenu.hidden && els.teamMenu.dataset.mode === mode;

@@ -16,6 +16,26 @@ import { refreshWhatsApp, watchWhatsApp, wireWhatsApp } from "./whatsapp.js";
 
 export const CHANNELS = { web: "Web chat", sms: "SMS", whatsapp: "WhatsApp", email: "Email" };
 
+function supervises() {
+  return state.me.role === "admin" || state.me.role === "supervisor";
+}
+
+/** A supervisor's read-only tab writes whispers only: private notes, no reply, no files, no templates. */
+function setWhisper(chat, on) {
+  if (Boolean(chat.whisper) === on) return;
+  chat.whisper = on;
+  const { composer } = chat.els;
+  const reply = composer.querySelector('.js-mode[data-mode="reply"]');
+  const note = composer.querySelector('.js-mode[data-mode="note"]');
+  reply.hidden = on;
+  chat.els.attach.hidden = on;
+  chat.els.templatesBtn.hidden = on;
+  composer.classList.toggle("is-whisper", on);
+  note.textContent = on ? "Whisper (only agents see it)" : "Private note";
+  if (on && chat.mode !== "note") note.click();
+  if (!on && chat.mode === "note") reply.click();
+}
+
 export function createChat(conversation) {
   const pane = ui.chatTemplate.content.firstElementChild.cloneNode(true);
   const q = (cls) => pane.querySelector(`.${cls}`);
@@ -53,6 +73,8 @@ export function createChat(conversation) {
       switchMenu: q("js-switch-menu"),
       transfer: q("js-transfer"),
       invite: q("js-invite"),
+      assist: q("js-assist"),
+      join: q("js-join"),
       teamMenu: q("js-team-menu"),
       disposition: q("js-disposition"),
       close: q("js-close"),
@@ -196,6 +218,11 @@ export function updateChat(chat, conversation) {
   els.transfer.hidden = !(working && conv.assignee && conv.assignee.id === state.me.user_id);
   els.invite.hidden = !working;
   if (!working) closeTeamMenu(chat);
+  // Ask for help (anyone in the chat); a supervisor following it read-only whispers and may join (protocol 1.16).
+  els.assist.hidden = !working;
+  const following = conv.access === "read" && supervises() && conv.status === "open";
+  els.join.hidden = !following;
+  setWhisper(chat, conv.access === "read" && supervises() && conv.status !== "closed");
   const externalUrl = externalUrlOf(conv.widget);
   els.external.hidden = !externalUrl;
   els.external.title = externalUrl || "";
@@ -208,7 +235,7 @@ export function updateChat(chat, conversation) {
   watchWhatsApp(chat);
 
   const closed = conv.status === "closed";
-  els.composer.hidden = closed || conv.access === "read";
+  els.composer.hidden = closed || (conv.access === "read" && !chat.whisper);
   els.ended.hidden = !closed;
   if (closed && !els.ended.textContent) els.ended.textContent = "This conversation is closed."; // opened closed
   if (closed && !wasClosed) {

@@ -164,6 +164,7 @@ export function wireComposer(chat) {
   });
   // The grey area around the composer is the drop zone.
   els.composer.addEventListener("dragover", (event) => {
+    if (chat.whisper) return; // a supervisor's whisper carries no files
     if (!event.dataTransfer || ![...event.dataTransfer.types].includes("Files")) return;
     event.preventDefault();
     els.composer.classList.add("is-dragging");
@@ -174,6 +175,7 @@ export function wireComposer(chat) {
   els.composer.addEventListener("drop", (event) => {
     event.preventDefault();
     els.composer.classList.remove("is-dragging");
+    if (chat.whisper) return;
     if (event.dataTransfer && event.dataTransfer.files.length) uploadFiles(chat, [...event.dataTransfer.files]);
   });
 }

@@ -1,6 +1,6 @@
 // Frames of the agent socket (protocol §4) that are not a thread's: each goes to the module of its concept.
 
-import { errorToast, toast } from "./attention.js";
+import { beep, errorToast, toast } from "./attention.js";
 import { fillDispositions } from "./chat-controls.js";
 import { createChat, onAssigned, removeChat, resume, updateChat } from "./chat.js";
 import { onTyping } from "./composer.js";
@@ -8,8 +8,9 @@ import { onDelivery, refreshSeen } from "./messages.js";
 import { addOffer, onWaitingPreview, removeOffer } from "./offers.js";
 import { inboxReconnected, onInboxChanged } from "./inbox.js";
 import { reasonName, setPauseReasons, setPresence, showMissedNotice } from "./presence.js";
+import { api } from "./server.js";
 import { state, ui } from "./state.js";
-import { renderHome } from "./tabs.js";
+import { activate, renderHome } from "./tabs.js";
 import { setTemplates } from "./templates.js";
 import { renderWaiting } from "./waiting.js";
 
@@ -42,6 +43,9 @@ export function onFrame(frame) {
     }
     case "conversation.assigned":
       onAssigned(frame.conversation);
+      break;
+    case "assistance.requested":
+      onAssistanceRequested(frame);
       break;
     case "conversation.unassigned": {
       // Handed on (a transfer) or left to the colleague who goes on with it: the tab goes.
@@ -156,4 +160,32 @@ function replaceLiveState(frame, { alertNewOffers }) {
 /** Error frames neither a thread (a refused send) nor a request's `fail` took. */
 function onError(frame) {
   if (frame.message) errorToast(frame.message);
+}
+
+/** A colleague asks for help (protocol 1.16): an alert that stays until dismissed or followed, and the chat
+ * opens read-only on a click (the supervisor reads it live, whispers, and may join). */
+function onAssistanceRequested(frame) {
+  beep(2);
+  const where = frame.queue ? ` (${frame.queue})` : "";
+  toast({
+    title: `${frame.agent_name} asks for help`,
+    body: `Chat with ${frame.contact_name}${where}. Click to open it.`,
+    sticky: true,
+    onClick: () => openFollowed(frame.conversation_id),
+  });
+}
+
+async function openFollowed(conversationId) {
+  let conversation;
+  try {
+    conversation = (await api(`/conversations/${conversationId}`)).conversation;
+  } catch (error) {
+    errorToast(error.message);
+    return;
+  }
+  const chat = state.chats.get(conversation.id) || createChat(conversation);
+  updateChat(chat, conversation);
+  resume(chat);
+  activate(chat.id);
+  renderHome();
 }

@@ -16,6 +16,7 @@
 
 import { tickCountdown, tickCounter } from "./format.js";
 import { setPresence } from "./presence.js";
+import "./reminders.js";
 import { client } from "./server.js";
 import { boot } from "./state.js";
 import { activate, renderHome } from "./tabs.js";

@@ -1,13 +1,14 @@
 // A chat's log: message elements, receipts, new-message alerts, read markers, older conversations.
 
 import { clock, formatBytes, h, scrollToEnd as scrollLogToEnd } from "../js/dom.js";
-import { beep, errorToast, toast, updateTitle } from "./attention.js";
+import { errorToast, updateTitle } from "./attention.js";
 import { updateChat } from "./chat.js";
 import { hidePeerTyping } from "./composer.js";
 import { contactName, dateTime } from "./format.js";
+import { remindOfMessage } from "./reminders.js";
 import { api, send } from "./server.js";
 import { state } from "./state.js";
-import { activate, renderHome } from "./tabs.js";
+import { renderHome } from "./tabs.js";
 import { refreshWhatsApp } from "./whatsapp.js";
 
 export function scrollToEnd(chat) {
@@ -188,17 +189,14 @@ export function onMessageNew(chat, message, li, { replay, stick }) {
   renderHome();
 }
 
-/** A visitor's message in a chat the agent is not looking at: flash its tab, a toast, a beep. */
+/** A visitor's message in a chat the agent is not looking at: flash its tab, and the agent's reminder (a toast
+ * and a beep in the every_message mode: reminders.js). */
 function notifyNewMessage(chat, message) {
   const looking = state.active === chat.id && document.visibilityState === "visible";
   if (looking) return;
   chat.unread = true;
   chat.els.tab.classList.add("is-flashing", "is-unread");
-  const preview = message.body || ((message.attachments || [])[0] || {}).filename || "";
-  if (document.visibilityState === "visible") {
-    toast({ title: `New message from ${contactName(chat.conv.contact)}`, body: preview, onClick: () => activate(chat.id) });
-  }
-  beep(1);
+  remindOfMessage(chat, message);
   updateTitle();
 }
 

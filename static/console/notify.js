@@ -1,5 +1,5 @@
-// Desktop notifications of new chat offers while the console's tab is hidden, and the control that asks
-// the browser for them (shown only while it has not been asked yet).
+// Desktop notifications of new chat offers and of the agent's reminders while the console's tab is hidden, and the
+// control that asks the browser for them (shown only while it has not been asked yet).
 
 import { contactName } from "./format.js";
 import { ui } from "./state.js";
@@ -53,4 +53,20 @@ export function closeOfferNotification(conversationId) {
   if (!notification) return;
   shown.delete(conversationId);
   notification.close();
+}
+
+/** A reminder of a chat (reminders.js) while the console's tab is hidden; one per chat at a time (its tag). */
+export function notifyReminder({ tag, title, body, onClick }) {
+  if (!supported || Notification.permission !== "granted") return;
+  let notification;
+  try {
+    notification = new Notification(title, { body, tag });
+  } catch {
+    return;
+  }
+  notification.onclick = () => {
+    window.focus();
+    notification.close();
+    onClick();
+  };
 }

@@ -5,9 +5,9 @@ import { ProtocolClient, socketUrl } from "../js/protocol.js";
 import { onFrame } from "./dispatch.js";
 import { boot, ui } from "./state.js";
 
-export async function api(path, { method = "GET", form } = {}) {
+export async function api(path, { method = "GET", form, json } = {}) {
   try {
-    return await fetchJson(`/console/api${path}`, { method, form, csrf: true });
+    return await fetchJson(`/console/api${path}`, { method, form, json, csrf: true });
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) location.href = boot.loginUrl;
     throw error;

@@ -161,7 +161,12 @@ async def test_a_supervisor_follows_a_colleagues_conversation_read_only(browser:
     await expect(tab).to_have_attribute("aria-selected", "true")
     pane = console.locator(".cc-chat.is-active")
     await expect(pane.locator(".cc-msg.is-visitor .cc-bubble")).to_have_text(["Where is my parcel?"])
-    await expect(pane.locator(".js-composer")).to_be_hidden()
+    # A supervisor following a colleague's chat whispers (private notes only: no reply, no files, no templates).
+    await expect(pane.locator(".js-composer")).to_be_visible()
+    await expect(pane.locator('.js-mode[data-mode="reply"]')).to_be_hidden()
+    await expect(pane.locator('.js-mode[data-mode="note"]')).to_have_text("Whisper (only agents see it)")
+    await expect(pane.locator(".js-attach")).to_be_hidden()
+    await expect(pane.locator(".cc-drop-hint")).to_be_hidden()
     await expect(pane.locator(".js-disposition")).to_be_hidden()
     await expect(pane.locator(".js-important")).to_be_disabled()
     # Following it moves nobody's read marker: it is still unread for the agents.
