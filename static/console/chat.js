@@ -8,7 +8,7 @@ import { hidePeerTyping, wireComposer } from "./composer.js";
 import { contactName, contactUrl, externalUrlOf } from "./format.js";
 import { delivered, markRead, messageNode, onMessageNew, refreshSeen, setMeta } from "./messages.js";
 import { removeOffer } from "./offers.js";
-import { client, send } from "./server.js";
+import { api, client, send } from "./server.js";
 import { state, ui } from "./state.js";
 import { activate, renderHome } from "./tabs.js";
 import { renderWaiting } from "./waiting.js";
@@ -151,6 +151,18 @@ export function resume(chat) {
       else if (error.code !== "disconnected") errorToast(error.message); // the reconnect resumes again
     },
   });
+}
+
+/** Opens a conversation the agent may follow in a tab (from the inbox, or a call for help), read over HTTP
+ * (where who may see it is decided), then focuses it. Throws what the server refused. */
+export async function openConversation(conversationId) {
+  const conversation = (await api(`/conversations/${conversationId}`)).conversation;
+  const chat = state.chats.get(conversation.id) || createChat(conversation);
+  updateChat(chat, conversation);
+  resume(chat);
+  activate(chat.id);
+  renderHome();
+  return chat;
 }
 
 export function removeChat(chat) {

@@ -2,15 +2,14 @@
 
 import { beep, errorToast, toast } from "./attention.js";
 import { fillDispositions } from "./chat-controls.js";
-import { createChat, onAssigned, removeChat, resume, updateChat } from "./chat.js";
+import { createChat, onAssigned, openConversation, removeChat, resume, updateChat } from "./chat.js";
 import { onTyping } from "./composer.js";
 import { onDelivery, refreshSeen } from "./messages.js";
 import { addOffer, onWaitingPreview, removeOffer } from "./offers.js";
 import { inboxReconnected, onInboxChanged } from "./inbox.js";
 import { reasonName, setPauseReasons, setPresence, showMissedNotice } from "./presence.js";
-import { api } from "./server.js";
 import { state, ui } from "./state.js";
-import { activate, renderHome } from "./tabs.js";
+import { renderHome } from "./tabs.js";
 import { setTemplates } from "./templates.js";
 import { renderWaiting } from "./waiting.js";
 
@@ -171,21 +170,6 @@ function onAssistanceRequested(frame) {
     title: `${frame.agent_name} asks for help`,
     body: `Chat with ${frame.contact_name}${where}. Click to open it.`,
     sticky: true,
-    onClick: () => openFollowed(frame.conversation_id),
+    onClick: () => openConversation(frame.conversation_id).catch((error) => errorToast(error.message)),
   });
-}
-
-async function openFollowed(conversationId) {
-  let conversation;
-  try {
-    conversation = (await api(`/conversations/${conversationId}`)).conversation;
-  } catch (error) {
-    errorToast(error.message);
-    return;
-  }
-  const chat = state.chats.get(conversation.id) || createChat(conversation);
-  updateChat(chat, conversation);
-  resume(chat);
-  activate(chat.id);
-  renderHome();
 }

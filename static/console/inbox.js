@@ -6,12 +6,12 @@
 
 import { h } from "../js/dom.js";
 import { errorToast } from "./attention.js";
-import { CHANNELS, createChat, resume, updateChat } from "./chat.js";
+import { CHANNELS, openConversation } from "./chat.js";
 import { contactName, contactUrl, dateTime, identityLine } from "./format.js";
 import { acceptChat } from "./offers.js";
 import { api, send } from "./server.js";
 import { state, ui } from "./state.js";
-import { activate, renderHome } from "./tabs.js";
+import { activate } from "./tabs.js";
 
 const REFRESH_DELAY_MS = 150; // changes that come together are read back in one request
 const REFRESH_MAX_IDS = 50; // the endpoint's limit: past it the whole list is read again
@@ -207,19 +207,12 @@ async function openRow(row) {
     window.open(contactUrl(row.contact.id), "_blank", "noopener");
     return;
   }
-  let conversation;
   try {
-    conversation = (await api(`/conversations/${row.id}`)).conversation;
+    await openConversation(row.id);
   } catch (error) {
     errorToast(error.message);
     onInboxChanged(row.id); // no longer this agent's: the row goes or changes
-    return;
   }
-  const chat = state.chats.get(conversation.id) || createChat(conversation);
-  updateChat(chat, conversation);
-  resume(chat);
-  activate(chat.id);
-  renderHome();
 }
 
 for (const button of ui.inboxPane.querySelectorAll(".js-inbox-assignee")) {

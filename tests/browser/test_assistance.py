@@ -6,13 +6,14 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, expect
 
 from contactcenter.models import Role
 from contactcenter.wiring.demo import DEMO_LOGINS
 from queueing.models import Queue
 from tests.browser.conftest import DemoSite, console_login, in_thread, set_presence
 from tests.browser.test_queue_widget import _demo_queue, _start_chat
+from tests.browser.test_transfer import _accept_offer
 
 pytestmark = [
     pytest.mark.browser,
@@ -26,12 +27,6 @@ SAM = next(login for login in DEMO_LOGINS if login.role == Role.SUPERVISOR)
 
 def _patient_queue() -> None:
     Queue.objects.filter(pk=_demo_queue().pk).update(answer_seconds=0)
-
-
-async def _accept_offer(console: Page, name: str) -> None:
-    offer = console.locator(".cc-offer", has_text=name)
-    await offer.get_by_role("button", name="Accept").click()
-    await expect(console.locator(".cc-tab", has_text=name)).to_be_visible()
 
 
 async def test_a_supervisor_answers_a_call_for_help_whispers_and_joins(browser: Browser, demo: DemoSite):

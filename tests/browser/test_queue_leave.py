@@ -9,16 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 from playwright.async_api import Browser, expect
 
-from agents.models import AgentProfile
 from chat.models import Conversation, ConversationStatus
-from chat.selectors import agent_actor_for
-from chat.services.starting import conversation_start
-from queueing.models import ConversationRoute, Queue
-from queueing.services import conversation_accept
+from queueing.models import ConversationRoute
 from queueing.services.deadlines import queue_abandon_sweep
 from tests.browser.conftest import (
     DemoSite,
@@ -30,7 +25,7 @@ from tests.browser.conftest import (
     set_presence,
     widget_frame,
 )
-from tests.browser.test_queue_widget import _demo_queue, _demo_widget
+from tests.browser.test_queue_widget import busy_alice  # noqa: F401 (the fixture: Alice busy with her one chat)
 
 pytestmark = [
     pytest.mark.browser,
@@ -42,16 +37,6 @@ pytestmark = [
 UNSERVED = (
     "Everyone who could answer has gone offline. Your message is kept: we will reply here as soon as someone is back."
 )
-
-
-@pytest.fixture
-def busy_alice(demo: DemoSite) -> None:
-    """The demo agent takes one chat at a time and has one already; offers wait as long as it takes."""
-    AgentProfile.objects.filter(user__email=demo.agent_email).update(max_chats=1)
-    Queue.objects.filter(pk=_demo_queue().pk).update(answer_seconds=0)
-    bea = conversation_start(widget=_demo_widget(), visitor_id="v-bea", answers={"name": "Busy Bea"}).conversation
-    actor = agent_actor_for(get_user_model().objects.get(email=demo.agent_email))
-    conversation_accept(actor=actor, conversation_id=bea.pk)
 
 
 def _queued(name: str) -> dict[str, Any]:
@@ -79,7 +64,8 @@ async def _queue_up(browser: Browser, demo: DemoSite, name: str, message: str) -
     return visitor, widget
 
 
-async def test_the_last_agent_going_offline_tells_the_queued_visitor(browser: Browser, demo: DemoSite, busy_alice):
+@pytest.mark.usefixtures("busy_alice")
+async def test_the_last_agent_going_offline_tells_the_queued_visitor(browser: Browser, demo: DemoSite):
     agent = await console_login(browser, demo)
     await set_presence(agent.page, "online")
     visitor, widget = await _queue_up(browser, demo, "Olga Queued", "Is anyone there?")
@@ -106,9 +92,8 @@ async def test_the_last_agent_going_offline_tells_the_queued_visitor(browser: Br
         await person.context.close()
 
 
-async def test_a_visitor_who_closes_the_page_leaves_the_queue_after_the_grace(
-    browser: Browser, demo: DemoSite, busy_alice
-):
+@pytest.mark.usefixtures("busy_alice")
+async def test_a_visitor_who_closes_the_page_leaves_the_queue_after_the_grace(browser: Browser, demo: DemoSite):
     agent = await console_login(browser, demo)
     await set_presence(agent.page, "online")
     visitor, _widget = await _queue_up(browser, demo, "Pia Leaving", "Quick question")
