@@ -55,7 +55,7 @@ def _unavailable_reason(profile: AgentProfile, load: int) -> str | None:
             return f"{name} is paused ({profile.pause_reason.name})."
         return f"{name} is {Presence(profile.presence).label.lower()}."
     if load >= profile.max_chats:
-        return f"{name} already has {load} chats, their limit."
+        return f"{name} already has {load} chat{'' if load == 1 else 's'}, their limit."
     return None
 
 

@@ -23,7 +23,7 @@ from queueing.services import (
     offer_reject,
 )
 from queueing.services.collaboration import colleagues_for
-from tests.factories import MembershipFactory, QueueFactory, QueueMemberFactory
+from tests.factories import ConversationFactory, MembershipFactory, QueueFactory, QueueMemberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -99,6 +99,11 @@ def test_a_transfer_to_a_colleague_who_cannot_take_it_is_refused_with_the_reason
     with pytest.raises(ApplicationError) as error:
         conversation_transfer(actor=alice, conversation_id=chat.pk, to_user_id=full.pk)
     assert error.value.message.endswith("already has 0 chats, their limit.")
+    AgentProfile.objects.filter(user=full).update(max_chats=1)
+    ConversationFactory(tenant=tenant, status=ConversationStatus.OPEN, assignee=full)
+    with pytest.raises(ApplicationError) as error:
+        conversation_transfer(actor=alice, conversation_id=chat.pk, to_user_id=full.pk)
+    assert error.value.message == f"{user_display_name(full)} already has 1 chat, their limit."
     chat.refresh_from_db()
     assert (chat.status, chat.assignee_id) == (ConversationStatus.OPEN, online.pk)  # nothing changed
     assert not Offer.objects.filter(conversation=chat, agent__in=[away, full]).exists()
