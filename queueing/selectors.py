@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models import Count, Exists, IntegerField, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, Left
 
+from agents.models import AgentProfile, Presence
 from chat.models import Channel, Conversation, ConversationStatus, Message, SenderKind
 from chat.selectors import AgentActor, first_visitor_words, preview_text
 from contactcenter.errors import ApplicationError
@@ -268,19 +269,33 @@ ESTIMATE_SAMPLES = 20
 ESTIMATE_MIN_SAMPLES = 5
 
 
+# Web visitors waiting live in a queue's line for an agent: offline messages (and the chats left waiting when
+# the queue's last agent went offline) wait in the console, and SMS, WhatsApp and email customers in the inbox,
+# not in line (they take no place and are told none). A condition on Conversation.
+IN_LINE = Q(
+    queue_route__unserved_at__isnull=True,
+    channel=Channel.WEB,
+    status=ConversationStatus.WAITING,
+    assignee__isnull=True,
+    started_offline=False,
+)
+
+
 def _in_line(tenant_id: int, queue_id: int) -> QuerySet[Conversation]:
-    """The web visitors waiting live in a queue for an agent: offline messages (and the chats left waiting when
-    the queue's last agent went offline) wait in the console, and SMS, WhatsApp and email customers in the
-    inbox, not in line (they take no place and are told none)."""
-    return Conversation.objects.filter(
-        tenant_id=tenant_id,
-        queue_route__queue_id=queue_id,
-        queue_route__unserved_at__isnull=True,
-        channel=Channel.WEB,
-        status=ConversationStatus.WAITING,
-        assignee__isnull=True,
-        started_offline=False,
-    )
+    return Conversation.objects.filter(IN_LINE, tenant_id=tenant_id, queue_route__queue_id=queue_id)
+
+
+def queue_line(*, tenant_id: int, queue_id: int) -> QuerySet[Conversation]:
+    """The conversations in a queue's line (IN_LINE), unordered."""
+    return _in_line(tenant_id, queue_id)
+
+
+def queue_agents_at_work(*, tenant_id: Any, queue_id: Any) -> QuerySet[AgentProfile]:
+    """The queue's active members at work: online, or away or paused for a while (they come back to it).
+    `tenant_id` and `queue_id` may be OuterRefs (a subquery per line)."""
+    return AgentProfile.objects.filter(
+        tenant_id=tenant_id, user__is_active=True, user__queue_memberships__queue_id=queue_id
+    ).exclude(presence=Presence.OFFLINE)
 
 
 def queue_waiting_count(*, tenant_id: int, queue_id: int) -> int:

@@ -11,14 +11,14 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from agents.models import AgentProfile, Presence
 from chat import events
-from chat.models import Channel, Conversation, ConversationStatus
+from chat.models import Conversation, ConversationStatus
 from chat.selectors import AgentActor
 from chat.services.state import conversation_abandon
 from contactcenter.models import Role
 from contactcenter.realtime import agent_group, publish_on_commit, tenant_agents_group
 from queueing.models import ConversationRoute, Offer, OfferStatus
+from queueing.selectors import IN_LINE, queue_agents_at_work
 from queueing.services.line import queue_line_moved, queue_line_unserved
 from queueing.services.presence import agent_missed_offer
 from queueing.services.routing import _offer_onwards, _withdraw_offers
@@ -116,15 +116,7 @@ def queue_abandon_sweep() -> int:
     """The sweep's pass over queued visitors who are gone (web chats still waiting for their first agent, not
     messages left for later); returns how many left."""
     due = list(
-        Conversation.objects.filter(
-            channel=Channel.WEB,
-            status=ConversationStatus.WAITING,
-            assignee__isnull=True,
-            started_offline=False,
-            queue_route__isnull=False,
-            queue_route__unserved_at__isnull=True,
-            visitor_away_deadline__lt=timezone.now(),
-        )
+        Conversation.objects.filter(IN_LINE, queue_route__isnull=False, visitor_away_deadline__lt=timezone.now())
         .order_by("visitor_away_deadline")
         .values_list("tenant_id", "pk")[:SWEEP_BATCH]
     )
@@ -134,20 +126,12 @@ def queue_abandon_sweep() -> int:
 def queue_unserved_sweep() -> int:
     """The sweep's pass over queues with visitors in line and none of their agents at work (two agents who went
     offline at once may each have seen the other still there): those visitors are told. Returns how many."""
-    staffed = AgentProfile.objects.filter(
-        tenant_id=OuterRef("tenant_id"), user__is_active=True, user__queue_memberships__queue_id=OuterRef("queue_id")
-    ).exclude(presence=Presence.OFFLINE)
+    at_work = queue_agents_at_work(tenant_id=OuterRef("tenant_id"), queue_id=OuterRef("queue_route__queue_id"))
     lines = (
-        ConversationRoute.objects.filter(
-            queue__isnull=False,
-            unserved_at__isnull=True,
-            conversation__channel=Channel.WEB,
-            conversation__status=ConversationStatus.WAITING,
-            conversation__assignee__isnull=True,
-            conversation__started_offline=False,
-        )
-        .exclude(Exists(staffed))
-        .values_list("tenant_id", "queue_id")
+        Conversation.objects.filter(IN_LINE, queue_route__queue__isnull=False)
+        .exclude(Exists(at_work))
+        .order_by()
+        .values_list("tenant_id", "queue_route__queue_id")
         .distinct()
     )
     told = 0

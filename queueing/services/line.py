@@ -9,12 +9,17 @@ from functools import partial
 from django.db import transaction
 from django.utils import timezone
 
-from agents.models import AgentProfile, Presence
-from chat.models import Channel, Conversation, ConversationStatus
+from chat.models import Conversation, ConversationStatus
 from chat.services import system_notice_post
 from contactcenter.realtime import conversation_group, publish_on_commit
 from queueing.models import ConversationRoute
-from queueing.selectors import estimated_wait, queue_places, queue_wait_estimate
+from queueing.selectors import (
+    estimated_wait,
+    queue_agents_at_work,
+    queue_line,
+    queue_places,
+    queue_wait_estimate,
+)
 
 UNSERVED_NOTICE = (
     "Everyone who could answer has gone offline. Your message is kept: we will reply here as soon as someone is back."
@@ -54,19 +59,6 @@ def queue_line_joined(*, tenant_id: int, queue_id: int | None, conversation_id: 
         transaction.on_commit(partial(_announce, tenant_id, queue_id, conversation_id))
 
 
-def _staffed(tenant_id: int, queue_id: int) -> bool:
-    """Someone of the queue is at work: online, or away or paused for a while (they come back to it)."""
-    return (
-        AgentProfile.objects.filter(
-            tenant_id=tenant_id,
-            user__is_active=True,
-            user__queue_memberships__queue_id=queue_id,
-        )
-        .exclude(presence=Presence.OFFLINE)
-        .exists()
-    )
-
-
 @transaction.atomic
 def queue_line_unserved(*, tenant_id: int, queue_ids: Iterable[int]) -> int:
     """The queues none of whose agents is at work any more: each visitor in their line is told (a notice in the
@@ -75,18 +67,11 @@ def queue_line_unserved(*, tenant_id: int, queue_ids: Iterable[int]) -> int:
     back. Never left waiting in a line nobody serves. Returns how many visitors were told."""
     told = 0
     for queue_id in sorted(set(queue_ids)):
-        if _staffed(tenant_id, queue_id):
+        if queue_agents_at_work(tenant_id=tenant_id, queue_id=queue_id).exists():
             continue
-        routes = ConversationRoute.objects.filter(
-            tenant_id=tenant_id,
-            queue_id=queue_id,
-            unserved_at__isnull=True,
-            conversation__channel=Channel.WEB,
-            conversation__status=ConversationStatus.WAITING,
-            conversation__assignee__isnull=True,
-            conversation__started_offline=False,
+        conversation_ids = list(
+            queue_line(tenant_id=tenant_id, queue_id=queue_id).order_by("pk").values_list("pk", flat=True)
         )
-        conversation_ids = list(routes.order_by("conversation_id").values_list("conversation_id", flat=True))
         if not conversation_ids:
             continue
         # Each conversation's row before its route is written (the order every routing path keeps).
