@@ -254,6 +254,17 @@ def conversation_preview(conversation: Conversation, length: int = 200) -> str:
     return preview_text(first, length)
 
 
+def conversation_previews(*, tenant_id: int, conversation_ids: list[int], length: int = 200) -> dict[int, str]:
+    """conversation_preview of several conversations in one query: id → preview."""
+    rows = (
+        Conversation.objects.for_tenant(tenant_id)
+        .filter(pk__in=conversation_ids)
+        .annotate(first_words=first_visitor_words())
+        .values_list("pk", "first_words")
+    )
+    return {pk: preview_text(words, length) for pk, words in rows}
+
+
 def first_visitor_words(conversation: str = "pk") -> Subquery:
     """A conversation's first visitor words as a subquery correlated on the outer query's `conversation` field
     (conversation_preview for a list: annotate it and pass preview_text of it on, no query per conversation)."""

@@ -7,13 +7,13 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import transaction
+from django.db import close_old_connections, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +225,49 @@ def publish_on_commit(*, group: str, event: Mapping[str, Any]) -> None:
         raise ValueError("an event needs a type")
     payload = dict(event)
     transaction.on_commit(lambda: _dispatch(group, payload))
+
+
+# --- coalescing ---------------------------------------------------------------------------------------------
+#
+# Some announcements are a state read fresh from the database, not a change (a queue line's places): ten changes
+# within a moment need one read and one round of events, not ten. In a process with a bound loop, `coalesced`
+# runs the read once per key per `delay`, on a thread of the loop's executor (never on the loop); without one
+# (Celery's forked children, commands, tests without a server) it runs at once on the calling thread.
+
+_coalescing: set[Hashable] = set()  # keys with a run pending; touched on the bound loop only
+
+
+def coalesced(key: Hashable, delay: float, fn: Callable[[], None]) -> None:
+    """Runs `fn` (a read of the database that publishes what it finds) once within `delay` seconds for every
+    call with the same key in this process; at once where no loop is bound. Call it after commit."""
+    loop = _loop
+    if delay <= 0 or loop is None or _loop_pid != os.getpid() or not loop.is_running():
+        fn()
+        return
+
+    def schedule() -> None:
+        if key in _coalescing:
+            return  # the pending run reads after this change committed: it covers it
+        _coalescing.add(key)
+        loop.call_later(delay, start)
+
+    def start() -> None:
+        _coalescing.discard(key)  # a change from now on needs a read of its own
+        loop.run_in_executor(None, run)
+
+    def run() -> None:
+        close_old_connections()
+        try:
+            fn()
+        except Exception:
+            logger.exception("coalesced run %r failed", key)
+        finally:
+            close_old_connections()
+
+    try:
+        loop.call_soon_threadsafe(schedule)
+    except RuntimeError:  # the loop closed in between
+        fn()
 
 
 async def publish_ephemeral(*, group: str, event: Mapping[str, Any]) -> None:

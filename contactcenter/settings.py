@@ -337,6 +337,9 @@ AGENT_SOCKET_STALE_SECONDS = env_int("AGENT_SOCKET_STALE_SECONDS", 90)
 # A visitor waiting in a queue whose widget has been gone (no open socket) this long has left it: their chat
 # closes as abandoned. Long enough for a reload or a page change on the customer's site.
 QUEUE_LEAVE_GRACE_SECONDS = env_int("QUEUE_LEAVE_GRACE_SECONDS", 60)
+# A queue's line is read and its places announced at most once per this many seconds per server process, however
+# many visitors it answered meanwhile (queueing/services/line.py).
+QUEUE_LINE_ANNOUNCE_SECONDS = env_float("QUEUE_LINE_ANNOUNCE_SECONDS", 0.25)
 # A chat an agent rejected or let expire goes back to them after this long, but only when no one else of its
 # queue can take it (else it would wait for nobody).
 ROUTING_REOFFER_SECONDS = env_int("ROUTING_REOFFER_SECONDS", 60)

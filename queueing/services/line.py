@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import partial
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from chat.models import Conversation, ConversationStatus
 from chat.services import system_notice_post
-from contactcenter.realtime import conversation_group, publish_on_commit
+from contactcenter.realtime import coalesced, conversation_group, publish_on_commit
 from queueing.models import ConversationRoute
 from queueing.selectors import (
     estimated_wait,
@@ -48,9 +49,13 @@ def _announce(tenant_id: int, queue_id: int, only: int | None) -> None:
 
 def queue_line_moved(*, tenant_id: int, queue_id: int | None) -> None:
     """A visitor left the queue's line (answered, gone, moved elsewhere): once committed, everyone still in it
-    hears their place."""
+    hears their place. Coalesced per queue (QUEUE_LINE_ANNOUNCE_SECONDS): a line that moves many times a second
+    is read and announced once for all of them, not once per visitor answered."""
     if queue_id is not None:
-        transaction.on_commit(partial(_announce, tenant_id, queue_id, None))
+        announce = partial(_announce, tenant_id, queue_id, None)
+        transaction.on_commit(
+            partial(coalesced, ("queue.line", tenant_id, queue_id), settings.QUEUE_LINE_ANNOUNCE_SECONDS, announce)
+        )
 
 
 def queue_line_joined(*, tenant_id: int, queue_id: int | None, conversation_id: int) -> None:

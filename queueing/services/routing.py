@@ -24,7 +24,7 @@ from agents.models import AgentProfile, Presence
 from agents.services.presence import agent_idle_from_now
 from chat import events
 from chat.models import Attachment, Conversation, ConversationStatus, Message, Widget
-from chat.selectors import Actor, AgentActor, conversation_preview
+from chat.selectors import Actor, AgentActor, conversation_preview, conversation_previews
 from chat.services import (
     CloseResult,
     conversation_updated_publish,
@@ -228,10 +228,18 @@ def conversation_offer(*, conversation: Conversation, only_user_ids: Iterable[in
     return [offer_make(conversation=conversation, agent=agent, queue=queue, again=True)]
 
 
-def offer_make(*, conversation: Conversation, agent: AgentProfile, queue: Queue | None, again: bool = False) -> Offer:
+def offer_make(
+    *,
+    conversation: Conversation,
+    agent: AgentProfile,
+    queue: Queue | None,
+    again: bool = False,
+    preview: str | None = None,
+) -> Offer:
     """Offers the conversation to this agent (whose profile the caller locked), with the queue's answer time
     limit, and tells their consoles once committed. `again`: the agent may have been offered it before (a
-    transfer to them): that row is offered anew (routing itself never offers a chat twice to one agent)."""
+    transfer to them): that row is offered anew (routing itself never offers a chat twice to one agent).
+    `preview`: the caller read it already (conversation_previews) and prefetched the contact's identities."""
     now = timezone.now()
     answer_seconds = queue.answer_seconds if queue is not None else 0
     fields = {
@@ -250,8 +258,9 @@ def offer_make(*, conversation: Conversation, agent: AgentProfile, queue: Queue 
             setattr(offer, name, value)
         offer.save(update_fields=[*fields, "created_at"])
     AgentProfile.objects.filter(pk=agent.pk).update(last_offered_at=now)
-    preview = conversation_preview(conversation)  # what the offer card shows of the conversation
-    prefetch_related_objects([conversation], "contact__identities")
+    if preview is None:
+        preview = conversation_preview(conversation)  # what the offer card shows of the conversation
+        prefetch_related_objects([conversation], "contact__identities")
     publish_on_commit(
         group=agent_group(conversation.tenant_id, agent.user_id),
         event=events.offer_new(offer_data(offer, conversation, preview=preview)),
@@ -493,13 +502,22 @@ def agent_offers_refresh(*, actor: AgentActor) -> list[Offer]:
 
 
 def _offers_refresh(actor: AgentActor, profile: AgentProfile | None) -> list[Offer]:
-    """agent_offers_refresh with the agent's profile already read, inside the caller's transaction."""
+    """agent_offers_refresh with the agent's profile already read, inside the caller's transaction.
+
+    The agent's profile is locked first (as accept and every offer to them lock it), so their room is counted
+    once for the whole pick. The oldest waiting conversations are then taken with SKIP LOCKED: agents
+    refreshing at once in several processes each get different ones instead of queueing behind the same
+    first rows. What a conversation's row lock cannot show (a colleague's offer committed after this
+    statement's snapshot) is read again once the rows are held."""
     if profile is None or profile.presence != Presence.ONLINE:
+        return []
+    profile = AgentProfile.objects.select_for_update().filter(pk=profile.pk, presence=Presence.ONLINE).first()
+    if profile is None:
         return []
     room = profile.max_chats - _load(actor.tenant_id, [actor.user.pk]).get(actor.user.pk, 0)
     if room <= 0:
         return []
-    waiting = (
+    waiting = list(
         Conversation.objects.for_tenant(actor.tenant_id)
         .filter(
             status=ConversationStatus.WAITING,
@@ -509,12 +527,29 @@ def _offers_refresh(actor: AgentActor, profile: AgentProfile | None) -> list[Off
         .exclude(offers__agent=actor.user)
         .exclude(queue_route__transferred_from=actor.user)
         .exclude(offers__status=OfferStatus.PENDING)  # held by a colleague's offer: theirs to answer first
-        .select_related("widget", "contact")
+        .select_related("widget", "contact", "queue_route__queue")
+        .select_for_update(skip_locked=True, of=("self",))
         .order_by("created_at", "pk")[:room]
     )
-    offers: list[Offer] = []
-    for conversation in waiting:
-        offers += conversation_offer(conversation=conversation, only_user_ids=[actor.user.pk])
+    if not waiting:
+        return []
+    held = set(
+        Offer.objects.filter(conversation_id__in=[c.pk for c in waiting], status=OfferStatus.PENDING).values_list(
+            "conversation_id", flat=True
+        )
+    )
+    waiting = [c for c in waiting if c.pk not in held]
+    previews = conversation_previews(tenant_id=actor.tenant_id, conversation_ids=[c.pk for c in waiting])
+    prefetch_related_objects(waiting, "contact__identities")
+    offers = [
+        offer_make(
+            conversation=conversation,
+            agent=profile,
+            queue=conversation.queue_route.queue,
+            preview=previews.get(conversation.pk, ""),
+        )
+        for conversation in waiting
+    ]
     return offers
 
 
