@@ -1,5 +1,6 @@
 """The console's JSON endpoints beside its socket (docs/protocol.md §7): the inbox, one conversation, uploads,
-files, older history, a WhatsApp conversation's window and templates, the agent's reminder preferences."""
+files, older history, a WhatsApp conversation's window and templates, the agent's reminder preferences, and
+sessions the agent starts (or reopens) with a customer on SMS, WhatsApp or email."""
 
 from __future__ import annotations
 
@@ -15,8 +16,16 @@ from django.views.decorators.http import require_http_methods
 from agents.console_state import console_conversation, console_inbox, console_inbox_rows
 from agents.services import agent_reminders_set
 from channels_switch.models import ConnectorKind
-from channels_switch.selectors import whatsapp_composer
-from channels_switch.services import address_display, switch_options, whatsapp_placeholder_count
+from channels_switch.selectors import session_connectors, session_contacts_find, whatsapp_composer
+from channels_switch.services import (
+    ACCOUNT_NEEDED,
+    SessionStarted,
+    address_display,
+    session_reopen,
+    session_start,
+    switch_options,
+    whatsapp_placeholder_count,
+)
 from chat import events
 from chat.selectors import (
     AgentActor,
@@ -216,3 +225,91 @@ def console_preferences(request: HttpRequest, actor: AgentActor) -> HttpResponse
     return JsonResponse(
         {"preferences": {"reminder_mode": profile.reminder_mode, "reminder_seconds": profile.reminder_seconds}}
     )
+
+
+# --- agent-started sessions (seed 003): the channels, contacts to pick from, start and reopen ---------------
+
+
+def _session_result(started: SessionStarted, status: int) -> JsonResponse:
+    return JsonResponse({"conversation_id": started.conversation.pk, "reopened": started.reopened}, status=status)
+
+
+def _optional_id(data: dict[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApplicationError("invalid", f"{name} is a whole number.", {name: ["Expected a number."]})
+    return value
+
+
+def _text(data: dict[str, Any], name: str) -> str:
+    value = data.get(name, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ApplicationError("invalid", f"{name} is text.", {name: ["Expected text."]})
+    return value
+
+
+@require_http_methods(["GET"])
+@console_endpoint
+def console_session_channels(request: HttpRequest, actor: AgentActor) -> HttpResponseBase:
+    """The channels the agent may start a session on (none: the console hides "+ New session"), each with the
+    kind of account it needs."""
+    connectors = [
+        {
+            "id": connector.pk,
+            "kind": connector.kind,
+            "label": ConnectorKind(connector.kind).label,
+            "account_hint": ACCOUNT_NEEDED[ConnectorKind(connector.kind)],
+        }
+        for connector in session_connectors(tenant_id=actor.tenant_id)
+    ]
+    return JsonResponse({"connectors": connectors})
+
+
+@require_http_methods(["GET"])
+@console_endpoint
+def console_session_contacts(request: HttpRequest, actor: AgentActor) -> HttpResponseBase:
+    """Contacts to start a session with, by name or address (`q`, at least 2 characters)."""
+    found = session_contacts_find(tenant_id=actor.tenant_id, query=request.GET.get("q", ""))
+    contacts = [
+        {
+            "id": item.contact.pk,
+            "name": item.contact.name,
+            "identities": [
+                {"kind": identity.kind, "value": identity.value, "verified": identity.verified}
+                for identity in item.identities
+            ],
+            "closed_sessions": item.closed_sessions,
+        }
+        for item in found
+    ]
+    return JsonResponse({"contacts": contacts})
+
+
+@require_http_methods(["POST"])
+@console_endpoint
+def console_session_start(request: HttpRequest, actor: AgentActor) -> HttpResponseBase:
+    """Starts a session with a customer on a channel, assigned to the agent (`session_exists` names the open one
+    with `conversation_id`)."""
+    data = read_json(request)
+    connector_id = _optional_id(data, "connector_id")
+    if connector_id is None:
+        raise ApplicationError("invalid", "Choose a channel.", {"connector_id": ["Choose a channel."]})
+    started = session_start(
+        actor=actor,
+        connector_id=connector_id,
+        contact_id=_optional_id(data, "contact_id"),
+        contact_name=_text(data, "contact_name"),
+        account=_text(data, "account"),
+    )
+    return _session_result(started, 201)
+
+
+@require_http_methods(["POST"])
+@console_endpoint
+def console_session_reopen(request: HttpRequest, actor: AgentActor, conversation_id: int) -> HttpResponseBase:
+    """Reopens a closed SMS, WhatsApp or email session for the agent."""
+    return _session_result(session_reopen(actor=actor, conversation_id=conversation_id), 200)

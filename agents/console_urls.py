@@ -20,4 +20,12 @@ urlpatterns = [
     ),
     path("conversations/<int:conversation_id>/whatsapp", console_api.console_whatsapp, name="console-api-whatsapp"),
     path("preferences", console_api.console_preferences, name="console-api-preferences"),
+    path("sessions", console_api.console_session_start, name="console-api-session-start"),
+    path("sessions/channels", console_api.console_session_channels, name="console-api-session-channels"),
+    path("sessions/contacts", console_api.console_session_contacts, name="console-api-session-contacts"),
+    path(
+        "conversations/<int:conversation_id>/reopen",
+        console_api.console_session_reopen,
+        name="console-api-session-reopen",
+    ),
 ]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from channels_switch.models import ChannelConnector, ConnectorKind, Provider, WhatsAppTemplate, WidgetSwitching
-from chat.models import Conversation, Message, SenderKind
+from chat.models import Conversation, ConversationStatus, Message, SenderKind
+from contactcenter.models import Contact, ContactIdentity
 
 
 def connector_for_webhook(*, key: str, provider: str) -> ChannelConnector | None:
@@ -107,3 +108,46 @@ def whatsapp_composer(*, conversation: Conversation, now: datetime) -> WhatsAppC
         )
     templates = [] if awaiting else list(whatsapp_template_list(tenant_id=conversation.tenant_id, sendable=True))
     return WhatsAppComposer(window=window, awaiting_customer=awaiting, reason=reason, templates=templates)
+
+
+def session_connectors(*, tenant_id: int) -> list[ChannelConnector]:
+    """The tenant's channels an agent may start a session on (turned on), in the kinds' order."""
+    return list(ChannelConnector.objects.for_tenant(tenant_id).filter(enabled=True).order_by("kind", "pk"))
+
+
+SESSION_CONTACTS_LIMIT = 8
+
+
+@dataclass(frozen=True)
+class SessionContact:
+    """A contact an agent may start a session with: its addresses, and its last closed session on each channel
+    (conversation id by channel), which the agent may reopen instead."""
+
+    contact: Contact
+    identities: list[ContactIdentity]
+    closed_sessions: dict[str, int]
+
+
+def session_contacts_find(*, tenant_id: int, query: str, limit: int = SESSION_CONTACTS_LIMIT) -> list[SessionContact]:
+    """Contacts whose name or any address contains `query` (at least 2 characters), by name."""
+    query = query.strip()[:100]
+    if len(query) < 2:
+        return []
+    by_address = ContactIdentity.objects.for_tenant(tenant_id).filter(value__icontains=query).values("contact_id")
+    contacts = list(
+        Contact.objects.for_tenant(tenant_id)
+        .filter(Q(name__icontains=query) | Q(pk__in=by_address))
+        .order_by("name", "pk")[:limit]
+    )
+    identities: dict[int, list[ContactIdentity]] = {contact.pk: [] for contact in contacts}
+    for identity in ContactIdentity.objects.for_tenant(tenant_id).filter(contact_id__in=identities).order_by("pk"):
+        identities[identity.contact_id].append(identity)
+    closed: dict[int, dict[str, int]] = {contact.pk: {} for contact in contacts}
+    for contact_id, channel, conversation_id in (
+        Conversation.objects.for_tenant(tenant_id)
+        .filter(contact_id__in=closed, channel__in=ConnectorKind.values, status=ConversationStatus.CLOSED)
+        .order_by("-closed_at", "-pk")
+        .values_list("contact_id", "channel", "pk")
+    ):
+        closed[contact_id].setdefault(channel, conversation_id)
+    return [SessionContact(contact=c, identities=identities[c.pk], closed_sessions=closed[c.pk]) for c in contacts]

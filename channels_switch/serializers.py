@@ -1,11 +1,15 @@
-"""API shapes of channel connectors: the provider secret is written, never read back."""
+"""API shapes of channel connectors (the provider secret is written, never read back) and of an agent-started
+session's request."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rest_framework import serializers
 
 from channels_switch.models import ChannelConnector
 from channels_switch.services import SECRET_MAX_CHARS
+from contactcenter.models import Contact
 from contactcenter.serializers import TenantModelSerializer, TenantPrimaryKeyRelatedField
 from queueing.models import Queue
 
@@ -49,3 +53,67 @@ class ChannelConnectorSerializer(TenantModelSerializer[ChannelConnector]):
             "created_at",
         ]
         read_only_fields = ["secret_set_at", "created_at"]
+
+
+class SessionTemplateSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField(
+        help_text="One of your WhatsApp templates (`enabled`; on Twilio, with its Content SID)."
+    )
+    variables = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=200, trim_whitespace=False),
+        required=False,
+        default=dict,
+        help_text='The value of each placeholder, `{"1": "Jane", "2": "A-1042"}`: exactly the template\'s, each one '
+        "line of at most 200 characters.",
+    )
+
+
+class ConversationStartSerializer(serializers.Serializer[Any]):
+    """The body of `POST /api/v1/conversations/`: an agent-started session (seed 003)."""
+
+    connector_id = TenantPrimaryKeyRelatedField(
+        queryset=ChannelConnector.objects.all(),
+        help_text="The channel connector (`GET /api/v1/channels/`) of kind `sms`, `whatsapp` or `email`, turned on.",
+    )
+    contact_id = TenantPrimaryKeyRelatedField(
+        queryset=Contact.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="An existing contact. Omit it to use the contact holding `account` on the channel, or to create "
+        "one named `contact_name`.",
+    )
+    contact_name = serializers.CharField(
+        required=False, allow_blank=True, max_length=120, help_text="The name of a new contact (default: the account)."
+    )
+    account = serializers.CharField(
+        max_length=254,
+        trim_whitespace=False,
+        help_text="The customer's address on the channel: for `sms` and `whatsapp` a phone number in international "
+        "format with + and the country code (stored E.164); for `email` an email address. Another kind answers 400 "
+        "`account_kind` on `account`, saying which kind the channel needs.",
+    )
+    agent_id = serializers.IntegerField(
+        help_text="The user id of the teammate (`GET /api/v1/agents/`) who owns the session: it is assigned to them, "
+        "open, and counts against their `max_chats`."
+    )
+    message = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="The agent's first message, relayed to the customer. Refused on WhatsApp (409 "
+        "`outside_whatsapp_window`): a new WhatsApp session opens with a `template`.",
+    )
+    template = SessionTemplateSerializer(
+        required=False, allow_null=True, help_text="WhatsApp only: the first message as an approved template."
+    )
+    client_id = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=64,
+        help_text="Your id for the first message (a UUID); a message with it is stored once in the conversation.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("message", "").strip() and attrs.get("template"):
+            raise serializers.ValidationError({"template": ["Send a message or a template, not both."]})
+        return attrs

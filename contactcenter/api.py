@@ -7,13 +7,14 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import IntegrityError
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Prefetch, QuerySet
 from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
-from rest_framework import exceptions, permissions, status, viewsets
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import exceptions, pagination, permissions, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,13 +25,25 @@ from rest_framework.views import set_rollback
 from contactcenter.api_defaults import Principal
 from contactcenter.errors import ApplicationError
 from contactcenter.middleware import STATUS_CODES
-from contactcenter.models import ApiKey, Contact, ContactIdentity, Role, Tenant
+from contactcenter.models import (
+    ApiKey,
+    Contact,
+    ContactIdentity,
+    Role,
+    Tenant,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from contactcenter.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeySerializer,
     ContactIdentitySerializer,
     ContactSerializer,
     ErrorSerializer,
+    WebhookDeliverySerializer,
+    WebhookSubscriptionCreatedSerializer,
+    WebhookSubscriptionSerializer,
 )
 from contactcenter.services import (
     apikey_create,
@@ -40,6 +53,14 @@ from contactcenter.services import (
     contact_identity_add,
     contact_identity_remove,
     contact_update,
+)
+from contactcenter.services.webhooks_out import (
+    IssuedSubscription,
+    webhook_delivery_replay,
+    webhook_subscription_create,
+    webhook_subscription_delete,
+    webhook_subscription_rotate,
+    webhook_subscription_update,
 )
 
 ERROR_CODES = STATUS_CODES  # one table with the JSON edge (contactcenter.middleware)
@@ -237,7 +258,7 @@ class TenantScopedViewSet(viewsets.ModelViewSet):
     ),
 )
 class ContactViewSet(TenantScopedViewSet):
-    queryset = Contact.objects.prefetch_related("identities").order_by("-created_at", "-pk")
+    queryset = Contact.objects.prefetch_related("identities", "merges").order_by("-created_at", "-pk")
     serializer_class = ContactSerializer
     delete_service = staticmethod(lambda instance: contact_delete(contact=instance))
     write_role = Role.AGENT
@@ -360,3 +381,249 @@ class ApiKeyViewSet(TenantScopedViewSet):
 
     def perform_destroy(self, instance: Model) -> None:
         apikey_revoke(key=instance)  # type: ignore[arg-type]
+
+
+# --- outbound webhooks -------------------------------------------------------------------------------------
+
+WEBHOOK_EXAMPLE = {
+    "id": 4,
+    "url": "https://hooks.example.com/switchboard",
+    "description": "CRM sync",
+    "event_types": ["conversation.created", "message.created"],
+    "enabled": True,
+    "disabled_at": None,
+    "disabled_reason": "",
+    "failing_since": None,
+    "rotation_expires_at": None,
+    "created_at": "2025-01-31T09:30:00Z",
+    "updated_at": "2025-01-31T09:30:00Z",
+}
+PRIVATE_REFUSAL = "Webhooks go to public addresses only: 10.0.0.1 → 10.0.0.1 is a private address."
+WEBHOOK_SECRET_EXAMPLE = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+DELIVERY_EXAMPLE = {
+    "id": 311,
+    "event": {
+        "id": "msg_2hXk9w1bQe4rT7yU0iO6aS3d",
+        "type": "message.created",
+        "created_at": "2025-01-31T09:31:02Z",
+        "data": {
+            "id": 9120,
+            "conversation_id": 77,
+            "seq": 3,
+            "sender_kind": "visitor",
+            "sender_user_id": None,
+            "body": "Hello, is my order on its way?",
+            "channel": "web",
+            "private": False,
+            "created_at": "2025-01-31T09:31:02Z",
+        },
+    },
+    "state": "delivered",
+    "attempt_count": 2,
+    "next_attempt_at": None,
+    "last_status_code": 200,
+    "last_error": "",
+    "delivered_at": "2025-01-31T09:31:09Z",
+    "created_at": "2025-01-31T09:31:02Z",
+    "attempts": [
+        {
+            "at": "2025-01-31T09:31:02Z",
+            "status_code": 503,
+            "error": "HTTP 503",
+            "latency_ms": 41,
+            "response_body": "busy",
+        },
+        {"at": "2025-01-31T09:31:09Z", "status_code": 200, "error": "", "latency_ms": 38, "response_body": "ok"},
+    ],
+}
+
+
+class WebhookDeliveryCursorPagination(pagination.CursorPagination):
+    """Newest first; follow `next` (it carries an opaque `cursor`). A cursor that was tampered with answers 404."""
+
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 200
+    page_size_query_description = "At most this many deliveries (default 50, at most 200)."
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List webhook subscriptions",
+        description="Admins only. Never shows a secret: it is shown once, on create and on rotate.",
+    ),
+    retrieve=extend_schema(summary="Get a webhook subscription"),
+    partial_update=extend_schema(
+        summary="Change a webhook subscription",
+        description="Any of `url`, `description`, `event_types`, `enabled`. `enabled: true` turns back on a "
+        "subscription disabled after a day of failed deliveries (replay what it missed from its deliveries).",
+        examples=[OpenApiExample("Turn back on", value={"enabled": True}, request_only=True)],
+    ),
+    destroy=extend_schema(
+        summary="Delete a webhook subscription", description="With its deliveries and their attempts."
+    ),
+)
+class WebhookSubscriptionViewSet(TenantScopedViewSet):
+    """`/webhooks/`: where the tenant's events go (Standard Webhooks; docs/webhooks.md)."""
+
+    queryset = WebhookSubscription.objects.order_by("-created_at", "-pk")
+    serializer_class = WebhookSubscriptionSerializer
+    read_role = Role.ADMIN
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def _issued(self, issued: IssuedSubscription, status_code: int) -> Response:
+        context = {**self.get_serializer_context(), "secret": issued.secret}
+        return Response(
+            WebhookSubscriptionCreatedSerializer(issued.subscription, context=context).data, status=status_code
+        )
+
+    @extend_schema(
+        summary="Subscribe a URL to events",
+        description="Admins only. The response carries the signing secret in `secret`, this once: store it now. "
+        "Each delivery is signed with it (headers `webhook-id`, `webhook-timestamp`, `webhook-signature`), so "
+        "any Standard Webhooks library verifies it.",
+        responses={201: WebhookSubscriptionCreatedSerializer},
+        examples=[
+            OpenApiExample(
+                "Subscribe",
+                value={
+                    "url": "https://hooks.example.com/switchboard",
+                    "description": "CRM sync",
+                    "event_types": ["conversation.created", "message.created"],
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Subscribed",
+                value={**WEBHOOK_EXAMPLE, "secret": WEBHOOK_SECRET_EXAMPLE},
+                response_only=True,
+                status_codes=["201"],
+            ),
+            OpenApiExample(
+                "Private address",
+                value={
+                    "error": {
+                        "code": "url_not_allowed",
+                        "message": "Webhooks go to public addresses only: 10.0.0.1 → 10.0.0.1 is a private address.",
+                        "fields": {
+                            "url": ["Webhooks go to public addresses only: 10.0.0.1 → 10.0.0.1 is a private address."]
+                        },
+                    }
+                },
+                response_only=True,
+                status_codes=["400"],
+            ),
+        ],
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        issued = webhook_subscription_create(
+            tenant=self.tenant,
+            url=data["url"],
+            description=data.get("description", ""),
+            event_types=data.get("event_types", []),
+            enabled=data.get("enabled", True),
+        )
+        return self._issued(issued, status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+        subscription = serializer.instance
+        assert isinstance(subscription, WebhookSubscription)
+        serializer.instance = webhook_subscription_update(subscription=subscription, **serializer.validated_data)
+
+    def perform_destroy(self, instance: Model) -> None:
+        webhook_subscription_delete(subscription=instance)  # type: ignore[arg-type]
+
+    @extend_schema(
+        summary="Rotate a subscription's secret",
+        description="A new secret, shown in this response only. The previous one keeps signing beside it until "
+        "`rotation_expires_at` (24 hours by default): each delivery meanwhile carries two signatures, so the "
+        "receiver verifies with either while it switches.",
+        request=None,
+        responses={200: WebhookSubscriptionCreatedSerializer},
+        examples=[
+            OpenApiExample(
+                "Rotated",
+                value={
+                    **WEBHOOK_EXAMPLE,
+                    "rotation_expires_at": "2025-02-01T09:30:00Z",
+                    "secret": "whsec_3n9QvK1x8bWmZ5cP2rT7yU4iO6aS0dF1",
+                },
+                response_only=True,
+                status_codes=["200"],
+            )
+        ],
+    )
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request: Request, pk: str | None = None) -> Response:
+        return self._issued(webhook_subscription_rotate(subscription=self.get_object()), status.HTTP_200_OK)
+
+    @extend_schema(
+        summary="Replay a delivery",
+        description="Sends a finished delivery (delivered, failed or given up) of this subscription again, now, with "
+        "the same `webhook-id` (receivers deduplicate by it) and a fresh retry budget. 409 `delivery_pending` while "
+        "it is still being attempted, `subscription_disabled` while the subscription is off.",
+        parameters=[OpenApiParameter("delivery_pk", int, OpenApiParameter.PATH, description="The delivery's `id`.")],
+        request=None,
+        responses={202: WebhookDeliverySerializer},
+        examples=[
+            OpenApiExample(
+                "Queued again",
+                value={**DELIVERY_EXAMPLE, "state": "pending", "attempt_count": 0, "delivered_at": None},
+                response_only=True,
+                status_codes=["202"],
+            )
+        ],
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=r"deliveries/(?P<delivery_pk>[0-9]+)/replay",
+        url_name="replay-delivery",
+    )
+    def replay_delivery(self, request: Request, pk: str | None = None, delivery_pk: str | None = None) -> Response:
+        delivery = webhook_delivery_replay(subscription=self.get_object(), delivery_id=int(delivery_pk or 0))
+        return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List a subscription's deliveries",
+        description="Admins only. Newest first, each with its attempts (status code or error, latency, the start "
+        "of the answer). Cursor pagination: follow `next`.",
+        examples=[
+            OpenApiExample(
+                "Page",
+                value=DELIVERY_EXAMPLE,
+                response_only=True,
+                status_codes=["200"],
+            )
+        ],
+    ),
+    retrieve=extend_schema(summary="Get a delivery"),
+)
+class WebhookDeliveryViewSet(TenantScopedViewSet):
+    """`/webhooks/{subscription_pk}/deliveries/`: what was sent to one subscription, and how it went."""
+
+    queryset = WebhookDelivery.objects.select_related("event").prefetch_related(
+        Prefetch("attempt_rows", queryset=WebhookAttempt.objects.order_by("at", "pk"))
+    )
+    serializer_class = WebhookDeliverySerializer
+    pagination_class = WebhookDeliveryCursorPagination
+    read_role = Role.ADMIN
+    http_method_names = ["get", "head", "options"]
+    subscription: WebhookSubscription
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self.subscription = get_object_or_404(
+            WebhookSubscription.objects.for_tenant(self.tenant), pk=kwargs["subscription_pk"]
+        )
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return super().get_queryset().filter(subscription=self.subscription)

@@ -111,3 +111,27 @@ class ApiKeyForm(forms.Form):
         max_length=80,
         help_text="Who or what uses the key, e.g. “CRM sync”. You can revoke it any time.",
     )
+
+
+class WebhookSubscriptionForm(forms.Form):
+    url = forms.CharField(
+        label="URL",
+        max_length=2000,
+        help_text="Where Switchboard POSTs the events: https, on a public address.",
+    )
+    description = forms.CharField(max_length=200, required=False, help_text="What receives them, e.g. “CRM sync”.")
+    event_types = forms.MultipleChoiceField(
+        label="Events",
+        choices=[],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every event, including types added later.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        from contactcenter.services.webhooks_out import EVENT_DESCRIPTIONS, EVENT_TYPES
+
+        super().__init__(*args, **kwargs)
+        field = self.fields["event_types"]
+        assert isinstance(field, forms.MultipleChoiceField)
+        field.choices = [(kind, f"{kind} — {EVENT_DESCRIPTIONS[kind]}") for kind in EVENT_TYPES]

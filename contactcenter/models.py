@@ -130,6 +130,128 @@ class ContactIdentity(TenantOwned):
         return f"{self.kind}:{self.value}{'' if self.verified else ' (unverified)'}"
 
 
+class ContactMerge(TenantOwned):
+    """A merge of two contacts, kept on the one that remains: who was merged in (their name and id, gone since),
+    the identities and conversations that moved, who did it and when."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="merges")
+    merged_contact_id = models.BigIntegerField()
+    merged_name = models.CharField(max_length=200, blank=True)
+    identities = models.JSONField(default=list)  # [{"kind", "value", "verified"}] as they were on the merged one
+    conversations_moved = models.PositiveIntegerField(default=0)
+    merged_by = models.CharField(max_length=200)  # "Alice Agent" or "API key Helpdesk (sb_1234…)"
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "contact", "created_at"])]
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"#{self.merged_contact_id} into #{self.contact_id}"
+
+
 def user_display_name(user: User) -> str:
     # The email, not the sign-in name: they are the same for every account but a pending placeholder's.
     return user.get_full_name() or user.email or user.get_username()
+
+
+# --- outbound webhooks (docs/webhooks.md) ------------------------------------------------------------------
+
+
+class WebhookSubscription(TenantOwned):
+    """An integrator's URL, told about the tenant's events (Standard Webhooks: signed with its own secret).
+
+    The secrets (`whsec_` + base64) are sealed at rest (contactcenter.secretbox) and shown once. During a rotation
+    the previous secret still signs, beside the new one, until `previous_secret_expires_at`."""
+
+    url = models.URLField(max_length=2000)
+    description = models.CharField(max_length=200, blank=True)
+    # Event types it wants (contactcenter.services.webhooks_out.EVENT_TYPES); empty: every type.
+    event_types = models.JSONField(default=list, blank=True)
+    secret_sealed = models.TextField()
+    previous_secret_sealed = models.TextField(blank=True)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=200, blank=True)
+    # Set by the first failed attempt after a success (or ever); cleared by a success. A day of it disables.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "enabled"])]
+
+    def __str__(self) -> str:
+        return self.url
+
+    def wants(self, event_type: str) -> bool:
+        return not self.event_types or event_type in self.event_types
+
+
+class WebhookEvent(TenantOwned):
+    """The outbox row: something that happened, written in the transaction that made it happen."""
+
+    public_id = models.CharField(max_length=40, unique=True)  # `msg_…`, sent as `webhook-id` on every attempt
+    type = models.CharField(max_length=64)
+    payload = models.JSONField(default=dict)  # the body's `data`
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.public_id}"
+
+
+class WebhookDeliveryState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"  # refused for good (a 4xx other than 408/429)
+    GIVEN_UP = "given_up", "Given up"  # transient failures until the last attempt, or the subscription disabled
+
+
+class WebhookDelivery(TenantOwned):
+    """One event for one subscription. While pending, `next_attempt_at` is when it is due; an attempt in flight
+    holds it a lease ahead, so a worker that dies mid-send leaves it due again for the sweep."""
+
+    subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="deliveries")
+    state = models.CharField(max_length=16, choices=WebhookDeliveryState.choices, default=WebhookDeliveryState.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When the attempt in flight claimed it: that attempt records its outcome only if this is still its claim.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["subscription", "event"], name="webhook_delivery_once")]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"]),
+            models.Index(fields=["tenant", "subscription", "-id"]),
+        ]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event_id} → {self.subscription_id} ({self.state})"
+
+
+class WebhookAttempt(TenantOwned):
+    """One POST of a delivery, as it went: the status code or the error, how long it took, the answer's start."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_rows")
+    at = models.DateTimeField()
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    response_body = models.TextField(blank=True)  # the first 500 bytes, decoded leniently
+
+    class Meta:
+        indexes = [models.Index(fields=["delivery", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} @ {self.at:%Y-%m-%d %H:%M:%S}: {self.status_code or self.error}"

@@ -10,7 +10,17 @@ from django.http import QueryDict
 from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
-from contactcenter.models import ApiKey, Contact, ContactIdentity
+from contactcenter.models import (
+    ApiKey,
+    Contact,
+    ContactIdentity,
+    ContactMerge,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
+)
+from contactcenter.services.webhooks_out import EVENT_TYPES
 
 _M = TypeVar("_M", bound=models.Model)
 
@@ -128,12 +138,32 @@ class ContactIdentitySerializer(TenantModelSerializer[ContactIdentity]):
         }
 
 
+class ContactMergeSerializer(serializers.ModelSerializer[ContactMerge]):
+    identities = serializers.JSONField(
+        read_only=True, help_text="The merged contact's identities as they were: `kind`, `value`, `verified` each."
+    )
+
+    class Meta:
+        model = ContactMerge
+        fields = ["merged_contact_id", "merged_name", "identities", "conversations_moved", "merged_by", "created_at"]
+        read_only_fields = fields
+
+
 class ContactSerializer(TenantModelSerializer[Contact]):
     identities = ContactIdentitySerializer(many=True, read_only=True)
+    merges = ContactMergeSerializer(
+        many=True, read_only=True, help_text="Contacts merged into this one, oldest first (`POST .../merge`)."
+    )
 
     class Meta:
         model = Contact
-        fields = ["id", "name", "identities", "created_at", "updated_at"]
+        fields = ["id", "name", "identities", "merges", "created_at", "updated_at"]
+
+
+class ContactMergeRequestSerializer(serializers.Serializer[Any]):
+    merge_contact_id = serializers.IntegerField(
+        min_value=1, help_text="The contact merged into this one: its identities and conversations move here, it goes."
+    )
 
 
 class ApiKeySerializer(TenantModelSerializer[ApiKey]):
@@ -153,3 +183,109 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 
     def get_key(self, obj: ApiKey) -> str:
         return str(self.context["plaintext"])
+
+
+# --- outbound webhooks ---------------------------------------------------------------------------------------
+
+
+class WebhookSubscriptionSerializer(TenantModelSerializer[WebhookSubscription]):
+    url = serializers.CharField(
+        max_length=2000,
+        help_text="Where events are POSTed: https (plain http and private addresses only on test/demo servers). "
+        "A URL whose host is or resolves to a private, loopback, link-local or otherwise internal address answers "
+        "400 `url_not_allowed` on `url`.",
+    )
+    event_types = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(EVENT_TYPES)),
+        required=False,
+        help_text="The event types to send; empty or left out: every type (new types included).",
+    )
+    rotation_expires_at = serializers.DateTimeField(
+        source="previous_secret_expires_at",
+        read_only=True,
+        help_text="After a rotation: until then the previous secret signs too (two signatures per delivery).",
+    )
+
+    class Meta:
+        model = WebhookSubscription
+        fields = [
+            "id",
+            "url",
+            "description",
+            "event_types",
+            "enabled",
+            "disabled_at",
+            "disabled_reason",
+            "failing_since",
+            "rotation_expires_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["disabled_at", "disabled_reason", "failing_since", "created_at", "updated_at"]
+        extra_kwargs = {
+            "enabled": {
+                "required": False,
+                "help_text": "false stops deliveries (pending ones are given up, replayable); true turns a "
+                "subscription disabled after a day of failures back on.",
+            }
+        }
+
+
+class WebhookSubscriptionCreatedSerializer(WebhookSubscriptionSerializer):
+    secret = serializers.SerializerMethodField(
+        help_text="The signing secret (`whsec_` + base64): shown in this response only, never again."
+    )
+
+    class Meta(WebhookSubscriptionSerializer.Meta):
+        fields = [*WebhookSubscriptionSerializer.Meta.fields, "secret"]
+
+    def get_secret(self, obj: WebhookSubscription) -> str:
+        return str(self.context["secret"])
+
+
+class WebhookAttemptSerializer(serializers.ModelSerializer[WebhookAttempt]):
+    response_body = serializers.CharField(read_only=True, help_text="The first 500 bytes of the receiver's answer.")
+
+    class Meta:
+        model = WebhookAttempt
+        fields = ["at", "status_code", "error", "latency_ms", "response_body"]
+        read_only_fields = fields
+
+
+class WebhookEventSerializer(serializers.ModelSerializer[WebhookEvent]):
+    id = serializers.CharField(source="public_id", read_only=True, help_text="Sent as `webhook-id`: deduplicate by it.")
+
+    class Meta:
+        model = WebhookEvent
+        fields = ["id", "type", "created_at"]
+        read_only_fields = fields
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        # Added here: a field declared as `data` would hide Serializer.data.
+        fields = super().get_fields()
+        fields["data"] = serializers.JSONField(
+            source="payload", read_only=True, help_text="The event's payload: the delivered body's `data`."
+        )
+        return fields
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer[WebhookDelivery]):
+    event = WebhookEventSerializer(read_only=True)
+    attempt_count = serializers.IntegerField(source="attempts", read_only=True)
+    attempts = WebhookAttemptSerializer(source="attempt_rows", many=True, read_only=True)
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id",
+            "event",
+            "state",
+            "attempt_count",
+            "next_attempt_at",
+            "last_status_code",
+            "last_error",
+            "delivered_at",
+            "created_at",
+            "attempts",
+        ]
+        read_only_fields = fields

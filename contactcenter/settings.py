@@ -385,3 +385,19 @@ LOGGING = {
         "twilio.http_client": {"level": "WARNING"},
     },
 }
+
+# --- Outbound webhooks (docs/webhooks.md) --------------------------------------------------------------
+# Whether a webhook may go to a private, loopback, link-local or otherwise internal address (and over plain
+# http). Off in production (SSRF: a tenant could make the server call its own network); on with DEBUG (the
+# embedded demo, tests' loopback receivers) unless set.
+WEBHOOKS_ALLOW_PRIVATE = env_bool("WEBHOOKS_ALLOW_PRIVATE", DEBUG)
+WEBHOOKS_TIMEOUT_SECONDS = env_float("WEBHOOKS_TIMEOUT_SECONDS", 10.0)
+# The first wait before retrying a 5xx, timeout, lost connection, 408 or 429; each next wait doubles (at most
+# WEBHOOKS_BACKOFF_MAX_SECONDS), with jitter; after WEBHOOKS_MAX_ATTEMPTS the delivery is given up.
+WEBHOOKS_BACKOFF_SECONDS = env_float("WEBHOOKS_BACKOFF_SECONDS", 5.0)
+WEBHOOKS_BACKOFF_MAX_SECONDS = env_float("WEBHOOKS_BACKOFF_MAX_SECONDS", 2 * 3600.0)
+WEBHOOKS_MAX_ATTEMPTS = env_int("WEBHOOKS_MAX_ATTEMPTS", 12)
+# A subscription whose attempts have all failed for this long is disabled and its tenant's admins emailed.
+WEBHOOKS_DISABLE_AFTER_SECONDS = env_int("WEBHOOKS_DISABLE_AFTER_SECONDS", 24 * 3600)
+# How long the old secret keeps signing beside the new one after a rotation.
+WEBHOOKS_ROTATION_GRACE_SECONDS = env_int("WEBHOOKS_ROTATION_GRACE_SECONDS", 24 * 3600)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.db.models import Model, Prefetch, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -16,9 +17,25 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 
 from contactcenter.errors import ApplicationError
-from contactcenter.forms import ApiKeyForm, apply_application_error
-from contactcenter.models import ApiKey, Membership, Role, Tenant
+from contactcenter.forms import ApiKeyForm, WebhookSubscriptionForm, apply_application_error
+from contactcenter.models import (
+    ApiKey,
+    Membership,
+    Role,
+    Tenant,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from contactcenter.services import apikey_create, apikey_revoke
+from contactcenter.services.webhooks_out import (
+    IssuedSubscription,
+    webhook_delivery_replay,
+    webhook_subscription_create,
+    webhook_subscription_delete,
+    webhook_subscription_rotate,
+    webhook_subscription_update,
+)
 
 
 class AdminRequiredView(View):
@@ -240,3 +257,138 @@ class ApiKeyRevokeView(SettingsDeleteView):
 
     def delete(self, obj: Any) -> None:
         apikey_revoke(key=obj)
+
+
+# --- outbound webhooks ------------------------------------------------------------------------------------
+
+WEBHOOK_RECENT_DELIVERIES = 25
+
+
+class WebhookListView(SettingsListView):
+    section = "webhooks"
+    model = WebhookSubscription
+    template_name = "settings/webhooks_list.html"
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return super().get_queryset().order_by("-created_at", "-pk")
+
+
+def _secret_page(
+    view: AdminRequiredView, request: HttpRequest, issued: IssuedSubscription, *, rotated: bool
+) -> HttpResponse:
+    return view.page(
+        request,
+        "settings/webhook_secret.html",
+        {
+            "subscription": issued.subscription,
+            "secret": issued.secret,
+            "rotated": rotated,
+            "grace_hours": settings.WEBHOOKS_ROTATION_GRACE_SECONDS // 3600,
+        },
+    )
+
+
+@method_decorator(never_cache, name="dispatch")
+class WebhookCreateView(AdminRequiredView):
+    """The secret is rendered in the POST's own response, once: never put in a URL or the session."""
+
+    section = "webhooks"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return self.render_form(request, WebhookSubscriptionForm())
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = WebhookSubscriptionForm(request.POST)
+        if form.is_valid():
+            try:
+                issued = webhook_subscription_create(tenant=self.tenant, **form.cleaned_data)
+            except ApplicationError as exc:
+                apply_application_error(form, exc)
+            else:
+                return _secret_page(self, request, issued, rotated=False)
+        return self.render_form(request, form)
+
+    def render_form(self, request: HttpRequest, form: forms.Form) -> HttpResponse:
+        context = {
+            "form": form,
+            "noun": "webhook",
+            "title": "New webhook",
+            "intro": "Every delivery is signed (Standard Webhooks): your receiver checks it came from Switchboard.",
+            "submit_label": "Create webhook",
+            "cancel_url": reverse("settings-webhooks-list"),
+            "list_label": "Webhooks",
+        }
+        return self.page(request, "settings/form.html", context)
+
+
+class WebhookDetailView(TenantObjectMixin, AdminRequiredView):
+    """One subscription: its state, its recent deliveries with their attempts, and the actions on them."""
+
+    section = "webhooks"
+    model = WebhookSubscription
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        subscription = self.get_object()
+        deliveries = (
+            WebhookDelivery.objects.for_tenant(self.tenant)
+            .filter(subscription=subscription)
+            .select_related("event")
+            .prefetch_related(Prefetch("attempt_rows", queryset=WebhookAttempt.objects.order_by("at", "pk")))
+            .order_by("-pk")[:WEBHOOK_RECENT_DELIVERIES]
+        )
+        return self.page(
+            request, "settings/webhook_detail.html", {"subscription": subscription, "deliveries": deliveries}
+        )
+
+
+@method_decorator(never_cache, name="dispatch")
+class WebhookRotateView(TenantObjectMixin, AdminRequiredView):
+    section = "webhooks"
+    model = WebhookSubscription
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return _secret_page(self, request, webhook_subscription_rotate(subscription=self.get_object()), rotated=True)
+
+
+class WebhookToggleView(TenantObjectMixin, AdminRequiredView):
+    section = "webhooks"
+    model = WebhookSubscription
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        subscription = self.get_object()
+        enable = request.POST.get("enabled") == "true"
+        webhook_subscription_update(subscription=subscription, enabled=enable)
+        messages.success(request, f"Webhook {'enabled' if enable else 'disabled'}.")
+        return redirect("settings-webhooks-detail", pk=subscription.pk)
+
+
+class WebhookReplayView(TenantObjectMixin, AdminRequiredView):
+    section = "webhooks"
+    model = WebhookSubscription
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, pk: int, delivery_id: int) -> HttpResponse:
+        subscription = self.get_object()
+        try:
+            webhook_delivery_replay(subscription=subscription, delivery_id=delivery_id)
+        except ApplicationError as exc:
+            if exc.status == 404:
+                raise Http404(exc.message) from exc
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Delivery queued again, with the same webhook-id.")
+        return redirect("settings-webhooks-detail", pk=subscription.pk)
+
+
+class WebhookDeleteView(SettingsDeleteView):
+    section = "webhooks"
+    list_title = "Webhooks"
+    model = WebhookSubscription
+    noun = "webhook"
+    list_url_name = "settings-webhooks-list"
+    consequence = "Its deliveries and their attempts are deleted with it. This cannot be undone."
+
+    def delete(self, obj: Any) -> None:
+        webhook_subscription_delete(subscription=obj)

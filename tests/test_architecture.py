@@ -338,6 +338,7 @@ UNSCOPED_ALLOWED = {
     "contactcenter/services/apikeys.py::apikey_authenticate": "an API key names its tenant",
     "chat/selectors.py::attachment_get_for_visitor_id": "a signed URL names the attachment and its visitor",
     "channels_switch/services/connectors.py::connector_secrets_reseal": "key rotation: every tenant's sealed secrets",
+    "contactcenter/services/webhooks_delivery.py::webhook_deliveries_sweep": "the sweep: every tenant's due webhooks",
 }
 SCOPE_KEYWORDS = ("tenant", "tenant_id")
 FILTERING = ("filter", "exclude", "get", "get_or_create", "update_or_create")

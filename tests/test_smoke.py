@@ -29,6 +29,7 @@ def test_sweep_task_runs_in_process():
         "media_released": 0,
         "inbound_retriggered": 0,
         "chats_moved_after_lost_connection": 0,
+        "webhooks_retriggered": 0,
     }
 
 

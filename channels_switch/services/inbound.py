@@ -51,6 +51,17 @@ def _contact_for(connector: ChannelConnector, address: str, name: str) -> Contac
     return contact
 
 
+def _contact_locked(connector: ChannelConnector, address: str, name: str) -> Contact:
+    """_contact_for, its row locked to the end of the transaction: a merge (chat's `contact_merge`, which locks
+    both contacts) either waits for this message to be stored, or has already moved the address to the contact
+    it kept and deleted this one, which a second look finds."""
+    for _ in range(3):
+        contact = _contact_for(connector, address, name)
+        if list(Contact.objects.select_for_update(no_key=True).filter(pk=contact.pk).values_list("pk", flat=True)):
+            return contact
+    raise RuntimeError(f"the contact of {connector.kind} sender kept moving")  # retried by the inbox sweep
+
+
 def _switched_to(connector: ChannelConnector, address: str) -> Conversation | None:
     """The open conversation a switch moved to this address on this channel (the latest), whose introduction
     this message answers: the answer proves the address the visitor typed, so it becomes verified there."""
@@ -149,7 +160,7 @@ def conversation_for_sender(
     conversation = _switched_to(connector, address)
     if conversation is not None:
         return conversation, conversation.contact
-    contact = _contact_for(connector, address, name)
+    contact = _contact_locked(connector, address, name)
     conversation = (
         Conversation.objects.for_tenant(connector.tenant_id)
         .filter(contact=contact, channel=connector.kind)

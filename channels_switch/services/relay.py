@@ -34,6 +34,7 @@ from chat.models import Attachment, Conversation, DeliveryStatus, Message, Sende
 from contactcenter.errors import ApplicationError
 from contactcenter.models import ContactIdentity, IdentityKind
 from contactcenter.realtime import conversation_agents_group, publish_on_commit
+from contactcenter.services.webhooks_out import DELIVERY_STATUS_CHANGED, delivery_status_data, webhook_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ def message_delivery_set(
         return
     message.delivery_status, message.delivery_error = status, error[:500]
     message.save(update_fields=["delivery_status", "delivery_error"])
+    webhook_event_record(tenant_id=tenant_id, type=DELIVERY_STATUS_CHANGED, data=delivery_status_data(message))
     publish_on_commit(
         group=conversation_agents_group(tenant_id, message.conversation_id), event=events.message_delivery(message)
     )

@@ -25,6 +25,11 @@ from chat.selectors import AgentActor, VisitorActor, conversation_get_for
 from chat.services.messages import introduction_post
 from chat.services.state import conversation_channel_move
 from contactcenter.errors import ApplicationError, NotFound
+from contactcenter.services.webhooks_out import (
+    CONVERSATION_SWITCHED,
+    conversation_switched_data,
+    webhook_event_record,
+)
 
 HOW_TO_REPLY = {
     ConnectorKind.SMS: "Reply to this text to write to us.",
@@ -153,6 +158,11 @@ def conversation_switch(
         body, relay = template
         told = {"switch_by": by.value, "relayed_seqs": [], "held_seqs": seqs}
     introduction = introduction_post(conversation=conversation, body=body, event_data=told, relay=relay)
+    webhook_event_record(
+        tenant_id=conversation.tenant_id,
+        type=CONVERSATION_SWITCHED,
+        data=conversation_switched_data(conversation, from_channel=from_channel),
+    )
     return ChannelSwitch.objects.create(
         tenant_id=conversation.tenant_id,
         conversation=conversation,

@@ -35,6 +35,7 @@ from contactcenter.realtime import (
     publish_on_commit,
     tenant_inbox_group,
 )
+from contactcenter.services.webhooks_out import MESSAGE_CREATED, message_data, webhook_event_record, webhooks_wanted
 
 CLIENT_ID_MAX = 64
 
@@ -79,13 +80,21 @@ def _append_message(conversation: Conversation, **fields: Any) -> Message:
     conversation.last_seq += 1
     conversation.last_message_at = now
     Conversation.objects.filter(pk=conversation.pk).update(last_seq=conversation.last_seq, last_message_at=now)
-    return Message.objects.create(
+    message = Message.objects.create(
         tenant_id=conversation.tenant_id,
         conversation=conversation,
         seq=conversation.last_seq,
         channel=conversation.channel,
         **fields,
     )
+    _webhook_message_created(message)
+    return message
+
+
+def _webhook_message_created(message: Message) -> None:
+    """`message.created` for integrators, in the storing transaction (system notices have events of their own)."""
+    if message.sender_kind != SenderKind.SYSTEM:
+        webhook_event_record(tenant_id=message.tenant_id, type=MESSAGE_CREATED, data=message_data(message))
 
 
 def _publish_message(conversation: Conversation, message: Message, attachments: list[Attachment] | None = None) -> None:
@@ -228,7 +237,9 @@ def message_post(
     client_id = _clean_client_id(client_id)
     if private and isinstance(actor, VisitorActor):
         raise ApplicationError("invalid", "Only agents write private notes.", {"private": ["Not allowed."]})
-    if not attachment_ids and relay is None and connection.vendor == "postgresql" and not connection.in_atomic_block:
+    # The one-statement path stores no webhook event: a tenant with webhook subscriptions takes the full one.
+    fast_path = not attachment_ids and relay is None and connection.vendor == "postgresql"
+    if fast_path and not connection.in_atomic_block and not webhooks_wanted(actor.tenant_id):
         try:
             text = _clean_body(body, allow_empty=False)
         except ApplicationError:
@@ -328,6 +339,7 @@ def _store_message(
     message = Message.objects.create(
         tenant_id=actor.tenant_id, conversation_id=conversation_id, seq=seq, channel=channel, **fields
     )
+    _webhook_message_created(message)
     if attachments:
         Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(message=message)
     if outbound:

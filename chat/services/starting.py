@@ -37,6 +37,7 @@ from contactcenter.services import (
     contact_update,
     identity_normalise,
 )
+from contactcenter.services.webhooks_out import CONVERSATION_CREATED, conversation_data, webhook_event_record
 
 SURVEY_ANSWER_MAX = 500
 
@@ -211,6 +212,9 @@ def conversation_start(
                 started_offline=offline,
                 start_client_id=client_id,
             )
+            webhook_event_record(
+                tenant_id=widget.tenant_id, type=CONVERSATION_CREATED, data=conversation_data(conversation)
+            )
     except IntegrityError:
         # A retry that raced its first try (the client gave up waiting): the constraint decided, and the
         # savepoint took this try's contact away with it.
@@ -239,4 +243,6 @@ def conversation_open_on_channel(*, contact: Contact, channel: str) -> Conversat
     customer's first message (message_receive)."""
     if channel == Channel.WEB:
         raise ValueError("web conversations start from a widget (conversation_start)")
-    return Conversation.objects.create(tenant_id=contact.tenant_id, contact=contact, channel=channel)
+    conversation = Conversation.objects.create(tenant_id=contact.tenant_id, contact=contact, channel=channel)
+    webhook_event_record(tenant_id=contact.tenant_id, type=CONVERSATION_CREATED, data=conversation_data(conversation))
+    return conversation

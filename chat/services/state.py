@@ -31,6 +31,7 @@ from contactcenter.realtime import (
     publish_on_commit,
     tenant_inbox_group,
 )
+from contactcenter.services.webhooks_out import CONVERSATION_CLOSED, conversation_data, webhook_event_record
 
 
 def conversation_updated_publish(conversation: Conversation, *, agents_only: bool) -> None:
@@ -157,6 +158,9 @@ def conversation_close(*, actor: Actor, conversation_id: int, disposition_id: in
     conversation.closed_at = timezone.now()
     conversation.save(update_fields=["status", "closed_at", "disposition"])
     system_notice_post(conversation=conversation, event="conversation.closed", body=body, event_data=data)
+    webhook_event_record(
+        tenant_id=conversation.tenant_id, type=CONVERSATION_CLOSED, data=conversation_data(conversation)
+    )
     conversation_updated_publish(conversation, agents_only=False)
     return CloseResult(conversation=conversation, closed_now=True, previous_status=previous)
 
@@ -193,6 +197,9 @@ def conversation_abandon(*, tenant_id: int, conversation_id: int) -> Conversatio
         event="conversation.closed",
         body="The visitor left before an agent answered.",
         event_data={"by": "system", "reason": "abandoned"},
+    )
+    webhook_event_record(
+        tenant_id=conversation.tenant_id, type=CONVERSATION_CLOSED, data=conversation_data(conversation)
     )
     conversation_updated_publish(conversation, agents_only=False)
     return conversation

@@ -4,10 +4,25 @@ from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
 from agents.api import AgentViewSet, DispositionViewSet, PauseReasonViewSet, TemplateViewSet
-from channels_switch.api import ChannelConnectorViewSet
+from channels_switch.api import ChannelConnectorViewSet, ConversationStartMixin
 from chat.api import ConversationViewSet, WidgetViewSet
-from contactcenter.api import ApiKeyViewSet, ContactIdentityViewSet, ContactViewSet, api_not_found
+from chat.contact_api import ContactMergeViewSet
+from contactcenter.api import (
+    ApiKeyViewSet,
+    ContactIdentityViewSet,
+    ContactViewSet,
+    WebhookDeliveryViewSet,
+    WebhookSubscriptionViewSet,
+    api_not_found,
+)
 from queueing.api import QueueMemberViewSet, QueueViewSet
+
+
+class ConversationApi(ConversationStartMixin, ConversationViewSet):
+    """One path for conversations: chat's reads, and channels_switch's create (an agent-started session)."""
+
+    http_method_names = ["get", "post", "head", "options"]
+
 
 router = DefaultRouter()
 router.register("contacts", ContactViewSet, basename="contact")
@@ -21,9 +36,16 @@ router.register("dispositions", DispositionViewSet, basename="disposition")
 router.register("pause-reasons", PauseReasonViewSet, basename="pause-reason")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("channels", ChannelConnectorViewSet, basename="channel")
-router.register("conversations", ConversationViewSet, basename="conversation")
+router.register("conversations", ConversationApi, basename="conversation")
+router.register("webhooks", WebhookSubscriptionViewSet, basename="webhook")
+router.register(r"webhooks/(?P<subscription_pk>[^/.]+)/deliveries", WebhookDeliveryViewSet, basename="webhook-delivery")
 
 urlpatterns = [
+    re_path(
+        r"^contacts/(?P<pk>[^/.]+)/merge/$",
+        ContactMergeViewSet.as_view({"post": "merge"}),  # chat's: it moves conversations
+        name="contact-merge",
+    ),
     *router.urls,
     re_path(r"^.*$", api_not_found, name="api-not-found"),
 ]  # last: what no route matched

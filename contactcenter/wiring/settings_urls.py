@@ -84,4 +84,16 @@ urlpatterns = [
     path("api-keys/", core_views.ApiKeyListView.as_view(), name="settings-apikeys-list"),
     path("api-keys/new/", core_views.ApiKeyCreateView.as_view(), name="settings-apikeys-create"),
     path("api-keys/<int:pk>/revoke/", core_views.ApiKeyRevokeView.as_view(), name="settings-apikeys-revoke"),
+    # outbound webhooks
+    path("webhooks/", core_views.WebhookListView.as_view(), name="settings-webhooks-list"),
+    path("webhooks/new/", core_views.WebhookCreateView.as_view(), name="settings-webhooks-create"),
+    path("webhooks/<int:pk>/", core_views.WebhookDetailView.as_view(), name="settings-webhooks-detail"),
+    path("webhooks/<int:pk>/rotate/", core_views.WebhookRotateView.as_view(), name="settings-webhooks-rotate"),
+    path("webhooks/<int:pk>/enabled/", core_views.WebhookToggleView.as_view(), name="settings-webhooks-toggle"),
+    path(
+        "webhooks/<int:pk>/deliveries/<int:delivery_id>/replay/",
+        core_views.WebhookReplayView.as_view(),
+        name="settings-webhooks-replay",
+    ),
+    path("webhooks/<int:pk>/delete/", core_views.WebhookDeleteView.as_view(), name="settings-webhooks-delete"),
 ]

@@ -10,6 +10,7 @@ from channels_switch.services import (
     inbound_inbox_sweep,
     inbound_media_sweep,
 )
+from contactcenter.services.webhooks_delivery import webhook_deliveries_sweep
 from queueing.services import agents_offline_sweep, routing_sweep
 
 
@@ -25,6 +26,7 @@ def sweep_once() -> dict[str, int]:
         **inbound_media_sweep(),
         **inbound_inbox_sweep(),
         "chats_moved_after_lost_connection": dead_connections_sweep(),
+        **webhook_deliveries_sweep(),
     }
 
 

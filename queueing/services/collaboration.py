@@ -18,6 +18,11 @@ from chat.services import conversation_updated_publish, system_notice_post
 from contactcenter.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from contactcenter.models import Role, user_display_name
 from contactcenter.realtime import agent_group, publish_on_commit, tenant_agents_group
+from contactcenter.services.webhooks_out import (
+    CONVERSATION_TRANSFERRED,
+    conversation_transferred_data,
+    webhook_event_record,
+)
 from queueing.events import waiting_item
 from queueing.models import ConversationRoute, Offer, OfferStatus, Queue, QueueMember
 from queueing.services.line import queue_line_joined, queue_line_moved
@@ -166,6 +171,13 @@ def conversation_transfer(
         event_data={"agent_name": name, "to_agent": to_user_id, "to_queue": to_queue_id},
     )
     conversation_updated_publish(conversation, agents_only=False)
+    webhook_event_record(
+        tenant_id=actor.tenant_id,
+        type=CONVERSATION_TRANSFERRED,
+        data=conversation_transferred_data(
+            conversation, from_agent_id=actor.user.pk, to_agent_id=to_user_id, to_queue_id=to_queue_id
+        ),
+    )
     publish_on_commit(
         group=agent_group(actor.tenant_id, actor.user.pk),
         event=events.conversation_unassigned(conversation.pk, reason="transferred"),

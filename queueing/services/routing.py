@@ -38,6 +38,7 @@ from chat.services.state import conversation_close
 from contactcenter.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from contactcenter.models import Contact, Role
 from contactcenter.realtime import agent_group, publish_on_commit, tenant_agents_group
+from contactcenter.services.webhooks_out import CONVERSATION_ASSIGNED, conversation_assigned_data, webhook_event_record
 from queueing.events import offer_data, waiting_item
 from queueing.models import (
     ConversationRoute,
@@ -447,6 +448,13 @@ def conversation_accept(*, actor: AgentActor, conversation_id: int) -> Conversat
         group=agent_group(actor.tenant_id, actor.user.pk), event=events.conversation_assigned(conversation.pk)
     )
     publish_on_commit(group=tenant_agents_group(actor.tenant_id), event=events.waiting_removed(conversation.pk))
+    webhook_event_record(
+        tenant_id=actor.tenant_id,
+        type=CONVERSATION_ASSIGNED,
+        data=conversation_assigned_data(
+            conversation, agent_id=actor.user.pk, queue_id=queue.pk if queue is not None else None
+        ),
+    )
     return conversation
 
 

@@ -15,6 +15,7 @@
  */
 
 import { tickCountdown, tickCounter } from "./format.js";
+import { loadSessionChannels } from "./new-session.js";
 import { setPresence } from "./presence.js";
 import "./reminders.js";
 import { client } from "./server.js";
@@ -32,3 +33,4 @@ renderWaiting();
 renderHome();
 activate("home");
 client.connect();
+loadSessionChannels();

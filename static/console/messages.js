@@ -183,6 +183,8 @@ export function onMessageNew(chat, message, li, { replay, stick }) {
     updateChat(chat, { status: "closed" });
     if (!state.chats.has(chat.id)) return;
   }
+  // A session reopened after it closed (seed 003): a replay meets the close first, then this.
+  if (message.event === "session.reopened" && chat.conv.status === "closed") updateChat(chat, { status: "open" });
   if (stick || !replay) scrollToEnd(chat);
   if (!replay && message.sender === "visitor") notifyNewMessage(chat, message);
   markRead(chat);

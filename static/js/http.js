@@ -11,6 +11,8 @@ export class ApiError extends Error {
     this.fields = (error && error.fields) || {};
     // Seconds to wait before trying again (429): from the body, else the Retry-After header.
     this.retryAfter = Number(error && error.retry_after) || retryAfter;
+    // The whole error, for codes that carry more (session_exists: the open conversation_id).
+    this.data = error || {};
   }
 }
 

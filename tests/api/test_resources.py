@@ -292,7 +292,7 @@ CHANNEL_KINDS = ["email", "sms", "whatsapp"]
     "url, make, queries",
     [
         # key lookup + count + page (+ one per prefetched relation)
-        ("/api/v1/contacts/", lambda t, n: ContactIdentityFactory(tenant=t), 4),
+        ("/api/v1/contacts/", lambda t, n: ContactIdentityFactory(tenant=t), 5),  # identities, merges
         ("/api/v1/widgets/", lambda t, n: WidgetFactory(tenant=t), 3),
         ("/api/v1/queues/", lambda t, n: QueueRouteFactory(tenant=t), 4),
         ("/api/v1/agents/", lambda t, n: MembershipFactory(tenant=t, role=Role.AGENT), 3),

@@ -196,3 +196,16 @@ def test_the_console_options_are_not_for_other_tenants_or_readers(client, chat, 
     assert response.status_code == 404
     client.logout()
     assert client.get(reverse("console-api-switch-options", kwargs={"conversation_id": chat.pk})).status_code == 401
+
+
+def test_integrators_subscribed_hear_of_the_switch(settings, chat, visitor, tenant):
+    from contactcenter.models import WebhookEvent
+    from contactcenter.services.webhooks_out import webhook_subscription_create
+
+    settings.WEBHOOKS_ALLOW_PRIVATE = True
+    webhook_subscription_create(tenant=tenant, url="http://127.0.0.1:9/hooks", event_types=["conversation.switched"])
+    conversation_switch(actor=visitor, conversation_id=chat.pk, channel="sms")
+    event = WebhookEvent.objects.get(tenant=tenant)
+    assert event.type == "conversation.switched"
+    assert event.payload["from_channel"] == "web"
+    assert (event.payload["conversation"]["id"], event.payload["conversation"]["channel"]) == (chat.pk, "sms")
