@@ -1,7 +1,7 @@
 """The agent console's pages: the live console, a contact's page and the past-conversations search.
 
-These views only read and render; everything the console changes goes through the agent websocket and
-the JSON endpoints described in docs/protocol.md.
+These views only read and render, but for the contact page's merge form; everything else the console changes
+goes through the agent websocket and the JSON endpoints described in docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -10,16 +10,25 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from agents.models import REMINDER_SECONDS_DEFAULT, AgentProfile, Presence, ReminderMode
-from chat.selectors import AgentActor, contact_conversation_list, contact_get, conversation_search
+from chat.selectors import (
+    AgentActor,
+    contact_conversation_list,
+    contact_duplicates,
+    contact_get,
+    conversation_search,
+)
+from chat.services.contacts import contact_merge
+from contactcenter.errors import ApplicationError, NotFound
 from contactcenter.models import Membership, Role, user_display_name
 from contactcenter.security import content_security_policy
 from queueing.selectors import with_queue
@@ -91,8 +100,48 @@ def contact(request: HttpRequest, membership: Membership, contact_id: int) -> Ht
     return render(
         request,
         "agents/contact.html",
-        {"contact": found, "transcripts": transcripts, "section": "contact"},
+        {
+            "contact": found,
+            "transcripts": transcripts,
+            "merges": list(found.merges.all()),
+            "duplicates": contact_duplicates(tenant=membership.tenant, contact=found),
+            "section": "contact",
+        },
     )
+
+
+@login_required
+@require_POST
+def contact_merge_form(request: HttpRequest, contact_id: int) -> HttpResponse:
+    """The contact page's "Merge into this contact" (a form, CSRF-checked): any member of the tenant, as the
+    API's merge. Back to the page, which tells what happened."""
+    membership: Membership | None = getattr(request.user, "membership", None)
+    if membership is None:
+        raise PermissionDenied("The console is for members of a tenant.")
+    page = reverse("console-contact", args=[contact_id])
+    raw = request.POST.get("merge_contact_id", "").strip().lstrip("#")
+    if not raw.isdigit():
+        messages.error(request, "Give the number of the contact to merge into this one (as in its page's address).")
+        return redirect(page)
+    try:
+        record = contact_merge(
+            tenant_id=membership.tenant_id,
+            contact_id=contact_id,
+            merged_contact_id=int(raw),
+            merged_by=user_display_name(request.user),  # type: ignore[arg-type]
+        )
+    except NotFound as exc:
+        raise Http404("No such contact.") from exc
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect(page)
+    moved = record.conversations_moved
+    messages.success(
+        request,
+        f"Merged {record.merged_name or f'contact #{record.merged_contact_id}'} into this contact "
+        f"({moved} conversation{'' if moved == 1 else 's'} moved).",
+    )
+    return redirect(page)
 
 
 @console_page

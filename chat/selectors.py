@@ -587,3 +587,22 @@ def conversation_search(
     return conversations.annotate(message_count=Count("messages", filter=Q(messages__event=""))).order_by(
         "-created_at", "-pk"
     )
+def contact_duplicates(*, tenant: Tenant, contact: Contact, limit: int = 10) -> list[Contact]:
+    """The tenant's other contacts holding one of this contact's addresses (typed or proved): the likely same
+    customer, for an agent to merge. Oldest first."""
+    values = list(ContactIdentity.objects.for_tenant(tenant).filter(contact=contact).values_list("kind", "value"))
+    if not values:
+        return []
+    same = Q()
+    for kind, value in values:
+        same |= Q(kind=kind, value=value)
+    ids = ContactIdentity.objects.for_tenant(tenant).filter(same).exclude(contact=contact).values("contact_id")
+    identities = ContactIdentity.objects.for_tenant(tenant).order_by("-verified", "kind", "value")
+    return list(
+        Contact.objects.for_tenant(tenant)
+        .filter(pk__in=ids)
+        .prefetch_related(Prefetch("identities", queryset=identities))
+        .order_by("created_at", "pk")[:limit]
+    )
+
+
