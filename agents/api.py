@@ -63,6 +63,7 @@ class AgentViewSet(TenantScopedViewSet):
 
     queryset = Membership.objects.select_related("user", "user__agent_profile").order_by("user__email")
     serializer_class = AgentSerializer
+    resource_example = AGENT_EXAMPLE
     lookup_field = "user_id"
     lookup_url_kwarg = "pk"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -141,6 +142,12 @@ class AgentViewSet(TenantScopedViewSet):
 class TemplateViewSet(TenantScopedViewSet):
     queryset = CannedTemplate.objects.order_by("name")
     serializer_class = TemplateSerializer
+    resource_example = {
+        "id": 5,
+        "name": "Greeting",
+        "body": "Hi {visitor_name}, I'm {agent_name}.",
+        "created_at": "2025-01-31T09:30:00Z",
+    }
 
     save_service = staticmethod(template_save)
     delete_service = staticmethod(lambda instance: template_delete(template=instance))
@@ -164,6 +171,7 @@ class TemplateViewSet(TenantScopedViewSet):
 class DispositionViewSet(TenantScopedViewSet):
     queryset = Disposition.objects.order_by("position", "name")
     serializer_class = DispositionSerializer
+    resource_example = {"id": 2, "name": "Resolved", "is_active": True, "position": 1}
 
     save_service = staticmethod(disposition_save)
     delete_service = staticmethod(lambda instance: disposition_delete(disposition=instance))
@@ -186,6 +194,13 @@ class DispositionViewSet(TenantScopedViewSet):
 class PauseReasonViewSet(TenantScopedViewSet):
     queryset = PauseReason.objects.order_by("name")
     serializer_class = PauseReasonSerializer
+    resource_example = {
+        "id": 3,
+        "name": "Lunch",
+        "paid": False,
+        "is_active": True,
+        "created_at": "2025-01-31T09:30:00Z",
+    }
 
     save_service = staticmethod(pause_reason_save)
     delete_service = staticmethod(lambda instance: pause_reason_delete(pause_reason=instance))

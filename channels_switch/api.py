@@ -1,5 +1,5 @@
-"""API of channels_switch: the channel connectors (admins only), and starting a session with a customer on one
-(`POST /api/v1/conversations/`)."""
+"""API of channels_switch: the channel connectors (admins only), starting a session with a customer on one
+(`POST /api/v1/conversations/`), and auth codes (`POST /api/v1/contacts/{id}/auth-codes/`)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,21 @@ from rest_framework.response import Response
 from rest_framework.viewsets import GenericViewSet
 
 from channels_switch.models import ChannelConnector
-from channels_switch.serializers import ChannelConnectorSerializer, ConversationStartSerializer
+from channels_switch.serializers import (
+    AuthCodeSerializer,
+    ChannelConnectorSerializer,
+    ConversationStartSerializer,
+    LinkRequestCreateSerializer,
+    LinkRequestSerializer,
+)
 from channels_switch.services import TemplateFirst, connector_delete, connector_save, session_start
+from channels_switch.services.auth_codes import auth_code_create, auth_code_minutes
+from channels_switch.services.link_requests import link_request_create
 from chat.selectors import AgentActor
 from contactcenter.api import TenantScopedViewSet
+from contactcenter.api_defaults import Principal
 from contactcenter.errors import ApplicationError
-from contactcenter.models import Membership, Role, Tenant
+from contactcenter.models import Contact, Membership, Role, Tenant, user_display_name
 
 
 @extend_schema_view(
@@ -65,6 +74,21 @@ from contactcenter.models import Membership, Role, Tenant
 class ChannelConnectorViewSet(TenantScopedViewSet):
     queryset = ChannelConnector.objects.order_by("kind")
     serializer_class = ChannelConnectorSerializer
+    resource_example = {
+        "id": 3,
+        "kind": "sms",
+        "provider": "twilio",
+        "enabled": True,
+        "from_address": "+14155550100",
+        "queue": 1,
+        "account_sid": "AC0123456789abcdef0123456789abcdef",
+        "messaging_service_sid": "",
+        "esp": "",
+        "inbound_address": "",
+        "has_secret": True,
+        "secret_set_at": "2025-01-31T09:30:00Z",
+        "created_at": "2025-01-31T09:30:00Z",
+    }
     read_role = Role.ADMIN
 
     save_service = staticmethod(connector_save)
@@ -118,8 +142,8 @@ class ConversationStartMixin:
             "message, relayed at once (its delivery is recorded with it). WhatsApp takes free text only within 24 "
             "hours of the customer's last message, which a new session has not had: there the first message is a "
             "`template` (else 409 `outside_whatsapp_window`, and nothing is created). A failure creates nothing.\n\n"
-            "No `Idempotency-Key`: a retried request finds the session it created and answers 409 "
-            "`session_exists` with its id."
+            "Send an `Idempotency-Key` and a retried request gets the first answer again; without one, a retry "
+            "finds the session it created and answers 409 `session_exists` with its id."
         ),
         request=ConversationStartSerializer,
         examples=[
@@ -203,3 +227,132 @@ class ConversationStartMixin:
         )
         conversation = viewset.get_queryset().get(pk=started.conversation.pk)
         return Response(viewset.get_serializer(conversation).data, status=status.HTTP_201_CREATED)
+
+
+def _created_by(principal: Principal) -> str:
+    """Who created a code, as its record keeps it (the same words as a contact's merge history)."""
+    if principal.api_key is not None:
+        return f"API key {principal.api_key.name} ({principal.api_key.prefix}…)"
+    assert principal.membership is not None
+    return user_display_name(principal.membership.user)
+
+
+class ContactAuthCodeViewSet(TenantScopedViewSet):
+    """`POST /api/v1/contacts/{id}/auth-codes/`: routed by the wiring next to the contacts API (contactcenter,
+    below, knows nothing of the web chat's sign-in)."""
+
+    queryset = Contact.objects.all()
+    serializer_class = AuthCodeSerializer
+    write_role = Role.AGENT
+
+    @extend_schema(
+        operation_id="contacts_auth_codes_create",
+        summary="Create an auth code that signs the contact into the web chat",
+        description=(
+            "Agents and admins. Returns a short-lived, single-use `code`: the customer's page initialises the chat "
+            "widget with it (`data-auth-code` on the loader script, or `Switchboard.init({authCode})`), which signs "
+            "its visitor in as this contact and shows their conversation history on every channel. A conversation "
+            "the contact has open on SMS, WhatsApp or email continues in the web chat, with its history "
+            "(`conversation.switched` goes to the integrators' webhooks). The code is valid for the tenant's auth "
+            "code lifetime (`expires_in_minutes`, 10 unless an admin changed it in Settings → Channels) and once; "
+            "only its SHA-256 is stored, so it cannot be shown again. A widget given an expired, used or unknown "
+            "code (another tenant's is unknown) refuses to start with `auth_code_expired`, `auth_code_used` or "
+            "`auth_code_unknown` (docs/auth-codes.md). 404 for an unknown contact (or another tenant's)."
+        ),
+        request=None,
+        responses={201: AuthCodeSerializer},
+        examples=[
+            OpenApiExample(
+                "Created",
+                value={
+                    "code": "q3HkzV0m8yQJx2oZbq7n1WcT5rYdF9aL",
+                    "contact_id": 7,
+                    "expires_at": "2025-02-03T08:25:00Z",
+                    "expires_in_minutes": 10,
+                },
+                response_only=True,
+                status_codes=["201"],
+            ),
+        ],
+    )
+    def create_code(self, request: Request, pk: str | None = None) -> Response:
+        contact = self.get_object()
+        issued = auth_code_create(
+            tenant_id=self.tenant.pk, contact_id=contact.pk, created_by=_created_by(self.principal)
+        )
+        return Response(
+            AuthCodeSerializer(
+                {
+                    "code": issued.code,
+                    "contact_id": contact.pk,
+                    "expires_at": issued.auth_code.expires_at,
+                    "expires_in_minutes": auth_code_minutes(tenant_id=self.tenant.pk),
+                }
+            ).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class ContactLinkRequestViewSet(TenantScopedViewSet):
+    """`POST /api/v1/contacts/{id}/link-requests/`: routed by the wiring next to the contacts API."""
+
+    queryset = Contact.objects.all()
+    serializer_class = LinkRequestSerializer
+    write_role = Role.AGENT
+
+    @extend_schema(
+        operation_id="contacts_link_requests_create",
+        summary="Links that continue the contact's conversation on WhatsApp, SMS or email",
+        description=(
+            "Agents and admins. For each channel asked for that has an enabled connector, a link that opens the "
+            "customer's app with a message prefilled with a single-use code: WhatsApp (`https://wa.me/…?text=`), "
+            "SMS (`sms:…?&body=`), email (`mailto:` the conversation's reply address). When the first message "
+            "carrying the code arrives, its address becomes a verified identity of this contact and the "
+            "conversation goes on there (a live web chat moves to that channel, with its history, and the web "
+            "widget keeps showing it live; `conversation.switched` goes to the integrators' webhooks). Links expire "
+            "after `LINK_REQUEST_MINUTES` (a day by default) and work once. Channels without an enabled connector "
+            "are listed in `unavailable`. 404 for an unknown contact (or another tenant's)."
+        ),
+        request=LinkRequestCreateSerializer,
+        responses={201: LinkRequestSerializer},
+        examples=[
+            OpenApiExample("WhatsApp and SMS", value={"channels": ["whatsapp", "sms"]}, request_only=True),
+            OpenApiExample(
+                "Created",
+                value={
+                    "contact_id": 7,
+                    "conversation_id": 31,
+                    "links": [
+                        {
+                            "channel": "whatsapp",
+                            "url": "https://wa.me/14155550100?text=Hello%2C%20I%27d%20like%20to%20continue%20my%20"
+                            "conversation%20here.%20My%20code%20is%20SB-7KQ2-M9XD.",
+                            "code": "SB-7KQ2-M9XD",
+                            "expires_at": "2025-02-04T08:15:00Z",
+                        }
+                    ],
+                    "unavailable": {"sms": "No sms channel is on."},
+                },
+                response_only=True,
+                status_codes=["201"],
+            ),
+        ],
+    )
+    def create_links(self, request: Request, pk: str | None = None) -> Response:
+        contact = self.get_object()
+        body = LinkRequestCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        issued = link_request_create(
+            tenant_id=self.tenant.pk,
+            contact_id=contact.pk,
+            channels=list(body.validated_data["channels"]),
+            conversation_id=body.validated_data.get("conversation_id"),
+            created_by=_created_by(self.principal),
+        )
+        data = {
+            "contact_id": contact.pk,
+            "conversation_id": issued.conversation.pk if issued.conversation is not None else None,
+            "links": [vars(link) for link in issued.links],
+            "unavailable": issued.unavailable,
+        }
+        return Response(LinkRequestSerializer(data).data, status=status.HTTP_201_CREATED)

@@ -237,17 +237,23 @@ class SwitchedBy(models.TextChoices):
     VISITOR = "visitor", "the visitor"
     AGENT = "agent", "an agent"
     SYSTEM = "system", "Switchboard (the visitor's connection was lost)"
+    # An auth code redeemed in the widget (services/auth_codes.py): created by an integrator's API key or an agent.
+    INTEGRATOR = "integrator", "an integrator"
+
+
+# Where a switch may lead: a provider's channel, or back to the web chat (only through an auth code).
+SWITCH_TO_CHOICES = [*ConnectorKind.choices, ("web", "Web chat")]
 
 
 class ChannelSwitch(TenantOwned):
-    """A conversation's move from the web chat to SMS, WhatsApp or email: from, to, where, when and by whom, and
-    the introduction that was the first message sent there."""
+    """A conversation's move from the web chat to SMS, WhatsApp or email (or back to the web, through an auth code):
+    from, to, where, when and by whom, and the introduction that was the first message sent there."""
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
     from_channel = models.CharField(max_length=16)
-    to_channel = models.CharField(max_length=16, choices=ConnectorKind.choices)
+    to_channel = models.CharField(max_length=16, choices=SWITCH_TO_CHOICES)
     address = models.CharField(max_length=254)
-    by = models.CharField(max_length=8, choices=SwitchedBy.choices)
+    by = models.CharField(max_length=16, choices=SwitchedBy.choices)
     by_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -324,3 +330,71 @@ class WhatsAppTemplate(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.language})"
+
+
+AUTH_CODE_MINUTES_DEFAULT = 10
+AUTH_CODE_MINUTES_MAX = 1440
+
+
+class ChannelSettings(TenantOwned):
+    """A tenant's channel-wide settings (one row per tenant, made on first write; none: the defaults)."""
+
+    auth_code_minutes = models.PositiveIntegerField(
+        "Auth code lifetime (minutes)",
+        default=AUTH_CODE_MINUTES_DEFAULT,
+        help_text="How long a code that signs a customer into the web chat stays valid (1 to 1440 minutes).",
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="channel_settings_once_per_tenant")]
+        verbose_name_plural = "channel settings"
+
+    def __str__(self) -> str:
+        return f"channel settings of tenant {self.tenant_id}"
+
+
+class AuthCode(TenantOwned):
+    """A short-lived, single-use code that signs a visitor of the tenant's web chat in as `contact` (integrators
+    create it through the API). Only the code's SHA-256 is stored; redeeming it sets `used_at` by a conditional
+    UPDATE, so two redemptions at once cannot both succeed."""
+
+    contact = models.ForeignKey("contactcenter.Contact", on_delete=models.CASCADE, related_name="+")
+    code_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.CharField(max_length=200)  # "API key Helpdesk (sb_1234…)" or an agent's name
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Set by the redemption: the widget it signed in on, and the conversation that continued there (None: none was
+    # open, the visitor starts a new one as the contact).
+    widget = models.ForeignKey(Widget, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    conversation = models.ForeignKey(Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "contact", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"auth code for contact {self.contact_id}"
+
+
+class LinkRequest(TenantOwned):
+    """A link that continues a contact's conversation on a messaging channel (services/link_requests.py): the
+    first message that carries its code, from whatever address, links that address to the contact and goes on
+    in the conversation. Single use, expiring; only a hash of the code is kept."""
+
+    contact = models.ForeignKey("contactcenter.Contact", on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="link_requests"
+    )
+    connector = models.ForeignKey(ChannelConnector, on_delete=models.CASCADE, related_name="link_requests")
+    code_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_address = models.CharField(max_length=254, blank=True)
+    created_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "contact", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"link to {self.connector_id} for contact {self.contact_id}"

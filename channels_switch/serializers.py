@@ -117,3 +117,44 @@ class ConversationStartSerializer(serializers.Serializer[Any]):
         if attrs.get("message", "").strip() and attrs.get("template"):
             raise serializers.ValidationError({"template": ["Send a message or a template, not both."]})
         return attrs
+
+
+class AuthCodeSerializer(serializers.Serializer[Any]):
+    """A new auth code: the only time the code itself is shown."""
+
+    code = serializers.CharField(read_only=True, help_text="Single use; give it to the widget (docs/auth-codes.md).")
+    contact_id = serializers.IntegerField(read_only=True)
+    expires_at = serializers.DateTimeField(read_only=True)
+    expires_in_minutes = serializers.IntegerField(read_only=True, help_text="The tenant's auth code lifetime.")
+
+
+class LinkRequestCreateSerializer(serializers.Serializer[Any]):
+    channels = serializers.ListField(
+        child=serializers.ChoiceField(choices=["whatsapp", "sms", "email"]),
+        min_length=1,
+        max_length=3,
+        help_text="The channels to continue on: a link for each that has an enabled connector.",
+    )
+    conversation_id = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="The contact's open conversation the links continue (default: their latest open one).",
+    )
+
+
+class LinkSerializer(serializers.Serializer[Any]):
+    channel = serializers.CharField(read_only=True)
+    url = serializers.CharField(
+        read_only=True, help_text="Opens the customer's app with the code prefilled (wa.me, sms:, mailto:)."
+    )
+    code = serializers.CharField(read_only=True, help_text="SB-XXXX-XXXX; single use, shown only here.")
+    expires_at = serializers.DateTimeField(read_only=True)
+
+
+class LinkRequestSerializer(serializers.Serializer[Any]):
+    contact_id = serializers.IntegerField(read_only=True)
+    conversation_id = serializers.IntegerField(read_only=True, allow_null=True)
+    links = LinkSerializer(many=True, read_only=True)
+    unavailable = serializers.DictField(
+        child=serializers.CharField(), read_only=True, help_text="Channels asked for without a link, and why."
+    )

@@ -24,6 +24,7 @@ from channels_switch.services import (
     whatsapp_template_delete,
     whatsapp_template_save,
 )
+from channels_switch.services.auth_codes import auth_code_minutes, auth_code_minutes_set
 from contactcenter.errors import ApplicationError
 from contactcenter.settings_views import (
     AdminRequiredView,
@@ -48,10 +49,25 @@ class ChannelListView(ChannelsMixin, SettingsListView):
     def get_queryset(self) -> QuerySet[Any]:
         return super().get_queryset().select_related("queue")
 
-    def get(self, request: HttpRequest) -> Any:
+    def get(self, request: HttpRequest, *, minutes: str | None = None, error: str = "") -> Any:
         by_kind = {connector.kind: connector for connector in self.get_queryset()}
         rows = [{"kind": kind, "label": kind.label, "connector": by_kind.get(kind)} for kind in ConnectorKind]
-        return self.page(request, self.template_name, {"rows": rows})
+        context = {
+            "rows": rows,
+            "auth_code_minutes": minutes if minutes is not None else auth_code_minutes(tenant_id=self.tenant.pk),
+            "auth_code_error": error,
+        }
+        return self.page(request, self.template_name, context)
+
+    def post(self, request: HttpRequest) -> Any:
+        """The tenant's auth code lifetime (docs/auth-codes.md), the page's one setting of its own."""
+        typed = request.POST.get("auth_code_minutes", "").strip()
+        try:
+            auth_code_minutes_set(tenant_id=self.tenant.pk, minutes=int(typed))
+        except (ValueError, ApplicationError):
+            return self.get(request, minutes=typed, error="Enter a whole number of minutes from 1 to 1440.")
+        messages.success(request, "Auth code lifetime saved.")
+        return redirect("settings-channels-list")
 
 
 # An error report of this page (DEBUG pages, mails to ADMINS) shows the secret as stars.

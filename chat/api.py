@@ -24,6 +24,7 @@ from chat.serializers import (
 )
 from chat.services import widget_delete
 from contactcenter.api import TenantScopedViewSet
+from contactcenter.api_defaults import NewestFirstCursorPagination
 from queueing.services import widget_save_routed
 
 
@@ -66,6 +67,30 @@ from queueing.services import widget_save_routed
 class WidgetViewSet(TenantScopedViewSet):
     queryset = Widget.objects.order_by("name")
     serializer_class = WidgetSerializer
+    resource_example = {
+        "id": 2,
+        "name": "Shop",
+        "public_key": "wk_7Hc2pQ9sLm4x",
+        "allowed_origins": ["https://shop.example.com"],
+        "title": "Chat with us",
+        "greeting": "Hello! How can we help?",
+        "accent_color": "#1a73e8",
+        "offline_message": "We are away; leave a message and we will write back.",
+        "queueing_enabled": True,
+        "survey_enabled": False,
+        "survey_fields": [],
+        "max_upload_bytes": 5242880,
+        "allowed_file_types": ["image/png", "image/jpeg", "application/pdf"],
+        "agent_external_url": "",
+        "hours_enabled": False,
+        "time_zone": "Europe/Berlin",
+        "weekly_hours": [],
+        "closed_dates": [],
+        "display_url_contains": [],
+        "display_url_excludes": [],
+        "display_delay_seconds": 0,
+        "created_at": "2025-01-31T09:30:00Z",
+    }
 
     save_service = staticmethod(widget_save_routed)  # a new widget joins the tenant's only queue
     delete_service = staticmethod(lambda instance: widget_delete(widget=instance))
@@ -74,7 +99,8 @@ class WidgetViewSet(TenantScopedViewSet):
 @extend_schema_view(
     list=extend_schema(
         summary="List conversations",
-        description="Newest first. A filter value that is not valid answers 400 naming the parameter.",
+        description="Newest first; cursor pagination: follow `next`. A filter value that is not valid answers 400 "
+        "naming the parameter.",
         parameters=[ConversationFilterSerializer],
     ),
     retrieve=extend_schema(summary="Get a conversation"),
@@ -82,6 +108,24 @@ class WidgetViewSet(TenantScopedViewSet):
 class ConversationViewSet(TenantScopedViewSet):
     queryset = Conversation.objects.order_by("-created_at", "-pk")
     serializer_class = ConversationSerializer
+    resource_example = {
+        "id": 42,
+        "contact": {"id": 57, "name": "Jane Doe"},
+        "widget": 2,
+        "visitor_id": "v_9f3c2a71",
+        "channel": "web",
+        "status": "open",
+        "assignee": 12,
+        "participants": [],
+        "important": False,
+        "disposition": None,
+        "last_seq": 4,
+        "created_at": "2025-01-31T09:30:00Z",
+        "answered_at": "2025-01-31T09:30:20Z",
+        "closed_at": None,
+        "last_message_at": "2025-01-31T09:32:05Z",
+    }
+    pagination_class = NewestFirstCursorPagination
     http_method_names = ["get", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Any]:

@@ -18,10 +18,11 @@ from chat.events import (
     message_data,
     user_ref,
     visitor_conversation,
+    visitor_message_view,
 )
 from chat.models import Attachment, Channel, Conversation, ConversationStatus, Message
 from contactcenter.errors import NotFound, PermissionDenied
-from contactcenter.models import ROLE_RANK, Contact, ContactIdentity, Membership, Role, Tenant
+from contactcenter.models import ROLE_RANK, Contact, ContactIdentity, IdentityKind, Membership, Role, Tenant
 
 
 def message_list_after(*, reader: TeamReader, conversation: Conversation, after: int, limit: int) -> list[Message]:
@@ -462,6 +463,57 @@ def visitor_moved_conversation(*, actor: VisitorActor) -> Conversation | None:
     )
 
 
+VISITOR_HISTORY_CONVERSATIONS = 10
+
+
+def visitor_history(*, actor: VisitorActor) -> list[dict[str, Any]]:
+    """A signed-in visitor's earlier conversations on every channel (web, SMS, WhatsApp, email), oldest first: those
+    of the contact their browser's web identity belongs to, which is verified (a token, an auth code or a signed
+    identity proved it; a typed address never links anything). The visitor's current web chat is not among them
+    (its socket replays it), nor private notes; files are named, not linked (their signed links are per visitor)."""
+    identity = (
+        ContactIdentity.objects.for_tenant(actor.tenant_id)
+        .filter(kind=IdentityKind.WEB, value=actor.visitor_id, verified=True)
+        .order_by("pk")
+        .first()
+    )
+    if identity is None:
+        return []
+    current = visitor_current_conversation(actor=actor)
+    earlier = Conversation.objects.for_tenant(actor.tenant_id).filter(contact_id=identity.contact_id)
+    if current is not None:
+        earlier = earlier.exclude(pk=current.pk)
+    conversations = list(earlier.order_by("-pk")[:VISITOR_HISTORY_CONVERSATIONS])
+    conversations.reverse()
+    messages = (
+        Message.objects.for_tenant(actor.tenant_id)
+        .filter(conversation_id__in=[c.pk for c in conversations], is_private=False)
+        .select_related("sender_user")
+        .prefetch_related(
+            Prefetch("attachments", queryset=Attachment.objects.for_tenant(actor.tenant_id).order_by("pk"))
+        )
+        .order_by("conversation_id", "seq")
+    )
+    by_conversation: dict[int, list[dict[str, Any]]] = {c.pk: [] for c in conversations}
+    for message in messages:
+        view = visitor_message_view(message_data(message), visitor_id=actor.visitor_id)
+        if view is None:
+            continue
+        view["attachments"] = [{k: v for k, v in a.items() if k != "url"} for a in view["attachments"]]
+        view["client_id"] = None
+        by_conversation[message.conversation_id].append(view)
+    return [
+        {
+            "id": c.pk,
+            "channel": c.channel,
+            "created_at": iso(c.created_at),
+            "closed_at": iso(c.closed_at),
+            "messages": by_conversation[c.pk],
+        }
+        for c in conversations
+    ]
+
+
 def attachment_get_for(*, actor: Actor, attachment_id: int) -> Attachment:
     """An attachment under the read rule: of a conversation the actor may see, and unless they see its private
     notes, on a message that is not a note (or not sent yet and uploaded by this actor)."""
@@ -537,6 +589,25 @@ def contact_get(*, tenant: Tenant, contact_id: int) -> Contact | None:
     )
 
 
+def contact_duplicates(*, tenant: Tenant, contact: Contact, limit: int = 10) -> list[Contact]:
+    """The tenant's other contacts holding one of this contact's addresses (typed or proved): the likely same
+    customer, for an agent to merge. Oldest first."""
+    values = list(ContactIdentity.objects.for_tenant(tenant).filter(contact=contact).values_list("kind", "value"))
+    if not values:
+        return []
+    same = Q()
+    for kind, value in values:
+        same |= Q(kind=kind, value=value)
+    ids = ContactIdentity.objects.for_tenant(tenant).filter(same).exclude(contact=contact).values("contact_id")
+    identities = ContactIdentity.objects.for_tenant(tenant).order_by("-verified", "kind", "value")
+    return list(
+        Contact.objects.for_tenant(tenant)
+        .filter(pk__in=ids)
+        .prefetch_related(Prefetch("identities", queryset=identities))
+        .order_by("created_at", "pk")[:limit]
+    )
+
+
 def _conversation_base(*, tenant: Tenant | int) -> QuerySet[Conversation]:
     return Conversation.objects.for_tenant(tenant).select_related("contact", "assignee", "disposition", "widget")
 
@@ -587,22 +658,3 @@ def conversation_search(
     return conversations.annotate(message_count=Count("messages", filter=Q(messages__event=""))).order_by(
         "-created_at", "-pk"
     )
-def contact_duplicates(*, tenant: Tenant, contact: Contact, limit: int = 10) -> list[Contact]:
-    """The tenant's other contacts holding one of this contact's addresses (typed or proved): the likely same
-    customer, for an agent to merge. Oldest first."""
-    values = list(ContactIdentity.objects.for_tenant(tenant).filter(contact=contact).values_list("kind", "value"))
-    if not values:
-        return []
-    same = Q()
-    for kind, value in values:
-        same |= Q(kind=kind, value=value)
-    ids = ContactIdentity.objects.for_tenant(tenant).filter(same).exclude(contact=contact).values("contact_id")
-    identities = ContactIdentity.objects.for_tenant(tenant).order_by("-verified", "kind", "value")
-    return list(
-        Contact.objects.for_tenant(tenant)
-        .filter(pk__in=ids)
-        .prefetch_related(Prefetch("identities", queryset=identities))
-        .order_by("created_at", "pk")[:limit]
-    )
-
-

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from channels_switch.services.auth_codes import auth_code_redeem
 from chat import events
 from chat.models import Attachment, Widget
 from chat.selectors import (
@@ -18,6 +19,7 @@ from chat.selectors import (
     attachment_get_for,
     attachment_get_for_visitor_id,
     visitor_current_conversation,
+    visitor_history,
     visitor_moved_conversation,
 )
 from chat.services import (
@@ -152,6 +154,41 @@ def widget_session_start(request: HttpRequest, public_key: str) -> HttpResponseB
     # started_offline too: outside business hours conversation_start keeps the chat as a message by itself.
     offline = started.offline or conversation.started_offline
     return _session_response(widget, conversation.visitor_id, conversation, resumed=False, offline=offline, status=201)
+
+
+@csrf_exempt  # no cookie: the code in the body is the credential
+@require_http_methods(["POST"])
+@json_endpoint
+def widget_auth_code(request: HttpRequest, public_key: str) -> HttpResponseBase:
+    """Redeems an auth code (docs/auth-codes.md): a token for a visitor signed in as the code's contact, and the
+    conversation that continues here (null: none was open; a start with the token makes one for that contact)."""
+    widget = _widget(public_key)
+    code = _optional_text(read_json(request), "code") or ""
+    redeemed = auth_code_redeem(widget=widget, code=code, client_ip=client_ip(request.META))
+    conversation = redeemed.conversation
+    if conversation is not None:
+        conversation.refresh_from_db()
+    return JsonResponse(
+        {
+            "token": visitor_token_issue(
+                tenant_id=widget.tenant_id, widget_id=widget.pk, visitor_id=redeemed.visitor_id
+            ),
+            "visitor_id": redeemed.visitor_id,
+            "conversation": events.visitor_conversation(conversation) if conversation is not None else None,
+            "socket_url": f"/ws/visitor/conversations/{conversation.pk}/" if conversation is not None else None,
+        }
+    )
+
+
+@csrf_exempt
+@require_http_methods(["GET"])
+@json_endpoint
+def widget_history(request: HttpRequest, public_key: str) -> HttpResponseBase:
+    """The signed-in visitor's earlier conversations on every channel (their contact's), oldest first."""
+    widget = _widget(public_key)
+    visitor = _visitor(request, widget)
+    assert visitor is not None
+    return JsonResponse({"conversations": visitor_history(actor=visitor)})
 
 
 def _optional_text(body: dict[str, Any], name: str) -> str | None:

@@ -10,4 +10,6 @@ urlpatterns = [
     path("<str:public_key>/session", widget_api.widget_session, name="widget-api-session"),
     path("<str:public_key>/sessions", widget_api.widget_session_start, name="widget-api-sessions"),
     path("<str:public_key>/uploads", widget_api.widget_upload, name="widget-api-upload"),
+    path("<str:public_key>/auth-code", widget_api.widget_auth_code, name="widget-api-auth-code"),
+    path("<str:public_key>/history", widget_api.widget_history, name="widget-api-history"),
 ]

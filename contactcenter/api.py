@@ -13,7 +13,7 @@ from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import exceptions, pagination, permissions, status, viewsets
+from rest_framework import exceptions, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
@@ -22,7 +22,7 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from contactcenter.api_defaults import Principal
+from contactcenter.api_defaults import NewestFirstCursorPagination, Principal
 from contactcenter.errors import ApplicationError
 from contactcenter.middleware import STATUS_CODES
 from contactcenter.models import (
@@ -53,6 +53,21 @@ from contactcenter.services import (
     contact_identity_add,
     contact_identity_remove,
     contact_update,
+)
+from contactcenter.services.idempotency import (
+    HEADER as IDEMPOTENCY_HEADER,
+)
+from contactcenter.services.idempotency import (
+    MAX_LENGTH as IDEMPOTENCY_KEY_MAX_LENGTH,
+)
+from contactcenter.services.idempotency import (
+    REPLAYED_HEADER,
+    Claimed,
+    Stored,
+    idempotency_begin,
+    idempotency_finish,
+    idempotency_release,
+    request_hash,
 )
 from contactcenter.services.webhooks_out import (
     IssuedSubscription,
@@ -121,6 +136,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+def _plain(data: Any) -> Any:
+    """A parsed body as plain JSON-able values (a form's QueryDict as lists, a file as its name and size)."""
+    if hasattr(data, "getlist"):
+        return {key: [_plain(value) for value in data.getlist(key)] for key in sorted(data.keys())}
+    if hasattr(data, "read") and hasattr(data, "size"):
+        return {"file": getattr(data, "name", ""), "size": data.size}
+    return data
+
+
 def _is_unique_violation(exc: IntegrityError) -> bool:
     cause = exc.__cause__
     if getattr(cause, "sqlstate", None) == "23505":  # PostgreSQL's unique_violation
@@ -159,12 +183,70 @@ ERROR_RESPONSES = {
     "409": "Refused because of other rows: `in_use`/`*_in_use` (still referenced), `email_taken` "
     "(the address is already on your team), `identity_taken` (a verified address of another contact), "
     "`duplicate` (a unique value saved by a concurrent request in the same instant).",
+    "422": "`idempotency_key_reused`: this `Idempotency-Key` was sent before with another request (another "
+    "path or body); use a new key for a new request.",
     "429": "Request budget of this key (or console user) used up: retry after `Retry-After` seconds.",
 }
+ERROR_RESPONSES_POST_409 = (
+    " `idempotency_in_progress`: the first request with this `Idempotency-Key` is still running; retry shortly."
+)
+
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH, "pattern": "^[!-~]+$"},
+    OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Makes a retry safe: a unique value per request (a UUID), 1 to 255 visible ASCII characters. The first "
+        "request's answer (status and body, an error included, a 5xx excepted) is kept 24 hours for your API key "
+        "(or console user); a retry with the same key, path and body gets it again, with the header "
+        "`Idempotent-Replayed: true`, and does nothing twice. The same key with another path or body answers 422 "
+        "`idempotency_key_reused`; while the first request still runs, 409 `idempotency_in_progress`."
+    ),
+)
+
+
+class _Replay(Exception):
+    """Raised from `initial` to answer with a stored response instead of running the handler."""
+
+    def __init__(self, stored: Stored):
+        super().__init__("idempotent replay")
+        self.stored = stored
 
 
 class SwitchboardAutoSchema(AutoSchema):
-    """Adds the error responses each operation can give, all in the one error shape."""
+    """Adds the error responses each operation can give, all in the one error shape, and `Idempotency-Key` to
+    every POST."""
+
+    def _get_examples(
+        self, serializer: Any, direction: Any, media_type: Any, status_code: Any = None, extras: Any = None
+    ) -> dict[str, Any]:
+        examples: dict[str, Any] = super()._get_examples(serializer, direction, media_type, status_code, extras)
+        if examples:
+            return examples
+        # The viewset's own resource without an example of its own: show its `resource_example`, as a response
+        # (listed in the page envelope for a list) or, with the fields a client writes, as a request.
+        resource = getattr(self.view, "resource_example", None)
+        own = getattr(self.view, "serializer_class", None)
+        single = getattr(serializer, "child", serializer)
+        if resource is None or own is None or type(single) is not own:
+            return examples
+        if direction == "request":
+            writable = {name for name, field in single.fields.items() if not field.read_only}
+            value = {name: resource[name] for name in resource if name in writable}
+            example = OpenApiExample("Request", value=value, request_only=True)
+        elif status_code and str(status_code).startswith("2"):
+            example = OpenApiExample("Response", value=resource, response_only=True)
+        else:
+            return examples
+        result: dict[str, Any] = super()._get_examples(serializer, direction, media_type, status_code, [example])
+        return result
+
+    def get_override_parameters(self) -> list[Any]:
+        parameters: list[Any] = list(super().get_override_parameters())
+        if self.method == "POST":
+            parameters.append(IDEMPOTENCY_PARAMETER)
+        return parameters
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses: dict[str, Any] = super()._get_response_bodies(direction)
@@ -176,10 +258,15 @@ class SwitchboardAutoSchema(AutoSchema):
             codes.append("400")
         if self.method in ("POST", "PUT", "PATCH", "DELETE"):
             codes.append("409")
+        if self.method == "POST":
+            codes.append("422")
         for code in sorted(codes):
             if code not in responses:
                 response = self._get_response_for_code(ErrorSerializer, code, direction=direction)
-                responses[code] = {**response, "description": ERROR_RESPONSES[code]}
+                description = ERROR_RESPONSES[code] + (
+                    ERROR_RESPONSES_POST_409 if code == "409" and self.method == "POST" else ""
+                )
+                responses[code] = {**response, "description": description}
         return responses
 
 
@@ -195,16 +282,65 @@ class TenantScopedViewSet(viewsets.ModelViewSet):
 
     read_role: ClassVar[str] = Role.AGENT
     write_role: ClassVar[str] = Role.ADMIN
+    # One realistic object of the resource: the OpenAPI example of every operation that has none of its own.
+    resource_example: ClassVar[dict[str, Any] | None] = None
     save_service: ClassVar[Callable[..., Model] | None] = None
     delete_service: ClassVar[Callable[..., None] | None] = None
     schema = SwitchboardAutoSchema()
     tenant: Tenant
     principal: Principal
+    idempotency_claim: Claimed | None = None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         self.principal = request.principal  # type: ignore[attr-defined]
         self.tenant = self.principal.tenant
+        self.idempotency_claim = None
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if request.method == "POST" and key is not None:
+            # After authentication, permissions and throttling: a replay is subject to them like the first request.
+            outcome = idempotency_begin(
+                tenant=self.tenant,
+                principal=self._principal_id(),
+                key=key,
+                request_hash=request_hash(method="POST", path=request.get_full_path(), body=_plain(request.data)),
+            )
+            if isinstance(outcome, Stored):
+                raise _Replay(outcome)
+            self.idempotency_claim = outcome
+
+    def _principal_id(self) -> str:
+        if self.principal.api_key is not None:
+            return f"key:{self.principal.api_key.pk}"
+        assert self.principal.membership is not None
+        return f"user:{self.principal.membership.user_id}"
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, _Replay):
+            response = Response(exc.stored.body, status=exc.stored.status_code)
+            response[REPLAYED_HEADER] = "true"
+            return response
+        try:
+            return super().handle_exception(exc)
+        except BaseException:
+            self._idempotency_end(None)  # an unhandled error (a 500): the retry runs again
+            raise
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        self._idempotency_end(response)
+        return response
+
+    def _idempotency_end(self, response: Any) -> None:
+        claim, self.idempotency_claim = self.idempotency_claim, None
+        if claim is None:
+            return
+        if response is None or response.status_code >= 500:
+            idempotency_release(tenant=self.tenant, claim=claim)
+        else:
+            idempotency_finish(
+                tenant=self.tenant, claim=claim, status_code=response.status_code, body=getattr(response, "data", None)
+            )
 
     def required_role(self, request: Request) -> str:
         return self.read_role if request.method in permissions.SAFE_METHODS else self.write_role
@@ -243,7 +379,10 @@ class TenantScopedViewSet(viewsets.ModelViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List contacts", description="The tenant's contacts with their identities."),
+    list=extend_schema(
+        summary="List contacts",
+        description="The tenant's contacts with their identities, newest first. Cursor pagination: follow `next`.",
+    ),
     retrieve=extend_schema(summary="Get a contact"),
     create=extend_schema(
         summary="Create a contact",
@@ -260,6 +399,23 @@ class TenantScopedViewSet(viewsets.ModelViewSet):
 class ContactViewSet(TenantScopedViewSet):
     queryset = Contact.objects.prefetch_related("identities", "merges").order_by("-created_at", "-pk")
     serializer_class = ContactSerializer
+    resource_example = {
+        "id": 7,
+        "name": "Ada Lovelace",
+        "identities": [
+            {
+                "id": 3,
+                "kind": "email",
+                "value": "ada@example.com",
+                "verified": True,
+                "created_at": "2025-01-31T09:30:00Z",
+            }
+        ],
+        "merges": [],
+        "created_at": "2025-01-31T09:30:00Z",
+        "updated_at": "2025-01-31T09:30:00Z",
+    }
+    pagination_class = NewestFirstCursorPagination
     delete_service = staticmethod(lambda instance: contact_delete(contact=instance))
     write_role = Role.AGENT
 
@@ -309,6 +465,13 @@ class ContactIdentityViewSet(TenantScopedViewSet):
 
     queryset = ContactIdentity.objects.order_by("kind", "value")
     serializer_class = ContactIdentitySerializer
+    resource_example = {
+        "id": 3,
+        "kind": "email",
+        "value": "ada@example.com",
+        "verified": False,
+        "created_at": "2025-01-31T09:30:00Z",
+    }
     write_role = Role.AGENT
     http_method_names = ["get", "post", "delete", "head", "options"]
     contact: Contact
@@ -341,6 +504,15 @@ class ContactIdentityViewSet(TenantScopedViewSet):
 class ApiKeyViewSet(TenantScopedViewSet):
     queryset = ApiKey.objects.order_by("-created_at", "-pk")
     serializer_class = ApiKeySerializer
+    resource_example = {
+        "id": 3,
+        "name": "CRM sync",
+        "prefix": "1f2e3d4c5b6a",
+        "created_by": None,
+        "created_at": "2025-01-31T09:30:00Z",
+        "last_used_at": "2025-02-01T08:00:00Z",
+        "revoked_at": None,
+    }
     read_role = Role.ADMIN
     http_method_names = ["get", "post", "delete", "head", "options"]
 
@@ -440,8 +612,8 @@ DELIVERY_EXAMPLE = {
 }
 
 
-class WebhookDeliveryCursorPagination(pagination.CursorPagination):
-    """Newest first; follow `next` (it carries an opaque `cursor`). A cursor that was tampered with answers 404."""
+class WebhookDeliveryCursorPagination(NewestFirstCursorPagination):
+    """Newest first; follow `next` (it carries an opaque `cursor`). A cursor that was tampered with answers 400."""
 
     ordering = "-id"
     page_size = 50
@@ -471,6 +643,7 @@ class WebhookSubscriptionViewSet(TenantScopedViewSet):
 
     queryset = WebhookSubscription.objects.order_by("-created_at", "-pk")
     serializer_class = WebhookSubscriptionSerializer
+    resource_example = WEBHOOK_EXAMPLE
     read_role = Role.ADMIN
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
@@ -614,6 +787,7 @@ class WebhookDeliveryViewSet(TenantScopedViewSet):
         Prefetch("attempt_rows", queryset=WebhookAttempt.objects.order_by("at", "pk"))
     )
     serializer_class = WebhookDeliverySerializer
+    resource_example = DELIVERY_EXAMPLE
     pagination_class = WebhookDeliveryCursorPagination
     read_role = Role.ADMIN
     http_method_names = ["get", "head", "options"]

@@ -255,3 +255,29 @@ class WebhookAttempt(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.delivery_id} @ {self.at:%Y-%m-%d %H:%M:%S}: {self.status_code or self.error}"
+
+
+class IdempotencyKey(TenantOwned):
+    """A POST's outcome under the client's `Idempotency-Key`, so a retry gets the first answer instead of a twin.
+
+    One row per (tenant, principal, key). `status_code` is null while the first request runs (a retry then is
+    409 `idempotency_in_progress`). The response body is kept sealed (contactcenter.secretbox): some answers
+    carry a secret shown once (a new API key, a webhook signing secret). Rows older than the retention
+    (settings.IDEMPOTENCY_KEY_TTL) are removed by the sweep, or replaced when their key comes back.
+    """
+
+    principal = models.CharField(max_length=40)  # `key:<api key id>` or `user:<user id>`
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)  # sha256 of method, path and body
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_sealed = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "principal", "key"], name="idempotency_key_once"),
+        ]
+        indexes = [models.Index(fields=["created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.principal} {self.key[:40]} ({self.status_code or 'running'})"

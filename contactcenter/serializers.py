@@ -203,6 +203,7 @@ class WebhookSubscriptionSerializer(TenantModelSerializer[WebhookSubscription]):
     rotation_expires_at = serializers.DateTimeField(
         source="previous_secret_expires_at",
         read_only=True,
+        allow_null=True,  # null unless a rotation's grace period runs: the document says so (Schemathesis found it)
         help_text="After a rotation: until then the previous secret signs too (two signatures per delivery).",
     )
 

@@ -351,6 +351,11 @@ MESSAGE_RATE_WINDOW_SECONDS = env_int("MESSAGE_RATE_WINDOW_SECONDS", 10)
 # widget, and per widget from everywhere. "N/s", "N/min", "N/hour" or "N/day"; empty turns one off.
 WIDGET_SESSION_RATE = env_str("WIDGET_SESSION_RATE", "10/min")
 WIDGET_SESSION_RATE_WIDGET = env_str("WIDGET_SESSION_RATE_WIDGET", "120/min")
+# Auth code redemptions (POST /widget/api/<key>/auth-code) per client address, right or wrong: a code is 32
+# random characters, so this only keeps a script from hammering the endpoint. Empty turns it off.
+AUTH_CODE_REDEEM_RATE = env_str("AUTH_CODE_REDEEM_RATE", "10/min")
+# How long a link request's links (continue on WhatsApp, SMS or email with a code) can be used, in minutes.
+LINK_REQUEST_MINUTES = env_int("LINK_REQUEST_MINUTES", 60 * 24)
 # Failed sign-ins (wrong password) allowed per account and client address, per address over all accounts,
 # and per account over all addresses ("N/15min" style; empty turns one off). Past one, sign-in is refused
 # until its window ends (contactcenter/ratelimit.py says why three).
@@ -401,3 +406,8 @@ WEBHOOKS_MAX_ATTEMPTS = env_int("WEBHOOKS_MAX_ATTEMPTS", 12)
 WEBHOOKS_DISABLE_AFTER_SECONDS = env_int("WEBHOOKS_DISABLE_AFTER_SECONDS", 24 * 3600)
 # How long the old secret keeps signing beside the new one after a rotation.
 WEBHOOKS_ROTATION_GRACE_SECONDS = env_int("WEBHOOKS_ROTATION_GRACE_SECONDS", 24 * 3600)
+
+# Idempotency-Key on API POSTs (contactcenter/services/idempotency.py): how long a key's first answer is replayed,
+# and after how long a first request that never finished (its process died) no longer blocks a retry.
+IDEMPOTENCY_KEY_TTL_SECONDS = env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600)
+IDEMPOTENCY_IN_PROGRESS_SECONDS = env_int("IDEMPOTENCY_IN_PROGRESS_SECONDS", 120)

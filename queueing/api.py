@@ -37,6 +37,17 @@ from queueing.services import queue_delete, queue_member_add, queue_member_remov
 class QueueViewSet(TenantScopedViewSet):
     queryset = Queue.objects.prefetch_related("widgets").order_by("name")
     serializer_class = QueueSerializer
+    resource_example = {
+        "id": 1,
+        "name": "Support",
+        "description": "Questions about orders",
+        "routing_method": "longest_idle",
+        "answer_seconds": 30,
+        "capacity_kind": "per_agent",
+        "capacity": 3,
+        "widgets": [2],
+        "created_at": "2025-01-31T09:30:00Z",
+    }
     delete_service = staticmethod(lambda instance: queue_delete(queue=instance))
 
     def _save(self, serializer: BaseSerializer[Any], instance: Queue | None) -> None:
@@ -70,6 +81,7 @@ class QueueMemberViewSet(TenantScopedViewSet):
 
     queryset = QueueMember.objects.select_related("user").order_by("user__email")
     serializer_class = QueueMemberSerializer
+    resource_example = {"agent": 12, "name": "Grace Hopper", "email": "grace@example.com"}
     lookup_field = "user_id"
     lookup_url_kwarg = "pk"
     http_method_names = ["get", "post", "delete", "head", "options"]

@@ -66,6 +66,8 @@ LOWER_OPERATIONS = {
     "conversation_abandon": {"queueing/services/deadlines.py"},  # → queueing.services.queue_abandon
     # → channels_switch.services.conversation_switch (eligibility, the switch record, the introduction)
     "conversation_channel_move": {"channels_switch/services/switch.py"},
+    # → channels_switch.services.auth_code_redeem (the way back to the web is only an auth code's)
+    "conversation_channel_return": {"channels_switch/services/auth_codes.py"},
     "introduction_post": {"channels_switch/services/switch.py"},
     "membership_create": {"agents/services/team.py"},  # → agents.services.agent_create / agent_invite
     "membership_invite": {"agents/services/team.py"},  # → agents.services.agent_invite
@@ -339,6 +341,7 @@ UNSCOPED_ALLOWED = {
     "chat/selectors.py::attachment_get_for_visitor_id": "a signed URL names the attachment and its visitor",
     "channels_switch/services/connectors.py::connector_secrets_reseal": "key rotation: every tenant's sealed secrets",
     "contactcenter/services/webhooks_delivery.py::webhook_deliveries_sweep": "the sweep: every tenant's due webhooks",
+    "contactcenter/services/idempotency.py::idempotency_keys_sweep": "the sweep: every tenant's expired keys",
 }
 SCOPE_KEYWORDS = ("tenant", "tenant_id")
 FILTERING = ("filter", "exclude", "get", "get_or_create", "update_or_create")

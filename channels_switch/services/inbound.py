@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from channels_switch.models import ChannelConnector, ConnectorKind, Delivery, InboundReceipt, Provider
+from channels_switch.services.link_requests import link_request_use
 from channels_switch.services.media import inbound_media_record
 from channels_switch.services.relay import PROVIDER_PROGRESS, RECIPIENT_KINDS, message_delivery_set
 from channels_switch.services.switch import held_replies_relay
@@ -217,7 +218,9 @@ def receipt_fill(
     provider_id = receipt.provider_id
     if not body.strip() and media:  # a photo alone: its own message follows once it is fetched
         body = f"[sent {len(media)} file{'s' if len(media) > 1 else ''}]"
-    conversation, contact = conversation_for_sender(connector, address, name)
+    conversation = link_request_use(connector=connector, address=address, body=body)
+    if conversation is None:
+        conversation, contact = conversation_for_sender(connector, address, name)
     if conversation is None:
         conversation, message = conversation_request_on_channel(
             contact=contact, channel=connector.kind, queue=connector.queue, body=body, client_id=provider_id

@@ -27,6 +27,7 @@ from channels_switch.services.inbound import (
     delivery_status_update,
     receipt_claim,
 )
+from channels_switch.services.link_requests import link_request_use
 from chat.models import Attachment, Conversation
 from chat.services import attachment_original_keep, attachment_receive, message_receive, system_notice_post
 from contactcenter.errors import ApplicationError
@@ -176,7 +177,9 @@ def email_receive(*, connector: ChannelConnector, mail: Mail, event_id: str = ""
         assert repeat is not None
         return repeat
     reply = latest_reply(mail.text)
-    conversation = _threaded(connector, mail)
+    conversation = link_request_use(connector=connector, address=sender, body=f"{mail.subject}\n{reply}")
+    if conversation is None:
+        conversation = _threaded(connector, mail)
     threaded = conversation is not None
     if conversation is None:
         conversation, contact = conversation_for_sender(connector, sender, mail.sender_name)

@@ -208,3 +208,32 @@ def held_replies_relay(*, conversation: Conversation) -> Message | None:
         event_data={"relayed_seqs": [m.seq for m in replies]},
         event="channel.held_replies",
     )
+
+
+def conversation_switch_linked(*, conversation: Conversation, channel: str, address: str) -> ChannelSwitch:
+    """A live web chat goes on at `address` on `channel` because the customer wrote from there with a link
+    request's code (services/link_requests.py): the message proves the address, so no introduction is sent and
+    the relay writes to it at once. Recorded as the integrator's (or agent's) act that made the link; the caller
+    holds the conversation's row lock."""
+    from_channel = conversation.channel
+    shown = address_display(channel, address)
+    conversation_channel_move(
+        conversation=conversation,
+        channel=channel,
+        address=address,
+        notice=f"The customer continued this conversation by {IN_A_SENTENCE[ConnectorKind(channel)]} at {shown}.",
+        event_data={"from": from_channel, "to": channel, "address": address, "by": SwitchedBy.INTEGRATOR.value},
+    )
+    webhook_event_record(
+        tenant_id=conversation.tenant_id,
+        type=CONVERSATION_SWITCHED,
+        data=conversation_switched_data(conversation, from_channel=from_channel),
+    )
+    return ChannelSwitch.objects.create(
+        tenant_id=conversation.tenant_id,
+        conversation=conversation,
+        from_channel=from_channel,
+        to_channel=channel,
+        address=address,
+        by=SwitchedBy.INTEGRATOR,
+    )

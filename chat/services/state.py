@@ -226,6 +226,27 @@ def conversation_channel_move(
     return conversation
 
 
+def conversation_channel_return(
+    *, conversation: Conversation, widget_id: int, visitor_id: str, notice: str, event_data: dict[str, Any]
+) -> Conversation:
+    """Brings a conversation back to the web chat, as `visitor_id` of `widget_id`: from SMS, WhatsApp or email, or
+    from another browser's web chat. Its history, assignee and queue stay; a system notice (`conversation.switched`)
+    says so and everyone watching it gets the new state. The way back exists only for an explicit act of the
+    business (an auth code), never for the visitor's own switch button.
+
+    The lower half of channels_switch's `auth_code_redeem`, which checks the code, records the switch and tells
+    integrators; the caller holds the row lock, in its transaction."""
+    if conversation.status == ConversationStatus.CLOSED:
+        raise ApplicationError("switch_unavailable", "A closed conversation cannot continue on the web.", status=409)
+    conversation.channel, conversation.channel_address = Channel.WEB, ""
+    conversation.widget_id, conversation.visitor_id = widget_id, visitor_id
+    conversation.visitor_away_deadline = None
+    conversation.save(update_fields=["channel", "channel_address", "widget", "visitor_id", "visitor_away_deadline"])
+    system_notice_post(conversation=conversation, event="conversation.switched", body=notice, event_data=event_data)
+    conversation_updated_publish(conversation, agents_only=False)
+    return conversation
+
+
 def visitor_lease_renew(
     *, tenant_id: int, conversation_id: int, seconds: int | None, waiting_seconds: int | None = None
 ) -> bool:

@@ -4,7 +4,12 @@ from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
 from agents.api import AgentViewSet, DispositionViewSet, PauseReasonViewSet, TemplateViewSet
-from channels_switch.api import ChannelConnectorViewSet, ConversationStartMixin
+from channels_switch.api import (
+    ChannelConnectorViewSet,
+    ContactAuthCodeViewSet,
+    ContactLinkRequestViewSet,
+    ConversationStartMixin,
+)
 from chat.api import ConversationViewSet, WidgetViewSet
 from chat.contact_api import ContactMergeViewSet
 from contactcenter.api import (
@@ -45,6 +50,16 @@ urlpatterns = [
         r"^contacts/(?P<pk>[^/.]+)/merge/$",
         ContactMergeViewSet.as_view({"post": "merge"}),  # chat's: it moves conversations
         name="contact-merge",
+    ),
+    re_path(
+        r"^contacts/(?P<pk>[^/.]+)/auth-codes/$",
+        ContactAuthCodeViewSet.as_view({"post": "create_code"}),  # channels_switch's: the web chat's sign-in
+        name="contact-auth-codes",
+    ),
+    re_path(
+        r"^contacts/(?P<pk>[^/.]+)/link-requests/$",
+        ContactLinkRequestViewSet.as_view({"post": "create_links"}),  # channels_switch's: links to its channels
+        name="contact-link-requests",
     ),
     *router.urls,
     re_path(r"^.*$", api_not_found, name="api-not-found"),

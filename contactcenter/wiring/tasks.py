@@ -10,6 +10,7 @@ from channels_switch.services import (
     inbound_inbox_sweep,
     inbound_media_sweep,
 )
+from contactcenter.services.idempotency import idempotency_keys_sweep
 from contactcenter.services.webhooks_delivery import webhook_deliveries_sweep
 from queueing.services import agents_offline_sweep, routing_sweep
 
@@ -27,6 +28,7 @@ def sweep_once() -> dict[str, int]:
         **inbound_inbox_sweep(),
         "chats_moved_after_lost_connection": dead_connections_sweep(),
         **webhook_deliveries_sweep(),
+        **idempotency_keys_sweep(),
     }
 
 

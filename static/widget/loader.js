@@ -265,6 +265,90 @@
     setOpen(wasOpen);
   }
 
+  // --- initialisation (protocol 1.19) --------------------------------------------------------------------------
+  // By default the widget starts as soon as it loads, as an anonymous visitor (or the one this browser already is).
+  // `data-auth-code="CODE"` on this script, or `Switchboard.init({ authCode })`, signs the visitor in as the
+  // contact the code was made for; a code that is expired, used or unknown leaves the widget uninitialised (no
+  // launcher), fires `switchboard:error` on window with `detail.code`, and rejects init's promise with an Error
+  // whose `code` says the same. `Switchboard.init()` without a code then starts an anonymous visitor.
+  // `data-init="manual"`: nothing starts before the page calls Switchboard.init.
+  const init = {
+    done: false, // initialised: the launcher may show
+    ready: null, // the iframe's last "ready" message
+    waiters: [], // resolvers waiting for the iframe to be ready
+    requests: new Map(), // auth code request id → { resolve, reject }
+    nextId: 1,
+  };
+
+  function applyReady(data) {
+    clearTimeout(state.showTimer);
+    if (data.ongoing) {
+      showLauncher(); // a chat in progress is never hidden by the display rules
+    } else if (displayAllowed(data.display)) {
+      const wait = displayDelay(data.display);
+      if (wait > 0) state.showTimer = setTimeout(showLauncher, wait);
+      else showLauncher();
+    }
+  }
+
+  function frameReady() {
+    if (init.ready) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const failed = () => reject(refuse("widget_unavailable", "The chat window did not load."));
+      const timer = setTimeout(failed, READY_TIMEOUT_MS);
+      init.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  function refuse(code, message) {
+    const error = new Error(message || code);
+    error.code = code;
+    const detail = { code, message: error.message, widget: publicKey };
+    window.dispatchEvent(new CustomEvent("switchboard:error", { detail }));
+    return error;
+  }
+
+  function startAnonymous() {
+    init.done = true;
+    if (init.ready) applyReady(init.ready);
+    return Promise.resolve({ signedIn: false });
+  }
+
+  function initialise(options) {
+    const authCode = options && typeof options.authCode === "string" ? options.authCode.trim() : "";
+    if (options && options.authCode !== undefined && !authCode) {
+      return Promise.reject(refuse("auth_code_unknown", "The sign-in code is empty."));
+    }
+    if (!authCode) return startAnonymous();
+    return frameReady().then(
+      () =>
+        new Promise((resolve, reject) => {
+          const id = init.nextId++;
+          init.requests.set(id, { resolve, reject });
+          post({ type: "auth_code", id, code: authCode });
+        }),
+    );
+  }
+
+  function onAuthCodeResult(data) {
+    const request = init.requests.get(data.id);
+    if (!request) return;
+    init.requests.delete(data.id);
+    if (!data.ok) {
+      request.reject(refuse(String(data.code || "error"), typeof data.message === "string" ? data.message : ""));
+      return;
+    }
+    init.done = true;
+    showLauncher();
+    if (!state.open) setOpen(true); // the customer came to go on with their conversation: show it
+    request.resolve({ signedIn: true, conversationId: data.conversation_id || null });
+  }
+
+  window.Switchboard = Object.assign(window.Switchboard || {}, { init: initialise });
+
   launcher.addEventListener("click", () => setOpen(!state.open));
   window.addEventListener("resize", layout);
 
@@ -277,16 +361,14 @@
         state.ready = true;
         if (/^#[0-9a-f]{6}$/i.test(data.accent || "")) state.accent = data.accent;
         if (typeof data.title === "string") frame.title = data.title;
-        clearTimeout(state.showTimer);
-        if (data.ongoing) {
-          showLauncher(); // a chat in progress is never hidden by the display rules
-        } else if (displayAllowed(data.display)) {
-          const wait = displayDelay(data.display);
-          if (wait > 0) state.showTimer = setTimeout(showLauncher, wait);
-          else showLauncher();
-        }
+        init.ready = data;
+        if (init.done) applyReady(data);
+        for (const resolve of init.waiters.splice(0)) resolve();
         break;
       }
+      case "auth_code.result":
+        onAuthCodeResult(data);
+        break;
       case "unread":
         state.unread = Math.max(0, Number(data.count) || 0);
         render();
@@ -322,4 +404,12 @@
 
   if (document.body) mount();
   else document.addEventListener("DOMContentLoaded", mount, { once: true });
+
+  if (script.dataset.authCode !== undefined) {
+    // Kept where the page can await it; the rejection is also the `switchboard:error` event.
+    window.Switchboard.ready = initialise({ authCode: script.dataset.authCode });
+    window.Switchboard.ready.catch(() => {});
+  } else if (script.dataset.init !== "manual") {
+    window.Switchboard.ready = startAnonymous();
+  }
 })();

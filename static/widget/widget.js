@@ -59,6 +59,7 @@ const ui = {
   switchMenu: $("sb-switch-menu"),
   switchOptions: $("sb-switch-options"),
   switchCancel: $("sb-switch-cancel"),
+  history: $("sb-history"),
 };
 
 // How a channel reads in a sentence ("continues by SMS", "by email").
@@ -204,8 +205,65 @@ window.addEventListener("message", (event) => {
     else if (!ui.formView.hidden) ui.form.querySelector("input, textarea")?.focus();
   } else if (data.type === "closed") {
     state.open = false;
+  } else if (data.type === "auth_code" && typeof data.code === "string") {
+    redeemAuthCode(data.id, data.code);
   }
 });
+
+// --- auth codes (protocol 1.19): the page initialised the widget with a code that signs its visitor in -------
+
+const CHANNEL_LABELS = { web: "web chat", sms: "SMS", whatsapp: "WhatsApp", email: "email" };
+
+/** The signed-in visitor's earlier conversations on every channel, above the current one (text only). */
+async function loadHistory() {
+  if (!state.token) return;
+  let conversations = [];
+  try {
+    conversations = (await api("/history")).conversations || [];
+  } catch (_) {
+    return; // history is a courtesy: the chat itself works without it
+  }
+  const nodes = [];
+  for (const conversation of conversations) {
+    const when = new Date(conversation.created_at).toLocaleDateString();
+    const where = CHANNEL_LABELS[conversation.channel] || conversation.channel;
+    nodes.push(h("li", { cls: "sb-event", text: `Earlier conversation by ${where}, ${when}` }));
+    for (const message of conversation.messages) {
+      // No links: files of earlier conversations are named only.
+      const attachments = (message.attachments || []).map((a) => ({ ...a, is_image: false, url: "" }));
+      const node = messageNode({ ...message, attachments });
+      node.hidden = false; // an introduction sent by SMS is part of what the customer saw there
+      nodes.push(node);
+    }
+  }
+  ui.history.replaceChildren(...nodes);
+  ui.history.hidden = nodes.length === 0;
+}
+
+async function redeemAuthCode(id, code) {
+  let result;
+  try {
+    result = await api("/auth-code", { method: "POST", json: { code } });
+  } catch (error) {
+    toParent({ type: "auth_code.result", id, ok: false, code: error.code || "error", message: error.message });
+    return;
+  }
+  // Whoever this browser was before, it is now the code's contact.
+  if (state.conversation) client.disconnect();
+  state.conversation = null;
+  state.moved = null;
+  saveToken(result.token);
+  store.write({ signedIn: true }); // a reload shows the history again
+  if (result.conversation) enterChat(result.conversation);
+  else showForm();
+  await loadHistory();
+  toParent({
+    type: "auth_code.result",
+    id,
+    ok: true,
+    conversation_id: result.conversation ? result.conversation.id : null,
+  });
+}
 
 function requestHeight(height) {
   toParent({ type: "resize", height: Math.min(FORM_HEIGHT_MAX, Math.ceil(height)) });
@@ -444,7 +502,7 @@ async function startSession(json) {
 
 function saveToken(token) {
   state.token = token;
-  store.write({ token });
+  store.write(token ? { token } : { token, signedIn: false });
 }
 
 // --- the conversation --------------------------------------------------------------------------
@@ -1082,6 +1140,7 @@ async function start() {
   applyTheme(state.config.widget.accent_color, state.config.widget.title);
   state.token = store.read().token || null;
   await restoreSession();
+  if (state.token && store.read().signedIn) await loadHistory();
   // After the session is known: the loader shows the launcher where the display rules allow, and always to a
   // visitor with a chat in progress (protocol 1.11).
   toParent({

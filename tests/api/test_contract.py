@@ -8,7 +8,7 @@ import pytest
 from agents.models import CannedTemplate, Disposition
 from tests.api.test_errors import error_of
 from tests.api.test_openapi import schema  # noqa: F401 - the module-scoped, validated document
-from tests.factories import ContactFactory
+from tests.factories import CannedTemplateFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -66,10 +66,10 @@ def test_a_duplicate_that_slips_past_the_check_is_a_409_not_a_500(api_client, te
 
 
 def test_limit_and_offset_ranges_are_in_the_schema(schema):  # noqa: F811
-    listed = parameters(schema, "/api/v1/contacts/")
+    listed = parameters(schema, "/api/v1/templates/")
     assert listed["limit"]["schema"] == {"type": "integer", "minimum": 1}
     assert listed["offset"]["schema"] == {"type": "integer", "minimum": 0}
-    assert "400" in schema["paths"]["/api/v1/contacts/"]["get"]["responses"]
+    assert "400" in schema["paths"]["/api/v1/templates/"]["get"]["responses"]
 
 
 @pytest.mark.parametrize(
@@ -86,14 +86,14 @@ def test_limit_and_offset_ranges_are_in_the_schema(schema):  # noqa: F811
     ],
 )
 def test_a_paging_parameter_that_is_not_a_whole_number_is_a_400(api_client, query, field):
-    assert list(error_of(api_client.get(f"/api/v1/contacts/?{query}"), 400)["fields"]) == [field]
+    assert list(error_of(api_client.get(f"/api/v1/templates/?{query}"), 400)["fields"]) == [field]
 
 
 def test_paging_within_range_and_a_limit_above_the_maximum(api_client, tenant):
-    ContactFactory.create_batch(3, tenant=tenant)
-    page = api_client.get("/api/v1/contacts/?limit=2&offset=1").json()
+    CannedTemplateFactory.create_batch(3, tenant=tenant)
+    page = api_client.get("/api/v1/templates/?limit=2&offset=1").json()
     assert (page["count"], len(page["results"])) == (3, 2)
-    assert len(api_client.get("/api/v1/contacts/?limit=100000").json()["results"]) == 3  # counts as 200
+    assert len(api_client.get("/api/v1/templates/?limit=100000").json()["results"]) == 3  # counts as 200
 
 
 # --- booleans: true or false ------------------------------------------------------------------------------------

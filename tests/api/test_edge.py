@@ -154,8 +154,9 @@ HUGE = str(10**20)  # past PostgreSQL's bigint
         f"/api/v1/conversations/?agent={HUGE}",
         f"/api/v1/conversations/?contact={HUGE}",
         f"/api/v1/contacts/{HUGE}/",
-        f"/api/v1/contacts/?offset={HUGE}",
+        f"/api/v1/templates/?offset={HUGE}",
         f"/api/v1/contacts/?limit={HUGE}",
+        f"/api/v1/templates/?limit={HUGE}",
         f"/api/v1/queues/{HUGE}/members/",
     ],
 )

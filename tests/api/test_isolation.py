@@ -133,7 +133,9 @@ def _webhook_replay(tenant) -> Target:
 REGISTRY: dict[str, Spec] = {
     "contact-list": Spec(lambda t: Target({}, ContactFactory(tenant=t).pk), frozenset({"get", "post"})),
     "contact-detail": Spec(lambda t: _at(ContactFactory(tenant=t).pk), frozenset({"get", "put", "patch"})),
+    "contact-link-requests": Spec(lambda t: _at(ContactFactory(tenant=t).pk), frozenset({"post"})),
     "contact-merge": Spec(lambda t: _at(ContactFactory(tenant=t).pk), frozenset({"post"})),
+    "contact-auth-codes": Spec(lambda t: _at(ContactFactory(tenant=t).pk), frozenset({"post"})),
     "contact-identity-list": Spec(lambda t: _identity(t, detail=False), frozenset({"get", "post"})),
     "contact-identity-detail": Spec(lambda t: _identity(t, detail=True), frozenset({"get", "delete"})),
     "widget-list": Spec(lambda t: Target({}, WidgetFactory(tenant=t).pk)),
