@@ -24,9 +24,9 @@ from channels_switch.models import (
     AUTH_CODE_MINUTES_MAX,
     AuthCode,
     ChannelSettings,
-    ChannelSwitch,
     SwitchedBy,
 )
+from channels_switch.services.switch import switch_record
 from chat.models import Channel, Conversation, ConversationStatus, Widget
 from chat.services import RateLimited
 from chat.services.state import conversation_channel_return
@@ -35,11 +35,6 @@ from contactcenter.errors import ApplicationError, NotFound
 from contactcenter.models import Contact, IdentityKind
 from contactcenter.ratelimit import rate_parse, ratelimit_hit
 from contactcenter.services.contacts import contact_identity_add
-from contactcenter.services.webhooks_out import (
-    CONVERSATION_SWITCHED,
-    conversation_switched_data,
-    webhook_event_record,
-)
 
 CODE_BYTES = 24  # 32 URL-safe characters
 CODE_MAX_CHARS = 100
@@ -195,16 +190,6 @@ def _bring_to_web(
         notice=f"{name} continued on the web.",
         event_data={"from": from_channel, "to": Channel.WEB.value, "by": SwitchedBy.INTEGRATOR.value},
     )
-    webhook_event_record(
-        tenant_id=conversation.tenant_id,
-        type=CONVERSATION_SWITCHED,
-        data=conversation_switched_data(conversation, from_channel=from_channel),
-    )
-    ChannelSwitch.objects.create(
-        tenant_id=conversation.tenant_id,
-        conversation=conversation,
-        from_channel=from_channel,
-        to_channel=Channel.WEB.value,
-        address=address or widget.name,
-        by=SwitchedBy.INTEGRATOR,
+    switch_record(
+        conversation=conversation, from_channel=from_channel, address=address or widget.name, by=SwitchedBy.INTEGRATOR
     )

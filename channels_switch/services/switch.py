@@ -10,6 +10,8 @@ the reason. One way: a switched conversation never comes back to the web chat.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
 
 from channels_switch.models import ChannelConnector, ChannelSwitch, ConnectorKind, Provider, SwitchedBy
@@ -158,6 +160,27 @@ def conversation_switch(
         body, relay = template
         told = {"switch_by": by.value, "relayed_seqs": [], "held_seqs": seqs}
     introduction = introduction_post(conversation=conversation, body=body, event_data=told, relay=relay)
+    return switch_record(
+        conversation=conversation,
+        from_channel=from_channel,
+        address=option.address,
+        by=by,
+        by_user=actor.user if isinstance(actor, AgentActor) else None,
+        introduction=introduction,
+    )
+
+
+def switch_record(
+    *,
+    conversation: Conversation,
+    from_channel: str,
+    address: str,
+    by: SwitchedBy,
+    by_user: Any = None,
+    introduction: Message | None = None,
+) -> ChannelSwitch:
+    """A move the conversation just made (it is on its new channel now): recorded, and told to integrators'
+    webhooks (`conversation.switched`), in the caller's transaction."""
     webhook_event_record(
         tenant_id=conversation.tenant_id,
         type=CONVERSATION_SWITCHED,
@@ -167,10 +190,10 @@ def conversation_switch(
         tenant_id=conversation.tenant_id,
         conversation=conversation,
         from_channel=from_channel,
-        to_channel=channel,
-        address=option.address,
+        to_channel=conversation.channel,
+        address=address,
         by=by,
-        by_user=actor.user if isinstance(actor, AgentActor) else None,
+        by_user=by_user,
         introduction=introduction,
     )
 
@@ -224,16 +247,6 @@ def conversation_switch_linked(*, conversation: Conversation, channel: str, addr
         notice=f"The customer continued this conversation by {IN_A_SENTENCE[ConnectorKind(channel)]} at {shown}.",
         event_data={"from": from_channel, "to": channel, "address": address, "by": SwitchedBy.INTEGRATOR.value},
     )
-    webhook_event_record(
-        tenant_id=conversation.tenant_id,
-        type=CONVERSATION_SWITCHED,
-        data=conversation_switched_data(conversation, from_channel=from_channel),
-    )
-    return ChannelSwitch.objects.create(
-        tenant_id=conversation.tenant_id,
-        conversation=conversation,
-        from_channel=from_channel,
-        to_channel=channel,
-        address=address,
-        by=SwitchedBy.INTEGRATOR,
+    return switch_record(
+        conversation=conversation, from_channel=from_channel, address=address, by=SwitchedBy.INTEGRATOR
     )

@@ -12,12 +12,12 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from channels_switch.models import AuthCode, ChannelSwitch, SwitchedBy
-from channels_switch.services import auth_codes
 from channels_switch.services.auth_codes import auth_code_create, auth_code_minutes_set, auth_code_redeem
 from chat.models import Channel, ConversationStatus, SenderKind
 from chat.tokens import visitor_token_read
 from contactcenter.errors import ApplicationError
-from contactcenter.models import ContactIdentity
+from contactcenter.models import ContactIdentity, WebhookEvent
+from contactcenter.services.webhooks_out import webhook_subscription_create
 from tests.factories import ContactFactory, ConversationFactory, MessageFactory, WidgetFactory
 
 pytestmark = pytest.mark.django_db
@@ -169,10 +169,10 @@ def test_redemptions_are_rate_limited_per_address(tenant, api_client, widget):
 
 
 def test_an_open_sms_conversation_comes_back_to_the_web_with_its_history(
-    tenant, api_client, widget, published, monkeypatch, django_capture_on_commit_callbacks
+    tenant, api_client, widget, published, settings, django_capture_on_commit_callbacks
 ):
-    told = []
-    monkeypatch.setattr(auth_codes, "webhook_event_record", lambda **kwargs: told.append(kwargs))
+    settings.WEBHOOKS_ALLOW_PRIVATE = True
+    webhook_subscription_create(tenant=tenant, url="http://127.0.0.1:9/hooks", event_types=["conversation.switched"])
     contact = ContactFactory(tenant=tenant, name="Jane Doe")
     earlier = sms_conversation(contact, status=ConversationStatus.CLOSED)
     chat = sms_conversation(contact)
@@ -194,9 +194,9 @@ def test_an_open_sms_conversation_comes_back_to_the_web_with_its_history(
     assert notice.event_data == {"from": "sms", "to": "web", "by": "integrator"}
     switch = ChannelSwitch.objects.get(conversation=chat)
     assert (switch.from_channel, switch.to_channel, switch.by) == ("sms", "web", SwitchedBy.INTEGRATOR)
-    [event] = told
-    assert event["type"] == "conversation.switched" and event["data"]["from_channel"] == "sms"
-    assert event["data"]["conversation"]["channel"] == "web"
+    [event] = WebhookEvent.objects.filter(tenant=tenant)
+    assert event.type == "conversation.switched" and event.payload["from_channel"] == "sms"
+    assert event.payload["conversation"]["channel"] == "web"
     # The console hears the new state (its channel shows web).
     updates = [e for _, e in published if e.get("type") == "conversation.updated"]
     assert updates and updates[-1]["conversation"]["channel"] == "web"
