@@ -1,6 +1,7 @@
 """The console's JSON endpoints beside its socket (docs/protocol.md §7): the inbox, one conversation, uploads,
-files, older history, a WhatsApp conversation's window and templates, the agent's reminder preferences, and
-sessions the agent starts (or reopens) with a customer on SMS, WhatsApp or email."""
+files, older history, a WhatsApp conversation's window and templates, links to continue a web chat on a messaging
+app, the agent's reminder preferences, and sessions the agent starts (or reopens) with a customer on SMS, WhatsApp
+or email."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django.views.decorators.http import require_http_methods
 from agents.console_state import console_conversation, console_inbox, console_inbox_rows
 from agents.services import agent_reminders_set
 from channels_switch.models import ConnectorKind
-from channels_switch.selectors import session_connectors, session_contacts_find, whatsapp_composer
+from channels_switch.selectors import link_channels, session_connectors, session_contacts_find, whatsapp_composer
 from channels_switch.services import (
     ACCOUNT_NEEDED,
     SessionStarted,
@@ -26,6 +27,7 @@ from channels_switch.services import (
     switch_options,
     whatsapp_placeholder_count,
 )
+from channels_switch.services.link_requests import LINK_BUTTONS, link_request_send, link_send_refusal
 from chat import events
 from chat.selectors import (
     AgentActor,
@@ -135,6 +137,38 @@ def console_switch_options(request: HttpRequest, actor: AgentActor, conversation
         for option in switch_options(conversation=conversation)
     ]
     return JsonResponse({"channels": channels})
+
+
+@require_http_methods(["GET", "POST"])
+@console_endpoint
+def console_links(request: HttpRequest, actor: AgentActor, conversation_id: int) -> HttpResponseBase:
+    """The console's "Send a link to continue on…" (docs/protocol.md §7). GET: the channels links can go out on
+    for this chat now (none, with the reason, when it is not the agent's live web chat or no channel is on). POST
+    `{"channels": [...]}`: the links are made and posted into the chat as one message (`link_request.sent`)."""
+    if request.method == "POST":
+        data = read_json(request)
+        channels = data.get("channels")
+        if not isinstance(channels, list) or not all(isinstance(channel, str) for channel in channels):
+            raise ApplicationError("invalid", "Choose the channels.", {"channels": ["A list of channels."]})
+        sent = link_request_send(actor=actor, conversation_id=conversation_id, channels=channels)
+        links = [
+            {"channel": link.channel, "url": link.url, "expires_at": events.iso(link.expires_at)}
+            for link in sent.issued.links
+        ]
+        return JsonResponse(
+            {"links": links, "unavailable": sent.issued.unavailable, "message_id": sent.message.pk}, status=201
+        )
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True)
+    refusal = link_send_refusal(conversation=conversation, user_id=actor.user.pk)
+    if refusal is not None:
+        return JsonResponse({"channels": [], "reason": refusal.message})
+    kinds = link_channels(tenant_id=actor.tenant_id)
+    channels = [
+        {"channel": kind, "label": ConnectorKind(kind).label, "button": LINK_BUTTONS[ConnectorKind(kind)]}
+        for kind in kinds
+    ]
+    reason = "" if channels else "No WhatsApp, SMS or email channel is on."
+    return JsonResponse({"channels": channels, "reason": reason})
 
 
 @require_http_methods(["GET"])

@@ -15,6 +15,7 @@ urlpatterns = [
         console_api.console_switch_options,
         name="console-api-switch-options",
     ),
+    path("conversations/<int:conversation_id>/links", console_api.console_links, name="console-api-links"),
     path(
         "conversations/<int:conversation_id>/colleagues", console_api.console_colleagues, name="console-api-colleagues"
     ),

@@ -110,6 +110,18 @@ def whatsapp_composer(*, conversation: Conversation, now: datetime) -> WhatsAppC
     return WhatsAppComposer(window=window, awaiting_customer=awaiting, reason=reason, templates=templates)
 
 
+def link_channels(*, tenant_id: int) -> list[str]:
+    """The channels a link request gives a link on now (one of its kind turned on), in the order the console offers
+    them: WhatsApp, SMS, email (services/link_requests.py)."""
+    order = [ConnectorKind.WHATSAPP, ConnectorKind.SMS, ConnectorKind.EMAIL]
+    on = set(
+        ChannelConnector.objects.for_tenant(tenant_id)
+        .filter(enabled=True, kind__in=order)
+        .values_list("kind", flat=True)
+    )
+    return [kind.value for kind in order if kind in on]
+
+
 def session_connectors(*, tenant_id: int) -> list[ChannelConnector]:
     """The tenant's channels an agent may start a session on (turned on), in the kinds' order."""
     return list(ChannelConnector.objects.for_tenant(tenant_id).filter(enabled=True).order_by("kind", "pk"))

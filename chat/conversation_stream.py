@@ -139,6 +139,7 @@ class ConversationSocket(ProtocolSocket):
             "client_id": client_id,
             "seq": message.seq,
             "message_id": message.pk,
+            "channel": message.channel,
             "created_at": events.iso(message.created_at),
         }
         cursor = self.cursors.get(conversation_id)

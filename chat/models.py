@@ -75,6 +75,10 @@ class Widget(TenantOwned):
     display_url_contains = models.JSONField(default=list, blank=True)
     display_url_excludes = models.JSONField(default=list, blank=True)
     display_delay_seconds = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(600)])
+    # Identity verification (chat.services.identity): the secret the customer's backend signs its user ids with,
+    # sealed (contactcenter.secretbox), shown once when made; empty: the widget takes no signed user ids.
+    identity_secret_sealed = models.TextField(blank=True, editable=False)
+    identity_secret_set_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

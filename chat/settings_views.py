@@ -1,5 +1,5 @@
 """Settings pages of widgets: list, the General tab (with the embed snippet), the pre-chat survey tab, the Channel
-Switching tab, the Hours & display tab, delete."""
+Switching tab, the Hours & display tab, the Identity verification tab, delete."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
 
 from channels_switch.selectors import widget_switching_for
 from channels_switch.services import switch_diagnostics, widget_switching_save
@@ -27,6 +29,7 @@ from chat.forms import (
 )
 from chat.models import Widget
 from chat.services import widget_delete, widget_open_at, widget_save
+from chat.services.identity import widget_identity_secret_clear, widget_identity_secret_rotate
 from contactcenter.errors import ApplicationError
 from contactcenter.forms import apply_application_error
 from contactcenter.settings_views import (
@@ -240,6 +243,37 @@ class WidgetHoursView(WidgetsMixin, TenantObjectMixin, AdminRequiredView):
                 messages.success(request, f"Hours and display rules of “{widget}” saved.")
                 return redirect("settings-widgets-hours", pk=widget.pk)
         return self.render_page(request, widget, form)
+
+
+@method_decorator(never_cache, name="dispatch")
+class WidgetIdentityView(WidgetsMixin, TenantObjectMixin, AdminRequiredView):
+    """Identity verification (docs/identity-verification.md): make, replace or remove the widget's secret, and the
+    code the customer's backend signs its users with. A new secret is shown in the POST's own response, once:
+    never put in a URL, the session or a log."""
+
+    template_name = "settings/widget_identity.html"
+
+    def render_page(self, request: HttpRequest, widget: Widget, secret: str | None = None) -> HttpResponse:
+        context = {
+            "object": widget,
+            "tab": "identity",
+            "secret": secret,
+            "snippet": embed_snippet(widget),
+            "site_url": settings.SITE_URL,
+            **widget_routing(widget),
+        }
+        return self.page(request, self.template_name, context)
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self.render_page(request, self.get_object())
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        widget = self.get_object()
+        if request.POST.get("action") == "remove":
+            widget_identity_secret_clear(widget=widget)
+            messages.success(request, f"Identity verification of “{widget}” is off: signed user ids are refused.")
+            return redirect("settings-widgets-identity", pk=widget.pk)
+        return self.render_page(request, widget, secret=widget_identity_secret_rotate(widget=widget))
 
 
 class WidgetDeleteView(WidgetsMixin, SettingsDeleteView):

@@ -29,6 +29,7 @@ from chat.services import (
     widget_next_open,
     widget_open_at,
 )
+from chat.services.identity import visitor_identify
 from chat.tokens import (
     attachment_signature_read,
     visitor_attachment_url,
@@ -174,6 +175,41 @@ def widget_auth_code(request: HttpRequest, public_key: str) -> HttpResponseBase:
                 tenant_id=widget.tenant_id, widget_id=widget.pk, visitor_id=redeemed.visitor_id
             ),
             "visitor_id": redeemed.visitor_id,
+            "conversation": events.visitor_conversation(conversation) if conversation is not None else None,
+            "socket_url": f"/ws/visitor/conversations/{conversation.pk}/" if conversation is not None else None,
+        }
+    )
+
+
+@csrf_exempt  # no cookie: the signature in the body is the credential
+@require_http_methods(["POST"])
+@json_endpoint
+def widget_identify(request: HttpRequest, public_key: str) -> HttpResponseBase:
+    """Signs the visitor in as a user of the customer's site whose id their backend signed
+    (docs/identity-verification.md): a token for that user's visitor, and their open web chat of this widget."""
+    widget = _widget(public_key)
+    body = read_json(request)
+    try:
+        current = _visitor(request, widget, required=False)
+    except ApplicationError:  # an expired or foreign token: this browser is nobody yet
+        current = None
+    identified = visitor_identify(
+        widget=widget,
+        user_id=body.get("user_id"),
+        signature=body.get("signature"),
+        email=body.get("email"),
+        phone=body.get("phone"),
+        name=body.get("name"),
+        current_visitor_id=current.visitor_id if current is not None else None,
+        client_ip=client_ip(request.META),
+    )
+    conversation = identified.conversation
+    return JsonResponse(
+        {
+            "token": visitor_token_issue(
+                tenant_id=widget.tenant_id, widget_id=widget.pk, visitor_id=identified.visitor_id
+            ),
+            "visitor_id": identified.visitor_id,
             "conversation": events.visitor_conversation(conversation) if conversation is not None else None,
             "socket_url": f"/ws/visitor/conversations/{conversation.pk}/" if conversation is not None else None,
         }

@@ -11,5 +11,6 @@ urlpatterns = [
     path("<str:public_key>/sessions", widget_api.widget_session_start, name="widget-api-sessions"),
     path("<str:public_key>/uploads", widget_api.widget_upload, name="widget-api-upload"),
     path("<str:public_key>/auth-code", widget_api.widget_auth_code, name="widget-api-auth-code"),
+    path("<str:public_key>/identify", widget_api.widget_identify, name="widget-api-identify"),
     path("<str:public_key>/history", widget_api.widget_history, name="widget-api-history"),
 ]

@@ -101,6 +101,8 @@ class IdentityKind(models.TextChoices):
     PHONE = "phone", "Phone"
     WHATSAPP = "whatsapp", "WhatsApp"
     WEB = "web", "Web visitor"
+    # The customer's own id of a signed-in user of their site, signed with the widget's identity secret.
+    EXTERNAL = "external", "User id on the customer's site"
 
 
 class ContactIdentity(TenantOwned):

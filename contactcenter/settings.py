@@ -354,6 +354,9 @@ WIDGET_SESSION_RATE_WIDGET = env_str("WIDGET_SESSION_RATE_WIDGET", "120/min")
 # Auth code redemptions (POST /widget/api/<key>/auth-code) per client address, right or wrong: a code is 32
 # random characters, so this only keeps a script from hammering the endpoint. Empty turns it off.
 AUTH_CODE_REDEEM_RATE = env_str("AUTH_CODE_REDEEM_RATE", "10/min")
+# Wrong identity signatures (POST /widget/api/<key>/identify) per client address; right ones never count, as a
+# signed-in user signs in again on every page. Empty turns it off.
+IDENTITY_FAILURE_RATE = env_str("IDENTITY_FAILURE_RATE", "20/min")
 # How long a link request's links (continue on WhatsApp, SMS or email with a code) can be used, in minutes.
 LINK_REQUEST_MINUTES = env_int("LINK_REQUEST_MINUTES", 60 * 24)
 # Failed sign-ins (wrong password) allowed per account and client address, per address over all accounts,

@@ -6,7 +6,11 @@ whatever address, proves that address: it becomes a verified identity of the con
 it verified is merged into this one: the code shows they are the same customer), and a live web chat the request
 was made for moves to that channel and address, with its history, the widget still showing it live. Otherwise the
 message goes on as any inbound message of the contact. Codes expire (`LINK_REQUEST_MINUTES`) and work once; only
-their hash is kept. A code that is unknown, used or expired is just text: the message is stored as usual."""
+their hash is kept. A code that is unknown, used or expired is just text: the message is stored as usual.
+
+From the console (`link_request_send`), the assignee of a live web chat sends the links into the chat itself, as the
+notice `link_request.sent` the widget shows as buttons; the move such a code makes is marked `via: link`, and the
+widget keeps showing the chat live."""
 
 from __future__ import annotations
 
@@ -24,17 +28,27 @@ from django.utils import timezone
 from channels_switch.models import ChannelConnector, ConnectorKind, LinkRequest
 from channels_switch.services.email import reply_address
 from channels_switch.services.relay import RECIPIENT_KINDS
-from channels_switch.services.switch import conversation_switch_linked
-from chat.models import Channel, Conversation, ConversationStatus
+from channels_switch.services.switch import IN_A_SENTENCE, conversation_switch_linked
+from chat.events import agent_public_name, iso
+from chat.models import Channel, Conversation, ConversationStatus, Message
+from chat.selectors import AgentActor, conversation_get_for
+from chat.services import system_notice_post
 from chat.services.contacts import contact_merge
-from contactcenter.errors import ApplicationError, NotFound
-from contactcenter.models import Contact, ContactIdentity
+from contactcenter.errors import ApplicationError, NotFound, PermissionDenied
+from contactcenter.models import Contact, ContactIdentity, user_display_name
 from contactcenter.services import contact_identity_add
 
 # Unambiguous capitals and digits (no 0/O, 1/I/L): read off a screen and typed again if need be.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_RE = re.compile(r"\bSB-([A-Z2-9]{4})-?([A-Z2-9]{4})\b", re.IGNORECASE)
 LINK_CHANNELS = (ConnectorKind.WHATSAPP, ConnectorKind.SMS, ConnectorKind.EMAIL)
+# The words of each link's button in the web chat (the widget keeps the same words of its own).
+LINK_BUTTONS = {
+    ConnectorKind.WHATSAPP: "Continue on WhatsApp",
+    ConnectorKind.SMS: "Continue by SMS",
+    ConnectorKind.EMAIL: "Continue by email",
+}
+LINKS_SENT = "link_request.sent"  # the system notice that carries the links into the web chat
 
 
 def _code_new() -> str:
@@ -139,6 +153,77 @@ def link_request_create(
             Link(channel=channel, url=_url(connector, conversation, code), code=_shown(code), expires_at=expires_at)
         )
     return IssuedLinks(contact=contact, conversation=conversation, links=links, unavailable=unavailable)
+
+
+def link_send_refusal(*, conversation: Conversation, user_id: int) -> ApplicationError | None:
+    """Why the agent `user_id` may not send links into this conversation now, or None: only the assignee of a live
+    web chat may (the links continue that chat; a chat on SMS, WhatsApp or email is there already)."""
+    if conversation.status == ConversationStatus.CLOSED:
+        return ApplicationError(
+            "conversation_closed", "This chat is closed: links go only into a live chat.", status=409
+        )
+    if conversation.channel != Channel.WEB:
+        where = IN_A_SENTENCE[ConnectorKind(conversation.channel)]
+        return ApplicationError(
+            "links_unavailable",
+            f"This chat goes on by {where} already: links go only into a live web chat.",
+            status=409,
+        )
+    if conversation.assignee_id != user_id:
+        return PermissionDenied("Only the agent assigned to this chat can send it links.")
+    if conversation.contact_id is None:
+        return ApplicationError("links_unavailable", "This chat has no contact to link.", status=409)
+    return None
+
+
+@dataclass(frozen=True)
+class LinksSent:
+    issued: IssuedLinks
+    message: Message  # the notice that carries them into the chat
+
+
+@transaction.atomic
+def link_request_send(*, actor: AgentActor, conversation_id: int, channels: list[str]) -> LinksSent:
+    """The console's "Send a link to continue on…": the assigned agent of a live web chat asks for links on
+    `channels` (`link_request_create`, for this conversation) and they go into the chat, in the same transaction,
+    as the system notice `link_request.sent`, which the widget shows as one button per link (the agents see the
+    links too). Refused, with nothing written, when none of the channels has an enabled connector."""
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True, lock=True)
+    refusal = link_send_refusal(conversation=conversation, user_id=actor.user.pk)
+    if refusal is not None:
+        raise refusal
+    assert conversation.contact_id is not None
+    issued = link_request_create(
+        tenant_id=actor.tenant_id,
+        contact_id=conversation.contact_id,
+        channels=channels,
+        created_by=user_display_name(actor.user),
+        conversation_id=conversation.pk,
+    )
+    if not issued.links:
+        raise ApplicationError(
+            "links_unavailable",
+            "None of these channels is on: turn WhatsApp, SMS or email on in Settings → Channels.",
+            {"channels": list(issued.unavailable.values())},
+            status=409,
+        )
+    agent_name = agent_public_name(actor.user)
+    names = [IN_A_SENTENCE[ConnectorKind(link.channel)] for link in issued.links]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    message = system_notice_post(
+        conversation=conversation,
+        event=LINKS_SENT,
+        body=f"{agent_name} sent links to continue this conversation on {listed}.",
+        event_data={
+            "agent_name": agent_name,
+            "links": [
+                {"channel": link.channel, "label": LINK_BUTTONS[ConnectorKind(link.channel)], "url": link.url}
+                for link in issued.links
+            ],
+            "expires_at": iso(issued.links[0].expires_at),
+        },
+    )
+    return LinksSent(issued=issued, message=message)
 
 
 def link_request_use(*, connector: ChannelConnector, address: str, body: str) -> Conversation | None:

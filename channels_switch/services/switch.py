@@ -245,7 +245,14 @@ def conversation_switch_linked(*, conversation: Conversation, channel: str, addr
         channel=channel,
         address=address,
         notice=f"The customer continued this conversation by {IN_A_SENTENCE[ConnectorKind(channel)]} at {shown}.",
-        event_data={"from": from_channel, "to": channel, "address": address, "by": SwitchedBy.INTEGRATOR.value},
+        # `via: link`: the web widget keeps showing this chat live (its customer writes from the app now).
+        event_data={
+            "from": from_channel,
+            "to": channel,
+            "address": address,
+            "by": SwitchedBy.INTEGRATOR.value,
+            "via": "link",
+        },
     )
     return switch_record(
         conversation=conversation, from_channel=from_channel, address=address, by=SwitchedBy.INTEGRATOR

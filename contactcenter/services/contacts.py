@@ -11,9 +11,11 @@ from contactcenter.errors import ApplicationError, Conflict
 from contactcenter.models import Contact, ContactIdentity, IdentityKind, Tenant
 from contactcenter.services.records import email_normalise
 
+EXTERNAL_ID_MAX_CHARS = 200
+
 
 def identity_normalise(*, kind: str, value: str, default_region: str | None = None) -> str:
-    """The canonical form of an address: lower-case email, E.164 phone number, trimmed visitor id."""
+    """The canonical form of an address: lower-case email, E.164 phone number, trimmed visitor or user id."""
     value = (value or "").strip()
     if kind == IdentityKind.EMAIL:
         return email_normalise(value, field="value")
@@ -24,11 +26,20 @@ def identity_normalise(*, kind: str, value: str, default_region: str | None = No
         except phonenumbers.NumberParseException as exc:
             raise ApplicationError("invalid_phone", message, {"value": [message]}) from exc
         if not phonenumbers.is_valid_number(number):
-            raise ApplicationError("invalid_phone", message, {"value": [message]})
+            # Well formed but not a number in use (a reserved range such as +44 7700 900…): say that, not "format".
+            unused = "This is not a phone number in use in its country: check the digits and the country code."
+            if not phonenumbers.is_possible_number(number):
+                unused = message
+            raise ApplicationError("invalid_phone", unused, {"value": [unused]})
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if kind == IdentityKind.WEB:
         if not value or len(value) > 64:
             raise ApplicationError("invalid", "A visitor id is 1 to 64 characters.", {"value": ["Invalid visitor id."]})
+        return value
+    if kind == IdentityKind.EXTERNAL:
+        if not value or len(value) > EXTERNAL_ID_MAX_CHARS:
+            message = f"A user id is 1 to {EXTERNAL_ID_MAX_CHARS} characters."
+            raise ApplicationError("invalid", message, {"value": [message]})
         return value
     raise ApplicationError(
         "invalid", "Unknown identity kind.", {"kind": [f"Choose one of {', '.join(IdentityKind.values)}."]}

@@ -18,6 +18,7 @@ urlpatterns = [
     path("widgets/<int:pk>/survey/", chat_views.WidgetSurveyView.as_view(), name="settings-widgets-survey"),
     path("widgets/<int:pk>/switching/", chat_views.WidgetSwitchingView.as_view(), name="settings-widgets-switching"),
     path("widgets/<int:pk>/hours/", chat_views.WidgetHoursView.as_view(), name="settings-widgets-hours"),
+    path("widgets/<int:pk>/identity/", chat_views.WidgetIdentityView.as_view(), name="settings-widgets-identity"),
     path("widgets/<int:pk>/delete/", chat_views.WidgetDeleteView.as_view(), name="settings-widgets-delete"),
     # queues
     path("queues/", queueing_views.QueueListView.as_view(), name="settings-queues-list"),

@@ -6,6 +6,7 @@ import { errorToast, updateTitle } from "./attention.js";
 import { closeTeamMenu, fillDispositions, refreshCloseButton, renderSide, wireControls } from "./chat-controls.js";
 import { hidePeerTyping, wireComposer } from "./composer.js";
 import { contactName, contactUrl, externalUrlOf } from "./format.js";
+import { refreshLinks, wireLinks } from "./links.js";
 import { delivered, markRead, messageNode, onMessageNew, refreshSeen, setMeta } from "./messages.js";
 import { removeOffer } from "./offers.js";
 import { api, client, send } from "./server.js";
@@ -71,6 +72,8 @@ export function createChat(conversation) {
       external: q("js-external"),
       switchButton: q("js-switch"),
       switchMenu: q("js-switch-menu"),
+      linksButton: q("js-links"),
+      linksMenu: q("js-links-menu"),
       transfer: q("js-transfer"),
       invite: q("js-invite"),
       assist: q("js-assist"),
@@ -124,7 +127,10 @@ export function createChat(conversation) {
     scroller: chat.els.scroll,
     render: (message, options) => messageNode(chat, message, options),
     onMessage: (message, li, options) => onMessageNew(chat, message, li, options),
-    onAck: (el, frame) => setMeta(el, frame.created_at, delivered(chat, el)),
+    onAck: (el, frame) => {
+      if (frame.channel) el.dataset.channel = frame.channel; // the channel it was stored for (protocol §2.3)
+      setMeta(el, frame.created_at, delivered(chat, el));
+    },
     onFailed: (el, frame) => {
       setMeta(el, null, "failed");
       el.title = frame.message || "";
@@ -135,6 +141,7 @@ export function createChat(conversation) {
   });
   wireComposer(chat);
   wireControls(chat);
+  wireLinks(chat);
   wireWhatsApp(chat);
   ui.tabs.appendChild(tab);
   ui.main.appendChild(pane);
@@ -225,6 +232,7 @@ export function updateChat(chat, conversation) {
   const movable = conv.channel === "web" && conv.status !== "closed" && conv.access !== "read" && conv.widget;
   els.switchButton.hidden = !movable;
   if (!movable) els.switchMenu.hidden = true;
+  refreshLinks(chat); // "Send a link to continue on…": the assignee's live web chat, a channel on (protocol 1.20)
   // Transfer (the assignee) and Invite (anyone in the chat) while it is open (protocol 1.14).
   const working = conv.status === "open" && conv.access !== "read";
   els.transfer.hidden = !(working && conv.assignee && conv.assignee.id === state.me.user_id);

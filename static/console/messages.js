@@ -5,6 +5,7 @@ import { errorToast, updateTitle } from "./attention.js";
 import { updateChat } from "./chat.js";
 import { hidePeerTyping } from "./composer.js";
 import { contactName, dateTime } from "./format.js";
+import { linksSentNode } from "./links.js";
 import { remindOfMessage } from "./reminders.js";
 import { api, send } from "./server.js";
 import { state } from "./state.js";
@@ -62,6 +63,11 @@ const RELAYED_EVENTS = {
 
 export function messageNode(chat, message, { status, history } = {}) {
   const introduction = message.sender === "system" && Object.hasOwn(RELAYED_EVENTS, message.event || "");
+  if (message.sender === "system" && message.event === "link_request.sent") {
+    const li = linksSentNode(message);
+    li.appendChild(h("span", { cls: "cc-muted", text: ` · ${clock(message.created_at)}` }));
+    return li;
+  }
   if (message.sender === "system" && !introduction) {
     const [strong, rest] = eventText(chat, message);
     const li = h("li", { cls: "cc-event" });
@@ -85,6 +91,8 @@ export function messageNode(chat, message, { status, history } = {}) {
     li.appendChild(attachmentNode(attachment, message.localPreviews && message.localPreviews[attachment.id]));
   }
   li.appendChild(h("span", { cls: "cc-msg-meta" }));
+  // The channel it went by: a web reply stays "Seen" after the chat moved on to SMS or WhatsApp.
+  if (message.channel) li.dataset.channel = message.channel;
   if (!fromVisitor && !message.private && message.channel && message.channel !== "web") {
     // An agent's message to an SMS, WhatsApp or email customer: how far the provider got with it.
     li.dataset.delivery = message.delivery_status || "pending";
@@ -162,7 +170,8 @@ export function refreshSeen(chat) {
  * provider's channel shows how far the provider got ("delivery"). */
 export function delivered(chat, li) {
   if (li.classList.contains("is-note")) return "saved";
-  if (chat.conv.channel && chat.conv.channel !== "web") {
+  const channel = li.dataset.channel || chat.conv.channel; // a message still sending goes by the chat's
+  if (channel && channel !== "web") {
     if (!li.dataset.delivery) li.dataset.delivery = "pending";
     const known = chat.deliveries.get(Number(li.dataset.seq));
     if (known) {

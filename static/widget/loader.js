@@ -317,7 +317,48 @@
     return Promise.resolve({ signedIn: false });
   }
 
+  // Identity verification (protocol 1.21): `Switchboard.init({ user: { id, email, phone, name }, signature })`, or
+  // `data-user-id` … `data-user-signature` on this script, signs the visitor in as a user of the site whose id its
+  // backend signed (docs/identity-verification.md). A refused signature fires `switchboard:error` and the widget
+  // starts as an anonymous visitor: init's promise then resolves with `{ signedIn: false, error }`.
+  function identify(user, signature) {
+    const fields = {};
+    for (const key of ["id", "email", "phone", "name"]) {
+      const value = user[key];
+      fields[key] = value === undefined || value === null ? "" : String(value);
+    }
+    fields.signature = typeof signature === "string" ? signature : "";
+    return frameReady().then(
+      () =>
+        new Promise((resolve) => {
+          const id = init.nextId++;
+          init.requests.set(id, { resolve, reject: resolve, identify: true });
+          post({ type: "identify", id, user: fields });
+        }),
+    );
+  }
+
+  function onIdentifyResult(data) {
+    const request = init.requests.get(data.id);
+    if (!request) return;
+    init.requests.delete(data.id);
+    const ongoing = Boolean(data.ok && data.conversation_id);
+    init.done = true;
+    if (init.ready) applyReady({ ...init.ready, ongoing });
+    if (!data.ok) {
+      const error = refuse(String(data.code || "error"), typeof data.message === "string" ? data.message : "");
+      request.resolve({ signedIn: false, error: { code: error.code, message: error.message } });
+      return;
+    }
+    request.resolve({ signedIn: true, conversationId: data.conversation_id || null });
+  }
+
+  function logout() {
+    if (init.ready) post({ type: "logout" });
+  }
+
   function initialise(options) {
+    if (options && options.user && typeof options.user === "object") return identify(options.user, options.signature);
     const authCode = options && typeof options.authCode === "string" ? options.authCode.trim() : "";
     if (options && options.authCode !== undefined && !authCode) {
       return Promise.reject(refuse("auth_code_unknown", "The sign-in code is empty."));
@@ -347,7 +388,7 @@
     request.resolve({ signedIn: true, conversationId: data.conversation_id || null });
   }
 
-  window.Switchboard = Object.assign(window.Switchboard || {}, { init: initialise });
+  window.Switchboard = Object.assign(window.Switchboard || {}, { init: initialise, logout });
 
   launcher.addEventListener("click", () => setOpen(!state.open));
   window.addEventListener("resize", layout);
@@ -368,6 +409,9 @@
       }
       case "auth_code.result":
         onAuthCodeResult(data);
+        break;
+      case "identify.result":
+        onIdentifyResult(data);
         break;
       case "unread":
         state.unread = Math.max(0, Number(data.count) || 0);
@@ -405,7 +449,11 @@
   if (document.body) mount();
   else document.addEventListener("DOMContentLoaded", mount, { once: true });
 
-  if (script.dataset.authCode !== undefined) {
+  if (script.dataset.userId !== undefined) {
+    const data = script.dataset;
+    const user = { id: data.userId, email: data.userEmail, phone: data.userPhone, name: data.userName };
+    window.Switchboard.ready = initialise({ user, signature: data.userSignature || "" });
+  } else if (script.dataset.authCode !== undefined) {
     // Kept where the page can await it; the rejection is also the `switchboard:error` event.
     window.Switchboard.ready = initialise({ authCode: script.dataset.authCode });
     window.Switchboard.ready.catch(() => {});

@@ -152,6 +152,8 @@ const state = {
   startClientId: null,
   switchOffers: [], // the channels this chat may move to now (hello.switch), in the widget's order
   moved: null, // the visitor's earlier conversation that went on by SMS, WhatsApp or email
+  // This chat moved to WhatsApp, SMS or email through a link the agent sent (protocol 1.20): it stays live here.
+  followsMove: false,
   queue: null, // {position, estimated_wait_seconds} while this conversation waits in a queue (hello, queue.position)
   queueKnown: false, // whether `queue` is the server's word for this conversation (from its start or hello)
 };
@@ -207,6 +209,10 @@ window.addEventListener("message", (event) => {
     state.open = false;
   } else if (data.type === "auth_code" && typeof data.code === "string") {
     redeemAuthCode(data.id, data.code);
+  } else if (data.type === "identify" && data.user && typeof data.user === "object") {
+    identifyUser(data.id, data.user);
+  } else if (data.type === "logout") {
+    signOut();
   }
 });
 
@@ -259,6 +265,58 @@ async function redeemAuthCode(id, code) {
   await loadHistory();
   toParent({
     type: "auth_code.result",
+    id,
+    ok: true,
+    conversation_id: result.conversation ? result.conversation.id : null,
+  });
+}
+
+// --- identity verification (protocol 1.21): the page passed a user of its site, signed by its backend ----------
+
+/** Whoever this browser was signed in as is nobody now: a new anonymous visitor, no history shown. */
+function signOut() {
+  if (state.conversation) client.disconnect();
+  resetLog();
+  state.conversation = null;
+  state.moved = null;
+  saveToken(null);
+  ui.history.replaceChildren();
+  ui.history.hidden = true;
+  if (state.config) showForm();
+}
+
+async function identifyUser(id, user) {
+  const text = (value) => (typeof value === "string" ? value : value == null ? "" : String(value));
+  const body = {
+    user_id: text(user.id),
+    signature: text(user.signature),
+    email: text(user.email),
+    phone: text(user.phone),
+    name: text(user.name),
+  };
+  let result;
+  try {
+    result = await api("/identify", { method: "POST", json: body });
+  } catch (error) {
+    // Refused: a browser signed in as somebody before must not go on showing their chats; an anonymous visitor's
+    // own chat goes on.
+    if (store.read().signedIn) signOut();
+    toParent({ type: "identify.result", id, ok: false, code: error.code || "error", message: error.message });
+    return;
+  }
+  const same = state.conversation && result.conversation && state.conversation.id === result.conversation.id;
+  saveToken(result.token);
+  store.write({ signedIn: true }); // a reload shows the history again
+  if (!same) {
+    if (state.conversation) client.disconnect();
+    state.conversation = null;
+    state.moved = null;
+    if (result.conversation) enterChat(result.conversation);
+    else showForm();
+  }
+  await loadHistory();
+  toParent({
+    type: "identify.result",
     id,
     ok: true,
     conversation_id: result.conversation ? result.conversation.id : null,
@@ -509,6 +567,7 @@ function saveToken(token) {
 
 function resetLog() {
   ui.log.replaceChildren();
+  state.followsMove = false;
   if (state.thread) client.forget(state.thread.id);
   state.thread = null;
   ui.pending.replaceChildren();
@@ -563,6 +622,7 @@ function showEnded() {
   ui.composer.hidden = true;
   ui.typing.hidden = true;
   ui.endedText.textContent = "This chat has ended.";
+  ui.restart.hidden = false;
   ui.ended.hidden = false;
   setSubtitle();
 }
@@ -588,8 +648,56 @@ function showMoved(conversation) {
   ui.composer.hidden = true;
   ui.typing.hidden = true;
   ui.endedText.textContent = `${movedText(conversation, "This conversation")} You can start a new chat here.`;
+  ui.restart.hidden = false;
   ui.ended.hidden = false;
   ui.subtitle.textContent = `Continues by ${CHANNEL_WORDS[conversation.channel] || conversation.channel}`;
+}
+
+/** The chat moved through a link the agent sent (protocol 1.20): the customer writes from their app now, and the
+ * conversation stays live here, both sides' messages arriving over the socket as before; only the composer goes. */
+function showFollowing(conversation) {
+  if (conversation.status === "closed") {
+    showEnded();
+    return;
+  }
+  state.switchOffers = [];
+  renderSwitch();
+  ui.composer.hidden = true;
+  const words = CHANNEL_WORDS[conversation.channel] || conversation.channel;
+  const where = conversation.channel === "whatsapp" ? `on ${words}` : `by ${words}`;
+  const address = conversation.channel_address ? ` (${conversation.channel_address})` : "";
+  ui.endedText.textContent = `This conversation continues ${where}${address}; new messages show here too.`;
+  ui.restart.hidden = true; // a new chat here would leave this one: it goes on in the app
+  ui.ended.hidden = false;
+}
+
+// The links of a `link_request.sent` notice, as buttons: only these schemes are ever made into a link.
+const LINK_BUTTONS = { whatsapp: "Continue on WhatsApp", sms: "Continue by SMS", email: "Continue by email" };
+const LINK_SCHEMES = new Set(["https:", "sms:", "mailto:"]);
+
+function linkHref(url) {
+  try {
+    return typeof url === "string" && LINK_SCHEMES.has(new URL(url).protocol) ? url : null;
+  } catch (_) {
+    return null;
+  }
+}
+
+function linksNode(message) {
+  const li = h("li", { cls: "sb-event sb-links" }, [h("p", { cls: "sb-links-text", text: message.body || "" })]);
+  const links = message.event_data && Array.isArray(message.event_data.links) ? message.event_data.links : [];
+  const buttons = h("div", { cls: "sb-links-buttons" });
+  for (const link of links) {
+    const href = linkHref(link && link.url);
+    if (!href) continue;
+    const label = LINK_BUTTONS[link.channel] || `Continue on ${link.channel}`;
+    const anchor = h("a", { cls: "sb-link-button", text: label, attrs: { target: "_blank", rel: "noopener" } });
+    anchor.href = href;
+    anchor.dataset.channel = String(link.channel);
+    buttons.appendChild(anchor);
+  }
+  li.appendChild(buttons);
+  return li;
 }
 
 function renderSwitch() {
@@ -670,6 +778,7 @@ function attachmentNode(attachment, localPreviewUrl) {
 }
 
 function messageNode(message, { status } = {}) {
+  if (message.sender === "system" && message.event === "link_request.sent") return linksNode(message);
   if (message.sender === "system") {
     const li = h("li", { cls: "sb-event" });
     // What was sent to the visitor's phone or mailbox after a switch: it is there, not here.
@@ -722,6 +831,12 @@ function onMessageNew(message, li, { replay, stick }) {
   if (message.event === "conversation.closed" && state.conversation) {
     state.conversation.status = "closed";
     showEnded();
+  }
+  if (message.event === "conversation.switched") {
+    // The latest move decides: one a link request made keeps this chat live here (it comes before the
+    // conversation.updated that carries the new channel).
+    const data = message.event_data || {};
+    state.followsMove = data.via === "link" && data.to !== "web";
   }
   if (stick || !replay) scrollToEnd(ui.body);
   markSeen();
@@ -852,7 +967,7 @@ function updateConversation(conversation) {
   if (conversation.status !== "waiting") state.queue = null; // answered, closed: out of the queue
   renderQueue();
   setSubtitle();
-  if (isMoved(conversation)) showMoved(conversation);
+  if (isMoved(conversation)) (state.followsMove ? showFollowing : showMoved)(conversation);
   else if (conversation.status === "closed") showEnded();
   renderSwitch();
 }

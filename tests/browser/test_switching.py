@@ -73,6 +73,10 @@ async def test_a_visitor_moves_the_chat_to_sms_and_it_goes_on_there(browser: Bro
     agent, visitor, widget, pane = started.agent, started.visitor, started.widget, started.pane
     console, site = agent.page, visitor.page
     await expect(pane.locator(".js-channel")).to_have_text("Web chat")
+    await pane.locator(".js-text").fill("Let me check that for you.")
+    await pane.locator(".js-send").click()
+    web_reply = pane.locator(".cc-msg.is-agent", has_text="Let me check that for you.")
+    await expect(web_reply.locator(".cc-msg-meta")).to_have_text(re.compile(r"· (Sent|Seen)$"))
 
     # Exactly the eligible channels, in the widget's order: a phone number was given, no email.
     switch = widget.get_by_role("button", name="Continue elsewhere")
@@ -91,6 +95,8 @@ async def test_a_visitor_moves_the_chat_to_sms_and_it_goes_on_there(browser: Bro
 
     # The agent's side, live: the badge, the switch as a line of the history, the introduction and its delivery.
     await expect(pane.locator(".js-channel")).to_have_text("SMS")
+    # A reply that went by the web chat keeps its web receipt: it never waits for the SMS provider.
+    await expect(web_reply.locator(".cc-msg-meta")).to_have_text(re.compile(r"· (Sent|Seen)$"))
     await expect(pane.locator(".cc-event", has_text="moved the chat")).to_contain_text(
         f"Sam Switch moved the chat to SMS ({PHONE})"
     )

@@ -296,6 +296,7 @@ def test_messages_cross_processes_and_a_resend_stores_one_message(daphne_pair):
         again = await visitor.request({**send, "body": "Hello (resent)"}, client_id)
         assert ack["type"] == again["type"] == "message.ack"
         assert ack["seq"] == again["seq"] == 2
+        assert ack["channel"] == "web"  # the channel it was stored for: its receipt is the web chat's
 
         note = await agent.send_message("internal only", private=True)
         reply = await agent.send_message("Hi Jane")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
 import re
 from collections.abc import Iterator
@@ -50,6 +52,7 @@ PAGES = [
     ("settings-widgets-survey", "widget"),
     ("settings-widgets-switching", "widget"),
     ("settings-widgets-hours", "widget"),
+    ("settings-widgets-identity", "widget"),
     ("settings-widgets-delete", "widget"),
     ("settings-channels-list", None),
     ("settings-channels-create", None),
@@ -698,6 +701,53 @@ def test_pause_reasons_create_edit_delete(admin_client, tenant):
     assert_error_next_to(response, "name", "at most 80 characters")
     assert admin_client.post(reverse("settings-pause-reasons-delete", kwargs={"pk": reason.pk})).status_code == 302
     assert not PauseReason.objects.filter(pk=reason.pk).exists()
+
+
+# --- identity verification of a widget --------------------------------------------------------------------------
+
+
+def test_an_identity_secret_is_shown_once_and_verifies_signed_users(admin_client, objects, client):
+    widget = objects["widget"]
+    url = reverse("settings-widgets-identity", kwargs={"pk": widget.pk})
+    page = admin_client.get(url).content.decode()
+    assert 'id="identity-status"' in page and "Make a secret" in page
+    assert "hash_hmac" in page and "createHmac" in page  # server-side snippets
+    response = admin_client.post(url, {"action": "rotate"})
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    secret = re.search(r'id="identity-secret">([^<]+)</pre>', response.content.decode()).group(1)
+    assert "will not be shown again" in response.content.decode()
+    assert all(secret not in str(value) for value in admin_client.session.values())
+    again = admin_client.get(url).content.decode()
+    assert secret not in again and "Replace secret" in again
+    widget.refresh_from_db()
+    assert secret not in widget.identity_secret_sealed
+    signature = hmac.new(secret.encode(), b"user-9", hashlib.sha256).hexdigest()
+    identify = client.post(
+        f"/widget/api/{widget.public_key}/identify",
+        data={"user_id": "user-9", "signature": signature},
+        content_type="application/json",
+    )
+    assert identify.status_code == 200, identify.content
+
+    off = admin_client.post(url, {"action": "remove"})
+    assert off.status_code == 302
+    widget.refresh_from_db()
+    assert widget.identity_secret_sealed == "" and widget.identity_secret_set_at is None
+    refused = client.post(
+        f"/widget/api/{widget.public_key}/identify",
+        data={"user_id": "user-9", "signature": signature},
+        content_type="application/json",
+    )
+    assert refused.json()["error"]["code"] == "identity_not_enabled"
+
+
+def test_agents_cannot_make_an_identity_secret(client, tenant, objects):
+    client.force_login(MembershipFactory(tenant=tenant, role=Role.AGENT).user)
+    widget = objects["widget"]
+    response = client.post(reverse("settings-widgets-identity", kwargs={"pk": widget.pk}), {"action": "rotate"})
+    assert response.status_code == 403
+    widget.refresh_from_db()
+    assert widget.identity_secret_sealed == ""
 
 
 # --- API keys -----------------------------------------------------------------------------------------------

@@ -1,0 +1,136 @@
+// "Send a link to continue on…" (protocol 1.20): the assignee of a live web chat sends the visitor links that open
+// WhatsApp, SMS or email with a one-time code; the first message carrying it moves the chat there, the widget
+// still showing it live. The links come back as the chat's `link_request.sent` notice. Text only through textContent.
+
+import { h } from "../js/dom.js";
+import { errorToast } from "./attention.js";
+import { api } from "./server.js";
+import { state } from "./state.js";
+
+// The schemes a link may have (https: WhatsApp's wa.me, sms:, mailto:): anything else is shown as text only.
+const LINK_SCHEMES = new Set(["https:", "sms:", "mailto:"]);
+
+export function safeHref(url) {
+  try {
+    return LINK_SCHEMES.has(new URL(url).protocol) ? url : null;
+  } catch (_) {
+    return null;
+  }
+}
+
+/** Whether this tab is a live web chat of this agent's (the server has the last word, per channel). */
+function linkable(chat) {
+  const conv = chat.conv;
+  return (
+    conv.channel === "web" &&
+    conv.status === "open" &&
+    conv.access === "write" &&
+    Boolean(conv.assignee) &&
+    conv.assignee.id === state.me.user_id
+  );
+}
+
+function closeLinksMenu(chat) {
+  chat.els.linksMenu.hidden = true;
+  chat.els.linksButton.setAttribute("aria-expanded", "false");
+}
+
+async function loadLinkChannels(chat) {
+  const answer = await api(`/conversations/${chat.id}/links`);
+  chat.linkChannels = answer.channels;
+  return answer;
+}
+
+/** Called on every change of the tab's conversation: the button shows only on the agent's live web chat, and
+ * only when a channel is on for links (asked of the server once per tab, and again whenever the menu opens). */
+export function refreshLinks(chat) {
+  const { linksButton } = chat.els;
+  if (!linkable(chat)) {
+    linksButton.hidden = true;
+    closeLinksMenu(chat);
+    return;
+  }
+  if (chat.linkChannels === undefined) {
+    chat.linkChannels = null; // asked once: the answer shows the button
+    loadLinkChannels(chat)
+      .then(() => refreshLinks(chat))
+      .catch(() => {
+        chat.linkChannels = [];
+      });
+  }
+  linksButton.hidden = !(chat.linkChannels && chat.linkChannels.length);
+}
+
+async function openLinksMenu(chat) {
+  const { linksButton, linksMenu } = chat.els;
+  let answer;
+  try {
+    answer = await loadLinkChannels(chat);
+  } catch (error) {
+    errorToast(error.message);
+    return;
+  }
+  if (!answer.channels.length) {
+    refreshLinks(chat);
+    errorToast(answer.reason || "No channel is on for links.");
+    return;
+  }
+  const boxes = answer.channels.map((option) => {
+    const box = h("input", { attrs: { type: "checkbox", value: option.channel } });
+    box.checked = true;
+    return { box, row: h("label", { cls: "cc-links-option" }, [box, document.createTextNode(` ${option.label}`)]) };
+  });
+  const send = h("button", { cls: "cc-btn cc-btn-sm cc-btn-primary", text: "Send links", attrs: { type: "button" } });
+  send.addEventListener("click", async () => {
+    const channels = boxes.filter(({ box }) => box.checked).map(({ box }) => box.value);
+    if (!channels.length) {
+      errorToast("Pick at least one channel.");
+      return;
+    }
+    send.disabled = true;
+    try {
+      // The links arrive in the chat as its `link_request.sent` notice.
+      await api(`/conversations/${chat.id}/links`, { method: "POST", json: { channels } });
+      closeLinksMenu(chat);
+    } catch (error) {
+      errorToast(error.message);
+    } finally {
+      send.disabled = false;
+    }
+  });
+  linksMenu.replaceChildren(
+    h("p", { cls: "cc-switch-title", text: "Send a link to continue on" }),
+    ...boxes.map(({ row }) => row),
+    send,
+  );
+  linksMenu.hidden = false;
+  linksButton.setAttribute("aria-expanded", "true");
+}
+
+export function wireLinks(chat) {
+  chat.els.linksButton.addEventListener("click", () => {
+    if (chat.els.linksMenu.hidden) openLinksMenu(chat);
+    else closeLinksMenu(chat);
+  });
+}
+
+/** The `link_request.sent` notice as the console shows it: who sent links for which channels, and the links. */
+export function linksSentNode(message) {
+  const data = message.event_data || {};
+  const links = Array.isArray(data.links) ? data.links : [];
+  const names = { whatsapp: "WhatsApp", sms: "SMS", email: "email" };
+  const li = h("li", { cls: "cc-event cc-links-sent" });
+  li.appendChild(h("strong", { text: data.agent_name || "An agent" }));
+  const listed = links.map((link) => names[link.channel] || link.channel).join(", ");
+  li.appendChild(document.createTextNode(` sent links to continue on ${listed}: `));
+  links.forEach((link, index) => {
+    const href = safeHref(link.url);
+    const label = names[link.channel] || link.channel;
+    const node = href
+      ? h("a", { text: label, attrs: { href, target: "_blank", rel: "noopener", "data-channel": link.channel } })
+      : h("span", { text: label });
+    if (index) li.appendChild(document.createTextNode(" · "));
+    li.appendChild(node);
+  });
+  return li;
+}
