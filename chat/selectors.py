@@ -463,6 +463,19 @@ def visitor_moved_conversation(*, actor: VisitorActor) -> Conversation | None:
     )
 
 
+def conversation_moved_by_link(*, conversation: Conversation) -> bool:
+    """Whether the latest move of this conversation was the customer following a link an agent or integrator sent
+    (its `conversation.switched` notice says `via: link`): the widget keeps such a chat live, without a composer."""
+    latest = (
+        Message.objects.for_tenant(conversation.tenant_id)
+        .filter(conversation_id=conversation.pk, event="conversation.switched")
+        .order_by("-seq")
+        .values_list("event_data", flat=True)
+        .first()
+    )
+    return isinstance(latest, dict) and latest.get("via") == "link" and latest.get("to") != Channel.WEB
+
+
 VISITOR_HISTORY_CONVERSATIONS = 10
 
 

@@ -18,6 +18,7 @@ from chat.selectors import (
     VisitorActor,
     attachment_get_for,
     attachment_get_for_visitor_id,
+    conversation_moved_by_link,
     visitor_current_conversation,
     visitor_history,
     visitor_moved_conversation,
@@ -125,8 +126,10 @@ def widget_session(request: HttpRequest, public_key: str) -> HttpResponseBase:
         {
             "visitor_id": visitor.visitor_id,
             "conversation": events.visitor_conversation(conversation) if conversation is not None else None,
-            # The earlier chat that went on by SMS, WhatsApp or email: the widget says so above a new start.
+            # The earlier chat that went on by SMS, WhatsApp or email: the widget says so above a new start, or,
+            # when the customer followed a link there, keeps showing it live ("following", protocol 1.21).
             "moved": events.visitor_conversation(moved) if moved is not None else None,
+            "following": moved is not None and conversation_moved_by_link(conversation=moved),
         }
     )
 

@@ -582,9 +582,11 @@ function lastSeq() {
   return state.thread ? state.thread.lastSeq : 0;
 }
 
-/** `offline`: what the start answered (undefined for a conversation resumed after a reload). */
-function enterChat(conversation, { offline } = {}) {
+/** `offline`: what the start answered (undefined for a conversation resumed after a reload); `following`: a
+ * conversation that moved through a link, shown live without a composer. */
+function enterChat(conversation, { offline, following } = {}) {
   resetLog();
+  state.followsMove = Boolean(following);
   state.conversation = conversation;
   state.seenSeq = Number(store.read()[`seen:${conversation.id}`]) || 0;
   state.agentReadSeq = conversation.agent_read_seq || 0;
@@ -609,13 +611,14 @@ function enterChat(conversation, { offline } = {}) {
   showView("chat");
   setSubtitle();
   renderSwitch();
-  if (isMoved(conversation)) {
+  if (isMoved(conversation) && !state.followsMove) {
     showMoved(conversation);
     return;
   }
   if (conversation.status === "closed") showEnded();
+  else if (state.followsMove) showFollowing(conversation);
   client.connect();
-  if (state.open) ui.text.focus();
+  if (state.open && !ui.composer.hidden) ui.text.focus();
 }
 
 function showEnded() {
@@ -1236,6 +1239,8 @@ async function restoreSession() {
     const session = await api("/session");
     state.moved = session.moved || null;
     if (session.conversation) enterChat(session.conversation);
+    // The customer followed a link to their app: this page goes on showing the conversation live (1.21).
+    else if (session.moved && session.following) enterChat(session.moved, { following: true });
     else showForm();
   } catch (error) {
     if (error.status === 401) saveToken(null);

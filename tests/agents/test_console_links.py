@@ -16,6 +16,7 @@ from channels_switch.models import LinkRequest
 from channels_switch.services import connector_save, inbound_receive
 from chat.models import Channel, ConversationStatus, Message
 from chat.services import visitor_lease_renew
+from chat.tokens import visitor_token_issue
 from tests.factories import ConversationFactory, MembershipFactory, TenantFactory, WidgetFactory
 
 pytestmark = pytest.mark.django_db
@@ -110,6 +111,11 @@ def test_the_code_of_a_sent_link_moves_the_chat_marked_as_a_link_move(agent, cha
     # Nothing more can be sent into it as a web chat.
     refused = error(post(signed_in(agent), chat.pk, {"channels": ["sms"]}), 409)
     assert refused["code"] == "links_unavailable" and "WhatsApp" in refused["message"]
+    # A reloaded widget is told to keep showing it live (the customer writes from their app now).
+    token = visitor_token_issue(tenant_id=chat.tenant_id, widget_id=chat.widget_id, visitor_id=chat.visitor_id)
+    session = Client().get(f"/widget/api/{chat.widget.public_key}/session", HTTP_X_VISITOR_TOKEN=token).json()
+    assert session["conversation"] is None
+    assert session["moved"]["id"] == chat.pk and session["following"] is True
 
 
 def test_another_tenants_conversation_is_not_found(chat):

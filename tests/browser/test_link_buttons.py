@@ -2,7 +2,8 @@
 assigned agent sends links to continue on WhatsApp, SMS and email; the widget shows one button per link (anchors to
 wa.me, sms: and mailto:, opening a new tab) and the console a line with the same links. When the customer's first
 WhatsApp message carrying the code arrives, the chat moves there and the widget keeps showing it live: the
-customer's message and the agent's reply appear in it, the composer is gone and a notice says where it goes on."""
+customer's message and the agent's reply appear in it, the composer is gone and a notice says where it goes on,
+also after the page is reloaded."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ from playwright.async_api import Browser, expect
 from channels_switch.models import ChannelConnector
 from channels_switch.services import inbound_receive
 from chat.models import Conversation
-from tests.browser.conftest import DemoSite, console_login, in_thread, new_person, open_widget, set_presence
+from tests.browser.conftest import (
+    DemoSite,
+    console_login,
+    in_thread,
+    new_person,
+    open_widget,
+    set_presence,
+    widget_frame,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -93,4 +102,19 @@ async def test_links_show_as_buttons_and_the_moved_chat_stays_live_in_the_widget
     await pane.locator(".js-send").click()
     await expect(widget.locator(".sb-msg.is-agent .sb-bubble").last).to_have_text("Great, we can go on here.")
     await expect(widget.locator("#sb-ended-text")).to_contain_text("new messages show here too")
+
+    # A reload of the page keeps it so: the same conversation live, its history, no start form.
+    await visitor.page.reload()
+    # The window was open: the loader opens it again (its state is kept per tab).
+    await expect(visitor.page.locator("[data-switchboard-widget] button")).to_have_attribute("aria-expanded", "true")
+    widget = await widget_frame(visitor.page)
+    await expect(widget.locator("#sb-ended-text")).to_have_text(
+        f"This conversation continues on WhatsApp ({PHONE}); new messages show here too."
+    )
+    await expect(widget.locator(".sb-msg.is-agent .sb-bubble").last).to_have_text("Great, we can go on here.")
+    await expect(widget.locator("#sb-composer")).to_be_hidden()
+    await expect(widget.get_by_role("button", name="Start chat")).to_be_hidden()
+    await pane.locator(".js-text").fill("Your parcel left this morning.")
+    await pane.locator(".js-send").click()
+    await expect(widget.locator(".sb-msg.is-agent .sb-bubble").last).to_have_text("Your parcel left this morning.")
     assert visitor.errors == [] and agent.errors == []

@@ -9,7 +9,13 @@ from django.urls import reverse
 from channels_switch.models import ChannelSwitch, Delivery, SandboxMessage, WidgetSwitching
 from channels_switch.services import connector_save, conversation_switch, delivery_attempt
 from chat.models import Conversation, ConversationStatus, Message, SenderKind
-from chat.selectors import VisitorActor, agent_actor_for, visitor_current_conversation, visitor_moved_conversation
+from chat.selectors import (
+    VisitorActor,
+    agent_actor_for,
+    conversation_moved_by_link,
+    visitor_current_conversation,
+    visitor_moved_conversation,
+)
 from chat.services import message_post
 from contactcenter.errors import ApplicationError
 from contactcenter.models import ContactIdentity
@@ -146,6 +152,8 @@ def test_a_reopened_widget_starts_fresh_and_knows_where_the_chat_went(chat, visi
     conversation_switch(actor=visitor, conversation_id=chat.pk, channel="sms")
     assert visitor_current_conversation(actor=visitor) is None
     assert visitor_moved_conversation(actor=visitor).pk == chat.pk
+    # The visitor's own move ends the session here: the widget offers a new chat, not the moved one live.
+    assert not conversation_moved_by_link(conversation=chat)
 
 
 def test_only_the_introduction_goes_to_a_typed_number_until_the_customer_answers(client, chat, visitor, agent):

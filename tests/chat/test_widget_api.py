@@ -58,6 +58,7 @@ def test_a_session_starts_resumes_with_its_token_and_refuses_bad_tokens(client, 
         "visitor_id": data["visitor_id"],
         "conversation": again.json()["conversation"],
         "moved": None,
+        "following": False,
     }
     assert Conversation.objects.count() == 1
 
