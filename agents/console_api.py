@@ -28,6 +28,7 @@ from channels_switch.services import (
     whatsapp_placeholder_count,
 )
 from channels_switch.services.link_requests import LINK_BUTTONS, link_request_send, link_send_refusal
+from channels_switch.services.web_links import web_link_refusal, web_link_send
 from chat import events
 from chat.selectors import (
     AgentActor,
@@ -169,6 +170,22 @@ def console_links(request: HttpRequest, actor: AgentActor, conversation_id: int)
     ]
     reason = "" if channels else "No WhatsApp, SMS or email channel is on."
     return JsonResponse({"channels": channels, "reason": reason})
+
+
+@require_http_methods(["GET", "POST"])
+@console_endpoint
+def console_web_link(request: HttpRequest, actor: AgentActor, conversation_id: int) -> HttpResponseBase:
+    """The console's "Send a link to continue on the web" (docs/protocol.md §7). GET: whether this conversation may
+    be sent one now (`available`, or the `reason` it may not). POST: an auth code for its contact, sent as the
+    agent's message on the conversation's channel with the link to the hosted chat page."""
+    if request.method == "POST":
+        sent = web_link_send(actor=actor, conversation_id=conversation_id)
+        return JsonResponse(
+            {"url": sent.url, "expires_at": events.iso(sent.expires_at), "message_id": sent.message.pk}, status=201
+        )
+    conversation, _ = conversation_get_for(actor=actor, conversation_id=conversation_id, write=True)
+    refusal = web_link_refusal(conversation=conversation, user_id=actor.user.pk)
+    return JsonResponse({"available": refusal is None, "reason": refusal.message if refusal is not None else ""})
 
 
 @require_http_methods(["GET"])

@@ -16,6 +16,7 @@ urlpatterns = [
         name="console-api-switch-options",
     ),
     path("conversations/<int:conversation_id>/links", console_api.console_links, name="console-api-links"),
+    path("conversations/<int:conversation_id>/web-link", console_api.console_web_link, name="console-api-web-link"),
     path(
         "conversations/<int:conversation_id>/colleagues", console_api.console_colleagues, name="console-api-colleagues"
     ),

@@ -29,7 +29,11 @@ from chat.forms import (
 )
 from chat.models import Widget
 from chat.services import widget_delete, widget_open_at, widget_save
-from chat.services.identity import widget_identity_secret_clear, widget_identity_secret_rotate
+from chat.services.identity import (
+    widget_identity_secret_clear,
+    widget_identity_secret_reveal,
+    widget_identity_secret_rotate,
+)
 from contactcenter.errors import ApplicationError
 from contactcenter.forms import apply_application_error
 from contactcenter.settings_views import (
@@ -248,12 +252,19 @@ class WidgetHoursView(WidgetsMixin, TenantObjectMixin, AdminRequiredView):
 @method_decorator(never_cache, name="dispatch")
 class WidgetIdentityView(WidgetsMixin, TenantObjectMixin, AdminRequiredView):
     """Identity verification (docs/identity-verification.md): make, replace or remove the widget's secret, and the
-    code the customer's backend signs its users with. A new secret is shown in the POST's own response, once:
-    never put in a URL, the session or a log."""
+    code the customer's backend signs its users with. A new secret is shown once, on the page the POST redirects to
+    (so a reload neither makes another one nor shows it again): the session carries only which rotation to reveal,
+    and the secret is unsealed from the widget for that one response, never put in a URL, the session or a log."""
 
     template_name = "settings/widget_identity.html"
+    REVEAL_KEY = "widget-identity-reveal"
 
-    def render_page(self, request: HttpRequest, widget: Widget, secret: str | None = None) -> HttpResponse:
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        widget = self.get_object()
+        reveal = request.session.pop(self.REVEAL_KEY, None)
+        secret = None
+        if isinstance(reveal, dict) and reveal.get("widget") == widget.pk:
+            secret = widget_identity_secret_reveal(widget=widget, set_at=str(reveal.get("set_at", "")))
         context = {
             "object": widget,
             "tab": "identity",
@@ -264,16 +275,16 @@ class WidgetIdentityView(WidgetsMixin, TenantObjectMixin, AdminRequiredView):
         }
         return self.page(request, self.template_name, context)
 
-    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
-        return self.render_page(request, self.get_object())
-
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         widget = self.get_object()
         if request.POST.get("action") == "remove":
             widget_identity_secret_clear(widget=widget)
             messages.success(request, f"Identity verification of “{widget}” is off: signed user ids are refused.")
             return redirect("settings-widgets-identity", pk=widget.pk)
-        return self.render_page(request, widget, secret=widget_identity_secret_rotate(widget=widget))
+        widget_identity_secret_rotate(widget=widget)
+        assert widget.identity_secret_set_at is not None
+        request.session[self.REVEAL_KEY] = {"widget": widget.pk, "set_at": widget.identity_secret_set_at.isoformat()}
+        return redirect("settings-widgets-identity", pk=widget.pk)
 
 
 class WidgetDeleteView(WidgetsMixin, SettingsDeleteView):

@@ -1,4 +1,5 @@
-"""Widget pages: the iframe page a visitor chats in, and the demo host page that embeds it."""
+"""Widget pages: the iframe page a visitor chats in, the hosted chat page that embeds it on this server (the page a
+"continue on the web" link opens), and the demo host page."""
 
 from __future__ import annotations
 
@@ -64,6 +65,25 @@ def demo_host(request: HttpRequest) -> HttpResponse:
         "chat/demo_host.html",
         {
             "public_key": widget.public_key if widget else "",
+            "loader_url": request.build_absolute_uri(static("widget/loader.js")),
+        },
+    )
+
+
+@require_GET
+def widget_hosted(request: HttpRequest, public_key: str) -> HttpResponse:
+    """A page of this server with the widget on it, for customers who reach the web chat from a link an agent sent
+    by SMS, WhatsApp or email (channels_switch.services.web_links): static/widget/hosted.js takes the sign-in code
+    from the URL fragment and initialises the widget with it."""
+    widget = Widget.objects.filter(public_key=public_key).select_related("tenant").first()
+    if widget is None:
+        raise Http404("No such widget.")
+    return render(
+        request,
+        "chat/hosted.html",
+        {
+            "widget": widget,
+            "company": widget.tenant.name,
             "loader_url": request.build_absolute_uri(static("widget/loader.js")),
         },
     )

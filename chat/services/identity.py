@@ -63,6 +63,21 @@ def widget_identity_secret_rotate(*, widget: Widget) -> str:
     return secret
 
 
+# How long after it was made a new secret may still be revealed, once, on the page the rotation redirects to.
+SECRET_REVEAL_SECONDS = 300
+
+
+def widget_identity_secret_reveal(*, widget: Widget, set_at: str) -> str | None:
+    """The secret made at `set_at` (the rotation's own timestamp, which the settings page carries across its
+    redirect; never the secret itself), while it is still the widget's and a few minutes old at most; else None."""
+    made = widget.identity_secret_set_at
+    if not widget.identity_secret_sealed or made is None or made.isoformat() != set_at:
+        return None
+    if (timezone.now() - made).total_seconds() > SECRET_REVEAL_SECONDS:
+        return None
+    return unseal(widget.identity_secret_sealed)
+
+
 @transaction.atomic
 def widget_identity_secret_clear(*, widget: Widget) -> None:
     """Turns identity verification off: signed user ids are refused; users already known keep their history."""

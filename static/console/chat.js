@@ -6,7 +6,7 @@ import { errorToast, updateTitle } from "./attention.js";
 import { closeTeamMenu, fillDispositions, refreshCloseButton, renderSide, wireControls } from "./chat-controls.js";
 import { hidePeerTyping, wireComposer } from "./composer.js";
 import { contactName, contactUrl, externalUrlOf } from "./format.js";
-import { refreshLinks, wireLinks } from "./links.js";
+import { refreshLinks, refreshWebLink, wireLinks, wireWebLink } from "./links.js";
 import { delivered, markRead, messageNode, onMessageNew, refreshSeen, setMeta } from "./messages.js";
 import { removeOffer } from "./offers.js";
 import { api, client, send } from "./server.js";
@@ -73,6 +73,7 @@ export function createChat(conversation) {
       switchButton: q("js-switch"),
       switchMenu: q("js-switch-menu"),
       linksButton: q("js-links"),
+      webLinkButton: q("js-web-link"),
       linksMenu: q("js-links-menu"),
       transfer: q("js-transfer"),
       invite: q("js-invite"),
@@ -142,6 +143,7 @@ export function createChat(conversation) {
   wireComposer(chat);
   wireControls(chat);
   wireLinks(chat);
+  wireWebLink(chat);
   wireWhatsApp(chat);
   ui.tabs.appendChild(tab);
   ui.main.appendChild(pane);
@@ -233,6 +235,7 @@ export function updateChat(chat, conversation) {
   els.switchButton.hidden = !movable;
   if (!movable) els.switchMenu.hidden = true;
   refreshLinks(chat); // "Send a link to continue on…": the assignee's live web chat, a channel on (protocol 1.20)
+  refreshWebLink(chat); // "…on the web": the assignee's conversation on SMS, WhatsApp or email (protocol 1.21)
   // Transfer (the assignee) and Invite (anyone in the chat) while it is open (protocol 1.14).
   const working = conv.status === "open" && conv.access !== "read";
   els.transfer.hidden = !(working && conv.assignee && conv.assignee.id === state.me.user_id);

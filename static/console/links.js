@@ -1,6 +1,8 @@
 // "Send a link to continue on…" (protocol 1.20): the assignee of a live web chat sends the visitor links that open
 // WhatsApp, SMS or email with a one-time code; the first message carrying it moves the chat there, the widget
 // still showing it live. The links come back as the chat's `link_request.sent` notice. Text only through textContent.
+// "Send a link to continue on the web" (1.21): the other way, from SMS, WhatsApp or email, as the agent's message
+// with a link to the hosted chat page and a sign-in code.
 
 import { h } from "../js/dom.js";
 import { errorToast } from "./attention.js";
@@ -111,6 +113,54 @@ export function wireLinks(chat) {
   chat.els.linksButton.addEventListener("click", () => {
     if (chat.els.linksMenu.hidden) openLinksMenu(chat);
     else closeLinksMenu(chat);
+  });
+}
+
+/** Whether this tab is a conversation of this agent's on SMS, WhatsApp or email (the server has the last word). */
+function webLinkable(chat) {
+  const conv = chat.conv;
+  return (
+    conv.channel !== "web" &&
+    conv.status !== "closed" &&
+    conv.access === "write" &&
+    Boolean(conv.assignee) &&
+    conv.assignee.id === state.me.user_id
+  );
+}
+
+/** Called on every change of the tab's conversation: the button shows on the agent's SMS, WhatsApp or email
+ * conversation once the server said a link can go (it needs a widget to open); asked once per conversation. */
+export function refreshWebLink(chat) {
+  const button = chat.els.webLinkButton;
+  if (!webLinkable(chat)) {
+    button.hidden = true;
+    return;
+  }
+  if (chat.webLinkFor !== chat.conv.channel) {
+    chat.webLinkFor = chat.conv.channel; // asked once per channel the conversation is on
+    chat.webLinkAvailable = false;
+    api(`/conversations/${chat.id}/web-link`)
+      .then((answer) => {
+        chat.webLinkAvailable = Boolean(answer.available);
+        refreshWebLink(chat);
+      })
+      .catch(() => {});
+  }
+  button.hidden = !chat.webLinkAvailable;
+}
+
+export function wireWebLink(chat) {
+  const button = chat.els.webLinkButton;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      // The link arrives in the chat as the agent's own message, with its delivery status.
+      await api(`/conversations/${chat.id}/web-link`, { method: "POST", json: {} });
+    } catch (error) {
+      errorToast(error.message);
+    } finally {
+      button.disabled = false;
+    }
   });
 }
 

@@ -154,6 +154,7 @@ const state = {
   moved: null, // the visitor's earlier conversation that went on by SMS, WhatsApp or email
   // This chat moved to WhatsApp, SMS or email through a link the agent sent (protocol 1.20): it stays live here.
   followsMove: false,
+  elsewhere: false, // the chat went on in another browser (an auth code): the start form says so once
   queue: null, // {position, estimated_wait_seconds} while this conversation waits in a queue (hello, queue.position)
   queueKnown: false, // whether `queue` is the server's word for this conversation (from its start or hello)
 };
@@ -436,8 +437,13 @@ function showForm() {
   ui.intro.classList.toggle("is-offline", !state.available);
   ui.intro.dataset.reason = state.available ? "" : state.unavailableReason || "";
   ui.intro.hidden = !ui.intro.textContent;
-  ui.moved.textContent = state.moved ? movedText(state.moved, "Your earlier conversation") : "";
-  ui.moved.hidden = !state.moved;
+  ui.moved.textContent = state.elsewhere
+    ? "Your conversation continues in another browser, where you signed in. You can start a new chat here."
+    : state.moved
+      ? movedText(state.moved, "Your earlier conversation")
+      : "";
+  ui.moved.hidden = !ui.moved.textContent;
+  state.elsewhere = false;
   const fields = widget.survey_enabled ? widget.survey_fields || [] : [];
   for (const field of fields) ui.fields.appendChild(buildField(field));
   ui.fields.appendChild(
@@ -587,6 +593,7 @@ function lastSeq() {
 function enterChat(conversation, { offline, following } = {}) {
   resetLog();
   state.followsMove = Boolean(following);
+  state.elsewhere = false;
   state.conversation = conversation;
   state.seenSeq = Number(store.read()[`seen:${conversation.id}`]) || 0;
   state.agentReadSeq = conversation.agent_read_seq || 0;
@@ -840,6 +847,16 @@ function onMessageNew(message, li, { replay, stick }) {
     // conversation.updated that carries the new channel).
     const data = message.event_data || {};
     state.followsMove = data.via === "link" && data.to !== "web";
+    if (data.to === "web" && !replay) {
+      // Brought back to the web chat by an auth code, live: always for another browser's new visitor (the browser
+      // that redeemed the code reads this notice only in its history), so this page no longer holds the chat.
+      state.elsewhere = true;
+      setTimeout(() => {
+        client.disconnect();
+        resetLog();
+        restoreSession(); // the start form, saying where the chat went; or the chat, were it still this visitor's
+      }, 0);
+    }
   }
   if (stick || !replay) scrollToEnd(ui.body);
   markSeen();

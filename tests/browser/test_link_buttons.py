@@ -3,7 +3,7 @@ assigned agent sends links to continue on WhatsApp, SMS and email; the widget sh
 wa.me, sms: and mailto:, opening a new tab) and the console a line with the same links. When the customer's first
 WhatsApp message carrying the code arrives, the chat moves there and the widget keeps showing it live: the
 customer's message and the agent's reply appear in it, the composer is gone and a notice says where it goes on,
-also after the page is reloaded."""
+also after the page is reloaded, until the chat goes on in another browser through an auth code."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from playwright.async_api import Browser, expect
 
 from channels_switch.models import ChannelConnector
 from channels_switch.services import inbound_receive
+from channels_switch.services.auth_codes import auth_code_create
 from chat.models import Conversation
 from tests.browser.conftest import (
     DemoSite,
@@ -40,6 +41,13 @@ def whatsapp_in(*, body: str) -> int:
     """The customer's WhatsApp message, as the provider's webhook hands it to the inbox (the service itself)."""
     connector = ChannelConnector.objects.get(tenant__slug="demo", kind="whatsapp")
     return inbound_receive(connector=connector, provider_id="SMlink1", sender=PHONE, body=body).conversation_id
+
+
+def auth_code_for(*, conversation_id: int) -> str:
+    conversation = Conversation.objects.get(pk=conversation_id)
+    return auth_code_create(
+        tenant_id=conversation.tenant_id, contact_id=conversation.contact_id, created_by="test"
+    ).code
 
 
 async def test_links_show_as_buttons_and_the_moved_chat_stays_live_in_the_widget(browser: Browser, demo: DemoSite):
@@ -117,4 +125,16 @@ async def test_links_show_as_buttons_and_the_moved_chat_stays_live_in_the_widget
     await pane.locator(".js-text").fill("Your parcel left this morning.")
     await pane.locator(".js-send").click()
     await expect(widget.locator(".sb-msg.is-agent .sb-bubble").last).to_have_text("Your parcel left this morning.")
-    assert visitor.errors == [] and agent.errors == []
+
+    # Back to the web in another browser (an auth code): this page says where the chat went and offers a new one.
+    code = await in_thread(auth_code_for, conversation_id=moved_id)
+    elsewhere = await new_person(browser)
+    await elsewhere.page.goto(f"{demo.url}/chat/{demo.public_key}/#code={code}")
+    other = await widget_frame(elsewhere.page)
+    await expect(other.locator(".sb-msg.is-agent .sb-bubble").last).to_have_text("Your parcel left this morning.")
+    await expect(other.locator("#sb-text")).to_be_visible()
+    await expect(widget.locator("#sb-moved")).to_have_text(
+        "Your conversation continues in another browser, where you signed in. You can start a new chat here."
+    )
+    await expect(widget.get_by_role("button", name="Start chat")).to_be_visible()
+    assert visitor.errors == [] and agent.errors == [] and elsewhere.errors == []

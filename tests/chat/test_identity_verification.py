@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import timedelta
 
 import pytest
 from django.test import Client, override_settings
 
 from chat.models import Conversation, ConversationStatus, Widget
-from chat.services.identity import widget_identity_secret_clear, widget_identity_secret_rotate
+from chat.services.identity import (
+    widget_identity_secret_clear,
+    widget_identity_secret_reveal,
+    widget_identity_secret_rotate,
+)
 from chat.tokens import visitor_token_read
 from contactcenter.models import Contact, ContactIdentity, ContactMerge, IdentityKind
 from tests.chat.test_widget_api import start
@@ -203,3 +208,20 @@ def test_wrong_signatures_are_rate_limited_per_address_and_right_ones_never(widg
     assert error_code(identify(widget, {"user_id": "u", "signature": "0" * 64}, ip="198.51.100.9")) == (
         "identity_invalid"
     )
+
+
+def test_a_secret_is_revealed_only_for_its_own_rotation_and_only_for_a_few_minutes(widget):
+    first = widget_identity_secret_rotate(widget=widget)
+    first_at = widget.identity_secret_set_at.isoformat()
+    assert widget_identity_secret_reveal(widget=widget, set_at=first_at) == first
+    second = widget_identity_secret_rotate(widget=widget)
+    assert widget_identity_secret_reveal(widget=widget, set_at=first_at) is None  # replaced since
+    second_at = widget.identity_secret_set_at.isoformat()
+    assert widget_identity_secret_reveal(widget=widget, set_at=second_at) == second
+    Widget.objects.filter(pk=widget.pk).update(
+        identity_secret_set_at=widget.identity_secret_set_at - timedelta(minutes=6)
+    )
+    widget.refresh_from_db()
+    assert widget_identity_secret_reveal(widget=widget, set_at=widget.identity_secret_set_at.isoformat()) is None
+    widget_identity_secret_clear(widget=widget)
+    assert widget_identity_secret_reveal(widget=widget, set_at="") is None

@@ -712,12 +712,15 @@ def test_an_identity_secret_is_shown_once_and_verifies_signed_users(admin_client
     page = admin_client.get(url).content.decode()
     assert 'id="identity-status"' in page and "Make a secret" in page
     assert "hash_hmac" in page and "createHmac" in page  # server-side snippets
-    response = admin_client.post(url, {"action": "rotate"})
+    made = admin_client.post(url, {"action": "rotate"})
+    assert made.status_code == 302 and made["Location"] == url  # a reload of the answer makes no second secret
+    assert all("identity_secret" not in str(value) for value in admin_client.session.values())
+    response = admin_client.get(url)
     assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     secret = re.search(r'id="identity-secret">([^<]+)</pre>', response.content.decode()).group(1)
     assert "will not be shown again" in response.content.decode()
     assert all(secret not in str(value) for value in admin_client.session.values())
-    again = admin_client.get(url).content.decode()
+    again = admin_client.get(url).content.decode()  # the reload
     assert secret not in again and "Replace secret" in again
     widget.refresh_from_db()
     assert secret not in widget.identity_secret_sealed
