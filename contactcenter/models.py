@@ -178,6 +178,9 @@ class WebhookSubscription(TenantOwned):
     disabled_reason = models.CharField(max_length=200, blank=True)
     # Set by the first failed attempt after a success (or ever); cleared by a success. A day of it disables.
     failing_since = models.DateTimeField(null=True, blank=True)
+    # Set with the disabling, in its transaction; cleared once the tenant's admins were emailed about it (the
+    # sweep sends what a dead worker left).
+    admins_notice_pending = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

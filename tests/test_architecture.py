@@ -341,6 +341,9 @@ UNSCOPED_ALLOWED = {
     "chat/selectors.py::attachment_get_for_visitor_id": "a signed URL names the attachment and its visitor",
     "channels_switch/services/connectors.py::connector_secrets_reseal": "key rotation: every tenant's sealed secrets",
     "contactcenter/services/webhooks_delivery.py::webhook_deliveries_sweep": "the sweep: every tenant's due webhooks",
+    "contactcenter/services/webhooks_delivery.py::webhook_disabled_notices_send": (
+        "the sweep: every tenant's disabled-subscription notices left unsent"
+    ),
     "contactcenter/services/idempotency.py::idempotency_keys_sweep": "the sweep: every tenant's expired keys",
 }
 SCOPE_KEYWORDS = ("tenant", "tenant_id")

@@ -30,6 +30,7 @@ def test_sweep_task_runs_in_process():
         "inbound_retriggered": 0,
         "chats_moved_after_lost_connection": 0,
         "webhooks_retriggered": 0,
+        "webhook_disabled_notices": 0,
         "idempotency_keys_expired": 0,
     }
 

@@ -9,7 +9,8 @@ still its own. A worker that dies mid-send leaves the row pending and due once t
 Outcomes: 2xx delivered; 5xx, 408, 429, a timeout, a lost connection or an unresolvable host retried with
 exponential backoff and jitter up to WEBHOOKS_MAX_ATTEMPTS, then given up; any other status (and a refused
 address) failed for good. A subscription whose attempts have all failed for WEBHOOKS_DISABLE_AFTER_SECONDS is
-disabled and its tenant's admins are emailed (send_mail after commit: the core has no notification outbox).
+disabled and its tenant's admins are emailed: `admins_notice_pending` is set in the disabling transaction, the
+email goes once that commits, and the sweep sends any notice a dead worker left (at least once).
 """
 
 from __future__ import annotations
@@ -358,19 +359,41 @@ def _subscription_health(subscription_id: int, *, tenant_id: int, ok: bool, now:
         return
     since = subscription.failing_since
     assert since is not None
-    subscription.enabled, subscription.disabled_at = False, now
+    subscription.enabled, subscription.disabled_at, subscription.admins_notice_pending = False, now, True
     subscription.disabled_reason = f"Every delivery failed since {since:%Y-%m-%d %H:%M} UTC."[:200]
-    subscription.save(update_fields=["enabled", "disabled_at", "disabled_reason", "updated_at"])
+    subscription.save(
+        update_fields=["enabled", "disabled_at", "disabled_reason", "admins_notice_pending", "updated_at"]
+    )
     WebhookDelivery.objects.for_tenant(tenant_id).filter(
         subscription_id=subscription.pk, state=WebhookDeliveryState.PENDING
     ).update(state=WebhookDeliveryState.GIVEN_UP, next_attempt_at=None, last_error="The subscription was disabled.")
     from contactcenter.services.webhooks_out import _subscriptions_changed
 
     _subscriptions_changed(tenant_id)
-    _admins_tell_on_commit(subscription)
+    subscription_id = subscription.pk
+    transaction.on_commit(lambda: webhook_disabled_notices_send(subscription_id=subscription_id))
 
 
-def _admins_tell_on_commit(subscription: WebhookSubscription) -> None:
+def webhook_disabled_notices_send(*, subscription_id: int | None = None) -> int:
+    """Emails the tenant's admins about each disabled subscription whose notice is pending (one, or every one),
+    each under its row lock (another sender skips it), clearing the flag in the same transaction. A subscription
+    enabled again in the meantime is not reported. Returns how many notices went."""
+    sent = 0
+    while True:
+        with transaction.atomic():
+            pending = WebhookSubscription.objects.select_for_update(skip_locked=True).filter(admins_notice_pending=True)
+            if subscription_id is not None:
+                pending = pending.filter(pk=subscription_id)
+            subscription = pending.order_by("pk").first()
+            if subscription is None:
+                return sent
+            if not subscription.enabled:
+                sent += _admins_tell(subscription)
+            subscription.admins_notice_pending = False
+            subscription.save(update_fields=["admins_notice_pending"])
+
+
+def _admins_tell(subscription: WebhookSubscription) -> int:
     recipients = list(
         Membership.objects.for_tenant(subscription.tenant_id)
         .filter(role=Role.ADMIN, user__is_active=True)
@@ -378,25 +401,23 @@ def _admins_tell_on_commit(subscription: WebhookSubscription) -> None:
         .values_list("user__email", flat=True)
     )
     if not recipients:
-        return
+        return 0
     site = settings.SITE_URL.rstrip("/")
     message = (
         f"Switchboard could not deliver webhooks to {subscription.url} for a day, so it stopped sending to it.\n\n"
         f"{subscription.disabled_reason}\n\nFix the receiver, then enable the subscription again and replay the "
         f"deliveries you need: {site}/settings/webhooks/\n"
     )
-
-    def send() -> None:
-        send_mail(
-            subject="A webhook subscription was disabled", message=message, from_email=None, recipient_list=recipients
-        )
-
-    transaction.on_commit(send)
+    send_mail(
+        subject="A webhook subscription was disabled", message=message, from_email=None, recipient_list=recipients
+    )
+    return 1
 
 
 def webhook_deliveries_sweep() -> dict[str, int]:
     """The sweep's webhook pass, over every tenant: triggers pending deliveries that are due and whose trigger was
-    lost (or whose worker died holding them: the lease ran out). Eager (no broker): runs them here, at once."""
+    lost (or whose worker died holding them: the lease ran out), and sends the disabled-subscription notices a dead
+    worker left. Eager (no broker): runs them here, at once."""
     grace = timedelta(0) if settings.CELERY_TASK_ALWAYS_EAGER else TRIGGER_GRACE
     due = list(
         WebhookDelivery.objects.filter(state=WebhookDeliveryState.PENDING, next_attempt_at__lte=timezone.now() - grace)
@@ -405,4 +426,4 @@ def webhook_deliveries_sweep() -> dict[str, int]:
     )
     for tenant_id, delivery_id in due:
         delivery_trigger(tenant_id=tenant_id, delivery_id=delivery_id)
-    return {"webhooks_retriggered": len(due)}
+    return {"webhooks_retriggered": len(due), "webhook_disabled_notices": webhook_disabled_notices_send()}

@@ -171,8 +171,7 @@ export function linksSentNode(message) {
   const names = { whatsapp: "WhatsApp", sms: "SMS", email: "email" };
   const li = h("li", { cls: "cc-event cc-links-sent" });
   li.appendChild(h("strong", { text: data.agent_name || "An agent" }));
-  const listed = links.map((link) => names[link.channel] || link.channel).join(", ");
-  li.appendChild(document.createTextNode(` sent links to continue on ${listed}: `));
+  li.appendChild(document.createTextNode(" sent links to continue on: "));
   links.forEach((link, index) => {
     const href = safeHref(link.url);
     const label = names[link.channel] || link.channel;

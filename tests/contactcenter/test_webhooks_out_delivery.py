@@ -32,6 +32,7 @@ from contactcenter.models import (
 from contactcenter.services.webhooks_delivery import (
     UrlRefused,
     url_check,
+    webhook_deliveries_sweep,
     webhook_delivery_attempt,
 )
 from contactcenter.services.webhooks_out import (
@@ -386,9 +387,35 @@ def test_a_subscription_failing_for_a_day_is_disabled_and_its_admins_told(
     (email,) = mail.outbox
     assert email.to == [admin.email]
     assert receiver.url in email.body
+    assert not subscription.admins_notice_pending  # told once: the sweep sends it no more
+    assert webhook_deliveries_sweep()["webhook_disabled_notices"] == 0 and len(mail.outbox) == 1
     # No new events for it, and what was left is not sent.
     assert webhook_event_record(tenant_id=tenant.pk, type=CONVERSATION_CREATED, data={}) is None
     assert attempt(waiting) == "skipped"
+
+
+def test_a_notice_a_dead_worker_left_is_sent_by_the_sweep(tenant, receiver):
+    """The disabling committed but its worker died before the email: the flag written with it makes the sweep
+    send the notice, once; a subscription enabled again in the meantime is not reported."""
+    admin = MembershipFactory(tenant=tenant, role=Role.ADMIN).user
+    receiver.answer(500)
+    issued = subscribe(tenant, receiver.url)
+    WebhookSubscription.objects.filter(pk=issued.subscription.pk).update(
+        failing_since=timezone.now() - timedelta(days=2)
+    )
+    attempt(only_delivery(record(tenant)))  # disables; its on-commit send never runs (no captured callbacks)
+    subscription = WebhookSubscription.objects.get(pk=issued.subscription.pk)
+    assert not subscription.enabled and subscription.admins_notice_pending and mail.outbox == []
+
+    assert webhook_deliveries_sweep()["webhook_disabled_notices"] == 1
+    (email,) = mail.outbox
+    assert email.to == [admin.email] and "stopped sending" in email.body
+    assert webhook_deliveries_sweep()["webhook_disabled_notices"] == 0 and len(mail.outbox) == 1
+
+    again = subscribe(tenant, "http://127.0.0.1:9/other")
+    WebhookSubscription.objects.filter(pk=again.subscription.pk).update(admins_notice_pending=True)  # enabled
+    assert webhook_deliveries_sweep()["webhook_disabled_notices"] == 0 and len(mail.outbox) == 1
+    assert not WebhookSubscription.objects.get(pk=again.subscription.pk).admins_notice_pending
 
 
 def test_a_failure_younger_than_a_day_does_not_disable(tenant, receiver):
