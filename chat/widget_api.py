@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from channels_switch.services.auth_codes import auth_code_redeem
 from chat import events
-from chat.models import Attachment, Widget
+from chat.models import Attachment, Conversation, Widget
 from chat.selectors import (
     VisitorActor,
     attachment_get_for,
@@ -160,6 +160,18 @@ def widget_session_start(request: HttpRequest, public_key: str) -> HttpResponseB
     return _session_response(widget, conversation.visitor_id, conversation, resumed=False, offline=offline, status=201)
 
 
+def _signed_in_response(widget: Widget, visitor_id: str, conversation: Conversation | None) -> JsonResponse:
+    """A visitor signed in (an auth code, a signed user id): their token, and the conversation that goes on here."""
+    return JsonResponse(
+        {
+            "token": visitor_token_issue(tenant_id=widget.tenant_id, widget_id=widget.pk, visitor_id=visitor_id),
+            "visitor_id": visitor_id,
+            "conversation": events.visitor_conversation(conversation) if conversation is not None else None,
+            "socket_url": f"/ws/visitor/conversations/{conversation.pk}/" if conversation is not None else None,
+        }
+    )
+
+
 @csrf_exempt  # no cookie: the code in the body is the credential
 @require_http_methods(["POST"])
 @json_endpoint
@@ -169,19 +181,9 @@ def widget_auth_code(request: HttpRequest, public_key: str) -> HttpResponseBase:
     widget = _widget(public_key)
     code = _optional_text(read_json(request), "code") or ""
     redeemed = auth_code_redeem(widget=widget, code=code, client_ip=client_ip(request.META))
-    conversation = redeemed.conversation
-    if conversation is not None:
-        conversation.refresh_from_db()
-    return JsonResponse(
-        {
-            "token": visitor_token_issue(
-                tenant_id=widget.tenant_id, widget_id=widget.pk, visitor_id=redeemed.visitor_id
-            ),
-            "visitor_id": redeemed.visitor_id,
-            "conversation": events.visitor_conversation(conversation) if conversation is not None else None,
-            "socket_url": f"/ws/visitor/conversations/{conversation.pk}/" if conversation is not None else None,
-        }
-    )
+    if redeemed.conversation is not None:
+        redeemed.conversation.refresh_from_db()
+    return _signed_in_response(widget, redeemed.visitor_id, redeemed.conversation)
 
 
 @csrf_exempt  # no cookie: the signature in the body is the credential
@@ -206,17 +208,7 @@ def widget_identify(request: HttpRequest, public_key: str) -> HttpResponseBase:
         current_visitor_id=current.visitor_id if current is not None else None,
         client_ip=client_ip(request.META),
     )
-    conversation = identified.conversation
-    return JsonResponse(
-        {
-            "token": visitor_token_issue(
-                tenant_id=widget.tenant_id, widget_id=widget.pk, visitor_id=identified.visitor_id
-            ),
-            "visitor_id": identified.visitor_id,
-            "conversation": events.visitor_conversation(conversation) if conversation is not None else None,
-            "socket_url": f"/ws/visitor/conversations/{conversation.pk}/" if conversation is not None else None,
-        }
-    )
+    return _signed_in_response(widget, identified.visitor_id, identified.conversation)
 
 
 @csrf_exempt

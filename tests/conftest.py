@@ -155,6 +155,23 @@ def widget(tenant):
 
 
 @pytest.fixture
+def sandbox_outbox(settings):
+    """The sandbox provider keeps what it sends in its outbox (the /sandbox/ page), as on `make run`."""
+    settings.SANDBOX_OUTBOX = True
+
+
+@pytest.fixture
+def connectors(tenant, sandbox_outbox):
+    """The tenant's SMS, WhatsApp and email channels, on the sandbox provider."""
+    from channels_switch.services import connector_save
+
+    return {
+        kind: connector_save(tenant=tenant, kind=kind, provider="sandbox", from_address=address)
+        for kind, address in (("sms", "+14155550100"), ("whatsapp", "+14155550111"), ("email", "help@shop.example"))
+    }
+
+
+@pytest.fixture
 def queue(tenant, widget, agent):
     queue = QueueFactory(tenant=tenant, name="Sales")
     QueueMemberFactory(tenant=tenant, queue=queue, user=agent)

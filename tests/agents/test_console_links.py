@@ -13,28 +13,15 @@ import pytest
 from django.test import Client
 
 from channels_switch.models import LinkRequest
-from channels_switch.services import connector_save, inbound_receive
+from channels_switch.services import inbound_receive
 from chat.models import Channel, ConversationStatus, Message
 from chat.services import visitor_lease_renew
 from chat.tokens import visitor_token_issue
 from tests.factories import ConversationFactory, MembershipFactory, TenantFactory, WidgetFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sandbox_outbox")]
 
 PHONE = "+447911123456"
-
-
-@pytest.fixture(autouse=True)
-def outbox_on(settings):
-    settings.SANDBOX_OUTBOX = True
-
-
-@pytest.fixture
-def connectors(tenant):
-    return {
-        kind: connector_save(tenant=tenant, kind=kind, provider="sandbox", from_address=address)
-        for kind, address in (("sms", "+14155550100"), ("whatsapp", "+14155550111"), ("email", "help@shop.example"))
-    }
 
 
 @pytest.fixture

@@ -13,27 +13,14 @@ import pytest
 from django.test import Client
 
 from channels_switch.models import AuthCode, Delivery
-from channels_switch.services import connector_save, inbound_receive
+from channels_switch.services import inbound_receive
 from channels_switch.services.auth_codes import auth_code_hash
 from chat.models import Channel, Conversation, ConversationStatus, Message, Widget
 from tests.factories import ContactFactory, ConversationFactory, MembershipFactory, WidgetFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sandbox_outbox")]
 
 PHONE = "+447911123456"
-
-
-@pytest.fixture(autouse=True)
-def outbox_on(settings):
-    settings.SANDBOX_OUTBOX = True
-
-
-@pytest.fixture
-def connectors(tenant):
-    return {
-        kind: connector_save(tenant=tenant, kind=kind, provider="sandbox", from_address=address)
-        for kind, address in (("sms", "+14155550100"), ("whatsapp", "+14155550111"))
-    }
 
 
 @pytest.fixture

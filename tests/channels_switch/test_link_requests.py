@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from channels_switch.models import ChannelSwitch, Delivery, LinkRequest
-from channels_switch.services import connector_save, inbound_receive
+from channels_switch.services import inbound_receive
 from channels_switch.services.email import reply_address
 from channels_switch.services.inbound_email import Mail, email_receive
 from channels_switch.services.link_requests import link_request_create
@@ -23,22 +23,9 @@ from contactcenter.models import Contact, ContactIdentity
 from contactcenter.services import contact_create, contact_identity_add
 from tests.factories import ConversationFactory, WidgetFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sandbox_outbox")]
 
 PHONE = "+447911123456"
-
-
-@pytest.fixture(autouse=True)
-def outbox_on(settings):
-    settings.SANDBOX_OUTBOX = True
-
-
-@pytest.fixture
-def connectors(tenant):
-    return {
-        kind: connector_save(tenant=tenant, kind=kind, provider="sandbox", from_address=address)
-        for kind, address in (("sms", "+14155550100"), ("whatsapp", "+14155550111"), ("email", "help@shop.example"))
-    }
 
 
 @pytest.fixture
