@@ -4,7 +4,7 @@ import { clock, formatBytes, h, scrollToEnd as scrollLogToEnd } from "../js/dom.
 import { errorToast, updateTitle } from "./attention.js";
 import { updateChat } from "./chat.js";
 import { hidePeerTyping } from "./composer.js";
-import { contactName, dateTime } from "./format.js";
+import { addresses, contactName, dateTime } from "./format.js";
 import { linksSentNode } from "./links.js";
 import { remindOfMessage } from "./reminders.js";
 import { api, send } from "./server.js";
@@ -196,8 +196,20 @@ export function onMessageNew(chat, message, li, { replay, stick }) {
   if (message.event === "session.reopened" && chat.conv.status === "closed") updateChat(chat, { status: "open" });
   if (stick || !replay) scrollToEnd(chat);
   if (!replay && message.sender === "visitor") notifyNewMessage(chat, message);
+  if (!replay && message.sender === "visitor" && message.channel && message.channel !== "web") refreshContact(chat);
   markRead(chat);
   renderHome();
+}
+
+/** A customer's message on SMS, WhatsApp or email proves the address it came from: when the side panel still shows
+ * an unverified one, it is read again (the conversation's state events do not carry the contact). */
+function refreshContact(chat) {
+  if (!addresses(chat.conv.contact).some((identity) => !identity.verified)) return;
+  api(`/conversations/${chat.id}`)
+    .then((answer) => {
+      if (answer.conversation && answer.conversation.contact) updateChat(chat, { contact: answer.conversation.contact });
+    })
+    .catch(() => {}); // the panel stays as it was; the next snapshot brings it
 }
 
 /** A visitor's message in a chat the agent is not looking at: flash its tab, and the agent's reminder (a toast

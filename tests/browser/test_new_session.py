@@ -1,7 +1,7 @@
 """An agent starts a session with a customer by SMS from the console (seed 003), in real Chromium against the demo
 tenant's sandbox SMS channel: "+ New session", a number without its country code refused in the dialog with what
 SMS needs, a good one accepted, the new chat open as the agent's tab, the first reply relayed (a real Celery
-worker) to the sandbox provider; a second start with the same customer taking the agent to the open one, and once
+worker) to the sandbox provider, the customer's answer verifying the number in the open tab; a second start with the same customer taking the agent to the open one, and once
 it is closed, reopening it from the dialog; and a
 WhatsApp session, which has no customer-service window yet, opening with an approved template the composer offers."""
 
@@ -77,9 +77,15 @@ async def test_an_agent_starts_an_sms_session_and_the_customer_gets_the_message(
     # The customer's phone (the sandbox outbox) shows it.
     phone = await agent.context.new_page()
     await phone.goto(f"{demo.url}/sandbox/")
-    await expect(phone.locator(".sb-thread", has_text=CUSTOMER).locator(".sb-out")).to_contain_text(
-        "Hello Nia, this is the demo shop about your order."
-    )
+    thread = phone.locator(".sb-thread", has_text=CUSTOMER)
+    await expect(thread.locator(".sb-out")).to_contain_text("Hello Nia, this is the demo shop about your order.")
+    # The number the agent typed is unverified until the customer answers from it; then the open tab says so.
+    number = pane.locator(".js-customer dd", has_text=CUSTOMER)
+    await expect(number.locator(".cc-badge")).to_have_text("Unverified")
+    await thread.locator("textarea").fill("Thanks, that's me")
+    await thread.get_by_role("button", name="Reply").click()
+    await expect(pane.locator(".cc-msg.is-visitor", has_text="Thanks, that's me")).to_be_visible()
+    await expect(number.locator(".cc-badge")).to_have_text("Verified")
     await phone.close()
 
     # Starting again with the same customer (found by name) takes the agent to the open session instead.
