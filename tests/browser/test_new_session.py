@@ -1,8 +1,8 @@
 """An agent starts a session with a customer by SMS from the console (seed 003), in real Chromium against the demo
 tenant's sandbox SMS channel: "+ New session", a number without its country code refused in the dialog with what
 SMS needs, a good one accepted, the new chat open as the agent's tab, the first reply relayed (a real Celery
-worker) to the sandbox provider, the customer's answer verifying the number in the open tab; a second start with the same customer taking the agent to the open one, and once
-it is closed, reopening it from the dialog; and a
+worker) to the sandbox provider, the customer's answer verifying the number in the open tab; a second start with
+the same customer taking the agent to the open one, and once it is closed, reopening it from the dialog; and a
 WhatsApp session, which has no customer-service window yet, opening with an approved template the composer offers."""
 
 from __future__ import annotations
