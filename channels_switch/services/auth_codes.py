@@ -15,7 +15,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -28,12 +27,11 @@ from channels_switch.models import (
 )
 from channels_switch.services.switch import switch_record
 from chat.models import Channel, Conversation, ConversationStatus, Widget
-from chat.services import RateLimited
+from chat.services import rate_limit_refusal
 from chat.services.state import conversation_channel_return
 from chat.tokens import new_visitor_id
 from contactcenter.errors import ApplicationError, NotFound
 from contactcenter.models import Contact, IdentityKind
-from contactcenter.ratelimit import rate_parse, ratelimit_hit
 from contactcenter.services.contacts import contact_identity_add
 
 CODE_BYTES = 24  # 32 URL-safe characters
@@ -110,11 +108,14 @@ def _refused(code: str) -> ApplicationError:
 
 
 def _check_rate(client_ip: str) -> None:
-    rate = rate_parse(settings.AUTH_CODE_REDEEM_RATE, setting="AUTH_CODE_REDEEM_RATE")
-    retry_after = ratelimit_hit(scope="auth-code-ip", key=client_ip, rate=rate) if rate is not None else None
-    if retry_after is not None:
-        unit = "second" if retry_after == 1 else "seconds"
-        raise RateLimited(f"Too many sign-in codes tried from here: try again in {retry_after} {unit}.", retry_after)
+    refusal = rate_limit_refusal(
+        setting="AUTH_CODE_REDEEM_RATE",
+        scope="auth-code-ip",
+        key=client_ip,
+        problem="Too many sign-in codes tried from here",
+    )
+    if refusal is not None:
+        raise refusal
 
 
 def _claim(*, tenant_id: int, code: str) -> AuthCode:

@@ -23,6 +23,7 @@ from chat.services.messages import (
     conversation_mark_read,
     message_post,
     message_receive,
+    rate_limit_refusal,
     system_notice_post,
     whisper_post,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "conversation_updated_publish",
     "message_post",
     "message_receive",
+    "rate_limit_refusal",
     "survey_validate",
     "system_notice_post",
     "visitor_lease_renew",

@@ -20,19 +20,17 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from chat.models import Channel, Conversation, ConversationStatus, Widget
 from chat.services.contacts import contact_merge
-from chat.services.messages import RateLimited
+from chat.services.messages import rate_limit_refusal
 from chat.tokens import new_visitor_id
 from contactcenter.errors import ApplicationError, Conflict
 from contactcenter.models import Contact, ContactIdentity, IdentityKind
-from contactcenter.ratelimit import rate_parse, ratelimit_hit
 from contactcenter.secretbox import seal, unseal
-from contactcenter.services.contacts import contact_identity_add, identity_normalise
+from contactcenter.services.contacts import contact_create, contact_identity_add, identity_normalise
 
 SECRET_BYTES = 32
 SIGNATURE_MAX_CHARS = 128
@@ -114,12 +112,15 @@ def _text(value: object, name: str, *, required: bool = False) -> str:
 def _failed(client_ip: str | None) -> ApplicationError:
     """A wrong signature counts against the client's address (IDENTITY_FAILURE_RATE); right ones never do, since a
     signed-in user's every page load signs in again."""
-    rate = rate_parse(settings.IDENTITY_FAILURE_RATE, setting="IDENTITY_FAILURE_RATE")
-    if client_ip is not None and rate is not None:
-        retry_after = ratelimit_hit(scope="identity-ip", key=client_ip, rate=rate)
-        if retry_after is not None:
-            unit = "second" if retry_after == 1 else "seconds"
-            return RateLimited(f"Too many wrong signatures from here: try again in {retry_after} {unit}.", retry_after)
+    if client_ip is not None:
+        refusal = rate_limit_refusal(
+            setting="IDENTITY_FAILURE_RATE",
+            scope="identity-ip",
+            key=client_ip,
+            problem="Too many wrong signatures from here",
+        )
+        if refusal is not None:
+            return refusal
     return _refused("identity_invalid")
 
 
@@ -133,7 +134,7 @@ def _user_contact(widget: Widget, user_id: str, name: str) -> Contact:
         return identity.contact
     try:
         with transaction.atomic():
-            contact = Contact.objects.create(tenant_id=widget.tenant_id, name=name.strip()[:200])
+            contact = contact_create(tenant=widget.tenant, name=name)
             contact_identity_add(contact=contact, kind=IdentityKind.EXTERNAL, value=user_id, verified=True)
             return contact
     except Conflict:  # the same user signed in at the same moment elsewhere: theirs won

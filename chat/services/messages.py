@@ -29,6 +29,7 @@ from chat.selectors import (
 from chat.services.message_sql import _post_fast, _rate_window, _take_seq, message_rate_limit
 from chat.signals import outbound_message_stored, waiting_message_stored
 from contactcenter.errors import ApplicationError, NotFound, PermissionDenied
+from contactcenter.ratelimit import rate_parse, ratelimit_hit
 from contactcenter.realtime import (
     conversation_agents_group,
     conversation_group,
@@ -44,6 +45,17 @@ class RateLimited(ApplicationError):
     def __init__(self, message: str, retry_after: int):
         super().__init__("rate_limited", message, status=429)
         self.retry_after = retry_after
+
+
+def rate_limit_refusal(*, setting: str, scope: str, key: str, problem: str) -> RateLimited | None:
+    """Counts one hit of `key` against the rate the setting `setting` names: the refusal to raise once it is used
+    up ("<problem>: try again in N seconds."), else None (also when the setting turns the limit off)."""
+    rate = rate_parse(getattr(settings, setting), setting=setting)
+    retry_after = ratelimit_hit(scope=scope, key=key, rate=rate) if rate is not None else None
+    if retry_after is None:
+        return None
+    unit = "second" if retry_after == 1 else "seconds"
+    return RateLimited(f"{problem}: try again in {retry_after} {unit}.", retry_after)
 
 
 @dataclass(frozen=True)

@@ -20,17 +20,16 @@ from chat.models import (
 )
 from chat.services.hours import widget_open_at
 from chat.services.messages import (
-    RateLimited,
     _append_message,
     _clean_body,
     _clean_client_id,
     _publish_message,
+    rate_limit_refusal,
     system_notice_post,
 )
 from chat.tokens import new_visitor_id
 from contactcenter.errors import ApplicationError
 from contactcenter.models import Contact, ContactIdentity, IdentityKind
-from contactcenter.ratelimit import rate_parse, ratelimit_hit
 from contactcenter.services import (
     contact_create,
     contact_identity_add,
@@ -120,11 +119,9 @@ def _check_start_rate(widget: Widget, client_ip: str) -> None:
         ("widget-start", str(widget.pk), "WIDGET_SESSION_RATE_WIDGET", "Too many chats are starting right now"),
     )
     for scope, key, setting, problem in checks:
-        rate = rate_parse(getattr(settings, setting), setting=setting)
-        retry_after = ratelimit_hit(scope=scope, key=key, rate=rate) if rate is not None else None
-        if retry_after is not None:
-            unit = "second" if retry_after == 1 else "seconds"
-            raise RateLimited(f"{problem}: try again in {retry_after} {unit}.", retry_after)
+        refusal = rate_limit_refusal(setting=setting, scope=scope, key=key, problem=problem)
+        if refusal is not None:
+            raise refusal
 
 
 def _visitor_contact(widget: Widget, visitor_id: str) -> Contact | None:

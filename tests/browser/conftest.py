@@ -149,6 +149,24 @@ async def widget_frame(page: Page) -> Frame:
     raise AssertionError("loader.js added no widget iframe")
 
 
+CUSTOMER_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Shop</title></head><body>
+<h1>Your account</h1>
+<script>
+  window.sbErrors = [];
+  window.addEventListener("switchboard:error", (event) => window.sbErrors.push(event.detail.code));
+</script>
+<script src="/static/widget/loader.js" data-widget="{key}" {attributes}></script>
+</body></html>"""
+
+
+async def customer_page(page: Page, site: DemoSite, *, attributes: str) -> None:
+    """The customer's own page (served here by the test at /shop/): loader.js with the demo widget and `attributes`
+    (already HTML-escaped), and `window.sbErrors`, the codes of the `switchboard:error` events it fired."""
+    html = CUSTOMER_PAGE.replace("{key}", site.public_key).replace("{attributes}", attributes)
+    await page.route(f"{site.url}/shop/", lambda route: route.fulfill(body=html, content_type="text/html"))
+    await page.goto(f"{site.url}/shop/")
+
+
 async def open_widget(page: Page, site: DemoSite) -> Frame:
     """The demo host page with the chat window opened through the launcher button."""
     await page.goto(f"{site.url}/demo/")

@@ -17,7 +17,7 @@ from channels_switch.services import inbound_receive
 from chat.models import Channel, Conversation, ConversationStatus, SenderKind
 from contactcenter.models import Contact, Membership, Role
 from contactcenter.services.apikeys import apikey_create
-from tests.browser.conftest import DemoSite, console_login, in_thread, new_person, widget_frame
+from tests.browser.conftest import DemoSite, console_login, customer_page, in_thread, new_person, widget_frame
 from tests.factories import MessageFactory
 
 pytestmark = [
@@ -26,15 +26,6 @@ pytestmark = [
     pytest.mark.redis,
     pytest.mark.asyncio(loop_scope="session"),
 ]
-
-HOST_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Shop</title></head><body>
-<h1>Your account</h1>
-<script>
-  window.sbErrors = [];
-  window.addEventListener("switchboard:error", (event) => window.sbErrors.push(event.detail.code));
-</script>
-<script src="/static/widget/loader.js" data-widget="{key}" data-init="manual"></script>
-</body></html>"""
 
 SMS_CUSTOMER = "+447911123987"
 
@@ -80,9 +71,7 @@ def _tenant_id(public_key: str) -> int:
 
 async def shop_page(page: Page, demo: DemoSite) -> None:
     """The customer's own page (served here by the test) with the loader waiting for Switchboard.init."""
-    html = HOST_PAGE.replace("{key}", demo.public_key)
-    await page.route(f"{demo.url}/shop/", lambda route: route.fulfill(body=html, content_type="text/html"))
-    await page.goto(f"{demo.url}/shop/")
+    await customer_page(page, demo, attributes='data-init="manual"')
     await page.wait_for_function("() => window.Switchboard && typeof window.Switchboard.init === 'function'")
 
 

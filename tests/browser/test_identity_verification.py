@@ -14,7 +14,15 @@ from playwright.async_api import Browser, Page, expect
 from chat.models import Channel, Conversation, ConversationStatus, Widget
 from chat.services.identity import widget_identity_secret_rotate
 from contactcenter.models import Contact, ContactIdentity, IdentityKind
-from tests.browser.conftest import DemoSite, console_login, in_thread, new_person, set_presence, widget_frame
+from tests.browser.conftest import (
+    DemoSite,
+    console_login,
+    customer_page,
+    in_thread,
+    new_person,
+    set_presence,
+    widget_frame,
+)
 from tests.factories import MessageFactory
 
 pytestmark = [
@@ -23,16 +31,6 @@ pytestmark = [
     pytest.mark.redis,
     pytest.mark.asyncio(loop_scope="session"),
 ]
-
-HOST_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Shop</title></head><body>
-<h1>Your account</h1>
-<script>
-  window.sbErrors = [];
-  window.addEventListener("switchboard:error", (event) => window.sbErrors.push(event.detail.code));
-</script>
-<script src="/static/widget/loader.js" data-widget="{key}" data-user-id="{user}" data-user-name="Jane Doe"
-        data-user-signature="{signature}"></script>
-</body></html>"""
 
 
 def seed(public_key: str) -> str:
@@ -55,9 +53,8 @@ def seed(public_key: str) -> str:
 
 
 async def shop_page(page: Page, demo: DemoSite, *, user: str, signature: str) -> None:
-    html = HOST_PAGE.replace("{key}", demo.public_key).replace("{user}", user).replace("{signature}", signature)
-    await page.route(f"{demo.url}/shop/", lambda route: route.fulfill(body=html, content_type="text/html"))
-    await page.goto(f"{demo.url}/shop/")
+    attributes = f'data-user-id="{user}" data-user-name="Jane Doe" data-user-signature="{signature}"'
+    await customer_page(page, demo, attributes=attributes)
     await page.wait_for_function("() => window.Switchboard && window.Switchboard.ready")
 
 
