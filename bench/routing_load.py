@@ -275,7 +275,7 @@ class Worker:
         if self.profile_path and command.get("profile"):
             import cProfile
 
-            profiler = cProfile.Profile()
+            profiler = cProfile.Profile(time.thread_time)  # CPU of this thread: waits for the CPU are not in it
         cpu = time.process_time()
         report.started = time.monotonic()
         if profiler is not None:

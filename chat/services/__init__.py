@@ -18,6 +18,7 @@ from chat.services.attachments import (
 )
 from chat.services.hours import widget_display_rules, widget_next_open, widget_open_at
 from chat.services.messages import (
+    Notice,
     PostResult,
     RateLimited,
     conversation_mark_read,
@@ -25,6 +26,7 @@ from chat.services.messages import (
     message_receive,
     rate_limit_refusal,
     system_notice_post,
+    system_notices_post,
     whisper_post,
 )
 from chat.services.starting import survey_validate
@@ -39,6 +41,7 @@ from chat.services.widgets import widget_delete, widget_save
 
 __all__ = [
     "CloseResult",
+    "Notice",
     "PostResult",
     "RateLimited",
     "attachment_original_keep",
@@ -54,6 +57,7 @@ __all__ = [
     "rate_limit_refusal",
     "survey_validate",
     "system_notice_post",
+    "system_notices_post",
     "visitor_lease_renew",
     "whisper_post",
     "widget_delete",

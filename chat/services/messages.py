@@ -88,19 +88,32 @@ def _clean_body(body: str, *, allow_empty: bool) -> str:
 
 def _append_message(conversation: Conversation, **fields: Any) -> Message:
     """Next seq for a conversation whose row the caller holds locked (or has just created)."""
+    return _append_messages(conversation, [fields])[0]
+
+
+def _append_messages(conversation: Conversation, rows: Sequence[dict[str, Any]]) -> list[Message]:
+    """The next seqs, one per row of fields, taken in one UPDATE of the conversation (whose row the caller holds
+    locked, or has just created); the messages stored in one INSERT."""
     now = timezone.now()
-    conversation.last_seq += 1
+    first = conversation.last_seq + 1
+    conversation.last_seq += len(rows)
     conversation.last_message_at = now
     Conversation.objects.filter(pk=conversation.pk).update(last_seq=conversation.last_seq, last_message_at=now)
-    message = Message.objects.create(
-        tenant_id=conversation.tenant_id,
-        conversation=conversation,
-        seq=conversation.last_seq,
-        channel=conversation.channel,
-        **fields,
+    messages = Message.objects.bulk_create(
+        [
+            Message(
+                tenant_id=conversation.tenant_id,
+                conversation=conversation,
+                seq=first + offset,
+                channel=conversation.channel,
+                **fields,
+            )
+            for offset, fields in enumerate(rows)
+        ]
     )
-    _webhook_message_created(message)
-    return message
+    for message in messages:
+        _webhook_message_created(message)
+    return messages
 
 
 def _webhook_message_created(message: Message) -> None:
@@ -122,6 +135,17 @@ def _publish(tenant_id: int, message: Message, attachments: list[Attachment] | N
     publish_on_commit(group=tenant_inbox_group(tenant_id), event=events.inbox_changed(message.conversation_id))
 
 
+@dataclass(frozen=True)
+class Notice:
+    """A system notice to store ("agent.joined", "conversation.closed"; `private`: for the agents only, as a
+    note is)."""
+
+    event: str
+    body: str
+    event_data: dict[str, Any] | None = None
+    private: bool = False
+
+
 def system_notice_post(
     *,
     conversation: Conversation,
@@ -130,18 +154,29 @@ def system_notice_post(
     event_data: dict[str, Any] | None = None,
     private: bool = False,
 ) -> Message:
-    """A stored system notice ("agent.joined", "conversation.closed"; `private`: for the agents only, as a
-    note is); the caller holds the row lock."""
-    message = _append_message(
+    """A stored system notice; the caller holds the row lock."""
+    notice = Notice(event=event, body=body, event_data=event_data, private=private)
+    return system_notices_post(conversation=conversation, notices=[notice])[0]
+
+
+def system_notices_post(*, conversation: Conversation, notices: Sequence[Notice]) -> list[Message]:
+    """Several system notices in a row, their seqs taken at once; the caller holds the row lock."""
+    messages = _append_messages(
         conversation,
-        sender_kind=SenderKind.SYSTEM,
-        body=body,
-        event=event,
-        event_data=event_data or {},
-        is_private=private,
+        [
+            {
+                "sender_kind": SenderKind.SYSTEM,
+                "body": notice.body,
+                "event": notice.event,
+                "event_data": notice.event_data or {},
+                "is_private": notice.private,
+            }
+            for notice in notices
+        ],
     )
-    _publish_message(conversation, message)
-    return message
+    for message in messages:
+        _publish_message(conversation, message)
+    return messages
 
 
 def introduction_post(

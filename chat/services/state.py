@@ -34,14 +34,19 @@ from contactcenter.realtime import (
 from contactcenter.services.webhooks_out import CONVERSATION_CLOSED, conversation_data, webhook_event_record
 
 
-def conversation_updated_publish(conversation: Conversation, *, agents_only: bool) -> None:
+def conversation_updated_publish(conversation: Conversation, *, agents_only: bool, current: bool = False) -> None:
     """Announces the conversation's state with a new version, after commit.
 
     The version is taken by an UPDATE, which holds the row's lock to the end of the transaction: two changes
-    in two processes get their versions in commit order, whichever event Redis delivers first.
+    in two processes get their versions in commit order, whichever event Redis delivers first. `current`: the
+    caller read the row under its lock and set on the instance everything it changed since, so the row is not
+    read back.
     """
     Conversation.objects.filter(pk=conversation.pk).update(state_version=F("state_version") + 1)
-    conversation.refresh_from_db()
+    if current:
+        conversation.state_version += 1
+    else:
+        conversation.refresh_from_db()
     group = (
         conversation_agents_group(conversation.tenant_id, conversation.pk)
         if agents_only
@@ -151,6 +156,8 @@ def conversation_close(*, actor: Actor, conversation_id: int, disposition_id: in
             )
         data = {"by": "agent", "agent_name": events.agent_public_name(actor.user)}
         body = f"{data['agent_name']} closed the chat."
+        if conversation.assignee_id == actor.user.pk:
+            conversation.assignee = actor.user
     else:
         data = {"by": "visitor"}
         body = "The visitor ended the chat."
@@ -161,7 +168,7 @@ def conversation_close(*, actor: Actor, conversation_id: int, disposition_id: in
     webhook_event_record(
         tenant_id=conversation.tenant_id, type=CONVERSATION_CLOSED, data=conversation_data(conversation)
     )
-    conversation_updated_publish(conversation, agents_only=False)
+    conversation_updated_publish(conversation, agents_only=False, current=True)
     return CloseResult(conversation=conversation, closed_now=True, previous_status=previous)
 
 
@@ -201,7 +208,7 @@ def conversation_abandon(*, tenant_id: int, conversation_id: int) -> Conversatio
     webhook_event_record(
         tenant_id=conversation.tenant_id, type=CONVERSATION_CLOSED, data=conversation_data(conversation)
     )
-    conversation_updated_publish(conversation, agents_only=False)
+    conversation_updated_publish(conversation, agents_only=False, current=True)
     return conversation
 
 

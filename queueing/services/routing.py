@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, Value, prefetch_related_objects
 from django.db.models.functions import Coalesce
@@ -27,9 +26,10 @@ from chat.models import Attachment, Conversation, ConversationStatus, Message, W
 from chat.selectors import Actor, AgentActor, conversation_preview, conversation_previews
 from chat.services import (
     CloseResult,
+    Notice,
     conversation_updated_publish,
     message_receive,
-    system_notice_post,
+    system_notices_post,
     visitor_lease_renew,
     widget_open_at,
 )
@@ -365,6 +365,8 @@ def conversation_request_on_channel(
 
 def _withdraw_offers(offers: Iterable[Offer], *, reason_for: dict[int, str], default: str) -> None:
     offers = list(offers)
+    if not offers:
+        return
     Offer.objects.filter(pk__in=[offer.pk for offer in offers], status=OfferStatus.PENDING).update(
         status=OfferStatus.WITHDRAWN, decided_at=timezone.now()
     )
@@ -379,6 +381,14 @@ def _withdraw_offers(offers: Iterable[Offer], *, reason_for: dict[int, str], def
         )
 
 
+def _routed_queue(conversation: Conversation) -> Queue | None:
+    """The queue of a conversation read with `queue_route__queue` (conversation_queue, without a query)."""
+    try:
+        return conversation.queue_route.queue
+    except ConversationRoute.DoesNotExist:
+        return None
+
+
 @transaction.atomic
 def conversation_accept(*, actor: AgentActor, conversation_id: int) -> Conversation:
     """Takes a waiting conversation; exactly one of several agents accepting at once wins."""
@@ -386,17 +396,24 @@ def conversation_accept(*, actor: AgentActor, conversation_id: int) -> Conversat
     profile = AgentProfile.objects.select_for_update().filter(tenant_id=actor.tenant_id, user=actor.user).first()
     if profile is None:
         raise PermissionDenied("You have no agent profile.")
+    # Not locked yet: a chat that is no longer waiting is refused without waiting for whoever holds it (their
+    # end or transfer may be waiting for this agent's profile).
     conversation = (
-        Conversation.objects.for_tenant(actor.tenant_id).select_related("widget").filter(pk=conversation_id).first()
+        Conversation.objects.for_tenant(actor.tenant_id)
+        .select_related("widget", "queue_route__queue")
+        .filter(pk=conversation_id)
+        .first()
     )
     if conversation is None:
         raise NotFound("conversation")
-    has_offer = Offer.objects.filter(conversation=conversation, agent=actor.user).exists()
-    queue = conversation_queue(conversation=conversation)
+    queue = _routed_queue(conversation)
     member = (
-        queue is None or QueueMember.objects.filter(tenant_id=actor.tenant_id, queue=queue, user=actor.user).exists()
+        queue is None
+        or actor.supervises
+        or QueueMember.objects.filter(tenant_id=actor.tenant_id, queue=queue, user=actor.user).exists()
+        or Offer.objects.filter(conversation=conversation, agent=actor.user).exists()
     )
-    if not (member or has_offer or actor.supervises):
+    if not member:
         raise ApplicationError("not_in_queue", "This conversation waits in a queue you are not a member of.")
     if conversation.status == ConversationStatus.CLOSED:
         raise ApplicationError("not_waiting", "This conversation is closed.", status=409)
@@ -412,38 +429,35 @@ def conversation_accept(*, actor: AgentActor, conversation_id: int) -> Conversat
     ).update(status=ConversationStatus.OPEN, assignee=actor.user, answered_at=Coalesce("answered_at", Value(now)))
     if not won:
         raise Conflict("already_taken", "Another agent took this conversation.")
+    conversation.refresh_from_db()  # the row is ours now: what changed since the read above is seen
+    conversation.assignee = actor.user
     profile.idle_since = now
     profile.save(update_fields=["idle_since"])
-    conversation.refresh_from_db()
     queue_line_moved(tenant_id=actor.tenant_id, queue_id=queue.pk if queue is not None else None)
-    own = Offer.objects.filter(conversation=conversation, agent=actor.user, status=OfferStatus.PENDING).first()
-    if own is not None:
-        Offer.objects.filter(pk=own.pk).update(status=OfferStatus.ACCEPTED, decided_at=now)
+    pending = list(Offer.objects.filter(conversation=conversation, status=OfferStatus.PENDING))
+    own = [offer for offer in pending if offer.agent_id == actor.user.pk]
+    if own:
+        Offer.objects.filter(pk=own[0].pk).update(status=OfferStatus.ACCEPTED, decided_at=now)
         publish_on_commit(
             group=agent_group(actor.tenant_id, actor.user.pk),
-            event=events.offer_withdrawn(conversation_id=conversation.pk, offer_id=own.pk, reason="accepted"),
+            event=events.offer_withdrawn(conversation_id=conversation.pk, offer_id=own[0].pk, reason="accepted"),
         )
-    _withdraw_offers(
-        Offer.objects.filter(conversation=conversation, status=OfferStatus.PENDING), reason_for={}, default="taken"
-    )
+    _withdraw_offers([offer for offer in pending if offer.agent_id != actor.user.pk], reason_for={}, default="taken")
     name = events.agent_public_name(actor.user)
-    system_notice_post(
-        conversation=conversation,
-        event="agent.joined",
-        body=f"{name} joined the chat.",
-        event_data={"agent_name": name},
-    )
+    notices = [Notice(event="agent.joined", body=f"{name} joined the chat.", event_data={"agent_name": name})]
     if queue is not None and first_answer:
         # For the agent: where the visitor came from, and how long they waited there.
         waited = max(0, round((now - conversation.created_at).total_seconds()))
-        system_notice_post(
-            conversation=conversation,
-            event="queue.came_from",
-            body=f"The visitor came from the queue {queue.name} after waiting {duration_text(waited)}.",
-            event_data={"queue": queue.name, "waited_seconds": waited},
-            private=True,
+        notices.append(
+            Notice(
+                event="queue.came_from",
+                body=f"The visitor came from the queue {queue.name} after waiting {duration_text(waited)}.",
+                event_data={"queue": queue.name, "waited_seconds": waited},
+                private=True,
+            )
         )
-    conversation_updated_publish(conversation, agents_only=False)
+    system_notices_post(conversation=conversation, notices=notices)
+    conversation_updated_publish(conversation, agents_only=False, current=True)
     publish_on_commit(
         group=agent_group(actor.tenant_id, actor.user.pk), event=events.conversation_assigned(conversation.pk)
     )
@@ -506,7 +520,12 @@ def _offer_onwards(tenant_id: int, conversation_ids: Iterable[int]) -> int:
 @transaction.atomic
 def agent_offers_refresh(*, actor: AgentActor) -> list[Offer]:
     """Offers an agent who has room the oldest waiting conversations of their queues not yet offered to them."""
-    return _offers_refresh(actor, AgentProfile.objects.filter(tenant_id=actor.tenant_id, user=actor.user).first())
+    profile = (
+        AgentProfile.objects.select_for_update()
+        .filter(tenant_id=actor.tenant_id, user=actor.user, presence=Presence.ONLINE)
+        .first()
+    )
+    return _offers_refresh_locked(actor, profile)
 
 
 def _offers_refresh(actor: AgentActor, profile: AgentProfile | None) -> list[Offer]:
@@ -520,6 +539,11 @@ def _offers_refresh(actor: AgentActor, profile: AgentProfile | None) -> list[Off
     if profile is None or profile.presence != Presence.ONLINE:
         return []
     profile = AgentProfile.objects.select_for_update().filter(pk=profile.pk, presence=Presence.ONLINE).first()
+    return _offers_refresh_locked(actor, profile)
+
+
+def _offers_refresh_locked(actor: AgentActor, profile: AgentProfile | None) -> list[Offer]:
+    """_offers_refresh once the caller locked the agent's profile (None: not online)."""
     if profile is None:
         return []
     room = profile.max_chats - _load(actor.tenant_id, [actor.user.pk]).get(actor.user.pk, 0)
@@ -582,8 +606,8 @@ def conversation_end(*, actor: Actor, conversation_id: int, disposition_id: int 
         publish_on_commit(
             group=tenant_agents_group(conversation.tenant_id), event=events.waiting_removed(conversation.pk)
         )
-    if conversation.assignee_id is not None:
-        assignee = User.objects.get(pk=conversation.assignee_id)
+    assignee = conversation.assignee if conversation.assignee_id is not None else None  # read for the close
+    if assignee is not None:
         agent_idle_from_now(tenant_id=conversation.tenant_id, user_id=assignee.pk)
         # The assignee has room again: the oldest waiting conversation of their queues comes to them.
         agent_offers_refresh(actor=AgentActor(tenant_id=conversation.tenant_id, user=assignee, role=Role.AGENT))

@@ -254,3 +254,40 @@ def test_the_agent_sees_that_the_visitor_came_from_the_queue_and_how_long_they_w
     assert notice.body == f"The visitor came from the queue Sales after waiting {duration_text(waited)}."
     assert duration_text(192) == "3 min 12 s"
     assert [duration_text(s) for s in (45, 60, 3725, 7200)] == ["45 s", "1 min", "1 h 2 min", "2 h"]
+
+
+def test_an_accept_and_an_end_that_offers_the_next_chat_cost_a_fixed_number_of_statements(
+    tenant, widget, queue, online, published, django_capture_on_commit_callbacks, django_assert_max_num_queries
+):
+    """The two steps every answered chat takes (the routing bench's assignment): the accept's two notices share
+    one seq UPDATE and one INSERT, and neither step reads the conversation back for its announcement (counts
+    include the savepoints of the nested services); what is announced is what is stored."""
+    from chat.models import Message
+    from tests.factories import DispositionFactory
+
+    AgentProfile.objects.filter(user=online).update(max_chats=1)
+    disposition = DispositionFactory(tenant=tenant)
+    actor = agent_actor_for(online)
+    first, second = request(widget, 1), request(widget, 2)
+    assert offered_to(first) == [online.pk] and offered_to(second) == []
+    with django_capture_on_commit_callbacks(execute=True), django_assert_max_num_queries(15):
+        conversation_accept(actor=actor, conversation_id=first.pk)
+    with django_capture_on_commit_callbacks(execute=True), django_assert_max_num_queries(25):
+        conversation_end(actor=actor, conversation_id=first.pk, disposition_id=disposition.pk)
+    assert offered_to(second) == [online.pk]  # the end offered the next one
+
+    first.refresh_from_db()
+    events = [(message.seq, message.event) for message in Message.objects.filter(conversation=first).order_by("seq")]
+    assert [event for _, event in events][-3:] == ["agent.joined", "queue.came_from", "conversation.closed"]
+    assert [seq for seq, _ in events] == list(range(1, first.last_seq + 1))
+    announced = [
+        event["conversation"]
+        for _, event in published
+        if event["type"] == "conversation.updated" and event["conversation"]["id"] == first.pk
+    ]
+    assert [(state["status"], state["assignee"]["id"]) for state in announced] == [
+        (ConversationStatus.OPEN, online.pk),
+        (ConversationStatus.CLOSED, online.pk),
+    ]
+    assert [state["version"] for state in announced] == [first.state_version - 1, first.state_version]
+    assert announced[-1]["last_seq"] == first.last_seq
