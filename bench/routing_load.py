@@ -864,6 +864,14 @@ def report(
     print(f"logs: {logs}")
 
 
+def postgres_ceiling(reals: list[Window], cpus: int) -> float:
+    """Assignments per second this machine could make if the workers' Python cost nothing: every CPU given to
+    PostgreSQL, at the CPU it spent per assignment in the real windows (0: nothing measured)."""
+    done = sum(w.done for w in reals)
+    postgres = sum(w.wall_cpu.get("postgres", 0.0) for w in reals)
+    return cpus * done / postgres if done and postgres else 0.0
+
+
 def where_time_goes(reals: list[Window]) -> None:
     seconds: Counter[str] = Counter()
     calls: Counter[str] = Counter()
@@ -890,6 +898,12 @@ def where_time_goes(reals: list[Window]) -> None:
         f"({postgres / done * 1000:.2f} ms), anything else {max(0.0, machine - workers - postgres):.1f} s, idle "
         f"{max(0.0, capacity - machine):.1f} s"
     )
+    ceiling = postgres_ceiling(reals, os.cpu_count() or 1)
+    if ceiling:
+        print(
+            f"PostgreSQL alone caps this path at {ceiling:,.0f} assignments/s: its CPU per assignment on all "
+            f"{os.cpu_count()} CPUs, with the workers' Python costing nothing"
+        )
 
 
 def profile_summary(path: Path, lines: int = 25) -> None:

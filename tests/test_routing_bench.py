@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bench.routing_load import Accepted, OfferRow, Window, WorkerReport, check_violations, percentile
+from bench.routing_load import (
+    Accepted,
+    OfferRow,
+    Window,
+    WorkerReport,
+    check_violations,
+    percentile,
+    postgres_ceiling,
+)
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -96,3 +104,13 @@ def test_the_routing_bench_rates_run_from_the_barrier_to_the_last_assignment():
     assert (bare.done, bare.seconds, bare.rate) == (200, 1.0, 200.0)
     assert percentile([0.1, 0.4, 0.5, 0.2], 0.5) in (0.2, 0.4)
     assert percentile([float(x) for x in range(1, 101)], 0.99) == 99.0
+
+
+def test_the_postgres_ceiling_is_every_cpu_at_postgres_cost_per_assignment():
+    """500 assignments that cost PostgreSQL 2.5 CPU-seconds (5 ms each): 2 CPUs could do at most 400 a second
+    even if the workers cost nothing."""
+    report = WorkerReport(process=0, started=0.0, ended=10.0)
+    report.accepted = [Accepted(n, 7, 0.0, 1.0, 1, 5) for n in range(500)]
+    real = Window("real-1", "real", [report], wall_cpu={"postgres": 2.5, "machine": 20.0})
+    assert postgres_ceiling([real], cpus=2) == 400.0
+    assert postgres_ceiling([Window("real-2", "real", [WorkerReport(process=0)])], cpus=2) == 0.0
