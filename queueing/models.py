@@ -73,7 +73,8 @@ class ConversationRoute(TenantOwned):
     queue = models.ForeignKey(Queue, null=True, on_delete=models.SET_NULL, related_name="conversation_routes")
     queue_name = models.CharField(max_length=80)
     routed_at = models.DateTimeField(auto_now_add=True)
-    # The visitor left the queue (their widget gone past the grace period) before an agent answered.
+    # The visitor left the queue before an agent answered: their widget gone past the grace period, or they ended
+    # the chat.
     abandoned_at = models.DateTimeField(null=True, blank=True)
     # The queue's last eligible agent went offline while the visitor waited: they were told, and their chat
     # waits on as a message left for later (out of the line; offered when an agent is back).
@@ -112,8 +113,14 @@ class Offer(TenantOwned):
 
     class Meta:
         constraints = [
-            # Offered once per agent: a rejected conversation is not pushed at the same agent again.
-            models.UniqueConstraint(fields=["conversation", "agent"], name="offer_once_per_agent"),
+            # One row per offer made, so today's offered and missed figures keep every one; at most one pending
+            # per agent (routing offers a chat to an agent once, and again only after they declined it a while ago,
+            # or by a transfer to them).
+            models.UniqueConstraint(
+                fields=["conversation", "agent"],
+                condition=models.Q(status="pending"),
+                name="offer_pending_once_per_agent",
+            ),
         ]
         indexes = [
             models.Index(fields=["tenant", "agent", "status"]),

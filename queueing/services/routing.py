@@ -15,15 +15,15 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Value, prefetch_related_objects
+from django.db.models import Count, Exists, OuterRef, Q, Value, prefetch_related_objects
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents.models import AgentProfile, Presence
 from agents.services.presence import agent_idle_from_now
 from chat import events
-from chat.models import Attachment, Conversation, ConversationStatus, Message, Widget
-from chat.selectors import Actor, AgentActor, conversation_preview, conversation_previews
+from chat.models import Attachment, Channel, Conversation, ConversationStatus, Message, Widget
+from chat.selectors import Actor, AgentActor, VisitorActor, conversation_preview, conversation_previews
 from chat.services import (
     CloseResult,
     Notice,
@@ -208,15 +208,23 @@ def conversation_offer(*, conversation: Conversation, only_user_ids: Iterable[in
     # No one else can take it: an agent who rejected or missed it a while ago may have it again rather than the
     # visitor waiting for nobody (the sweep comes back to it once that time has passed).
     cutoff = timezone.now() - timedelta(seconds=settings.ROUTING_REOFFER_SECONDS)
-    again = AgentProfile.objects.filter(
-        tenant_id=conversation.tenant_id,
-        presence=Presence.ONLINE,
-        user__is_active=True,
-        user__queue_memberships__queue=queue,
-    ).filter(
-        user__chat_offers__conversation=conversation,
-        user__chat_offers__status__in=[OfferStatus.REJECTED, OfferStatus.MISSED],
-        user__chat_offers__decided_at__lte=cutoff,
+    # Declined (rejected or missed) a while ago, and not since: each offer made is its own row.
+    declined_lately = Offer.objects.filter(conversation=conversation, agent_id=OuterRef("user_id")).filter(
+        Q(status=OfferStatus.PENDING) | Q(decided_at__gt=cutoff)
+    )
+    again = (
+        AgentProfile.objects.filter(
+            tenant_id=conversation.tenant_id,
+            presence=Presence.ONLINE,
+            user__is_active=True,
+            user__queue_memberships__queue=queue,
+        )
+        .filter(
+            user__chat_offers__conversation=conversation,
+            user__chat_offers__status__in=[OfferStatus.REJECTED, OfferStatus.MISSED],
+        )
+        .exclude(Exists(declined_lately))
+        .distinct()
     )
     again = again.exclude(user__transferred_routes__conversation=conversation)
     candidates = list(again.values_list("pk", "user_id", "max_chats", "idle_since", "last_offered_at"))
@@ -226,7 +234,7 @@ def conversation_offer(*, conversation: Conversation, only_user_ids: Iterable[in
     agent = _agent_locked(conversation.tenant_id, _ranked(queue, candidates, load))
     if agent is None:
         return []
-    return [offer_make(conversation=conversation, agent=agent, queue=queue, again=True)]
+    return [offer_make(conversation=conversation, agent=agent, queue=queue)]
 
 
 def offer_make(
@@ -234,30 +242,23 @@ def offer_make(
     conversation: Conversation,
     agent: AgentProfile,
     queue: Queue | None,
-    again: bool = False,
     preview: str | None = None,
 ) -> Offer:
     """Offers the conversation to this agent (whose profile the caller locked), with the queue's answer time
-    limit, and tells their consoles once committed. `again`: the agent may have been offered it before (a
-    transfer to them): that row is offered anew (routing itself never offers a chat twice to one agent).
-    `preview`: the caller read it already (conversation_previews) and prefetched the contact's identities."""
+    limit, and tells their consoles once committed. Each offer is a row of its own, also to an agent offered the
+    chat before (a transfer to them, or routing coming back to them once no one else can take it), so what they
+    did with the earlier one stays counted. `preview`: the caller read it already (conversation_previews) and
+    prefetched the contact's identities."""
     now = timezone.now()
     answer_seconds = queue.answer_seconds if queue is not None else 0
-    fields = {
-        "queue": queue,
-        "status": OfferStatus.PENDING,
-        "decided_at": None,
-        "expires_at": now + timedelta(seconds=answer_seconds) if answer_seconds else None,
-    }
-    offer = Offer.objects.filter(conversation=conversation, agent_id=agent.user_id).first() if again else None
-    if offer is None:
-        offer = Offer.objects.create(
-            tenant_id=conversation.tenant_id, conversation=conversation, agent_id=agent.user_id, **fields
-        )
-    else:
-        for name, value in {**fields, "created_at": now}.items():
-            setattr(offer, name, value)
-        offer.save(update_fields=[*fields, "created_at"])
+    offer = Offer.objects.create(
+        tenant_id=conversation.tenant_id,
+        conversation=conversation,
+        agent_id=agent.user_id,
+        queue=queue,
+        status=OfferStatus.PENDING,
+        expires_at=now + timedelta(seconds=answer_seconds) if answer_seconds else None,
+    )
     AgentProfile.objects.filter(pk=agent.pk).update(last_offered_at=now)
     if preview is None:
         preview = conversation_preview(conversation)  # what the offer card shows of the conversation
@@ -479,6 +480,7 @@ def offer_reject(*, actor: AgentActor, conversation_id: int) -> Offer:
     offer = (
         Offer.objects.select_for_update()
         .filter(tenant_id=actor.tenant_id, conversation_id=conversation_id, agent=actor.user)
+        .order_by("-pk")  # the latest offer to them (an earlier one was answered already)
         .first()
     )
     if offer is None:
@@ -602,6 +604,11 @@ def conversation_end(*, actor: Actor, conversation_id: int, disposition_id: int 
     _withdraw_offers(list(pending), reason_for={}, default="closed")
     if result.previous_status == ConversationStatus.WAITING:
         route = ConversationRoute.objects.filter(tenant_id=conversation.tenant_id, conversation=conversation).first()
+        in_line = route is not None and route.unserved_at is None and not conversation.started_offline
+        if route is not None and in_line and conversation.channel == Channel.WEB and isinstance(actor, VisitorActor):
+            # The visitor ended the chat while waiting in line for an agent: they abandoned it, as one whose
+            # widget went away does (`queue_abandon`); today's figures count both.
+            ConversationRoute.objects.filter(pk=route.pk).update(abandoned_at=timezone.now())
         queue_line_moved(tenant_id=conversation.tenant_id, queue_id=route.queue_id if route is not None else None)
         publish_on_commit(
             group=tenant_agents_group(conversation.tenant_id), event=events.waiting_removed(conversation.pk)

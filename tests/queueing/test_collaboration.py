@@ -217,3 +217,37 @@ def test_inviting_a_queue_picks_one_of_its_free_members_or_says_none_is(tenant, 
     with pytest.raises(ApplicationError) as error:
         conversation_invite(actor=alice, conversation_id=chat.pk, to_user_id=dana.pk)
     assert error.value.code == "bad_target"
+
+
+def test_a_missed_offer_stays_counted_after_the_chat_is_transferred_to_the_agent_who_missed_it(
+    tenant, widget, queue, online, supervisor
+):
+    """Found on `make run`: Alice missed the offer, Bob took the chat and transferred it to her; today's "missed"
+    went back to 0 because her offer's row was reused for the transfer. Each offer is its own row now."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents.supervision_state import supervision_snapshot
+    from queueing.services import offers_expire_sweep
+
+    bob = colleague(tenant, queue)
+    AgentProfile.objects.filter(user__in=[online, bob]).update(max_chats=1)
+    AgentProfile.objects.filter(user=bob).update(idle_since=timezone.now())  # Alice first: idle the longest
+    conversation = start(widget, 1)
+    assert list(Offer.objects.filter(conversation=conversation).values_list("agent_id", flat=True)) == [online.pk]
+    Offer.objects.filter(conversation=conversation).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert offers_expire_sweep() == 1  # missed: Alice paused, the chat offered to Bob
+    conversation_accept(actor=agent_actor_for(bob), conversation_id=conversation.pk)
+    AgentProfile.objects.filter(user=online).update(presence=Presence.ONLINE, pause_reason=None)  # back online
+    conversation_transfer(actor=agent_actor_for(bob), conversation_id=conversation.pk, to_user_id=online.pk)
+    conversation_accept(actor=agent_actor_for(online), conversation_id=conversation.pk)
+
+    rows = list(Offer.objects.filter(conversation=conversation).order_by("pk").values_list("agent_id", "status"))
+    assert rows == [
+        (online.pk, OfferStatus.MISSED),
+        (bob.pk, OfferStatus.ACCEPTED),
+        (online.pk, OfferStatus.ACCEPTED),
+    ]
+    today = supervision_snapshot(actor=agent_actor_for(supervisor))["today"]
+    assert (today["offered"], today["missed"]) == (1, 1)

@@ -128,6 +128,25 @@ def test_answered_chats_and_messages_left_for_later_never_count_as_abandoned(ten
     assert {c.status for c in Conversation.objects.filter(pk__in=[answered.pk, left.pk])} == {"open", "waiting"}
 
 
+def test_a_visitor_who_ends_their_chat_while_in_line_has_abandoned_it(tenant, widget, queue, busy, online):
+    """Found on `make run`: a queued visitor who pressed "End chat" left the line but was not counted among
+    today's abandoned visitors, whom the supervision page shows; only a widget gone past the grace was. Ending an
+    answered chat is no abandon."""
+    from chat.selectors import VisitorActor
+    from queueing.services import conversation_end
+
+    waiting = start(widget, 1).conversation
+    conversation_end(
+        actor=VisitorActor(tenant_id=tenant.pk, widget_id=widget.pk, visitor_id="v1"), conversation_id=waiting.pk
+    )
+    conversation_end(
+        actor=VisitorActor(tenant_id=tenant.pk, widget_id=widget.pk, visitor_id="v0"), conversation_id=busy.pk
+    )
+    routes = dict(ConversationRoute.objects.values_list("conversation_id", "abandoned_at"))
+    assert routes[waiting.pk] is not None
+    assert routes[busy.pk] is None
+
+
 def test_a_lease_renewal_after_the_answer_stops_watching_unless_detection_is_on(tenant, widget, queue, online):
     chat = start(widget, 1).conversation
     conversation_accept(actor=agent_actor_for(online), conversation_id=chat.pk)

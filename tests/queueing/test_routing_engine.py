@@ -117,12 +117,20 @@ def test_when_no_one_else_can_take_it_a_rejected_chat_comes_back_after_a_while(s
     # The only agent said no a moment ago: it waits (not pushed straight back at them).
     assert offered_to(conversation) == []
     assert waiting_offer_sweep() == 0
-    # A minute later it is theirs again, on the same offer row, with a fresh answer time.
+    # A minute later it is theirs again: a new offer with a fresh answer time; the rejection stays on record.
     Offer.objects.filter(conversation=conversation).update(decided_at=timezone.now() - timedelta(seconds=61))
     assert waiting_offer_sweep() == 1
-    offer = Offer.objects.get(conversation=conversation)
+    rejected, offer = Offer.objects.filter(conversation=conversation).order_by("pk")
+    assert (rejected.agent_id, rejected.status) == (online.pk, OfferStatus.REJECTED)
     assert (offer.agent_id, offer.status, offer.decided_at) == (online.pk, OfferStatus.PENDING, None)
     assert offer.expires_at > timezone.now()
+    # Rejected again: the latest offer is the one rejected, and the chat waits another while (not straight back,
+    # though the first rejection is long past).
+    offer_reject(actor=agent_actor_for(online), conversation_id=conversation.pk)
+    assert Offer.objects.get(pk=offer.pk).status == OfferStatus.REJECTED
+    assert Offer.objects.get(pk=rejected.pk).status == OfferStatus.REJECTED
+    assert offered_to(conversation) == []
+    assert waiting_offer_sweep() == 0
 
 
 def test_a_rejected_chat_waits_for_a_colleague_rather_than_coming_back(settings, tenant, widget, queue, team):
