@@ -7,6 +7,7 @@ from typing import Any
 from chat.events import iso
 from chat.models import Conversation
 from chat.selectors import contact_data
+from contactcenter.models import user_display_name
 from queueing.models import Offer, Queue
 
 
@@ -29,6 +30,7 @@ def offer_data(offer: Offer, conversation: Conversation, *, preview: str) -> dic
     """`preview` as for waiting_item; the contact's identities are read through the relation (prefetch them)."""
     widget = conversation.widget if conversation.widget_id else None
     queue = offer.queue if offer.queue_id else None
+    transferred_by = offer.transferred_by if offer.transferred_by_id else None
     return {
         "offer_id": offer.pk,
         "conversation_id": conversation.pk,
@@ -47,4 +49,6 @@ def offer_data(offer: Offer, conversation: Conversation, *, preview: str) -> dic
         ),
         "preview": preview,
         "started_offline": conversation.started_offline,
+        # Who transferred the chat before this offer (None: it came straight from its queue).
+        "transferred_by": user_display_name(transferred_by) if transferred_by is not None else None,
     }

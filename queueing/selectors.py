@@ -25,13 +25,18 @@ def agent_queue_ids(*, actor: AgentActor) -> list[int]:
     )
 
 
-def conversation_queue(*, conversation: Conversation) -> Queue | None:
-    """The queue the conversation was routed to (None: routed nowhere, or its queue was deleted since)."""
-    route = (
+def conversation_route_of(*, conversation: Conversation) -> ConversationRoute | None:
+    """Where the conversation was routed, with its queue (None: routed nowhere)."""
+    return (
         ConversationRoute.objects.filter(tenant_id=conversation.tenant_id, conversation_id=conversation.pk)
         .select_related("queue")
         .first()
     )
+
+
+def conversation_queue(*, conversation: Conversation) -> Queue | None:
+    """The queue the conversation was routed to (None: routed nowhere, or its queue was deleted since)."""
+    route = conversation_route_of(conversation=conversation)
     return route.queue if route is not None else None
 
 
@@ -91,7 +96,7 @@ def _pending_offers(actor: AgentActor) -> QuerySet[Offer]:
 def pending_offer_list(*, actor: AgentActor) -> list[dict[str, Any]]:
     offers = (
         _pending_offers(actor)
-        .select_related("conversation__widget", "conversation__contact", "queue")
+        .select_related("conversation__widget", "conversation__contact", "queue", "transferred_by")
         .prefetch_related("conversation__contact__identities")
         .annotate(first_words=first_visitor_words("conversation_id"))
         .order_by("created_at", "pk")

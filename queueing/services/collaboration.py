@@ -190,7 +190,7 @@ def conversation_transfer(
         ),
     )
     if to_user_id is not None:
-        offer_make(conversation=conversation, agent=receiver, queue=queue)
+        offer_make(conversation=conversation, agent=receiver, queue=queue, transferred_by_id=actor.user.pk)
     else:
         if previous_queue_id is not None and previous_queue_id != target.pk:
             queue_line_moved(tenant_id=actor.tenant_id, queue_id=previous_queue_id)

@@ -49,7 +49,7 @@ from queueing.models import (
     QueueRoute,
     RoutingMethod,
 )
-from queueing.selectors import conversation_queue, queue_places_total, queue_waiting_count
+from queueing.selectors import conversation_queue, conversation_route_of, queue_places_total, queue_waiting_count
 from queueing.services.line import queue_line_joined, queue_line_moved
 
 
@@ -177,8 +177,9 @@ def conversation_offer(*, conversation: Conversation, only_user_ids: Iterable[in
     (it waits in the queue: the sweep, an agent coming online or ending a chat, tries again)."""
     if conversation.status != ConversationStatus.WAITING or conversation.assignee_id is not None:
         return []
-    queue = conversation_queue(conversation=conversation)
-    if queue is None:
+    route = conversation_route_of(conversation=conversation)
+    queue = route.queue if route is not None else None
+    if route is None or queue is None:
         return []  # unrouted: stays in every agent's waiting list
     # The conversation's row first (as accept, reject, expiry and close lock it before its offers): an accept
     # committing meanwhile is seen, and no offer is made for a chat just taken.
@@ -202,7 +203,9 @@ def conversation_offer(*, conversation: Conversation, only_user_ids: Iterable[in
     load = _load(conversation.tenant_id, [row[1] for row in candidates])
     agent = _agent_locked(conversation.tenant_id, _ranked(queue, candidates, load))
     if agent is not None:
-        return [offer_make(conversation=conversation, agent=agent, queue=queue)]
+        return [
+            offer_make(conversation=conversation, agent=agent, queue=queue, transferred_by_id=route.transferred_from_id)
+        ]
     if only_user_ids is not None:
         return []
     # No one else can take it: an agent who rejected or missed it a while ago may have it again rather than the
@@ -234,7 +237,9 @@ def conversation_offer(*, conversation: Conversation, only_user_ids: Iterable[in
     agent = _agent_locked(conversation.tenant_id, _ranked(queue, candidates, load))
     if agent is None:
         return []
-    return [offer_make(conversation=conversation, agent=agent, queue=queue)]
+    return [
+        offer_make(conversation=conversation, agent=agent, queue=queue, transferred_by_id=route.transferred_from_id)
+    ]
 
 
 def offer_make(
@@ -243,12 +248,14 @@ def offer_make(
     agent: AgentProfile,
     queue: Queue | None,
     preview: str | None = None,
+    transferred_by_id: int | None = None,
 ) -> Offer:
     """Offers the conversation to this agent (whose profile the caller locked), with the queue's answer time
     limit, and tells their consoles once committed. Each offer is a row of its own, also to an agent offered the
     chat before (a transfer to them, or routing coming back to them once no one else can take it), so what they
     did with the earlier one stays counted. `preview`: the caller read it already (conversation_previews) and
-    prefetched the contact's identities."""
+    prefetched the contact's identities. `transferred_by_id`: who transferred the chat before (the card says so).
+    """
     now = timezone.now()
     answer_seconds = queue.answer_seconds if queue is not None else 0
     offer = Offer.objects.create(
@@ -258,6 +265,7 @@ def offer_make(
         queue=queue,
         status=OfferStatus.PENDING,
         expires_at=now + timedelta(seconds=answer_seconds) if answer_seconds else None,
+        transferred_by_id=transferred_by_id,
     )
     AgentProfile.objects.filter(pk=agent.pk).update(last_offered_at=now)
     if preview is None:
@@ -581,6 +589,7 @@ def _offers_refresh_locked(actor: AgentActor, profile: AgentProfile | None) -> l
             agent=profile,
             queue=conversation.queue_route.queue,
             preview=previews.get(conversation.pk, ""),
+            transferred_by_id=conversation.queue_route.transferred_from_id,
         )
         for conversation in waiting
     ]

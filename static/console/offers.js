@@ -31,9 +31,10 @@ export function addOffer(offer, { alert }) {
     actions.appendChild(external);
   }
   const el = h("article", { cls: "cc-offer", attrs: { "aria-label": `Incoming chat from ${contactName(offer.contact)}` } }, [
-    h("p", { cls: "cc-offer-kicker", text: offer.started_offline ? "Offline message" : "Incoming chat" }),
+    h("p", { cls: "cc-offer-kicker", text: offerKicker(offer) }),
     name,
     identity ? h("p", { cls: "cc-offer-details", text: identity }) : null,
+    offer.transferred_by ? h("p", { cls: "cc-offer-details cc-offer-transfer", text: `Transferred by ${offer.transferred_by}` }) : null,
     preview,
     h("dl", { cls: "cc-offer-times" }, [
       h("div", {}, [h("dt", { text: "Queue" }), h("dd", { text: offer.queue ? offer.queue.name : "—" })]),
@@ -64,6 +65,11 @@ export function addOffer(offer, { alert }) {
     beep(2);
     notifyOffer(offer);
   }
+}
+
+function offerKicker(offer) {
+  if (offer.started_offline) return "Offline message";
+  return offer.transferred_by ? "Transferred chat" : "Incoming chat";
 }
 
 /** "Answer within 0:27": the offer goes to the next agent at `expires_at` (none when the queue has no limit). */

@@ -70,7 +70,10 @@ async def test_transfer_then_invite_then_one_agent_leaves(browser: Browser, demo
     )
     await expect(widget.locator("#sb-subtitle")).to_have_text("Waiting for an agent…")
 
-    # Bob gets a normal offer; accepting opens the chat with its history.
+    # Bob gets a normal offer, which says who transferred it; accepting opens the chat with its history.
+    card = bob.page.locator(".cc-offer", has_text="Tess Transfer")
+    await expect(card.locator(".cc-offer-kicker")).to_have_text("Transferred chat")
+    await expect(card.locator(".cc-offer-transfer")).to_have_text("Transferred by Alice Agent")
     await _accept_offer(bob.page, "Tess Transfer")
     bob_pane = bob.page.locator(".cc-chat.is-active")
     await expect(bob_pane.locator(".cc-msg.is-visitor .cc-bubble")).to_have_text(["My invoice is wrong"])

@@ -13,7 +13,7 @@ from chat.services import conversation_set_disposition, message_post
 from contactcenter.errors import ApplicationError, NotFound, PermissionDenied
 from contactcenter.models import user_display_name
 from queueing.models import ConversationRoute, Offer, OfferStatus
-from queueing.selectors import queue_place
+from queueing.selectors import pending_offer_list, queue_place
 from queueing.services import (
     conversation_accept,
     conversation_end,
@@ -76,6 +76,10 @@ def test_a_transfer_to_a_free_colleague_is_a_normal_offer_with_the_history(
     events = [(g, e["type"]) for g, e in published]
     assert (f"t{tenant.pk}.agent.{online.pk}", "conversation.unassigned") in events
     assert (f"t{tenant.pk}.agent.{bob.pk}", "offer.new") in events
+    # Bob's card says who transferred it, live and in his console's hello.
+    new_offer = next(e for g, e in published if e["type"] == "offer.new" and g == f"t{tenant.pk}.agent.{bob.pk}")
+    assert new_offer["offer"]["transferred_by"] == user_display_name(online)
+    assert [o["transferred_by"] for o in pending_offer_list(actor=agent_actor_for(bob))] == [user_display_name(online)]
 
     conversation_accept(actor=agent_actor_for(bob), conversation_id=chat.pk)
     chat.refresh_from_db()
@@ -251,3 +255,22 @@ def test_a_missed_offer_stays_counted_after_the_chat_is_transferred_to_the_agent
     ]
     today = supervision_snapshot(actor=agent_actor_for(supervisor))["today"]
     assert (today["offered"], today["missed"]) == (1, 1)
+
+
+def test_a_chat_transferred_to_a_queue_is_offered_as_a_transfer_and_a_new_chat_is_not(
+    tenant, widget, queue, online, published, django_capture_on_commit_callbacks
+):
+    """The card of an offer made after a transfer to a queue names who transferred the chat; a chat straight from
+    its queue names no one."""
+    bob = colleague(tenant, queue)
+    AgentProfile.objects.filter(user=bob).update(presence=Presence.AWAY)  # Alice gets the first offer
+    conversation = start(widget, 1)
+    conversation_accept(actor=agent_actor_for(online), conversation_id=conversation.pk)
+    AgentProfile.objects.filter(user=bob).update(presence=Presence.ONLINE)
+    with django_capture_on_commit_callbacks(execute=True):
+        conversation_transfer(actor=agent_actor_for(online), conversation_id=conversation.pk, to_queue_id=queue.pk)
+    offers = [(g, e["offer"]["transferred_by"]) for g, e in published if e["type"] == "offer.new"]
+    assert offers == [(f"t{tenant.pk}.agent.{bob.pk}", user_display_name(online))]
+    conversation_accept(actor=agent_actor_for(bob), conversation_id=conversation.pk)
+    fresh = start(widget, 2)
+    assert Offer.objects.get(conversation=fresh).transferred_by_id is None
