@@ -18,6 +18,15 @@ from bench.infra import cpu_busy_seconds, cpu_seconds, rss_kib
 
 NS = 1_000_000_000
 STORM_GIVE_UP_S = 180.0  # a storm's client stops retrying after this long (and counts the pair as failed)
+RETRY_AFTER_JITTER_S = 0.25  # as static/js/protocol.js adds to a busy server's return time
+
+
+class Refused(RuntimeError):
+    """The server refused a socket with an `error` frame; `retry_after`: when a busy server said to come back."""
+
+    def __init__(self, text: str, retry_after: float | None) -> None:
+        super().__init__(text)
+        self.retry_after = retry_after
 
 
 class Driver(Protocol):
@@ -62,7 +71,8 @@ class PhaseStats:
     cpu: dict[str, float] = field(default_factory=dict)
 
     reopened: int = 0  # reconnect storm: pairs back and resumed
-    retries: int = 0  # reconnect storm: failed attempts, each retried after the client's backoff
+    retries: int = 0  # reconnect storm: failed attempts, each retried after the client's backoff …
+    told_when: int = 0  # … or when the busy server said (`retry_after` on its refusal)
     reopen_s: float = 0.0  # reconnect storm: from the drop until every pair is back and resumed
 
     def percentile_ms(self, q: float) -> float:
@@ -167,6 +177,8 @@ class LoadClient:
         self.delivered: set[int] = set()
         self.waiters: dict[int, asyncio.Future[None]] = {}
         self.readers: list[asyncio.Task[None]] = []
+        self.retry_after: dict[int, float] = {}  # pair -> return time its last refusal gave (seconds)
+        self.refused: dict[int, bool] = {}  # pair -> its last attempt was refused after its handshake
         self.closing = False
         self.window = (0, 0)
 
@@ -206,6 +218,10 @@ class LoadClient:
                     if msg_id is not None:
                         self._delivered(msg_id, now)
             except Exception as exc:
+                if isinstance(exc, Refused):  # the handshake went through: the server said no
+                    self.refused[index] = True
+                    if exc.retry_after is not None:
+                        self.retry_after[index] = exc.retry_after
                 if not retrying:  # a storm's failed attempt is retried, as the browser's client does
                     self.result.connect_failures += 1
                     self._error(f"connect pair {index}: {exc!r}")
@@ -455,18 +471,29 @@ class LoadClient:
         self.readers.clear()
         self.closing = False
         started = time.perf_counter_ns()
-        gate = asyncio.Semaphore(concurrency)
+        gate = asyncio.Semaphore(concurrency or len(self.pairs))  # 0: no limit, as independent browsers
 
         async def back(index: int) -> Pair | None:
-            # As static/js/protocol.js reconnects: after a jittered backoff (1 s, 2 s, 4 s … 30 s), until it works.
+            # As static/js/protocol.js reconnects, until it works: when a busy server said when (`retry_after`
+            # on its refusal), then; else after a jittered backoff (1 s, 2 s, 4 s … 30 s) that starts again
+            # at its first step whenever the handshake went through (the browser's socket fired `open`: a
+            # refusal is an accept, an `error` frame and a close), and grows only when it did not.
             backoff = 1.0
+            delay = backoff / 2 + random.random() * backoff / 2
             pair = None
             while pair is None and time.perf_counter_ns() - started < STORM_GIVE_UP_S * NS:
-                await asyncio.sleep(backoff / 2 + random.random() * backoff / 2)
+                await asyncio.sleep(delay)
                 pair = await self._open_pair(index, gate, retrying=True)
                 if pair is None:
                     phase.retries += 1
-                    backoff = min(backoff * 2, 30.0)
+                    told = self.retry_after.pop(index, None)
+                    refused = self.refused.pop(index, False)
+                    if told is not None:
+                        phase.told_when += 1
+                        delay = told + random.random() * RETRY_AFTER_JITTER_S
+                        continue
+                    backoff = 1.0 if refused else min(backoff * 2, 30.0)
+                    delay = backoff / 2 + random.random() * backoff / 2
             if pair is None:
                 self.result.connect_failures += 1
                 self._error(f"storm: pair {index} not back after {STORM_GIVE_UP_S:.0f} s")

@@ -13,7 +13,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
-from bench.loadclient import Driver
+from bench.loadclient import Driver, Refused
 
 HANDSHAKE_TIMEOUT = 60.0
 
@@ -232,4 +232,4 @@ async def _expect(ws: ClientConnection, kind: str, skipped: list[str] | None = N
         if skipped is not None:
             skipped.append(text)
         if data.get("type") == "error":
-            raise RuntimeError(f"error frame while waiting for {kind}: {raw!r}"[:300])
+            raise Refused(f"error frame while waiting for {kind}: {raw!r}"[:300], data.get("retry_after"))

@@ -54,16 +54,60 @@ ARRIVED_AT = "arrived_at"
 OPENING_AT_ONCE = 8
 OPEN_BUDGET = 2.0
 UNAVAILABLE_MESSAGE = "The server cannot open the chat right now; reconnect in a moment."
-_opening_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+# A socket refused for want of a turn (or of time) is told when to come back (`retry_after`, seconds): the
+# process hands out return times one opening apart, at the pace it has been opening sockets, after those
+# already waiting. A storm of reconnects (a replica restarting) then comes back at the rate the server can
+# take it, instead of in waves of exponential backoff with the server idle in between (bench/README.md).
+RETRY_AFTER_MIN = 0.5
+RETRY_AFTER_MAX = 60.0
+# The pace's first guess, before any socket opened (seconds a turn is held), and the weight of each new one.
+TURN_HELD_FIRST = 0.1
+TURN_HELD_WEIGHT = 0.1
 
 
-def opening_turns() -> asyncio.Semaphore:
-    """This process's turns to open a socket (one set per event loop: tests run several loops)."""
+class Openings:
+    """This process's openings (one per event loop: tests run several loops): its turns, how long a turn is
+    held lately, and the return times it handed out."""
+
+    def __init__(self) -> None:
+        self.turns = asyncio.Semaphore(OPENING_AT_ONCE)
+        self.waiting = 0  # sockets waiting for a turn
+        self.held_s = TURN_HELD_FIRST  # moving average of how long an opening holds its turn
+        self.next_return = 0.0  # loop time of the first return time not handed out yet
+
+    def turn_held(self, seconds: float) -> None:
+        self.held_s += TURN_HELD_WEIGHT * (seconds - self.held_s)
+
+    def retry_after(self) -> float:
+        """When a refused socket should come back (seconds from now): one opening's time after the previous
+        return time handed out, and not before the sockets already waiting had their turn."""
+        now = asyncio.get_running_loop().time()
+        interval = self.held_s / OPENING_AT_ONCE  # seconds per socket opened while every turn is taken
+        at = max(self.next_return, now + max(RETRY_AFTER_MIN, self.waiting * interval))
+        at = min(at, now + RETRY_AFTER_MAX)
+        self.next_return = at + interval
+        return round(at - now, 2)
+
+
+_openings: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Openings] = weakref.WeakKeyDictionary()
+
+
+def openings() -> Openings:
+    """This process's openings, for the running event loop."""
     loop = asyncio.get_running_loop()
-    turns = _opening_turns.get(loop)
-    if turns is None:
-        turns = _opening_turns[loop] = asyncio.Semaphore(OPENING_AT_ONCE)
-    return turns
+    found = _openings.get(loop)
+    if found is None:
+        found = _openings[loop] = Openings()
+    return found
+
+
+def unavailable_frame(*, retry_after: float | None) -> dict[str, Any]:
+    """The `error` frame before a 4503 close; `retry_after` when the server was busy (not when a service it
+    needs failed: the client then backs off as after a network loss)."""
+    frame: dict[str, Any] = {"type": "error", "code": "unavailable", "message": UNAVAILABLE_MESSAGE, "fields": {}}
+    if retry_after is not None:
+        frame["retry_after"] = retry_after
+    return frame
 
 
 class OpeningTurns:
@@ -78,20 +122,24 @@ class OpeningTurns:
             return await self.app(scope, receive, send)
         loop = asyncio.get_running_loop()
         scope.setdefault(ARRIVED_AT, loop.time())
-        turns = opening_turns()
+        process = openings()
+        process.waiting += 1
         try:
             async with asyncio.timeout_at(scope[ARRIVED_AT] + OPEN_DEADLINE - OPEN_BUDGET):
-                await turns.acquire()
+                await process.turns.acquire()
         except TimeoutError:
             logger.info("%s refused: no turn to open it came within its time", scope.get("path"))
-            return await self._refuse(receive, send)
-        held = True
+            return await self._refuse(receive, send, process.retry_after())
+        finally:
+            process.waiting -= 1
+        held_since: float | None = loop.time()
 
         def give_back() -> None:
-            nonlocal held
-            if held:
-                held = False
-                turns.release()
+            nonlocal held_since
+            if held_since is not None:
+                process.turn_held(loop.time() - held_since)
+                held_since = None
+                process.turns.release()
 
         async def send_watching(message: dict[str, Any]) -> None:
             if message["type"] in ("websocket.send", "websocket.close"):
@@ -104,11 +152,11 @@ class OpeningTurns:
             give_back()
 
     @staticmethod
-    async def _refuse(receive: Any, send: Any) -> None:
+    async def _refuse(receive: Any, send: Any, retry_after: float) -> None:
         """As ProtocolSocket.refuse_unavailable, without starting the socket."""
         if (await receive())["type"] != "websocket.connect":
             return
-        frame = {"type": "error", "code": "unavailable", "message": UNAVAILABLE_MESSAGE, "fields": {}}
+        frame = unavailable_frame(retry_after=retry_after)
         await send({"type": "websocket.accept"})
         await send_unless_gone(send, {"type": "websocket.send", "text": json.dumps(frame, separators=(",", ":"))})
         await send_unless_gone(send, {"type": "websocket.close", "code": CLOSE_UNAVAILABLE})
@@ -297,15 +345,17 @@ class ProtocolSocket(AsyncWebsocketConsumer):
                 if asyncio.get_running_loop().time() >= self.open_deadline:
                     raise TimeoutError  # waited out its time before it started: not one query for it
                 await self.open()
-        except TimeoutError:
-            logger.warning(
-                "%s not open %.0f s after its handshake: closed with %s",
-                type(self).__name__,
-                OPEN_DEADLINE,
-                CLOSE_UNAVAILABLE,
-            )
-            await self.refuse_unavailable()
         except UNAVAILABLE_ERRORS as exc:
+            if isinstance(exc, TimeoutError) and asyncio.get_running_loop().time() >= self.open_deadline:
+                # The process was too busy to open it in time (not a service timing out): told when to return.
+                logger.warning(
+                    "%s not open %.0f s after its handshake: closed with %s",
+                    type(self).__name__,
+                    OPEN_DEADLINE,
+                    CLOSE_UNAVAILABLE,
+                )
+                await self.refuse_unavailable(retry_after=openings().retry_after())
+                return
             logger.warning("%s could not open (%r): closed with %s", type(self).__name__, exc, CLOSE_UNAVAILABLE)
             await self.refuse_unavailable()
 
@@ -317,8 +367,11 @@ class ProtocolSocket(AsyncWebsocketConsumer):
         self.closing = True
         await super().close(code, reason)
 
-    async def refuse_unavailable(self) -> None:
-        await self.refuse("unavailable", UNAVAILABLE_MESSAGE, CLOSE_UNAVAILABLE)
+    async def refuse_unavailable(self, *, retry_after: float | None = None) -> None:
+        if not self.accepted:
+            await self.accept()
+        await self.send_frame(unavailable_frame(retry_after=retry_after))
+        await self.close(code=CLOSE_UNAVAILABLE)
 
     async def open(self) -> None:
         raise NotImplementedError

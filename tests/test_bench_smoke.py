@@ -171,5 +171,5 @@ def test_the_socket_verdicts_compare_with_the_relay_of_the_same_run():
         ("200 / 500 per s = 40%", False),
         ("14.0 / 10.0 ms = 1.40x", True),
         ("16.0 / 10.0 ms = 1.60x", False),
-        ("2000 back in 6.0 s (0 retried), 1000/1000 in-flight messages delivered in 7.5 s", True),
+        ("2000 back in 6.0 s (0 retried, 0 when told), 1000/1000 in-flight messages delivered in 7.5 s", True),
     ]

@@ -2,8 +2,9 @@
  * The client side of docs/protocol.md, shared by the widget (visitor socket, §3) and the console (agent
  * socket, §4). A native ES module, no build step.
  *
- * ProtocolClient owns one socket: connect, ping every 20 s, reconnect with jittered backoff (1 s, 2 s, 4 s … 30 s)
- * unless the server closed for good (4401, 4403, 4404), request_id answers, and the routing of the
+ * ProtocolClient owns one socket: connect, ping every 20 s, reconnect with jittered backoff (1 s, 2 s, 4 s … 30 s),
+ * or when a busy server said to (4503 with `retry_after`), unless the server closed for good (4401, 4403,
+ * 4404), request_id answers, and the routing of the
  * message frames to the Thread of their conversation.
  *
  * A Thread is one conversation's messages in one log element (§2): messages are placed by seq, a seq
@@ -22,6 +23,11 @@ const BACKOFF_MAX_MS = 30000;
 const FINAL_CLOSE_CODES = new Set([4401, 4403, 4404]);
 // The member's role changed (docs/protocol.md §1): reconnect at once for a hello with the new role.
 const CLOSE_ACCESS_CHANGED = 4000;
+// The server could not open the socket (§1): with `retry_after` on its `unavailable` frame it was busy and
+// said when to come back (its return times are spread at the pace it opens sockets), else back off.
+const CLOSE_UNAVAILABLE = 4503;
+const RETRY_AFTER_MAX_MS = 60000;
+const RETRY_AFTER_JITTER_MS = 250;
 // A send refused with these was not lost: the same client_id goes again a little later (§8).
 const RETRY_CODES = new Set(["server_error", "rate_limited"]);
 
@@ -177,6 +183,7 @@ export class ProtocolClient {
     this.pingMs = pingMs;
     this.socket = null;
     this.backoffMs = BACKOFF_FIRST_MS;
+    this.retryAfterMs = null; // when the busy server said to come back (its last `unavailable` frame)
     this.reconnectTimer = null;
     this.threads = new Map(); // conversation id -> Thread
     this.requests = new Map(); // request_id -> {ok, fail}
@@ -199,6 +206,7 @@ export class ProtocolClient {
     const isCurrent = () => socket === this.socket;
     let pingTimer = null;
     this.socket = socket;
+    this.retryAfterMs = null;
     socket.addEventListener("open", () => {
       if (!isCurrent()) return;
       this.backoffMs = BACKOFF_FIRST_MS;
@@ -215,7 +223,11 @@ export class ProtocolClient {
       } catch (_) {
         return;
       }
-      if (isCurrent()) this.dispatch(frame);
+      if (!isCurrent()) return;
+      if (frame.type === "error" && frame.code === "unavailable" && typeof frame.retry_after === "number") {
+        this.retryAfterMs = Math.min(Math.max(frame.retry_after * 1000, 0), RETRY_AFTER_MAX_MS);
+      }
+      this.dispatch(frame);
     });
     socket.addEventListener("close", (event) => {
       clearInterval(pingTimer);
@@ -309,10 +321,17 @@ export class ProtocolClient {
     if (reconnecting) {
       // Jittered (half the backoff, plus up to half again at random): when a server restarts, its thousands
       // of clients come back spread over the interval instead of all in the same millisecond, again and again.
-      const delay =
-        code === CLOSE_ACCESS_CHANGED ? 0 : this.backoffMs / 2 + Math.random() * (this.backoffMs / 2);
+      // A busy server's return time is already spread and paced: taken as given (a few ms of jitter), and
+      // the backoff does not grow for it.
+      let delay;
+      if (code === CLOSE_UNAVAILABLE && this.retryAfterMs !== null) {
+        delay = this.retryAfterMs + Math.random() * RETRY_AFTER_JITTER_MS;
+      } else {
+        delay = code === CLOSE_ACCESS_CHANGED ? 0 : this.backoffMs / 2 + Math.random() * (this.backoffMs / 2);
+        this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
+      }
+      this.retryAfterMs = null;
       this.reconnectTimer = setTimeout(() => this.connect(), delay);
-      this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
     }
     this.hooks.onClose(code, { reconnecting });
   }

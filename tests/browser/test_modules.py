@@ -159,16 +159,9 @@ async def test_the_console_resends_an_unacked_reply_after_reconnecting(browser: 
     await agent.context.close()
 
 
-@pytest.mark.browser
-@pytest.mark.postgres
-@pytest.mark.redis
-@pytest.mark.asyncio(loop_scope="session")
-async def test_the_console_reconnects_at_once_after_a_role_change_and_after_a_jittered_wait_otherwise(
-    browser: Browser, demo: DemoSite
-):
-    """docs/protocol.md §1: after 4000 (role changed) the client reconnects at once; after any other drop it
-    waits its backoff, between half and all of the 1 s first step. The page's clock is Playwright's, so
-    nothing here depends on how fast the machine is."""
+async def console_on_a_paused_clock(browser: Browser, demo: DemoSite):
+    """A logged-in console whose agent sockets pass through the test (`opened`, in order) and whose timers
+    fire only when the test runs the page's clock: nothing depends on how fast the machine is."""
     agent = await console_login(browser, demo)
     console = agent.page
     opened: list[WebSocketRoute] = []
@@ -182,8 +175,21 @@ async def test_the_console_reconnects_at_once_after_a_role_change_and_after_a_ji
     await console.reload()
     await expect(console.locator("#cc-presence")).to_be_enabled()
     assert len(opened) == 1
-
     await console.clock.pause_at(await console.evaluate("Date.now()"))  # from here timers fire only when told
+    return agent, console, opened
+
+
+@pytest.mark.browser
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_console_reconnects_at_once_after_a_role_change_and_after_a_jittered_wait_otherwise(
+    browser: Browser, demo: DemoSite
+):
+    """docs/protocol.md §1: after 4000 (role changed) the client reconnects at once; after any other drop it
+    waits its backoff, between half and all of the 1 s first step. The page's clock is Playwright's, so
+    nothing here depends on how fast the machine is."""
+    agent, console, opened = await console_on_a_paused_clock(browser, demo)
     await opened[-1].close(code=4000, reason="role changed")
     await expect(console.locator("#cc-presence")).to_be_disabled()  # the console saw the close
     await console.clock.run_for(1)  # a reconnect scheduled at once is due; one after a backoff is not
@@ -195,6 +201,43 @@ async def test_the_console_reconnects_at_once_after_a_role_change_and_after_a_ji
     await console.clock.run_for(490)  # under half the first step: no attempt yet
     assert len(opened) == 2
     await console.clock.run_for(520)  # past the whole first step: it has tried again
+    await expect(console.locator("#cc-conn")).to_be_hidden()
+    assert len(opened) == 3
+    assert agent.errors == []
+    await agent.context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_console_comes_back_when_a_busy_server_said_and_backs_off_as_before_otherwise(
+    browser: Browser, demo: DemoSite
+):
+    """docs/protocol.md §1: a 4503 whose `unavailable` frame carries `retry_after` (the server was busy) is
+    retried then, not after the backoff; a 4503 without it (a service down) backs off as after a drop."""
+    agent, console, opened = await console_on_a_paused_clock(browser, demo)
+
+    async def refuse(socket: WebSocketRoute, retry_after: float | None) -> None:
+        frame = {"type": "error", "code": "unavailable", "message": "busy", "fields": {}}
+        if retry_after is not None:
+            frame["retry_after"] = retry_after
+        socket.send(json.dumps(frame))
+        await socket.close(code=4503, reason="busy")
+
+    await refuse(opened[-1], 7.5)
+    await expect(console.locator("#cc-conn")).to_have_text("Connection lost. Reconnecting…")
+    await console.clock.run_for(7_400)  # the backoff's 1 s is long past: the server's time is what counts
+    assert len(opened) == 1
+    await console.clock.run_for(400)  # its time, plus at most 250 ms of jitter
+    await expect(console.locator("#cc-conn")).to_be_hidden()
+    assert len(opened) == 2
+
+    await refuse(opened[-1], None)  # a service down: the backoff's first step (the socket had opened)
+    await expect(console.locator("#cc-conn")).to_have_text("Connection lost. Reconnecting…")
+    await console.clock.run_for(490)
+    assert len(opened) == 2
+    await console.clock.run_for(520)
     await expect(console.locator("#cc-conn")).to_be_hidden()
     assert len(opened) == 3
     assert agent.errors == []

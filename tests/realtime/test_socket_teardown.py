@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 
@@ -112,8 +113,9 @@ def test_an_undo_runs_only_after_its_effect_and_an_effect_after_its_undo_never_r
     assert ran == ["count", "uncount"]
 
 
-async def refused_with(agent: WebsocketCommunicator) -> tuple[list[str], int]:
-    """The error codes a socket got before its close, and the close code (after its clean-up ended)."""
+async def refused_with(agent: WebsocketCommunicator, retry_after: list[float] | None = None) -> tuple[list[str], int]:
+    """The error codes a socket got before its close, and the close code (after its clean-up ended); the
+    frames' `retry_after` go into `retry_after` when given."""
     codes: list[str] = []
     while True:
         output = await agent.receive_output(timeout=10)
@@ -124,6 +126,8 @@ async def refused_with(agent: WebsocketCommunicator) -> tuple[list[str], int]:
         if output["type"] == "websocket.send":
             frame = json.loads(output["text"])
             codes.append(frame.get("code", frame["type"]))
+            if retry_after is not None and "retry_after" in frame:
+                retry_after.append(frame["retry_after"])
 
 
 @pytest.mark.django_db(transaction=True)
@@ -148,11 +152,13 @@ async def test_a_console_socket_that_opens_past_its_deadline_is_closed_with_4503
     monkeypatch.setattr(sockets, "OPEN_DEADLINE", 0.3)
     agent = WebsocketCommunicator(application, "/ws/agent/", headers=[ORIGIN, (b"cookie", data["cookie"])])
     assert (await agent.connect())[0]  # the console accepts before reading its hello
-    codes, close_code = await refused_with(agent)
+    retry_after: list[float] = []
+    codes, close_code = await refused_with(agent, retry_after)
 
     left = await database_sync_to_async(open_sockets_of_assignee)(data["conversation"])
     await sync_to_async(connections.close_all)()
     assert (codes, close_code) == (["unavailable"], 4503)
+    assert len(retry_after) == 1 and retry_after[0] >= sockets.RETRY_AFTER_MIN  # busy: told when to come back
     assert len(counted) == 1  # the thread did count the socket after the deadline …
     assert left == 0  # … and its close took it back
 
@@ -224,7 +230,8 @@ async def test_sockets_past_the_limit_of_openings_at_once_wait_their_turn_and_no
     second = WebsocketCommunicator(arriving(after=0), "/ws/agent/", headers=headers)
     waited = asyncio.get_running_loop().time()
     assert (await second.connect())[0]
-    codes, close_code = await refused_with(second)
+    retry_after: list[float] = []
+    codes, close_code = await refused_with(second, retry_after)
     waited = asyncio.get_running_loop().time() - waited
     opened_meanwhile = len(opening)
     first_may_go_on.set()
@@ -236,5 +243,32 @@ async def test_sockets_past_the_limit_of_openings_at_once_wait_their_turn_and_no
     await sync_to_async(connections.close_all)()
     assert (codes, close_code) == (["unavailable"], 4503)
     assert opened_meanwhile == 1  # the second never started to open
+    assert len(retry_after) == 1 and retry_after[0] >= sockets.RETRY_AFTER_MIN  # and was told when to return
     assert waited >= 0.25  # it waited for a turn before it was refused
     assert left == 0
+
+
+def test_refused_sockets_are_given_return_times_one_opening_apart_after_those_waiting(monkeypatch):
+    """The pace of a process's openings (contactcenter.sockets.Openings): each socket refused while it is
+    busy gets a return time one opening's time after the one before (a turn's time held over the turns), not
+    before the sockets already waiting for a turn had theirs, and never more than RETRY_AFTER_MAX away."""
+    monkeypatch.setattr(sockets, "OPENING_AT_ONCE", 8)
+
+    async def hand_out() -> tuple[list[float], list[float], float]:
+        process = sockets.Openings()
+        for _ in range(50):
+            process.turn_held(0.8)  # lately a turn is held 0.8 s: one socket opened every 0.1 s
+        first = [process.retry_after() for _ in range(3)]
+        crowded = sockets.Openings()
+        for _ in range(50):
+            crowded.turn_held(0.8)
+        crowded.waiting = 40  # 4 s of openings ahead
+        behind = [crowded.retry_after() for _ in range(2)]
+        crowded.next_return += 10_000
+        return first, behind, crowded.retry_after()
+
+    first, behind, far = asyncio.run(hand_out())
+    assert first[0] == pytest.approx(sockets.RETRY_AFTER_MIN, abs=0.02)
+    assert [round(b - a, 2) for a, b in itertools.pairwise(first)] == [pytest.approx(0.1, abs=0.02)] * 2
+    assert behind[0] == pytest.approx(4.0, abs=0.05) and behind[1] - behind[0] == pytest.approx(0.1, abs=0.02)
+    assert far == sockets.RETRY_AFTER_MAX
