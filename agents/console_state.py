@@ -143,8 +143,10 @@ def console_conversation(*, actor: AgentActor, conversation_id: int) -> dict[str
 @transaction.atomic
 def console_open(*, actor: AgentActor) -> ConsoleSession:
     """An agent socket opens: counts it and re-offers waiting work (queueing), then reads the console's state
-    in the same transaction."""
-    profile = agent_console_open(actor=actor)
+    in the same transaction. The waiting list is read first: when nothing waits for the agent there is
+    nothing to offer, and the offer pass is skipped (offers never change the waiting list)."""
+    waiting = waiting_list(actor=actor)
+    profile = agent_console_open(actor=actor, anything_waiting=bool(waiting))
     conversations = _with_queues(actor.tenant_id, agent_open_conversation_list(actor=actor))
     hello = {
         "type": "hello",
@@ -164,7 +166,7 @@ def console_open(*, actor: AgentActor) -> ConsoleSession:
         },
         "conversations": conversations,
         "offers": pending_offer_list(actor=actor),
-        "waiting": waiting_list(actor=actor),
+        "waiting": waiting,
         "dispositions": active_disposition_list(tenant_id=actor.tenant_id),
         "pause_reasons": list(
             PauseReason.objects.for_tenant(actor.tenant_id)

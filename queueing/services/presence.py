@@ -134,11 +134,16 @@ def agents_offline_sweep() -> OfflineSweep:
 
 
 @transaction.atomic(savepoint=False)  # one transaction with the console's snapshot read (agents.console_state)
-def agent_console_open(*, actor: AgentActor) -> AgentProfile:
-    """Counts the socket and re-offers waiting work if the agent is online; returns the agent's profile."""
+def agent_console_open(*, actor: AgentActor, anything_waiting: bool = True) -> AgentProfile:
+    """Counts the socket and re-offers waiting work if the agent is online; returns the agent's profile.
+
+    `anything_waiting=False`: the caller has just read, in this transaction, that no conversation waits where
+    this agent may pick it up (the console's waiting list came back empty), so there is nothing to offer and
+    the offer pass (a locked profile read, the agent's load, the pick) is skipped."""
     agent_socket_opened(user=actor.user)
     profile = AgentProfile.objects.select_related("pause_reason").get(tenant_id=actor.tenant_id, user=actor.user)
-    _offers_refresh(actor, profile)  # already in this transaction: no savepoint, no second profile read
+    if anything_waiting:
+        _offers_refresh(actor, profile)  # already in this transaction: no savepoint, no second profile read
     return profile
 
 

@@ -185,6 +185,34 @@ def test_the_console_hello_reads_waiting_chats_and_offers_with_their_first_words
     ]
 
 
+def test_a_console_that_opens_offers_what_waits_for_its_agent_and_skips_the_offer_pass_when_nothing_waits(
+    tenant, widget, queue, online, agent_actor
+):
+    """Opening a console offers the agent what waits in their queues and was never offered to them; when
+    their waiting list is empty there is nothing to offer, and the offer pass (its locked pick) is not run."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from agents.console_state import console_open
+
+    AgentProfile.objects.filter(user=online).update(max_chats=5)
+    with CaptureQueriesContext(connection) as idle:
+        hello = console_open(actor=agent_actor).hello
+    assert (hello["offers"], hello["waiting"]) == ([], [])
+    assert not [query for query in idle.captured_queries if "SKIP LOCKED" in query["sql"]]
+
+    AgentProfile.objects.filter(user=online).update(max_chats=0)  # busy: the chat waits in line, offered to no one
+    waiting = conversation_request(widget=widget, visitor_id="v-1", answers={"name": "Vera"}).conversation
+    AgentProfile.objects.filter(user=online).update(max_chats=5)  # room again, with no routing pass since
+    assert not Offer.objects.filter(conversation=waiting).exists()
+    with CaptureQueriesContext(connection) as busy:
+        hello = console_open(actor=agent_actor).hello
+    assert [offer["conversation_id"] for offer in hello["offers"]] == [waiting.pk]
+    assert [item["conversation_id"] for item in hello["waiting"]] == [waiting.pk]
+    assert [query for query in busy.captured_queries if "SKIP LOCKED" in query["sql"]]
+    assert len(idle.captured_queries) < len(busy.captured_queries)
+
+
 def test_accept_respects_max_chats(tenant, widget, queue, online, agent_actor):
     AgentProfile.objects.filter(user=online).update(max_chats=1)
     first = conversation_request(widget=widget, visitor_id="v1", answers={"name": "A"}).conversation
