@@ -73,6 +73,12 @@ class RelayDriver:
     async def after_open(self, pair: int, visitor: Any, agent: Any) -> None:
         return None
 
+    async def agent_ready(self, pair: int, agent: Any) -> None:
+        return None
+
+    async def visitor_ready(self, pair: int, visitor: Any) -> None:
+        return None
+
     def replayed(self, pair: int) -> list[str]:
         return []
 

@@ -21,6 +21,15 @@ STORM_GIVE_UP_S = 180.0  # a storm's client stops retrying after this long (and 
 RETRY_AFTER_JITTER_S = 0.25  # as static/js/protocol.js adds to a busy server's return time
 
 
+@dataclass(frozen=True)
+class Retry:
+    """Why an attempt to open a socket failed: `refused` after its handshake went through, `after` the seconds
+    a busy server said to wait."""
+
+    refused: bool = False
+    after: float | None = None
+
+
 class Refused(RuntimeError):
     """The server refused a socket with an `error` frame; `retry_after`: when a busy server said to come back."""
 
@@ -49,6 +58,12 @@ class Driver(Protocol):
         ...
 
     async def after_open(self, pair: int, visitor: ClientConnection, agent: ClientConnection) -> None: ...
+
+    async def agent_ready(self, pair: int, agent: ClientConnection) -> None:
+        """An agent socket that opened on its own (a storm's reconnect): until it is ready to carry messages."""
+        ...
+
+    async def visitor_ready(self, pair: int, visitor: ClientConnection) -> None: ...
 
     def replayed(self, pair: int) -> list[str]:
         """Agent frames `after_open` read past (a resume's replay): deliveries the readers never saw."""
@@ -177,8 +192,6 @@ class LoadClient:
         self.delivered: set[int] = set()
         self.waiters: dict[int, asyncio.Future[None]] = {}
         self.readers: list[asyncio.Task[None]] = []
-        self.retry_after: dict[int, float] = {}  # pair -> return time its last refusal gave (seconds)
-        self.refused: dict[int, bool] = {}  # pair -> its last attempt was refused after its handshake
         self.closing = False
         self.window = (0, 0)
 
@@ -198,7 +211,7 @@ class LoadClient:
             max_queue=None,
         )
 
-    async def _open_pair(self, index: int, gate: asyncio.Semaphore, *, retrying: bool = False) -> Pair | None:
+    async def _open_pair(self, index: int, gate: asyncio.Semaphore) -> Pair | None:
         opened: list[ClientConnection] = []
         async with gate:
             try:
@@ -218,19 +231,40 @@ class LoadClient:
                     if msg_id is not None:
                         self._delivered(msg_id, now)
             except Exception as exc:
-                if isinstance(exc, Refused):  # the handshake went through: the server said no
-                    self.refused[index] = True
-                    if exc.retry_after is not None:
-                        self.retry_after[index] = exc.retry_after
-                if not retrying:  # a storm's failed attempt is retried, as the browser's client does
-                    self.result.connect_failures += 1
-                    self._error(f"connect pair {index}: {exc!r}")
+                self.result.connect_failures += 1
+                self._error(f"connect pair {index}: {exc!r}")
                 for ws in opened:
                     ws.transport.abort()
                 return None
+        self._read(pair)
+        return pair
+
+    def _read(self, pair: Pair) -> None:
         self.readers.append(asyncio.create_task(self._read_agent(pair)))
         self.readers.append(asyncio.create_task(self._read_visitor(pair)))
-        return pair
+
+    async def _reopen(self, index: int, side: str, gate: asyncio.Semaphore) -> tuple[ClientConnection | None, Retry]:
+        """One attempt to open one socket of a pair again (a storm: each side comes back on its own, as the
+        console and the widget are separate browsers): the socket once ready, else None and when to retry."""
+        if side == "agent":
+            url, headers = self.driver.agent_url(self.base_url, index), self.driver.agent_headers(index)
+        else:
+            url, headers = self.driver.visitor_url(self.base_url, index), self.driver.visitor_headers(index)
+        ws = None
+        async with gate:
+            try:
+                ws = await self._connect(url, headers)
+                if side == "agent":
+                    await self.driver.agent_ready(index, ws)
+                else:
+                    await self.driver.visitor_ready(index, ws)
+                return ws, Retry()
+            except Exception as exc:
+                if ws is not None:
+                    ws.transport.abort()
+                if isinstance(exc, Refused):  # the handshake went through: the server said no
+                    return None, Retry(refused=True, after=exc.retry_after)
+                return None, Retry()
 
     async def open_all(self, count: int, concurrency: int) -> None:
         gate = asyncio.Semaphore(concurrency)
@@ -471,36 +505,48 @@ class LoadClient:
         self.readers.clear()
         self.closing = False
         started = time.perf_counter_ns()
-        gate = asyncio.Semaphore(concurrency or len(self.pairs))  # 0: no limit, as independent browsers
+        gate = asyncio.Semaphore(concurrency or 2 * len(self.pairs))  # 0: no limit, as independent browsers
 
-        async def back(index: int) -> Pair | None:
+        async def side_back(index: int, side: str) -> ClientConnection | None:
             # As static/js/protocol.js reconnects, until it works: when a busy server said when (`retry_after`
             # on its refusal), then; else after a jittered backoff (1 s, 2 s, 4 s … 30 s) that starts again
             # at its first step whenever the handshake went through (the browser's socket fired `open`: a
             # refusal is an accept, an `error` frame and a close), and grows only when it did not.
             backoff = 1.0
             delay = backoff / 2 + random.random() * backoff / 2
-            pair = None
-            while pair is None and time.perf_counter_ns() - started < STORM_GIVE_UP_S * NS:
+            while time.perf_counter_ns() - started < STORM_GIVE_UP_S * NS:
                 await asyncio.sleep(delay)
-                pair = await self._open_pair(index, gate, retrying=True)
-                if pair is None:
-                    phase.retries += 1
-                    told = self.retry_after.pop(index, None)
-                    refused = self.refused.pop(index, False)
-                    if told is not None:
-                        phase.told_when += 1
-                        delay = told + random.random() * RETRY_AFTER_JITTER_S
-                        continue
-                    backoff = 1.0 if refused else min(backoff * 2, 30.0)
-                    delay = backoff / 2 + random.random() * backoff / 2
-            if pair is None:
+                ws, retry = await self._reopen(index, side, gate)
+                if ws is not None:
+                    return ws
+                phase.retries += 1
+                if retry.after is not None:
+                    phase.told_when += 1
+                    delay = retry.after + random.random() * RETRY_AFTER_JITTER_S
+                    continue
+                backoff = 1.0 if retry.refused else min(backoff * 2, 30.0)
+                delay = backoff / 2 + random.random() * backoff / 2
+            return None
+
+        async def back(index: int) -> Pair | None:
+            agent, visitor = await asyncio.gather(side_back(index, "agent"), side_back(index, "visitor"))
+            if agent is None or visitor is None:
+                for ws in (agent, visitor):
+                    if ws is not None:
+                        ws.transport.abort()
                 self.result.connect_failures += 1
                 self._error(f"storm: pair {index} not back after {STORM_GIVE_UP_S:.0f} s")
-            else:
-                for msg_id in unanswered.get(index, []):
-                    if msg_id in self.pending:
-                        await pair.visitor.send(self.driver.encode(index, msg_id))
+                return None
+            pair = Pair(index, visitor, agent)
+            now = time.perf_counter_ns()
+            for frame in self.driver.replayed(index):
+                msg_id = self.driver.decode_delivery(index, frame)
+                if msg_id is not None:
+                    self._delivered(msg_id, now)
+            self._read(pair)
+            for msg_id in unanswered.get(index, []):
+                if msg_id in self.pending:
+                    await pair.visitor.send(self.driver.encode(index, msg_id))
             return pair
 
         reopened = await asyncio.gather(*(back(pair.index) for pair in self.pairs))

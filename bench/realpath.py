@@ -184,9 +184,13 @@ class RealDriver:
             self.error_samples.append(f"{side} error frame: {json.dumps(data)[:200]}")
 
     async def after_open(self, pair: int, visitor: ClientConnection, agent: ClientConnection) -> None:
+        """Both sockets of a pair just opened: the agent's ready, then the visitor's."""
+        await self.agent_ready(pair, agent)
+        await self.visitor_ready(pair, visitor)
+
+    async def agent_ready(self, pair: int, agent: ClientConnection) -> None:
         """hello, then `resume`: from the last seq this agent saw when it saw one (a reconnect), else from the
-        position hello gives; ready once both sockets' `resume.done` arrived. The agent's replay is kept for
-        `replayed`."""
+        position hello gives; ready at `resume.done`. The replay is kept for `replayed`."""
         conversation_id = self.pairs[pair].conversation_id
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
             hello = await _expect(agent, "hello")
@@ -197,15 +201,21 @@ class RealDriver:
             await agent.send(json.dumps({"type": "resume", "conversation_id": conversation_id, "last_seq": last_seq}))
             skipped: list[str] = []
             done = await _expect(agent, "resume.done", skipped)
+        # Only once it is ready: an attempt refused half-way must be retried from where the agent last stood,
+        # or its replay (never counted) would be skipped for good.
+        self.replays.setdefault(pair, []).extend(
+            frame for frame in skipped if frame.startswith('{"type":"message.new"')
+        )
+        self.agent_seq[pair] = done["last_seq"]
+
+    async def visitor_ready(self, pair: int, visitor: ClientConnection) -> None:
+        """hello, then `resume` from the position hello gives; ready at `resume.done`."""
+        conversation_id = self.pairs[pair].conversation_id
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
             hello = await _expect(visitor, "hello")
             last_seq = hello["conversation"]["last_seq"]
             await visitor.send(json.dumps({"type": "resume", "conversation_id": conversation_id, "last_seq": last_seq}))
             await _expect(visitor, "resume.done")
-        # Only once both are open: a pair whose visitor is refused after its agent resumed is dropped and
-        # retried whole, and the retry must resume from where the pair last stood, or the replay of the
-        # failed attempt (never counted) would be skipped for good.
-        self.replays[pair] = [frame for frame in skipped if frame.startswith('{"type":"message.new"')]
-        self.agent_seq[pair] = done["last_seq"]
 
     def replayed(self, pair: int) -> list[str]:
         return self.replays.pop(pair, [])

@@ -80,10 +80,13 @@ class Openings:
 
     def retry_after(self) -> float:
         """When a refused socket should come back (seconds from now): one opening's time after the previous
-        return time handed out, and not before the sockets already waiting had their turn."""
+        return time handed out, and not before the sockets already waiting had their turn (no socket waits
+        longer than OPEN_DEADLINE - OPEN_BUDGET: those still waiting then are refused and get return times of
+        their own, after this one)."""
         now = asyncio.get_running_loop().time()
         interval = self.held_s / OPENING_AT_ONCE  # seconds per socket opened while every turn is taken
-        at = max(self.next_return, now + max(RETRY_AFTER_MIN, self.waiting * interval))
+        ahead = min(self.waiting * interval, OPEN_DEADLINE - OPEN_BUDGET)
+        at = max(self.next_return, now + max(RETRY_AFTER_MIN, ahead))
         at = min(at, now + RETRY_AFTER_MAX)
         self.next_return = at + interval
         return round(at - now, 2)

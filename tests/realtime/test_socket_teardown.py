@@ -251,10 +251,11 @@ async def test_sockets_past_the_limit_of_openings_at_once_wait_their_turn_and_no
 def test_refused_sockets_are_given_return_times_one_opening_apart_after_those_waiting(monkeypatch):
     """The pace of a process's openings (contactcenter.sockets.Openings): each socket refused while it is
     busy gets a return time one opening's time after the one before (a turn's time held over the turns), not
-    before the sockets already waiting for a turn had theirs, and never more than RETRY_AFTER_MAX away."""
+    before the sockets already waiting for a turn had theirs (at most the time a socket may wait: the others
+    are refused and get later return times), and never more than RETRY_AFTER_MAX away."""
     monkeypatch.setattr(sockets, "OPENING_AT_ONCE", 8)
 
-    async def hand_out() -> tuple[list[float], list[float], float]:
+    async def hand_out() -> tuple[list[float], list[float], float, float]:
         process = sockets.Openings()
         for _ in range(50):
             process.turn_held(0.8)  # lately a turn is held 0.8 s: one socket opened every 0.1 s
@@ -262,13 +263,19 @@ def test_refused_sockets_are_given_return_times_one_opening_apart_after_those_wa
         crowded = sockets.Openings()
         for _ in range(50):
             crowded.turn_held(0.8)
-        crowded.waiting = 40  # 4 s of openings ahead
+        crowded.waiting = 15  # 1.5 s of openings ahead
         behind = [crowded.retry_after() for _ in range(2)]
+        storm = sockets.Openings()
+        for _ in range(50):
+            storm.turn_held(0.8)
+        storm.waiting = 2_000  # a storm: only what the others may wait is ahead, the rest come after
+        stormed = storm.retry_after()
         crowded.next_return += 10_000
-        return first, behind, crowded.retry_after()
+        return first, behind, stormed, crowded.retry_after()
 
-    first, behind, far = asyncio.run(hand_out())
+    first, behind, stormed, far = asyncio.run(hand_out())
     assert first[0] == pytest.approx(sockets.RETRY_AFTER_MIN, abs=0.02)
     assert [round(b - a, 2) for a, b in itertools.pairwise(first)] == [pytest.approx(0.1, abs=0.02)] * 2
-    assert behind[0] == pytest.approx(4.0, abs=0.05) and behind[1] - behind[0] == pytest.approx(0.1, abs=0.02)
+    assert behind[0] == pytest.approx(1.5, abs=0.05) and behind[1] - behind[0] == pytest.approx(0.1, abs=0.02)
+    assert stormed == pytest.approx(sockets.OPEN_DEADLINE - sockets.OPEN_BUDGET, abs=0.05)
     assert far == sockets.RETRY_AFTER_MAX
