@@ -70,9 +70,6 @@ class RelayDriver:
     def on_visitor_frame(self, pair: int, frame: str) -> tuple[int, float] | None:
         return None
 
-    async def after_open(self, pair: int, visitor: Any, agent: Any) -> None:
-        return None
-
     async def agent_ready(self, pair: int, agent: Any) -> None:
         return None
 

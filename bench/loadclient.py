@@ -57,16 +57,14 @@ class Driver(Protocol):
         """Reads a visitor frame; (message id, delay s) when that message must be resent (rate_limited)."""
         ...
 
-    async def after_open(self, pair: int, visitor: ClientConnection, agent: ClientConnection) -> None: ...
-
     async def agent_ready(self, pair: int, agent: ClientConnection) -> None:
-        """An agent socket that opened on its own (a storm's reconnect): until it is ready to carry messages."""
+        """An agent socket just opened: until it is ready to carry messages."""
         ...
 
     async def visitor_ready(self, pair: int, visitor: ClientConnection) -> None: ...
 
     def replayed(self, pair: int) -> list[str]:
-        """Agent frames `after_open` read past (a resume's replay): deliveries the readers never saw."""
+        """Agent frames `agent_ready` read past (a resume's replay): deliveries the readers never saw."""
         ...
 
     def notes(self) -> list[str]: ...
@@ -224,7 +222,8 @@ class LoadClient:
                 )
                 opened.append(visitor)
                 pair = Pair(index, visitor, agent)
-                await self.driver.after_open(index, visitor, agent)
+                await self.driver.agent_ready(index, agent)
+                await self.driver.visitor_ready(index, visitor)
                 now = time.perf_counter_ns()
                 for frame in self.driver.replayed(index):
                     msg_id = self.driver.decode_delivery(index, frame)

@@ -183,11 +183,6 @@ class RealDriver:
         if len(self.error_samples) < 3:
             self.error_samples.append(f"{side} error frame: {json.dumps(data)[:200]}")
 
-    async def after_open(self, pair: int, visitor: ClientConnection, agent: ClientConnection) -> None:
-        """Both sockets of a pair just opened: the agent's ready, then the visitor's."""
-        await self.agent_ready(pair, agent)
-        await self.visitor_ready(pair, visitor)
-
     async def agent_ready(self, pair: int, agent: ClientConnection) -> None:
         """hello, then `resume`: from the last seq this agent saw when it saw one (a reconnect), else from the
         position hello gives; ready at `resume.done`. The replay is kept for `replayed`."""

@@ -371,19 +371,19 @@ class ProtocolSocket(AsyncWebsocketConsumer):
         await super().close(code, reason)
 
     async def refuse_unavailable(self, *, retry_after: float | None = None) -> None:
-        if not self.accepted:
-            await self.accept()
-        await self.send_frame(unavailable_frame(retry_after=retry_after))
-        await self.close(code=CLOSE_UNAVAILABLE)
+        await self.refuse_with(unavailable_frame(retry_after=retry_after), CLOSE_UNAVAILABLE)
 
     async def open(self) -> None:
         raise NotImplementedError
 
     async def refuse(self, code: str, message: str, close_code: int) -> None:
+        await self.refuse_with({"type": "error", "code": code, "message": message, "fields": {}}, close_code)
+
+    async def refuse_with(self, frame: dict[str, Any], close_code: int) -> None:
         """Accepts only to say why, then closes: the browser cannot read a refused handshake's reason."""
         if not self.accepted:
             await self.accept()
-        await self.send_frame({"type": "error", "code": code, "message": message, "fields": {}})
+        await self.send_frame(frame)
         await self.close(code=close_code)
 
     async def join(self, group: str) -> None:

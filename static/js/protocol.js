@@ -321,8 +321,8 @@ export class ProtocolClient {
     if (reconnecting) {
       // Jittered (half the backoff, plus up to half again at random): when a server restarts, its thousands
       // of clients come back spread over the interval instead of all in the same millisecond, again and again.
-      // A busy server's return time is already spread and paced: taken as given (a few ms of jitter), and
-      // the backoff does not grow for it.
+      // A busy server's return time is already spread and paced: taken as given (plus up to 250 ms of
+      // jitter), and the backoff does not grow for it.
       let delay;
       if (code === CLOSE_UNAVAILABLE && this.retryAfterMs !== null) {
         delay = this.retryAfterMs + Math.random() * RETRY_AFTER_JITTER_MS;
